@@ -1,0 +1,244 @@
+"""Pure, stateless maths: activations, stable softmax, losses, one-hot.
+
+Everything here takes and returns NumPy arrays and keeps no state; the layers in
+:mod:`handgrad.layers` are built on these functions. Conventions:
+
+* The class axis is the last one: scores of shape ``(N, C)`` are N samples of C classes, and a
+  1-D array of shape ``(C,)`` is one sample.
+* Targets ``t`` come in three kinds, which give the same loss where they mean the same thing:
+  integer class indices of shape ``(N,)`` (a scalar for one sample), one-hot rows of shape
+  ``(N, C)``, or probability rows of shape ``(N, C)``.
+* Integer inputs are computed in float64; float inputs keep their dtype.
+
+This module imports only NumPy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "softmax",
+    "log_softmax",
+    "sigmoid",
+    "relu",
+    "tanh",
+    "one_hot",
+    "cross_entropy_error",
+    "cross_entropy",
+    "CROSS_ENTROPY_DELTA",
+]
+
+#: The small constant the tutorial adds inside ``log`` so that ``log(0)`` never happens.
+CROSS_ENTROPY_DELTA = 1e-7
+
+
+def as_float_array(x, name: str = "input") -> np.ndarray:
+    """Return ``x`` as a floating-point array: floats keep their dtype, integers and bools
+    become float64 (so ``[[1, 2]]`` is not silently truncated anywhere downstream)."""
+    x = np.asarray(x)
+    if x.dtype.kind == "f":
+        return x
+    if x.dtype.kind in "iub":
+        return x.astype(np.float64)
+    raise TypeError(f"{name}: expected a numeric array, got dtype {x.dtype}")
+
+
+def softmax(x, axis: int = -1) -> np.ndarray:
+    """Softmax along ``axis`` (the class axis, last by default), computed per row.
+
+    ``softmax(x)_k = exp(x_k - m) / sum_j exp(x_j - m)`` with ``m = max_j x_j`` of the same row.
+    Subtracting the row maximum changes nothing mathematically (it cancels in the ratio) but
+    keeps every exponent <= 0, so ``[1000, 1010]`` or ``-1000`` neither overflow nor warn.
+
+    Shapes: any; the result has the shape of ``x``, and each slice along ``axis`` sums to 1.
+    """
+    x = as_float_array(x, "softmax")
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    exp_shifted = np.exp(shifted)
+    return exp_shifted / np.sum(exp_shifted, axis=axis, keepdims=True)
+
+
+def log_softmax(x, axis: int = -1) -> np.ndarray:
+    """Logarithm of :func:`softmax`, by log-sum-exp: ``x_k - m - log(sum_j exp(x_j - m))``.
+
+    Exact where ``log(softmax(x))`` underflows to ``-inf`` (a probability below ~1e-308 still has
+    a finite log). Shapes: any; the result has the shape of ``x``.
+    """
+    x = as_float_array(x, "log_softmax")
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def sigmoid(x) -> np.ndarray:
+    """Logistic function ``1 / (1 + exp(-x))``, without overflow for any input.
+
+    For ``x >= 0`` it evaluates ``1 / (1 + exp(-x))`` and for ``x < 0`` the equal
+    ``exp(x) / (1 + exp(x))``, so ``exp`` only ever sees ``-|x|`` and ``+-1000`` give 1 and 0
+    with no warning. Shapes: any; the result has the shape of ``x``.
+    """
+    x = as_float_array(x, "sigmoid")
+    exp_minus_abs = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + exp_minus_abs), exp_minus_abs / (1.0 + exp_minus_abs)).astype(
+        x.dtype, copy=False
+    )
+
+
+def relu(x) -> np.ndarray:
+    """Rectified linear unit ``max(x, 0)``, element-wise. Shapes: any."""
+    x = as_float_array(x, "relu")
+    return np.maximum(x, 0)
+
+
+def tanh(x) -> np.ndarray:
+    """Hyperbolic tangent, element-wise (NumPy's, which never overflows). Shapes: any."""
+    return np.tanh(as_float_array(x, "tanh"))
+
+
+def one_hot(labels, num_classes: int, dtype=np.float64) -> np.ndarray:
+    """One-hot rows for integer class labels.
+
+    ``labels`` of shape ``(N,)`` (or a scalar) with values in ``[0, num_classes)`` give an array
+    of shape ``(N, num_classes)`` (or ``(num_classes,)``) with a single 1 per row.
+    """
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
+        raise ValueError(f"one_hot: num_classes must be a positive integer, got {num_classes!r}")
+    labels = _check_labels(labels, int(num_classes), np.shape(labels), "one_hot")
+    encoded = np.zeros(labels.shape + (int(num_classes),), dtype=dtype)
+    np.put_along_axis(encoded, labels[..., None], 1, axis=-1)
+    return encoded
+
+
+# --- targets ------------------------------------------------------------------------------------
+
+
+def _check_labels(labels, num_classes: int, batch_shape: tuple, who: str) -> np.ndarray:
+    """Validate integer class indices: integer dtype, one per sample, each in [0, C)."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu":
+        raise TypeError(
+            f"{who}: class labels must be integers, got dtype {labels.dtype}"
+            + (" (use t.astype(int) if they are whole numbers)" if labels.dtype.kind == "f" else "")
+        )
+    if labels.shape != batch_shape:
+        raise ValueError(
+            f"{who}: expected {_describe_batch(batch_shape)} label(s) of shape {batch_shape}, "
+            f"got labels of shape {labels.shape}"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(
+            f"{who}: labels must lie in [0, {num_classes}) for {num_classes} classes, "
+            f"got values from {labels.min()} to {labels.max()}"
+        )
+    return labels
+
+
+def _describe_batch(batch_shape: tuple) -> str:
+    return "one" if batch_shape == () else str(int(np.prod(batch_shape)))
+
+
+def parse_targets(t, scores_shape: tuple, who: str):
+    """Decide which of the three target kinds ``t`` is, and validate it against the scores.
+
+    Returns ``("index", labels)`` with integer labels of shape ``scores_shape[:-1]``, or
+    ``("distribution", rows)`` with float rows of shape ``scores_shape`` (one-hot or soft).
+    The rule: a ``t`` with the scores' full shape is a distribution; otherwise it must be one
+    integer label per sample. ``who`` names the caller in error messages.
+    """
+    t = np.asarray(t)
+    if t.shape == tuple(scores_shape) and scores_shape != ():
+        if t.dtype.kind not in "fiub":
+            raise TypeError(f"{who}: target rows must be numeric, got dtype {t.dtype}")
+        return "distribution", t
+    batch_shape = tuple(scores_shape[:-1])
+    if t.ndim == len(scores_shape):
+        raise ValueError(
+            f"{who}: target rows of shape {t.shape} do not match scores of shape "
+            f"{tuple(scores_shape)} (give one-hot or probability rows of the scores' shape, "
+            f"or integer labels of shape {batch_shape})"
+        )
+    return "index", _check_labels(t, scores_shape[-1], batch_shape, who)
+
+
+def check_scores(x, who: str) -> np.ndarray:
+    """Scores (logits or probabilities) must be ``(N, C)`` or ``(C,)`` with N, C >= 1."""
+    x = as_float_array(x, who)
+    if x.ndim not in (1, 2) or 0 in x.shape:
+        raise ValueError(
+            f"{who}: expected scores of shape (N, C) or (C,) with N, C >= 1, got shape {x.shape}"
+        )
+    return x
+
+
+# --- losses -------------------------------------------------------------------------------------
+
+
+def cross_entropy_error(y, t) -> float:
+    """The tutorial's cross-entropy on *probabilities*: ``-sum(t * log(y + delta)) / N``.
+
+    ``y`` has shape ``(N, C)`` (rows of probabilities, e.g. a softmax output) or ``(C,)`` for one
+    sample, where N = 1. ``t`` is one-hot or probability rows of ``y``'s shape, or integer labels
+    of shape ``(N,)`` (a scalar for one sample). Returns the mean over the batch as a float.
+
+    Kept for readers of the tutorial, with its bias documented: ``delta = 1e-7`` inside the log
+    avoids ``log(0) = -inf`` but changes the value. A correct class with probability 0 costs at
+    most ``-log(1e-7) = 16.118``, however wrong the network is, and a correct class with
+    probability 1 gives ``-log(1 + 1e-7) ~ -1e-7``: a slightly *negative* loss. Train with
+    :func:`cross_entropy` (on logits, no delta) instead.
+    """
+    y = check_scores(y, "cross_entropy_error")
+    kind, target = parse_targets(t, y.shape, "cross_entropy_error")
+    y2 = y.reshape(-1, y.shape[-1])
+    batch_size = y2.shape[0]  # from the scores, never from the labels' length
+    if kind == "index":
+        picked = y2[np.arange(batch_size), target.reshape(-1)]
+        return float(-np.sum(np.log(picked + CROSS_ENTROPY_DELTA)) / batch_size)
+    return float(-np.sum(target.reshape(y2.shape) * np.log(y2 + CROSS_ENTROPY_DELTA)) / batch_size)
+
+
+def target_distribution(kind: str, target: np.ndarray, num_classes: int, label_smoothing: float, dtype):
+    """Target rows as probabilities, smoothed the way PyTorch does: ``(1 - eps) t + eps / C``."""
+    if kind == "index":
+        rows = one_hot(target, num_classes, dtype=dtype)
+    else:
+        rows = target.astype(dtype, copy=False)
+    if label_smoothing:
+        rows = rows * (1.0 - label_smoothing) + label_smoothing / num_classes
+    return rows
+
+
+def cross_entropy_from_log_probs(log_probs, kind: str, target, label_smoothing: float = 0.0):
+    """Per-sample ``-sum_k q_k log p_k`` from log-probabilities and parsed targets
+    (see :func:`parse_targets`); shape ``log_probs.shape[:-1]``."""
+    if kind == "index" and not label_smoothing:
+        # Pick the log-probability of each label: no one-hot matrix needed.
+        return -np.take_along_axis(log_probs, target[..., None], axis=-1)[..., 0]
+    q = target_distribution(kind, target, log_probs.shape[-1], label_smoothing, log_probs.dtype)
+    return -np.sum(q * log_probs, axis=-1)
+
+
+def cross_entropy(logits, t, reduction: str = "mean", label_smoothing: float = 0.0):
+    """Cross-entropy of raw scores (logits) against targets, computed stably from log-softmax.
+
+    ``loss_n = -sum_k q_nk * log_softmax(x_n)_k`` where ``q_n`` is the target row: one-hot of the
+    label, or the given probability row, smoothed as ``(1 - eps) q + eps / C`` when
+    ``label_smoothing = eps > 0``. The same definition and results as
+    ``torch.nn.functional.cross_entropy`` (without class weights or ``ignore_index``).
+
+    Shapes: ``logits`` ``(N, C)`` or ``(C,)``; ``t`` integer labels ``(N,)`` (a scalar for one
+    sample) or rows ``(N, C)`` (``(C,)``).
+    ``reduction``: ``"mean"`` (over the N samples) or ``"sum"`` return a float; ``"none"`` returns
+    the per-sample losses, shape ``(N,)`` (``()`` for one sample).
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    logits = check_scores(logits, "cross_entropy")
+    kind, target = parse_targets(t, logits.shape, "cross_entropy")
+    losses = cross_entropy_from_log_probs(log_softmax(logits), kind, target, label_smoothing)
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return float(np.sum(losses))
+    return float(np.mean(losses))

@@ -1,0 +1,70 @@
+"""What every layer shares: parameters and their gradients, mode, and the checks that turn
+bad input into a message naming the layer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..functions import as_float_array
+
+
+class Layer:
+    """A layer: ``y = forward(x)`` and ``dx = backward(dout)``.
+
+    ``params`` and ``grads`` are dicts with the same keys (``"W"``, ``"b"``, ...). Their values
+    are the layer's own arrays for its whole life: ``backward`` writes gradients into the
+    ``grads`` arrays in place and an optimizer updates the ``params`` arrays in place, so any
+    mapping that holds them (a model's ``params``) never falls out of sync.
+
+    ``backward`` never writes into its argument or into what ``forward`` cached.
+    """
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.training = True
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def forward(self, x):  # pragma: no cover - every layer overrides it
+        raise NotImplementedError
+
+    def backward(self, dout):  # pragma: no cover - every layer overrides it
+        raise NotImplementedError
+
+    def train(self, mode: bool = True) -> "Layer":
+        """Switch to training mode (or to evaluation mode with ``mode=False``)."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> "Layer":
+        """Switch to evaluation mode."""
+        return self.train(False)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}={v.shape}" for k, v in self.params.items())
+        return f"{self.name}({shapes})"
+
+    # --- checks shared by the layers ---------------------------------------------------------
+
+    def _input(self, x) -> np.ndarray:
+        """``x`` as a float array (integers become float64), refusing empty or scalar input."""
+        x = as_float_array(x, f"{self.name} input")
+        if x.ndim == 0:
+            raise ValueError(f"{self.name}: expected an array input, got a scalar")
+        return x
+
+    def _require_forward(self, cached) -> None:
+        if cached is None:
+            raise RuntimeError(f"{self.name}: backward() called before forward()")
+
+    def _check_dout(self, dout, expected_shape: tuple) -> np.ndarray:
+        dout = as_float_array(dout, f"{self.name} backward dout")
+        if dout.shape != tuple(expected_shape):
+            raise ValueError(
+                f"{self.name}: backward expected dout of shape {tuple(expected_shape)} "
+                f"(the shape forward returned), got {dout.shape}"
+            )
+        return dout

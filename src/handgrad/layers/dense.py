@@ -1,0 +1,108 @@
+"""The fully connected layer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..functions import as_float_array
+from .base import Layer
+
+
+class Affine(Layer):
+    """Fully connected layer ``y = x W + b`` (the book's convention: ``W`` is ``(in, out)``;
+    PyTorch's ``Linear.weight`` stores its transpose).
+
+    Shapes:
+        W: ``(in, out)``; b: ``(out,)``.
+        x: ``(N, in)``, or ``(N, *)`` with ``in`` features per sample (an image batch), which is
+        flattened to ``(N, in)`` for the product; or ``(in,)`` for one sample.
+        y: ``(N, out)`` (``(out,)`` for one sample).
+
+    Backward, with ``dout = dL/dy`` of y's shape:
+        ``dx = dout W^T`` (returned in x's original shape),
+        ``dW = x^T dout`` (summed over the batch), ``db = sum_n dout_n``.
+
+    Integer ``W``, ``b`` or ``x`` are computed in float64. The output has x's float dtype.
+    ``dW`` and ``db`` are written into the same arrays after every backward (``grads``).
+    """
+
+    def __init__(self, W, b) -> None:
+        super().__init__()
+        W = as_float_array(W, "Affine W")
+        if W.ndim != 2:
+            raise ValueError(f"Affine: W must have shape (in, out), got shape {W.shape}")
+        b = as_float_array(b, "Affine b")
+        if b.shape != (W.shape[1],):
+            raise ValueError(f"Affine: b must have shape ({W.shape[1]},) to match W {W.shape}, got {b.shape}")
+        self.params = {"W": W, "b": b.astype(W.dtype, copy=False)}
+        self.grads = {"W": np.zeros_like(W), "b": np.zeros_like(self.params["b"])}
+        self._x_shape: tuple | None = None
+        self._x2d: np.ndarray | None = None
+
+    # The names the book and the tutorial use. Assigning writes into the existing arrays, so
+    # ``params`` (and a model's mapping of it) keeps seeing the layer's values.
+    @property
+    def W(self) -> np.ndarray:
+        return self.params["W"]
+
+    @W.setter
+    def W(self, value) -> None:
+        self._assign("W", value)
+
+    @property
+    def b(self) -> np.ndarray:
+        return self.params["b"]
+
+    @b.setter
+    def b(self, value) -> None:
+        self._assign("b", value)
+
+    @property
+    def dW(self) -> np.ndarray:
+        return self.grads["W"]
+
+    @property
+    def db(self) -> np.ndarray:
+        return self.grads["b"]
+
+    @property
+    def x(self) -> np.ndarray | None:
+        """The input of the last forward, flattened to ``(N, in)``."""
+        return self._x2d
+
+    def _assign(self, key: str, value) -> None:
+        value = np.asarray(value)
+        if value.shape != self.params[key].shape:
+            raise ValueError(f"Affine: {key} must keep shape {self.params[key].shape}, got {value.shape}")
+        self.params[key][...] = value
+
+    def _weights_as(self, dtype) -> tuple[np.ndarray, np.ndarray]:
+        W, b = self.params["W"], self.params["b"]
+        return W.astype(dtype, copy=False), b.astype(dtype, copy=False)
+
+    def forward(self, x):
+        x = self._input(x)
+        in_features = self.params["W"].shape[0]
+        features = x.shape[0] if x.ndim == 1 else int(np.prod(x.shape[1:]))
+        if features != in_features:
+            raise ValueError(
+                f"Affine: expected input of shape (N, {in_features}) (or (N, *) with {in_features} "
+                f"features per sample, or ({in_features},) for one sample), got {x.shape}"
+            )
+        x2d = x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], -1)
+        W, b = self._weights_as(x.dtype)
+        out = x2d @ W + b
+        self._x_shape, self._x2d = x.shape, x2d
+        return out[0] if x.ndim == 1 else out
+
+    def backward(self, dout):
+        self._require_forward(self._x2d)
+        out_features = self.params["W"].shape[1]
+        one_sample = len(self._x_shape) == 1
+        expected = (out_features,) if one_sample else (self._x_shape[0], out_features)
+        dout2d = self._check_dout(dout, expected).reshape(-1, out_features)
+        W, _ = self._weights_as(self._x2d.dtype)
+        np.matmul(self._x2d.T, dout2d, out=self.grads["W"])
+        np.sum(dout2d, axis=0, out=self.grads["b"])
+        dx = dout2d @ W.T
+        return dx.reshape(self._x_shape)

@@ -1,0 +1,270 @@
+"""The tutorial's two-layer example, reproduced with handgrad's layers and explained.
+
+``x -> Affine(W1, b1) -> Relu -> Affine(W2, b2) -> Relu -> SoftmaxWithLoss(t)``, with every
+backprop gradient printed in the tutorial's order beside the numerical gradient of the same
+quantity, then the tutorial's cross-entropy examples and what its listings get wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from . import functions as F
+from .gradcheck import numerical_gradient, relative_error
+from .layers import Affine, Relu, SoftmaxWithLoss
+
+# The tutorial's numbers.
+TUTORIAL_X = [[1.0, 2.0]]
+TUTORIAL_W1 = [[1.0, 3.0, 5.0], [2.0, 4.0, 6.0]]
+TUTORIAL_B1 = [1.0, 2.0, 3.0]
+TUTORIAL_W2 = [[1.0, 4.0], [2.0, 5.0], [3.0, 6.0]]
+TUTORIAL_B2 = [1.0, 2.0]
+TUTORIAL_T = [[0.0, 1.0]]
+# Same network, an input whose scores differ by 3.4 rather than 118: the softmax is not
+# saturated, the gradients are of order 0.03 and numerical differences can see them. Its
+# third hidden unit is negative, so the Relu mask is visible in relu_dout1.
+UNSATURATED_X = [[-1.0, 0.3]]
+
+# (tutorial's name, what it is, index of the stage whose *input* it is the gradient of)
+# stages: 0 affine1, 1 relu1, 2 affine2, 3 relu2, 4 the loss
+_INPUT_GRADIENTS = [
+    ("dout", "dL/d out, from SoftmaxWithLoss.backward()", 4),
+    ("relu_dout", "dL/d out2 (before the second Relu), from relu2.backward(dout)", 3),
+    ("dout1", "dL/d relu_out1, from affine2.backward(relu_dout)", 2),
+    ("relu_dout1", "dL/d out1 (before the first Relu), from relu1.backward(dout1)", 1),
+    ("dx", "dL/d x, from affine1.backward(relu_dout1)", 0),
+]
+_PARAM_GRADIENTS = [("dW2", 2, "W"), ("db2", 2, "b"), ("dW1", 0, "W"), ("db1", 0, "b")]
+
+
+def _run_network(x, t) -> dict:
+    """Forward and backward through the tutorial's network in float64, with numerical checks."""
+    x = np.array(x, dtype=np.float64)
+    t = np.array(t, dtype=np.float64)
+    layers = [Affine(TUTORIAL_W1, TUTORIAL_B1), Relu(), Affine(TUTORIAL_W2, TUTORIAL_B2), Relu()]
+    loss_layer = SoftmaxWithLoss()
+
+    stage_inputs = [x]
+    for layer in layers:
+        stage_inputs.append(layer.forward(stage_inputs[-1]))
+    out = stage_inputs[-1]
+    loss = loss_layer.forward(out, t)
+    probabilities = loss_layer.y.copy()  # the numerical passes below re-run forward
+
+    backprop = {"dout": loss_layer.backward()}
+    for (name, _, _), layer in zip(_INPUT_GRADIENTS[1:], reversed(layers)):
+        previous = list(backprop.values())[-1]
+        backprop[name] = layer.backward(previous)
+    for name, index, key in _PARAM_GRADIENTS:
+        backprop[name] = layers[index].grads[key].copy()  # copies: the numerical passes re-run forward
+
+    def loss_from_stage(k: int, z: np.ndarray) -> float:
+        for layer in layers[k:]:
+            z = layer.forward(z)
+        return loss_layer.forward(z, t)
+
+    numerical = {}
+    for name, _, k in _INPUT_GRADIENTS:
+        z = stage_inputs[k].copy()
+        numerical[name] = numerical_gradient(lambda z_: loss_from_stage(k, z_), z)
+    for name, index, key in _PARAM_GRADIENTS:
+        numerical[name] = numerical_gradient(lambda _: loss_from_stage(0, x), layers[index].params[key])
+
+    meanings = {name: meaning for name, meaning, _ in _INPUT_GRADIENTS}
+    meanings.update({name: f"dL/d {name[1:]}" for name, _, _ in _PARAM_GRADIENTS})
+    scores = out.reshape(-1)
+    correct = int(np.argmax(t.reshape(-1)))
+    others = np.delete(scores, correct)
+    # log(1 + sum_j exp(s_j - s_correct)) with log1p: exact even where float64 rounds it to 0.
+    exact_loss = float(np.log1p(np.sum(np.exp(others - scores[correct]))))
+    return {
+        "x": x.tolist(),
+        "t": t.tolist(),
+        "out": out.tolist(),
+        "softmax": probabilities.tolist(),
+        "loss": loss,
+        "loss_exact": exact_loss,
+        "loss_tutorial_delta": F.cross_entropy_error(F.softmax(out), t),
+        "gradients": [
+            {
+                "name": name,
+                "meaning": meanings[name],
+                "backprop": backprop[name].tolist(),
+                "numerical": numerical[name].tolist(),
+                "relative_error": relative_error(backprop[name], numerical[name]),
+            }
+            for name in list(backprop)
+        ],
+    }
+
+
+def _tutorial_softmax(a):
+    """The tutorial's listing, verbatim in substance: the max is computed and never used, and
+    the sum runs over the whole array rather than each row."""
+    c = np.max(a)  # noqa: F841 - the tutorial's unused line, kept to show the pitfall
+    exp_a = np.exp(a)
+    return exp_a / np.sum(exp_a)
+
+
+def _pitfalls() -> list[dict]:
+    large = np.array([1000.0, 1010.0])
+    with warnings.catch_warnings(record=True) as caught, np.errstate(over="warn", invalid="warn"):
+        warnings.simplefilter("always")
+        naive = _tutorial_softmax(large)
+    batch = np.array([[1.0, 2.0], [3.0, 4.0]])
+    return [
+        {
+            "name": "softmax_max_never_subtracted",
+            "what": "The tutorial computes c = np.max(a) but never subtracts it: exp(1000) overflows.",
+            "input": large.tolist(),
+            "tutorial": [None if math.isnan(v) else v for v in naive.tolist()],
+            "tutorial_warnings": sorted({str(w.message) for w in caught}),
+            "handgrad": F.softmax(large).tolist(),
+        },
+        {
+            "name": "softmax_normalises_whole_batch",
+            "what": "np.sum(exp_a) sums over the whole batch, so rows do not each sum to 1.",
+            "input": batch.tolist(),
+            "tutorial": _tutorial_softmax(batch).tolist(),
+            "tutorial_row_sums": _tutorial_softmax(batch).sum(axis=1).tolist(),
+            "handgrad": F.softmax(batch).tolist(),
+            "handgrad_row_sums": F.softmax(batch).sum(axis=1).tolist(),
+        },
+    ]
+
+
+def walkthrough() -> dict:
+    """Everything the ``handgrad walkthrough`` command shows, as plain Python data."""
+    t_five = np.zeros(10)
+    t_five[4] = 1.0  # the tutorial's "label = 5": the fifth entry, index 4
+    y_right = np.array([0.1, 0.03, 0.05, 0.2, 0.9, 0.0, 0.1, 0.2, 0.12, 0.03])
+    y_wrong = np.array([0.1, 0.03, 0.05, 0.2, 0.0, 0.1, 0.2, 0.12, 0.03, 0.9])
+    tutorial = _run_network(TUTORIAL_X, TUTORIAL_T)
+    delta_pitfall = {
+        "name": "delta_makes_loss_negative",
+        "what": (
+            "cross_entropy_error adds delta = 1e-7 inside the log. On this network the correct "
+            "class has probability 1.0, so the tutorial's loss is -log(1 + 1e-7), slightly negative."
+        ),
+        "tutorial": tutorial["loss_tutorial_delta"],
+        "exact": tutorial["loss_exact"],
+        "handgrad": tutorial["loss"],
+    }
+    return {
+        "network": "x -> Affine(W1, b1) -> Relu -> Affine(W2, b2) -> Relu -> SoftmaxWithLoss(t)",
+        "W1": TUTORIAL_W1,
+        "b1": TUTORIAL_B1,
+        "W2": TUTORIAL_W2,
+        "b2": TUTORIAL_B2,
+        "tutorial_example": tutorial,
+        "unsaturated_example": _run_network(UNSATURATED_X, TUTORIAL_T),
+        "cross_entropy_examples": [
+            {"case": "correct (y[4] = 0.9)", "y": y_right.tolist(), "t": t_five.tolist(),
+             "cross_entropy_error": F.cross_entropy_error(y_right, t_five)},
+            {"case": "wrong (y[4] = 0.0)", "y": y_wrong.tolist(), "t": t_five.tolist(),
+             "cross_entropy_error": F.cross_entropy_error(y_wrong, t_five)},
+        ],
+        "pitfalls": _pitfalls() + [delta_pitfall],
+    }
+
+
+# --- text ---------------------------------------------------------------------------------------
+
+
+def _fmt(value, label: str = "") -> str:
+    """``label`` then the array, continuation lines aligned under the first element."""
+    # + 0.0 turns -0.0 (a negative gradient times a closed Relu mask) into a plain 0.
+    array = np.asarray(value, dtype=np.float64) + 0.0
+    return label + np.array2string(array, precision=6, separator=", ", prefix=label)
+
+
+def _format_example(title: str, example: dict, explanation: str) -> list[str]:
+    lines = [title, "-" * len(title), explanation, ""]
+    lines.append(f"x = {_fmt(example['x'])}    t = {_fmt(example['t'])}")
+    lines.append(f"out        = {_fmt(example['out'])}    (scores after the second Relu)")
+    lines.append(f"softmax    = {_fmt(example['softmax'])}")
+    lines.append(
+        f"loss       = {example['loss']:.6g}    (exact value {example['loss_exact']:.4g}; "
+        f"the tutorial's delta version gives {example['loss_tutorial_delta']:.6g})"
+    )
+    lines.append("")
+    lines.append("Backward, in the tutorial's order: backprop, then the numerical gradient of the same")
+    lines.append("quantity by central differences (eps = 1e-5), and their relative error.")
+    for grad in example["gradients"]:
+        lines.append(f"  {grad['name']}: {grad['meaning']}")
+        lines.append(_fmt(grad["backprop"], "      backprop  = "))
+        lines.append(_fmt(grad["numerical"], "      numerical = "))
+        lines.append(f"      relative error = {grad['relative_error']:.2e}")
+    lines.append("")
+    return lines
+
+
+def format_text(result: dict) -> str:
+    """A readable report of :func:`walkthrough`'s result."""
+    tut = result["tutorial_example"]
+    lines = [
+        "handgrad walkthrough: the tutorial's two-layer network, backpropagated by hand",
+        "",
+        f"network: {result['network']}",
+        _fmt(result["W1"], "W1 = "),
+        _fmt(result["b1"], "b1 = "),
+        _fmt(result["W2"], "W2 = "),
+        _fmt(result["b2"], "b2 = "),
+        "",
+    ]
+    gap = tut["out"][0][1] - tut["out"][0][0]
+    lines += _format_example(
+        "1. The tutorial's example",
+        tut,
+        "Be warned: the two scores differ by {:.0f}, so the softmax is saturated (probabilities\n"
+        "1 - {:.2g} and {:.2g}). The true gradients are around 1e-51: backprop computes them, but a\n"
+        "float64 loss near 0 cannot change by 1e-56 when an input moves by 1e-5, so the numerical\n"
+        "gradients are 0 and the relative errors are 1. That is float64's limit, not a bug.".format(
+            gap, tut["loss_exact"], tut["loss_exact"]
+        ),
+    )
+    unsaturated = result["unsaturated_example"]
+    worst = max(grad["relative_error"] for grad in unsaturated["gradients"])
+    lines += _format_example(
+        "2. The same network on an unsaturated input",
+        unsaturated,
+        "x = [[-1, 0.3]]: the scores differ by {:.1f}, the gradients are of order 0.03, and\n"
+        "backprop and numerical gradients agree (largest relative error {:.1e}). The third hidden\n"
+        "unit is negative, so the first Relu blocks its gradient (the 0 in relu_dout1).".format(
+            unsaturated["out"][0][1] - unsaturated["out"][0][0], worst
+        ),
+    )
+    lines += ["3. The tutorial's cross-entropy examples", "-" * 39,
+              "cross_entropy_error(y, t) = -sum(t * log(y + 1e-7)), label 5 (index 4):"]
+    for case in result["cross_entropy_examples"]:
+        lines.append(f"  {case['case']:<22} CEE = {case['cross_entropy_error']:.4f}")
+    lines.append("16.118 = -log(1e-7) is the most this loss can ever say, however wrong the network.")
+    lines += ["", "4. What the tutorial's listings get wrong", "-" * 41]
+    for pitfall in result["pitfalls"]:
+        lines.append(f"* {pitfall['name']}: {pitfall['what']}")
+        if pitfall["name"] == "delta_makes_loss_negative":
+            lines.append(f"    tutorial: {pitfall['tutorial']:.6g}   exact: {pitfall['exact']:.4g}   "
+                         f"handgrad (log-softmax): {pitfall['handgrad']:.6g}")
+            lines.append("    (handgrad's 0.0 is the exact value rounded to float64; it is never negative.)")
+        else:
+            lines.append(_fmt(pitfall["input"], "    input:    "))
+            tutorial_value = np.array(pitfall["tutorial"], dtype=np.float64)  # None -> nan
+            lines.append(_fmt(tutorial_value, "    tutorial: "))
+            if pitfall.get("tutorial_warnings"):
+                lines.append(f"              (NumPy warned: {'; '.join(pitfall['tutorial_warnings'])})")
+            if "tutorial_row_sums" in pitfall:
+                lines.append(f"              row sums {_fmt(pitfall['tutorial_row_sums'])}")
+            lines.append(_fmt(pitfall["handgrad"], "    handgrad: "))
+            if "handgrad_row_sums" in pitfall:
+                lines.append(f"              row sums {_fmt(pitfall['handgrad_row_sums'])}")
+    lines += [
+        "* relu_backward_writes_into_dout: the tutorial's Relu.backward does dout[mask] = 0, changing",
+        "    the caller's array; handgrad returns a new array (dout * mask).",
+        "* loss_backward_ignores_dout: SoftmaxWithLoss.backward(dout) must scale by dout; handgrad does.",
+        "* batch_size_from_labels: dividing by t.shape[0] is wrong for one sample with one-hot t (it",
+        "    divides by the number of classes); handgrad divides by the rows of x.",
+    ]
+    return "\n".join(lines)
