@@ -1,0 +1,279 @@
+"""handgrad.layers: every backward against numerical gradients (float64, hypothesis), the
+layer contract of DESIGN.md, and clear errors."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from handgrad import functions as F
+from handgrad.gradcheck import DEFAULT_THRESHOLD, gradient_check
+from handgrad.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh
+
+seeds = st.integers(0, 2**32 - 1)
+sizes = st.integers(1, 6)
+
+
+def away_from_zero(rng, shape, margin=0.05):
+    """Random values at least `margin` from 0, so Relu's kink is never within eps."""
+    u = rng.standard_normal(shape)
+    return np.sign(u + (u == 0)) * (margin + np.abs(u))
+
+
+# --- gradients against numerical differences -----------------------------------------------
+
+
+@given(seed=seeds, n=sizes, d_in=sizes, d_out=sizes)
+def test_affine_gradients_match_numerical(seed, n, d_in, d_out):
+    rng = np.random.default_rng(seed)
+    layer = Affine(rng.standard_normal((d_in, d_out)), rng.standard_normal(d_out))
+    report = gradient_check(layer, rng.standard_normal((n, d_in)), seed=seed)
+    assert set(report.errors) == {"W", "b", "x"}
+    assert report.passed, str(report)
+
+
+@given(seed=seeds, n=sizes, shape=st.tuples(sizes, sizes, sizes), d_out=sizes)
+def test_affine_gradients_for_image_shaped_input(seed, n, shape, d_out):
+    rng = np.random.default_rng(seed)
+    d_in = int(np.prod(shape))
+    layer = Affine(rng.standard_normal((d_in, d_out)), rng.standard_normal(d_out))
+    x = rng.standard_normal((n,) + shape)
+    report = gradient_check(layer, x, seed=seed)
+    assert report.analytic["x"].shape == x.shape
+    assert report.passed, str(report)
+
+
+@given(seed=seeds, d_in=sizes, d_out=sizes)
+def test_affine_gradients_for_one_sample(seed, d_in, d_out):
+    rng = np.random.default_rng(seed)
+    layer = Affine(rng.standard_normal((d_in, d_out)), rng.standard_normal(d_out))
+    x = rng.standard_normal(d_in)
+    assert layer.forward(x).shape == (d_out,)
+    report = gradient_check(layer, x, seed=seed)
+    assert report.analytic["x"].shape == (d_in,)
+    assert report.passed, str(report)
+
+
+@given(seed=seeds, shape=st.lists(sizes, min_size=1, max_size=4))
+def test_relu_gradient_matches_numerical(seed, shape):
+    rng = np.random.default_rng(seed)
+    report = gradient_check(Relu(), away_from_zero(rng, shape), seed=seed)
+    assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("layer_type", [Sigmoid, Tanh])
+@given(seed=seeds, shape=st.lists(sizes, min_size=1, max_size=4))
+def test_smooth_activation_gradients_match_numerical(layer_type, seed, shape):
+    rng = np.random.default_rng(seed)
+    # |x| <= 3 keeps the derivative above 1e-2; far out in saturation it is so small that the
+    # loss's own rounding dominates the central difference.
+    report = gradient_check(layer_type(), rng.uniform(-3, 3, shape), seed=seed)
+    assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("target_kind", ["index", "one_hot", "soft"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+@given(seed=seeds, n=sizes, c=st.integers(2, 6))
+def test_softmax_with_loss_gradient_matches_numerical(target_kind, label_smoothing, seed, n, c):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, c, n)
+    soft = F.softmax(rng.standard_normal((n, c)))
+    t = {"index": labels, "one_hot": F.one_hot(labels, c), "soft": soft}[target_kind]
+    # Unit-scale logits: deep in saturation the loss is ~1e-6, float64 rounds it at ~1e-16 and
+    # central differences lose the digits the relative error needs (see the walkthrough).
+    report = gradient_check(SoftmaxWithLoss(label_smoothing), rng.standard_normal((n, c)), t)
+    assert report.passed, str(report)
+
+
+@given(seed=seeds, c=st.integers(2, 6))
+def test_softmax_with_loss_gradient_for_one_sample(seed, c):
+    rng = np.random.default_rng(seed)
+    label = int(rng.integers(0, c))
+    report = gradient_check(SoftmaxWithLoss(), rng.standard_normal(c), label)
+    assert report.analytic["x"].shape == (c,)
+    assert report.passed, str(report)
+
+
+def test_softmax_with_loss_unnormalised_soft_targets_get_the_exact_gradient():
+    # Rows that do not sum to 1: (y - t) / N would be wrong; y * sum(t) - t is exact.
+    rng = np.random.default_rng(3)
+    t = rng.uniform(0, 2, (3, 4))
+    report = gradient_check(SoftmaxWithLoss(), rng.standard_normal((3, 4)), t)
+    assert report.passed, str(report)
+
+
+# --- the contract ---------------------------------------------------------------------------
+
+
+def make_layers(rng):
+    return [
+        (Affine(rng.standard_normal((4, 3)), rng.standard_normal(3)), (5, 4)),
+        (Relu(), (5, 4)),
+        (Sigmoid(), (5, 4)),
+        (Tanh(), (5, 4)),
+    ]
+
+
+def test_backward_never_writes_into_dout_or_forward_cache():
+    rng = np.random.default_rng(0)
+    for layer, shape in make_layers(rng):
+        x = rng.standard_normal(shape)
+        x_before = x.copy()
+        out = layer.forward(x)
+        out_before = out.copy()
+        dout = rng.standard_normal(out.shape)
+        dout_before = dout.copy()
+        layer.backward(dout)
+        layer.backward(dout)  # twice: the second call sees the same cache
+        np.testing.assert_array_equal(dout, dout_before, err_msg=layer.name)
+        np.testing.assert_array_equal(out, out_before, err_msg=layer.name)
+        np.testing.assert_array_equal(x, x_before, err_msg=layer.name)
+
+
+def test_softmax_with_loss_backward_leaves_probabilities_intact():
+    layer = SoftmaxWithLoss()
+    layer.forward(np.array([[1.0, 2.0, 3.0]]), np.array([2]))
+    y_before = layer.y.copy()
+    layer.backward()
+    layer.backward(2.0)
+    np.testing.assert_array_equal(layer.y, y_before)
+
+
+def test_backward_is_repeatable():
+    rng = np.random.default_rng(1)
+    layer = Affine(rng.standard_normal((4, 3)), rng.standard_normal(3))
+    layer.forward(rng.standard_normal((2, 4)))
+    dout = rng.standard_normal((2, 3))
+    dx1, dW1 = layer.backward(dout), layer.dW.copy()
+    dx2 = layer.backward(dout)
+    np.testing.assert_array_equal(dx1, dx2)
+    np.testing.assert_array_equal(dW1, layer.dW)
+
+
+def test_params_and_grads_are_the_layers_own_arrays():
+    layer = Affine(np.ones((2, 3)), np.zeros(3))
+    W_array, dW_array = layer.params["W"], layer.grads["W"]
+    assert layer.W is W_array and layer.dW is dW_array and layer.db is layer.grads["b"]
+    layer.forward(np.ones((1, 2)))
+    layer.backward(np.ones((1, 3)))
+    assert layer.grads["W"] is dW_array  # gradients written in place, not rebound
+    layer.W = np.full((2, 3), 5.0)  # assignment writes into the same array
+    assert layer.params["W"] is W_array and np.all(W_array == 5.0)
+    layer.params["W"] -= 0.5 * layer.grads["W"]  # an optimizer's in-place update is seen by forward
+    np.testing.assert_array_equal(layer.forward(np.array([1.0, 0.0])), np.full(3, 4.5))
+
+
+def test_layer_keeps_input_dtype():
+    rng = np.random.default_rng(2)
+    layer = Affine(rng.standard_normal((4, 3)), rng.standard_normal(3))  # float64 weights
+    x32 = rng.standard_normal((2, 4)).astype(np.float32)
+    out = layer.forward(x32)
+    assert out.dtype == np.float32
+    assert layer.backward(np.ones((2, 3), np.float32)).dtype == np.float32
+    assert layer.dW.dtype == np.float64  # gradients match the parameters they update
+    for act in (Relu(), Sigmoid(), Tanh()):
+        assert act.forward(x32).dtype == np.float32
+        assert act.backward(np.ones((2, 4), np.float32)).dtype == np.float32
+    loss = SoftmaxWithLoss()
+    assert isinstance(loss.forward(x32[:, :3], np.array([0, 1])), float)
+    assert loss.backward().dtype == np.float32
+
+
+def test_integer_input_and_weights_are_computed_in_float64():
+    layer = Affine(np.array([[1, 3, 5], [2, 4, 6]]), np.array([1, 2, 3]))
+    assert layer.W.dtype == np.float64
+    out = layer.forward(np.array([[1, 2]]))
+    assert out.dtype == np.float64
+    np.testing.assert_array_equal(out, [[6.0, 13.0, 20.0]])
+    assert Relu().forward(np.array([-1, 2])).dtype == np.float64
+
+
+def test_train_and_eval_modes():
+    layer = Relu()
+    assert layer.training
+    assert layer.eval() is layer and not layer.training
+    assert layer.train().training
+
+
+def test_softmax_with_loss_target_kinds_agree():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 3))
+    labels = rng.integers(0, 3, 5)
+    results = []
+    for t in (labels, F.one_hot(labels, 3), F.one_hot(labels, 3).astype(np.int64)):
+        layer = SoftmaxWithLoss()
+        results.append((layer.forward(x, t), layer.backward()))
+    for loss, dx in results[1:]:
+        assert loss == pytest.approx(results[0][0], rel=1e-14)
+        np.testing.assert_allclose(dx, results[0][1], rtol=1e-14, atol=1e-16)
+    assert results[0][0] == pytest.approx(F.cross_entropy(x, labels), rel=1e-14)
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "x, message",
+    [
+        (np.ones((2, 5)), r"Affine: expected input of shape \(N, 4\).*got \(2, 5\)"),
+        (np.ones((2, 2, 3)), r"Affine: expected input of shape \(N, 4\).*got \(2, 2, 3\)"),
+        (np.ones(3), r"Affine: .*\(4,\) for one sample\), got \(3,\)"),
+        (np.float64(1.0), "Affine: expected an array input, got a scalar"),
+    ],
+)
+def test_affine_shape_mismatch_names_layer_and_shapes(x, message):
+    layer = Affine(np.ones((4, 3)), np.zeros(3))
+    with pytest.raises(ValueError, match=message):
+        layer.forward(x)
+
+
+def test_affine_refuses_bad_parameters():
+    with pytest.raises(ValueError, match=r"W must have shape \(in, out\), got shape \(3,\)"):
+        Affine(np.ones(3), np.zeros(3))
+    with pytest.raises(ValueError, match=r"b must have shape \(3,\) to match W \(4, 3\), got \(4,\)"):
+        Affine(np.ones((4, 3)), np.zeros(4))
+    with pytest.raises(ValueError, match=r"W must keep shape \(4, 3\)"):
+        Affine(np.ones((4, 3)), np.zeros(3)).W = np.ones((3, 4))
+
+
+@pytest.mark.parametrize("layer", [Affine(np.ones((2, 2)), np.zeros(2)), Relu(), Sigmoid(), Tanh(), SoftmaxWithLoss()])
+def test_backward_before_forward_says_so(layer):
+    with pytest.raises(RuntimeError, match=f"{layer.name}: backward\\(\\) called before forward\\(\\)"):
+        layer.backward(np.ones((1, 2))) if layer.name != "SoftmaxWithLoss" else layer.backward()
+
+
+def test_backward_with_wrong_dout_shape_names_layer_and_shapes():
+    layer = Relu()
+    layer.forward(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"Relu: backward expected dout of shape \(2, 3\).*got \(3, 2\)"):
+        layer.backward(np.ones((3, 2)))
+    affine = Affine(np.ones((3, 4)), np.zeros(4))
+    affine.forward(np.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"Affine: backward expected dout of shape \(2, 4\)"):
+        affine.backward(np.ones((2, 3)))
+
+
+@pytest.mark.parametrize(
+    "t, error, message",
+    [
+        (np.array([0, 5]), ValueError, r"SoftmaxWithLoss: labels must lie in \[0, 3\) for 3 classes, got values from 0 to 5"),
+        (np.array([-1, 0]), ValueError, r"SoftmaxWithLoss: labels must lie in \[0, 3\)"),
+        (np.array([0, 1, 2]), ValueError, r"SoftmaxWithLoss: expected 2 label\(s\) of shape \(2,\), got labels of shape \(3,\)"),
+        (np.array([[0, 1]]), ValueError, r"SoftmaxWithLoss: target rows of shape \(1, 2\) do not match scores of shape \(2, 3\)"),
+        (np.array(["a", "b"]), TypeError, "SoftmaxWithLoss: class labels must be integers"),
+    ],
+)
+def test_softmax_with_loss_refuses_bad_labels(t, error, message):
+    with pytest.raises(error, match=message):
+        SoftmaxWithLoss().forward(np.zeros((2, 3)), t)
+
+
+def test_softmax_with_loss_refuses_non_scalar_dout():
+    layer = SoftmaxWithLoss()
+    layer.forward(np.zeros((2, 3)), np.array([0, 1]))
+    with pytest.raises(ValueError, match="scalar dout"):
+        layer.backward(np.ones((2, 3)))
+
+
+def test_gradient_check_threshold_is_documented_value():
+    assert DEFAULT_THRESHOLD == 1e-6

@@ -1,0 +1,143 @@
+"""Values and gradients against PyTorch (skipped cleanly when torch is not installed).
+
+Tolerances: 1e-10 in float64, 1e-5 in float32 (relative, with a matching absolute floor).
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+# CI sets HANDGRAD_REQUIRE_TORCH=1 so that a broken torch install fails instead of skipping.
+torch = __import__("torch") if os.environ.get("HANDGRAD_REQUIRE_TORCH") else pytest.importorskip("torch")
+import torch.nn.functional as TF  # noqa: E402
+
+from handgrad import functions as F  # noqa: E402
+from handgrad.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh  # noqa: E402
+
+TOLERANCE = {np.float64: 1e-10, np.float32: 1e-5}
+DTYPES = [np.float64, np.float32]
+
+
+def close(ours, theirs, dtype):
+    tol = TOLERANCE[dtype]
+    theirs = theirs.detach().numpy() if hasattr(theirs, "detach") else np.asarray(theirs)
+    np.testing.assert_allclose(ours, theirs, rtol=tol, atol=tol)
+
+
+def targets(kind, labels, num_classes, rng, dtype):
+    if kind == "index":
+        return labels, torch.from_numpy(labels.astype(np.int64))
+    rows = F.one_hot(labels, num_classes, dtype=dtype) if kind == "one_hot" else \
+        F.softmax(rng.standard_normal((len(labels), num_classes))).astype(dtype)
+    return rows, torch.from_numpy(rows)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", range(5))
+def test_softmax_and_log_softmax(dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((7, 5)) * 10).astype(dtype)
+    close(F.softmax(x), torch.softmax(torch.from_numpy(x), dim=-1), dtype)
+    close(F.log_softmax(x), torch.log_softmax(torch.from_numpy(x), dim=-1), dtype)
+    close(F.softmax(x, axis=0), torch.softmax(torch.from_numpy(x), dim=0), dtype)
+    big = np.array([[1000.0, 1010.0, -1000.0]], dtype=dtype)
+    close(F.log_softmax(big), torch.log_softmax(torch.from_numpy(big), dim=-1), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1, 1.0])
+@pytest.mark.parametrize("kind", ["index", "one_hot", "soft"])
+def test_cross_entropy(dtype, reduction, label_smoothing, kind):
+    rng = np.random.default_rng(7)
+    logits = (3 * rng.standard_normal((6, 4))).astype(dtype)
+    t, t_torch = targets(kind, rng.integers(0, 4, 6), 4, rng, dtype)
+    ours = F.cross_entropy(logits, t, reduction=reduction, label_smoothing=label_smoothing)
+    theirs = TF.cross_entropy(torch.from_numpy(logits), t_torch, reduction=reduction, label_smoothing=label_smoothing)
+    close(ours, theirs, dtype)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
+def test_cross_entropy_one_unbatched_sample(label_smoothing):
+    logits = np.array([0.5, -1.0, 2.0])
+    ours = F.cross_entropy(logits, 1, label_smoothing=label_smoothing)
+    theirs = TF.cross_entropy(torch.from_numpy(logits), torch.tensor(1), label_smoothing=label_smoothing)
+    close(ours, theirs, np.float64)
+
+
+def torch_input(x):
+    return torch.from_numpy(x.copy()).requires_grad_(True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("seed", range(4))
+def test_affine(dtype, seed):
+    rng = np.random.default_rng(seed)
+    n, d_in, d_out = rng.integers(1, 8, 3)
+    W = rng.standard_normal((d_in, d_out)).astype(dtype)
+    b = rng.standard_normal(d_out).astype(dtype)
+    x = rng.standard_normal((n, 2, d_in // 2 or 1)).astype(dtype) if d_in % 2 == 0 else rng.standard_normal((n, d_in)).astype(dtype)
+    dout = rng.standard_normal((n, d_out)).astype(dtype)
+
+    layer = Affine(W, b)
+    out = layer.forward(x)
+    dx = layer.backward(dout)
+
+    linear = torch.nn.Linear(d_in, d_out, dtype=torch.float64 if dtype == np.float64 else torch.float32)
+    with torch.no_grad():
+        linear.weight.copy_(torch.from_numpy(W.T))  # torch stores (out, in): the transpose
+        linear.bias.copy_(torch.from_numpy(b))
+    x_t = torch_input(x)
+    out_t = linear(x_t.reshape(int(n), -1))
+    out_t.backward(torch.from_numpy(dout))
+    close(out, out_t, dtype)
+    close(dx, x_t.grad, dtype)
+    close(layer.dW, linear.weight.grad.T, dtype)
+    close(layer.db, linear.bias.grad, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ours, theirs", [(Relu, torch.relu), (Sigmoid, torch.sigmoid), (Tanh, torch.tanh)])
+def test_activations(dtype, ours, theirs):
+    rng = np.random.default_rng(11)
+    x = (4 * rng.standard_normal((5, 3, 2))).astype(dtype)
+    x[0, 0, 0] = 0.0  # Relu at exactly 0: torch's derivative there is 0, as is ours
+    dout = rng.standard_normal(x.shape).astype(dtype)
+    layer = ours()
+    out = layer.forward(x)
+    dx = layer.backward(dout)
+    x_t = torch_input(x)
+    out_t = theirs(x_t)
+    out_t.backward(torch.from_numpy(dout))
+    close(out, out_t, dtype)
+    close(dx, x_t.grad, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["index", "one_hot", "soft"])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_softmax_with_loss(dtype, kind, label_smoothing):
+    rng = np.random.default_rng(13)
+    x = (2 * rng.standard_normal((8, 5))).astype(dtype)
+    t, t_torch = targets(kind, rng.integers(0, 5, 8), 5, rng, dtype)
+    layer = SoftmaxWithLoss(label_smoothing=label_smoothing)
+    loss = layer.forward(x, t)
+    dx = layer.backward(2.5)
+    x_t = torch_input(x)
+    loss_t = TF.cross_entropy(x_t, t_torch, label_smoothing=label_smoothing)
+    (2.5 * loss_t).backward()
+    close(loss, loss_t, dtype)
+    close(dx, x_t.grad, dtype)
+
+
+def test_softmax_with_loss_one_sample():
+    x = np.array([0.3, -1.2, 2.0, 0.1])
+    layer = SoftmaxWithLoss()
+    loss = layer.forward(x, 2)
+    dx = layer.backward()
+    x_t = torch_input(x)
+    loss_t = TF.cross_entropy(x_t, torch.tensor(2))
+    loss_t.backward()
+    close(loss, loss_t, np.float64)
+    close(dx, x_t.grad, np.float64)
