@@ -5,6 +5,7 @@
 
 __version__ = "0.1.0"
 
-from . import functions, gradcheck, layers  # noqa: E402
+from . import functions, gradcheck, init, layers, optim  # noqa: E402
+from .model import Sequential, TwoLayerNet, mlp  # noqa: E402
 
-__all__ = ["functions", "layers", "gradcheck", "__version__"]
+__all__ = ["functions", "layers", "gradcheck", "init", "optim", "Sequential", "TwoLayerNet", "mlp", "__version__"]

@@ -8,4 +8,7 @@ from .base import Layer
 from .dense import Affine
 from .losses import SoftmaxWithLoss
 
-__all__ = ["Layer", "Affine", "Relu", "Sigmoid", "Tanh", "SoftmaxWithLoss"]
+#: Every layer type that ``handgrad.load`` may rebuild, by the name in a saved architecture.
+LAYER_TYPES = {cls.__name__: cls for cls in (Affine, Relu, Sigmoid, Tanh, SoftmaxWithLoss)}
+
+__all__ = ["LAYER_TYPES", "Layer", "Affine", "Relu", "Sigmoid", "Tanh", "SoftmaxWithLoss"]

@@ -43,6 +43,18 @@ class Layer:
         """Switch to evaluation mode."""
         return self.train(False)
 
+    # --- description, for summaries and save/load ----------------------------------------------
+
+    def spec(self) -> dict:
+        """The layer's architecture as JSON-able data (no weights): ``{"type": name, ...}``."""
+        return {"type": self.name}
+
+    @classmethod
+    def from_spec(cls, spec: dict, dtype=np.float32) -> "Layer":
+        """A new layer of this type from :meth:`spec`'s output; parameters are zeros of ``dtype``
+        until they are filled in."""
+        return cls()
+
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}={v.shape}" for k, v in self.params.items())
         return f"{self.name}({shapes})"

@@ -39,6 +39,14 @@ class Affine(Layer):
         self._x_shape: tuple | None = None
         self._x2d: np.ndarray | None = None
 
+    def spec(self) -> dict:
+        in_features, out_features = self.params["W"].shape
+        return {"type": "Affine", "in_features": int(in_features), "out_features": int(out_features)}
+
+    @classmethod
+    def from_spec(cls, spec: dict, dtype=np.float32) -> "Affine":
+        return cls(np.zeros((spec["in_features"], spec["out_features"]), dtype), np.zeros(spec["out_features"], dtype))
+
     # The names the book and the tutorial use. Assigning writes into the existing arrays, so
     # ``params`` (and a model's mapping of it) keeps seeing the layer's values.
     @property

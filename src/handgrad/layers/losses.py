@@ -34,6 +34,13 @@ class SoftmaxWithLoss(Layer):
         self.loss: float | None = None
         self._target = None
 
+    def spec(self) -> dict:
+        return {"type": self.name, "label_smoothing": self.label_smoothing}
+
+    @classmethod
+    def from_spec(cls, spec: dict, dtype=np.float32) -> "SoftmaxWithLoss":
+        return cls(label_smoothing=float(spec.get("label_smoothing", 0.0)))
+
     def forward(self, x, t) -> float:
         x = F.check_scores(x, self.name)
         kind, target = F.parse_targets(t, x.shape, self.name)

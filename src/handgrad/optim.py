@@ -1,0 +1,262 @@
+"""Optimizers with the book's interface, ``optimizer.update(params, grads)``, and torch.optim's
+hyper-parameter names and update rules (so results carry over between the two).
+
+``params`` and ``grads`` are mappings with the same keys (a model's ``params`` / ``grads``);
+every update is written into the ``params`` arrays in place. Per-parameter state (momentum
+buffers, running averages) is keyed by the same names; ``state_dict()`` /
+``load_state_dict()`` save and restore it exactly, for checkpoints.
+
+Weight decay: ``weight_decay=λ`` adds ``λ p`` to the gradient (L2 regularisation, torch's
+``weight_decay``) in every optimizer but :class:`AdamW`, which decays the weights directly,
+``p -= lr λ p``, separately from the adaptive step (decoupled weight decay).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW",
+           "StepLR", "CosineAnnealingLR", "OPTIMIZERS"]
+
+
+class Optimizer:
+    """Base class: validation, step counting and per-parameter state."""
+
+    def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
+        if not lr >= 0:
+            raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {lr}")
+        if not weight_decay >= 0:
+            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, got {weight_decay}")
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.step_count = 0
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+
+    def update(self, params, grads) -> None:
+        """One step: update every array of ``params`` in place from ``grads`` (same keys)."""
+        if set(params) != set(grads):
+            raise KeyError(f"{type(self).__name__}: params and grads have different keys: "
+                           f"{sorted(set(params) ^ set(grads))}")
+        self.step_count += 1
+        for name, param in params.items():
+            grad = grads[name]
+            if grad.shape != param.shape:
+                raise ValueError(f"{type(self).__name__}: gradient {name!r} has shape {grad.shape}, "
+                                 f"parameter has {param.shape}")
+            self._update_one(name, param, grad, self.state.setdefault(name, {}))
+
+    def _update_one(self, name: str, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
+        raise NotImplementedError
+
+    def _decayed(self, param, grad):
+        """L2 regularisation as torch applies it: the gradient of ``λ/2 |p|^2`` joins the grad."""
+        return grad + self.weight_decay * param if self.weight_decay else grad
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly: hyper-parameters, step count, buffers."""
+        return {"lr": self.lr, "step_count": self.step_count,
+                "state": {name: {k: v.copy() for k, v in s.items()} for name, s in self.state.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.lr = float(state["lr"])
+        self.step_count = int(state["step_count"])
+        self.state = {name: {k: np.array(v) for k, v in s.items()} for name, s in state["state"].items()}
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v}" for k, v in vars(self).items() if k not in ("state", "step_count"))
+        return f"{type(self).__name__}({fields})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, torch.optim.SGD's rule.
+
+    ``g = grad + λ p``; with momentum μ: ``buf = g`` on the first step, then
+    ``buf = μ buf + (1 - dampening) g``; the step direction is ``buf``, or ``g + μ buf`` with
+    ``nesterov=True``; finally ``p -= lr * direction``.
+    """
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
+        super().__init__(lr, weight_decay)
+        if not momentum >= 0:
+            raise ValueError(f"SGD: momentum must be >= 0, got {momentum}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: nesterov=True needs momentum > 0 and dampening = 0")
+        self.momentum, self.dampening, self.nesterov = float(momentum), float(dampening), bool(nesterov)
+
+    def _update_one(self, name, param, grad, state):
+        g = self._decayed(param, grad)
+        if self.momentum:
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = np.array(g, dtype=param.dtype, copy=True)
+            else:
+                buf = state["momentum_buffer"]
+                buf *= self.momentum
+                buf += (1.0 - self.dampening) * g
+            buf = state["momentum_buffer"]
+            g = g + self.momentum * buf if self.nesterov else buf
+        param -= self.lr * g
+
+
+class Momentum(SGD):
+    """SGD with momentum (default 0.9): torch's form of the book's Momentum."""
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, momentum=momentum, weight_decay=weight_decay)
+
+
+class Nesterov(SGD):
+    """Nesterov momentum as torch's ``SGD(nesterov=True)``: step ``g + μ buf``. (The book's
+    Nesterov formula is a different rearrangement and gives different iterates.)"""
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.9, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, momentum=momentum, weight_decay=weight_decay, nesterov=True)
+
+
+class AdaGrad(Optimizer):
+    """torch.optim.Adagrad: ``sum += g^2``, ``p -= lr_t g / (sqrt(sum) + eps)`` with
+    ``lr_t = lr / (1 + (t - 1) lr_decay)``."""
+
+    def __init__(self, lr: float = 0.01, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> None:
+        super().__init__(lr, weight_decay)
+        self.lr_decay, self.initial_accumulator_value, self.eps = float(lr_decay), float(initial_accumulator_value), float(eps)
+
+    def _update_one(self, name, param, grad, state):
+        g = self._decayed(param, grad)
+        if "sum" not in state:
+            state["sum"] = np.full_like(param, self.initial_accumulator_value)
+        state["sum"] += g * g
+        lr = self.lr / (1.0 + (self.step_count - 1) * self.lr_decay)
+        param -= lr * g / (np.sqrt(state["sum"]) + self.eps)
+
+
+class RMSprop(Optimizer):
+    """torch.optim.RMSprop: ``v = α v + (1 - α) g^2``; ``p -= lr g / (sqrt(v) + eps)``
+    (``centered`` subtracts the squared mean gradient under the root; ``momentum`` keeps a
+    buffer of those steps)."""
+
+    def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+                 momentum: float = 0.0, centered: bool = False) -> None:
+        super().__init__(lr, weight_decay)
+        self.alpha, self.eps, self.momentum, self.centered = float(alpha), float(eps), float(momentum), bool(centered)
+
+    def _update_one(self, name, param, grad, state):
+        g = self._decayed(param, grad)
+        if "square_avg" not in state:
+            state["square_avg"] = np.zeros_like(param)
+            if self.centered:
+                state["grad_avg"] = np.zeros_like(param)
+            if self.momentum:
+                state["momentum_buffer"] = np.zeros_like(param)
+        square_avg = state["square_avg"]
+        square_avg *= self.alpha
+        square_avg += (1.0 - self.alpha) * g * g
+        if self.centered:
+            grad_avg = state["grad_avg"]
+            grad_avg *= self.alpha
+            grad_avg += (1.0 - self.alpha) * g
+            denom = np.sqrt(square_avg - grad_avg * grad_avg) + self.eps
+        else:
+            denom = np.sqrt(square_avg) + self.eps
+        if self.momentum:
+            buf = state["momentum_buffer"]
+            buf *= self.momentum
+            buf += g / denom
+            param -= self.lr * buf
+        else:
+            param -= self.lr * g / denom
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam: ``m = β1 m + (1 - β1) g``, ``v = β2 v + (1 - β2) g^2``,
+    ``p -= lr / (1 - β1^t) * m / (sqrt(v) / sqrt(1 - β2^t) + eps)``."""
+
+    decoupled_weight_decay = False
+
+    def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0) -> None:
+        super().__init__(lr, weight_decay)
+        beta1, beta2 = betas
+        if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
+            raise ValueError(f"{type(self).__name__}: betas must lie in [0, 1), got {betas}")
+        self.betas, self.eps = (float(beta1), float(beta2)), float(eps)
+
+    def _update_one(self, name, param, grad, state):
+        beta1, beta2 = self.betas
+        if self.decoupled_weight_decay:
+            param *= 1.0 - self.lr * self.weight_decay
+            g = grad
+        else:
+            g = self._decayed(param, grad)
+        if "exp_avg" not in state:
+            state["exp_avg"], state["exp_avg_sq"] = np.zeros_like(param), np.zeros_like(param)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        m *= beta1
+        m += (1.0 - beta1) * g
+        v *= beta2
+        v += (1.0 - beta2) * g * g
+        t = self.step_count
+        step_size = self.lr / (1.0 - beta1**t)
+        denom = np.sqrt(v) / math.sqrt(1.0 - beta2**t) + self.eps
+        param -= step_size * m / denom
+
+
+class AdamW(Adam):
+    """torch.optim.AdamW: Adam whose weight decay is decoupled, ``p -= lr λ p`` before the step."""
+
+    decoupled_weight_decay = True
+
+    def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01) -> None:
+        super().__init__(lr, betas, eps, weight_decay)
+
+
+OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,
+              "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
+
+
+# --- learning-rate schedules (called once per epoch, as torch's lr_scheduler) ------------------
+
+
+class _Schedule:
+    def __init__(self, optimizer: Optimizer) -> None:
+        self.optimizer = optimizer
+        self.base_lr = optimizer.lr
+        self.epoch = 0
+
+    def step(self) -> float:
+        """Advance one epoch and set the optimizer's ``lr``; returns it."""
+        self.epoch += 1
+        self.optimizer.lr = self.lr_at(self.epoch)
+        return self.optimizer.lr
+
+    def lr_at(self, epoch: int) -> float:
+        raise NotImplementedError
+
+
+class StepLR(_Schedule):
+    """``lr = base_lr * gamma ** (epoch // step_size)`` (torch.optim.lr_scheduler.StepLR)."""
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
+        super().__init__(optimizer)
+        if step_size < 1:
+            raise ValueError(f"StepLR: step_size must be >= 1, got {step_size}")
+        self.step_size, self.gamma = int(step_size), float(gamma)
+
+    def lr_at(self, epoch: int) -> float:
+        return self.base_lr * self.gamma ** (epoch // self.step_size)
+
+
+class CosineAnnealingLR(_Schedule):
+    """``lr = eta_min + (base_lr - eta_min) (1 + cos(pi epoch / T_max)) / 2`` for epochs up to
+    ``T_max`` (torch.optim.lr_scheduler.CosineAnnealingLR's closed form)."""
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
+        super().__init__(optimizer)
+        if T_max < 1:
+            raise ValueError(f"CosineAnnealingLR: T_max must be >= 1, got {T_max}")
+        self.T_max, self.eta_min = int(T_max), float(eta_min)
+
+    def lr_at(self, epoch: int) -> float:
+        return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2

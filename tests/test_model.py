@@ -1,0 +1,109 @@
+"""Sequential, mlp, TwoLayerNet and init."""
+
+import numpy as np
+import pytest
+
+import handgrad as hg
+from handgrad import init
+from handgrad.gradcheck import gradient_check, relative_error
+from handgrad.layers import Affine, Relu, Sigmoid
+from handgrad.model import Sequential, TwoLayerNet, mlp
+
+
+def test_mlp_structure_and_params_are_the_layers_arrays():
+    model = mlp(6, [5, 4], 3, activation="tanh", seed=0)
+    assert [type(layer).__name__ for layer in model.layers] == ["Affine", "Tanh", "Affine", "Tanh", "Affine"]
+    assert list(model.params) == ["0.W", "0.b", "2.W", "2.b", "4.W", "4.b"]
+    assert model.params["2.W"] is model.layers[2].W
+    assert model.grads["2.W"] is model.layers[2].dW
+    assert model.params["0.W"].dtype == np.float32
+    assert model.num_params == 6 * 5 + 5 + 5 * 4 + 4 + 4 * 3 + 3
+
+
+def test_mlp_gradients_match_numerical():
+    rng = np.random.default_rng(1)
+    model = mlp(5, [7, 4], 3, activation="sigmoid", seed=2, dtype=np.float64)
+    report = gradient_check(model, rng.standard_normal((6, 5)), rng.integers(0, 3, 6))
+    assert set(report.errors) == {"0.W", "0.b", "2.W", "2.b", "4.W", "4.b", "x"}
+    assert report.passed, str(report)
+
+
+def test_same_seed_same_weights_and_generator_accepted():
+    a, b = mlp(4, [3], 2, seed=7), mlp(4, [3], 2, seed=7)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    c = mlp(4, [3], 2, seed=np.random.default_rng(7))
+    np.testing.assert_array_equal(a.params["0.W"], c.params["0.W"])
+
+
+@pytest.mark.parametrize("name, std", [("he", np.sqrt(2 / 400)), ("xavier", np.sqrt(2 / 500))])
+def test_initializer_scales(name, std):
+    w = init.get(name)((400, 100), np.random.default_rng(0), np.float64)
+    assert w.std() == pytest.approx(std, rel=0.02) and abs(w.mean()) < 0.01 * std * 10
+    bound = np.sqrt(6 / 400) if name == "he" else np.sqrt(6 / 500)
+    u = init.get(name + "_uniform")((400, 100), np.random.default_rng(0), np.float64)
+    assert np.abs(u).max() <= bound and np.abs(u).max() > 0.95 * bound
+    assert init.get(0.01)((300, 300), np.random.default_rng(0), np.float64).std() == pytest.approx(0.01, rel=0.02)
+
+
+def test_initializer_errors():
+    with pytest.raises(ValueError, match="unknown initializer 'kaiming_magic'"):
+        init.get("kaiming_magic")
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        mlp(2, [2], 2, activation="swish")
+
+
+def test_accuracy_counts_every_sample_including_the_last_partial_batch():
+    model = Sequential([Affine(np.eye(3), np.zeros(3))])
+    x = np.eye(3)[[0, 1, 2, 0, 1, 2, 0]]
+    t = np.array([0, 1, 2, 0, 1, 2, 1])  # only the 7th, in the last partial batch, is wrong
+    assert model.accuracy(x, t, batch_size=3) == pytest.approx(6 / 7)
+    assert model.accuracy(x, np.eye(3)[t], batch_size=2) == pytest.approx(6 / 7)
+
+
+def test_backward_returns_input_gradient_and_train_eval_reach_every_layer():
+    model = mlp(4, [3], 2, seed=0)
+    model.eval()
+    assert not any(layer.training for layer in model.layers + [model.loss_layer])
+    model.train()
+    assert all(layer.training for layer in model.layers + [model.loss_layer])
+    x = np.ones((2, 4), np.float32)
+    model.loss(x, np.array([0, 1]))
+    assert model.backward().shape == (2, 4)
+
+
+def test_errors_say_which_layer():
+    model = mlp(4, [3], 2, seed=0)
+    with pytest.raises(ValueError, match=r"layer 0: Affine: expected input of shape \(N, 4\)"):
+        model.predict(np.ones((2, 5)))
+
+
+def test_summary_lists_shapes_and_parameter_counts():
+    text = mlp(784, [100], 10, seed=0).summary()
+    assert "(N, 100)" in text and "(N, 10)" in text and "78,500" in text and "1,010" in text
+    assert "total parameters: 79,510" in text
+
+
+def test_two_layer_net_is_the_books_network():
+    net = TwoLayerNet(input_size=5, hidden_size=4, output_size=3, seed=0)
+    assert list(net.params) == ["W1", "b1", "W2", "b2"]
+    assert net.params["W1"] is net.layers[0].W and net.params["W1"].dtype == np.float64
+    assert net.params["W1"].std() < 0.05  # weight_init_std = 0.01
+    assert isinstance(net, hg.Sequential) and isinstance(net.layers[1], Relu)
+    rng = np.random.default_rng(3)
+    x, t = rng.standard_normal((4, 5)), rng.integers(0, 3, 4)
+    backprop, numerical = net.gradient(x, t), net.numerical_gradient(x, t)
+    for name in net.params:
+        assert relative_error(backprop[name], numerical[name]) < 1e-6, name
+    # The book's update loop works on it.
+    before = net.loss(x, t)
+    for _ in range(50):
+        grads = net.gradient(x, t)
+        for name in net.params:
+            net.params[name] -= 0.5 * grads[name]
+    assert net.loss(x, t) < before
+
+
+def test_sequential_refuses_non_layers():
+    with pytest.raises(TypeError, match="layer 1 \\(str\\) has no forward/backward"):
+        Sequential([Sigmoid(), "relu"])

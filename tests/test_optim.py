@@ -1,0 +1,87 @@
+"""Optimizers against torch.optim: several steps on the same parameters and gradients."""
+
+import os
+
+import numpy as np
+import pytest
+
+from handgrad import optim
+
+torch = __import__("torch") if os.environ.get("HANDGRAD_REQUIRE_TORCH") else pytest.importorskip("torch")
+
+CASES = [
+    (optim.SGD, dict(lr=0.1), torch.optim.SGD, dict(lr=0.1)),
+    (optim.SGD, dict(lr=0.1, weight_decay=0.01), torch.optim.SGD, dict(lr=0.1, weight_decay=0.01)),
+    (optim.SGD, dict(lr=0.05, momentum=0.8, dampening=0.1), torch.optim.SGD, dict(lr=0.05, momentum=0.8, dampening=0.1)),
+    (optim.Momentum, dict(lr=0.05), torch.optim.SGD, dict(lr=0.05, momentum=0.9)),
+    (optim.Nesterov, dict(lr=0.05, weight_decay=0.1), torch.optim.SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.1)),
+    (optim.AdaGrad, dict(lr=0.1), torch.optim.Adagrad, dict(lr=0.1)),
+    (optim.AdaGrad, dict(lr=0.1, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1),
+     torch.optim.Adagrad, dict(lr=0.1, lr_decay=0.01, weight_decay=0.01, initial_accumulator_value=0.1)),
+    (optim.RMSprop, dict(lr=0.01), torch.optim.RMSprop, dict(lr=0.01)),
+    (optim.RMSprop, dict(lr=0.01, alpha=0.9, momentum=0.5, centered=True, weight_decay=0.01),
+     torch.optim.RMSprop, dict(lr=0.01, alpha=0.9, momentum=0.5, centered=True, weight_decay=0.01)),
+    (optim.Adam, dict(lr=0.01), torch.optim.Adam, dict(lr=0.01)),
+    (optim.Adam, dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+     torch.optim.Adam, dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+    (optim.AdamW, dict(lr=0.01), torch.optim.AdamW, dict(lr=0.01)),
+    (optim.AdamW, dict(lr=0.01, weight_decay=0.5), torch.optim.AdamW, dict(lr=0.01, weight_decay=0.5)),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("ours, our_kwargs, theirs, their_kwargs", CASES,
+                         ids=[f"{c[0].__name__}-{i}" for i, c in enumerate(CASES)])
+def test_matches_torch_over_several_steps(ours, our_kwargs, theirs, their_kwargs, dtype):
+    rng = np.random.default_rng(0)
+    params = {"0.W": rng.standard_normal((4, 3)).astype(dtype), "0.b": rng.standard_normal(3).astype(dtype)}
+    torch_params = {k: torch.tensor(v.copy(), requires_grad=True) for k, v in params.items()}
+    opt, torch_opt = ours(**our_kwargs), theirs(list(torch_params.values()), **their_kwargs)
+    for _ in range(7):
+        grads = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
+        opt.update(params, grads)
+        for k, p in torch_params.items():
+            p.grad = torch.from_numpy(grads[k].copy())
+        torch_opt.step()
+    for k in params:
+        assert params[k].dtype == dtype
+        np.testing.assert_allclose(params[k], torch_params[k].detach().numpy(), rtol=1e-6, atol=1e-6, err_msg=k)
+
+
+@pytest.mark.parametrize("schedule, kwargs, torch_schedule", [
+    (optim.StepLR, dict(step_size=3, gamma=0.5), torch.optim.lr_scheduler.StepLR),
+    (optim.CosineAnnealingLR, dict(T_max=10, eta_min=0.001), torch.optim.lr_scheduler.CosineAnnealingLR),
+])
+def test_schedules_match_torch(schedule, kwargs, torch_schedule):
+    opt = optim.SGD(lr=0.1)
+    torch_opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    ours, theirs = schedule(opt, **kwargs), torch_schedule(torch_opt, **kwargs)
+    for _ in range(10):
+        torch_opt.step()
+        theirs.step()
+        assert ours.step() == pytest.approx(torch_opt.param_groups[0]["lr"], rel=1e-12, abs=1e-15)
+
+
+def test_update_is_in_place_and_state_round_trips():
+    params = {"w": np.ones(3)}
+    alias = params["w"]
+    opt = optim.Adam(lr=0.1)
+    opt.update(params, {"w": np.ones(3)})
+    assert params["w"] is alias and np.all(alias < 1)
+    clone = optim.Adam(lr=0.1)
+    clone.load_state_dict(opt.state_dict())
+    a, b = {"w": alias.copy()}, {"w": alias.copy()}
+    opt.update(a, {"w": np.full(3, 0.5)})
+    clone.update(b, {"w": np.full(3, 0.5)})
+    np.testing.assert_array_equal(a["w"], b["w"])
+
+
+def test_bad_arguments_are_refused_clearly():
+    with pytest.raises(ValueError, match="lr must be >= 0"):
+        optim.SGD(lr=-1)
+    with pytest.raises(ValueError, match="nesterov=True needs momentum > 0"):
+        optim.SGD(lr=0.1, nesterov=True)
+    with pytest.raises(KeyError, match="different keys"):
+        optim.SGD().update({"a": np.ones(1)}, {"b": np.ones(1)})
+    with pytest.raises(ValueError, match=r"gradient 'a' has shape \(2,\), parameter has \(1,\)"):
+        optim.SGD().update({"a": np.ones(1)}, {"a": np.ones(2)})
