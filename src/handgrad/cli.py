@@ -1,12 +1,170 @@
-"""The ``handgrad`` command (also ``python -m handgrad``)."""
+"""The ``handgrad`` command (also ``python -m handgrad``).
+
+Commands: ``train`` (the main job), ``evaluate``, ``predict``, ``walkthrough``. Wrong arguments
+or inputs end with a one-line error and a non-zero exit status, never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
+
+import numpy as np
 
 from . import __version__
+
+# Defaults per dataset when --epochs / --batch-size are not given: seconds on the embedded
+# digits, the book's settings on the 60,000-image sets.
+TRAIN_DEFAULTS = {"digits": (30, 32), "mnist": (5, 100), "fashion-mnist": (5, 100), "mnist1d": (60, 100)}
+
+
+class CommandError(Exception):
+    """An error to report in one line (exit status 1)."""
+
+
+# --- train ---------------------------------------------------------------------------------------
+
+
+def _train(args: argparse.Namespace) -> int:
+    import handgrad as hg
+    from .data import load_dataset
+
+    default_epochs, default_batch = TRAIN_DEFAULTS[args.dataset]
+    epochs = args.epochs if args.epochs is not None else default_epochs
+    batch_size = args.batch_size if args.batch_size is not None else default_batch
+    (x_train, t_train), (x_test, t_test) = load_dataset(args.dataset, data_dir=args.data_dir)
+
+    val, val_name = (x_test, t_test), "test"
+    if args.val_split:
+        # Hold out the end of a fixed permutation of the training set for validation.
+        order = np.random.default_rng(args.seed).permutation(len(x_train))
+        n_val = int(round(args.val_split * len(x_train)))
+        val = (x_train[order[:n_val]], t_train[order[:n_val]])
+        x_train, t_train = x_train[order[n_val:]], t_train[order[n_val:]]
+        val_name = "val"
+    elif args.early_stopping:
+        raise CommandError("--early-stopping needs --val-split (stopping on the test set would leak it)")
+
+    model = hg.mlp(x_train.shape[1], args.hidden, 10, activation=args.activation, init=args.init, seed=args.seed)
+    lr = args.lr if args.lr is not None else (0.1 if args.optimizer in ("sgd", "momentum", "nesterov") else
+                                              0.01 if args.optimizer == "adagrad" else 1e-3)
+    optimizer = hg.optim.OPTIMIZERS[args.optimizer](lr=lr, weight_decay=args.weight_decay)
+    out = Path(args.out)
+    print(f"dataset {args.dataset}: {len(x_train)} train, {len(val[0])} {val_name} samples; model "
+          f"{'-'.join(map(str, [x_train.shape[1], *args.hidden, 10]))} {args.activation}; "
+          f"{args.optimizer} lr {lr:g}; {epochs} epochs of batch {batch_size}")
+
+    def log(record):
+        print(f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  train acc {record['train_accuracy']:.4f}  "
+              f"{val_name} loss {record['val_loss']:.4f}  {val_name} acc {record['val_accuracy']:.4f}  "
+              f"({record['seconds']:.2f} s)", flush=True)
+
+    checkpoint = out / "checkpoint.safetensors"
+    if args.resume and not checkpoint.is_file():
+        raise CommandError(f"--resume: no checkpoint at {checkpoint} (write one with --checkpoint-every)")
+    history = hg.fit(model, optimizer, (x_train, t_train), val=val, epochs=epochs, batch_size=batch_size,
+                     seed=args.seed, early_stopping=args.early_stopping,
+                     checkpoint=checkpoint if (args.checkpoint_every or args.resume) else None,
+                     checkpoint_every=args.checkpoint_every, resume=args.resume, log=log)
+    test_accuracy = model.accuracy(x_test, t_test)
+    hg.save(model, out / "model.safetensors")
+    from .serialize import atomic_write_bytes
+
+    summary = {"dataset": args.dataset, "test_accuracy": test_accuracy, **history.to_dict(),
+               "arguments": {k: v for k, v in vars(args).items() if k != "handler"}}
+    atomic_write_bytes(out / "history.json", [json.dumps(summary, indent=2, default=str).encode()])
+    if history.best_epoch is not None:
+        print(f"early stopping: restored the weights of epoch {history.best_epoch}")
+    print(f"wrote {out / 'model.safetensors'} and {out / 'history.json'}")
+    print(f"test accuracy: {test_accuracy:.4f}")
+    return 0
+
+
+# --- evaluate and predict ------------------------------------------------------------------------
+
+
+def _load_model(path):
+    from .serialize import load
+
+    return load(path)
+
+
+def _check_fits(model, features: int, what: str) -> None:
+    if model.input_size is not None and model.input_size != features:
+        raise CommandError(f"the model takes {model.input_size} features per sample, {what} has {features}")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .data import load_dataset
+
+    model = _load_model(args.model)
+    _, (x_test, t_test) = load_dataset(args.dataset, data_dir=args.data_dir)
+    _check_fits(model, x_test.shape[1], f"dataset {args.dataset}")
+    predicted = model.predict_classes(x_test)
+    classes = int(max(t_test.max(), predicted.max())) + 1
+    confusion = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(confusion, (t_test, predicted), 1)
+    accuracy = float(np.trace(confusion) / len(t_test))
+    print(f"{args.dataset} test set, {len(t_test)} samples")
+    print(f"accuracy: {accuracy:.4f}")
+    print("per-class accuracy:")
+    for c in range(classes):
+        total = confusion[c].sum()
+        print(f"  {c}: {confusion[c, c] / total:.4f}  ({confusion[c, c]}/{total})" if total else f"  {c}: -")
+    print("confusion matrix (rows: true class, columns: predicted):")
+    width = max(4, len(str(confusion.max())) + 1)
+    print("     " + "".join(f"{c:>{width}}" for c in range(classes)))
+    for c in range(classes):
+        print(f"  {c:>2} " + "".join(f"{v:>{width}}" for v in confusion[c]))
+    return 0
+
+
+def _read_image(path: Path, features: int) -> np.ndarray:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise CommandError(f"{path}: reading images needs Pillow (pip install 'handgrad[images]')") from None
+    side = int(round(features ** 0.5))
+    if side * side != features:
+        raise CommandError(f"{path}: the model takes {features} features, not a square image")
+    try:
+        with Image.open(path) as image:
+            gray = image.convert("L").resize((side, side), Image.Resampling.LANCZOS)
+    except OSError as error:
+        raise CommandError(f"{path}: cannot read image ({error})") from None
+    pixels = np.asarray(gray, dtype=np.float32) / 255.0
+    if pixels.mean() > 0.5:  # dark ink on light paper: the datasets have light digits on black
+        pixels = 1.0 - pixels
+    return pixels.reshape(1, -1)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    features = model.input_size
+    for name in args.files:
+        path = Path(name)
+        if not path.is_file():
+            raise CommandError(f"{path}: no such file")
+        if path.suffix.lower() == ".npy":
+            try:
+                x = np.load(path, allow_pickle=False)
+            except ValueError as error:
+                raise CommandError(f"{path}: not a plain .npy array ({error})") from None
+            x = x.reshape(1, -1) if x.ndim <= 1 or x.size == features else x.reshape(len(x), -1)
+        else:
+            x = _read_image(path, features)
+        _check_fits(model, x.shape[1], str(path))
+        probabilities = model.predict_proba(x.astype(np.float32))
+        for i, row in enumerate(probabilities):
+            label = f"{path}" if len(probabilities) == 1 else f"{path}[{i}]"
+            top = ", ".join(f"{c}: {p:.3f}" for c, p in sorted(enumerate(row), key=lambda cp: -cp[1])[:3])
+            print(f"{label}: class {int(row.argmax())}  (probabilities {top})")
+    return 0
+
+
+# --- walkthrough ---------------------------------------------------------------------------------
 
 
 def _walkthrough(args: argparse.Namespace) -> int:
@@ -21,25 +179,81 @@ def _walkthrough(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- parser --------------------------------------------------------------------------------------
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="handgrad",
-        description="Neural networks in NumPy with gradients written by hand, layer by layer.",
-    )
+    from .data import DATASETS
+    from .model import ACTIVATIONS
+    from .optim import OPTIMIZERS
+
+    parser = argparse.ArgumentParser(prog="handgrad",
+                                     description="Neural networks in NumPy with gradients written by hand, layer by layer.")
     parser.add_argument("--version", action="version", version=f"handgrad {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    walk = commands.add_parser(
-        "walkthrough",
-        help="the tutorial's two-layer network, every gradient beside its numerical check",
-        description="Reproduce the tutorial's two-layer example: forward, loss, every backprop "
-        "gradient beside the numerical one, its cross-entropy examples and its pitfalls.",
-    )
+
+    train = commands.add_parser("train", help="train an MLP and save it (default: the embedded digits, in seconds)",
+                                description="Train a multilayer perceptron; print per-epoch loss and accuracies; "
+                                "write model.safetensors and history.json into --out.")
+    train.add_argument("--dataset", choices=DATASETS, default="digits")
+    train.add_argument("--hidden", type=_positive_int, nargs="*", default=[100], metavar="N",
+                       help="hidden layer widths (default: 100)")
+    train.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
+    train.add_argument("--init", default="he", help="he, he_uniform, xavier, xavier_uniform (default: he)")
+    train.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
+    train.add_argument("--lr", type=float, help="learning rate (default: 1e-3 for adam/adamw/rmsprop, 0.1 for sgd)")
+    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--epochs", type=_positive_int, help="default: 30 for digits, 5 for mnist / fashion-mnist")
+    train.add_argument("--batch-size", type=_positive_int, help="default: 32 for digits, 100 otherwise")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--val-split", type=_fraction, default=0.0,
+                       help="hold out this fraction of the training set for validation (default: report the test set)")
+    train.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
+                       help="stop after PATIENCE epochs without a better validation loss (needs --val-split)")
+    train.add_argument("--data-dir", help="data root with one folder per dataset (default: $HANDGRAD_DATA, then the cache)")
+    train.add_argument("--out", default="handgrad-run", help="output folder (default: handgrad-run)")
+    train.add_argument("--checkpoint-every", type=int, default=0, metavar="K", help="write a checkpoint every K epochs")
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a saved model")
+    evaluate.add_argument("model", help="a model.safetensors written by handgrad")
+    evaluate.add_argument("--dataset", choices=DATASETS, default="digits")
+    evaluate.add_argument("--data-dir")
+    evaluate.set_defaults(handler=_evaluate)
+
+    predict = commands.add_parser("predict", help="classify .npy arrays or PNG/JPEG digit images")
+    predict.add_argument("model", help="a model.safetensors written by handgrad")
+    predict.add_argument("files", nargs="+", metavar="FILE")
+    predict.set_defaults(handler=_predict)
+
+    walk = commands.add_parser("walkthrough", help="the tutorial's two-layer network, every gradient beside its numerical check",
+                               description="Reproduce the tutorial's two-layer example: forward, loss, every backprop "
+                               "gradient beside the numerical one, its cross-entropy examples and its pitfalls.")
     walk.add_argument("--json", action="store_true", help="print JSON instead of text")
     walk.set_defaults(handler=_walkthrough)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .data import DataError
+    from .serialize import SerializationError
+    from .train import TrainingDiverged
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -49,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except BrokenPipeError:  # `handgrad walkthrough | head` is fine
         return 0
+    except (CommandError, DataError, SerializationError, TrainingDiverged, FileNotFoundError, ValueError) as error:
+        print(f"handgrad {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"handgrad {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,243 @@
+"""The training loop: epochs of minibatches, evaluation, history, early stopping, checkpoints.
+
+``fit`` walks a fresh permutation of the training set every epoch (sampling without
+replacement, the last partial batch included), evaluates in eval mode, and with the same seed
+produces bit-for-bit the same weights. A run resumed from a checkpoint continues exactly as if
+it had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import serialize
+
+__all__ = ["fit", "evaluate", "History", "TrainingDiverged"]
+
+CHECKPOINT_FORMAT = "handgrad.checkpoint"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class History:
+    """One record per epoch: ``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``,
+    ``val_accuracy`` (None without validation data), ``seconds``, ``lr``. ``history["val_accuracy"]``
+    gives one column as a list."""
+
+    records: list = field(default_factory=list)
+    best_epoch: int | None = None  # set by early stopping: the epoch whose weights were restored
+
+    def __getitem__(self, key: str) -> list:
+        return [record[key] for record in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def to_dict(self) -> dict:
+        return {"epochs": self.records, "best_epoch": self.best_epoch}
+
+
+def _labels(t: np.ndarray) -> np.ndarray:
+    return t.argmax(axis=-1) if t.ndim == 2 else t
+
+
+def evaluate(model, x, t, batch_size: int = 1000) -> tuple[float, float]:
+    """``(mean loss, accuracy)`` over every sample, in eval mode (the mode is restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(x), batch_size):
+            xb, tb = x[start:start + batch_size], t[start:start + batch_size]
+            scores = model.predict(xb)
+            loss_sum += model.loss_layer.forward(scores, tb) * len(xb)
+            correct += int(np.sum(scores.argmax(axis=-1) == _labels(tb)))
+        return loss_sum / len(x), correct / len(x)
+    finally:
+        model.train(was_training)
+
+
+def _copy_params(model) -> dict:
+    return {name: value.copy() for name, value in model.params.items()}
+
+
+def _restore_params(model, saved: dict) -> None:
+    for name, value in model.params.items():
+        value[...] = saved[name]
+
+
+def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int = 100, seed=0,
+        scheduler=None, early_stopping: int | None = None, min_delta: float = 0.0, max_steps: int | None = None,
+        checkpoint=None, checkpoint_every: int = 0, resume: bool = False, progress: bool | None = None,
+        log=None) -> History:
+    """Train ``model`` with ``optimizer`` on ``train = (x, t)``; returns the :class:`History`.
+
+    * ``val = (x, t)``: evaluated after every epoch (loss and accuracy, eval mode).
+    * ``seed``: an int; the permutations come from ``numpy.random.default_rng(seed)``.
+    * ``scheduler``: an ``optim.StepLR`` / ``CosineAnnealingLR``, stepped after every epoch.
+    * ``early_stopping=patience``: stop when the validation loss has not improved by more than
+      ``min_delta`` for ``patience`` epochs, and restore the best epoch's weights.
+    * ``max_steps``: stop after this many optimizer steps, even mid-epoch (the book counts
+      iterations, not epochs).
+    * ``checkpoint=path`` with ``checkpoint_every=k``: write the whole training state every k
+      epochs (atomically); ``resume=True`` continues from that file when it exists.
+    * ``progress``: a tqdm bar per epoch (default: only when stderr is a terminal and tqdm is
+      installed). ``log``: called with each epoch's record (the CLI prints it).
+
+    A NaN or infinite loss raises :class:`TrainingDiverged` naming the epoch and step, with the
+    weights restored to those at the start of that epoch (the last ones known to be good).
+    """
+    x, t = (np.asarray(a) for a in train)
+    if len(x) != len(t):
+        raise ValueError(f"fit: {len(x)} training inputs but {len(t)} targets")
+    if len(x) == 0:
+        raise ValueError("fit: the training set is empty")
+    if batch_size < 1 or epochs < 0:
+        raise ValueError(f"fit: batch_size must be >= 1 and epochs >= 0, got {batch_size} and {epochs}")
+    if early_stopping is not None and val is None:
+        raise ValueError("fit: early_stopping needs validation data (val=...)")
+    if checkpoint_every and checkpoint is None:
+        raise ValueError("fit: checkpoint_every needs a checkpoint path")
+
+    rng = np.random.default_rng(seed)
+    state = {"epoch": 0, "global_step": 0, "best_loss": math.inf, "best_epoch": None, "wait": 0}
+    history, best_weights = History(), None
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        state, history, best_weights = _load_checkpoint(checkpoint, model, optimizer, scheduler, rng)
+
+    show_progress = _want_progress() if progress is None else progress
+    stop = max_steps is not None and state["global_step"] >= max_steps
+    model.train()
+    while state["epoch"] < epochs and not stop:
+        epoch = state["epoch"] + 1
+        started = time.perf_counter()
+        last_good = _copy_params(model)
+        order = rng.permutation(len(x))
+        loss_sum, correct = 0.0, 0
+        seen = 0
+        batches = range(0, len(x), batch_size)
+        bar = _progress_bar(batches, epoch, epochs) if show_progress else None
+        for step, start in enumerate(batches, 1):
+            index = order[start:start + batch_size]
+            xb, tb = x[index], t[index]
+            scores = model.predict(xb)
+            loss = model.loss_layer.forward(scores, tb)
+            if not math.isfinite(loss):
+                _restore_params(model, last_good)
+                raise TrainingDiverged(
+                    f"loss became {loss} at epoch {epoch}, step {step} (lr {optimizer.lr:g}); weights were restored "
+                    f"to those at the start of epoch {epoch}. Try a smaller learning rate.")
+            model.backward()
+            optimizer.update(model.params, model.grads)
+            loss_sum += loss * len(index)
+            correct += int(np.sum(scores.argmax(axis=-1) == _labels(tb)))
+            seen += len(index)
+            state["global_step"] += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+            if max_steps is not None and state["global_step"] >= max_steps:
+                stop = True
+                break
+        if bar is not None:
+            bar.close()
+
+        record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+                  "val_loss": None, "val_accuracy": None, "lr": optimizer.lr, "steps": state["global_step"]}
+        if val is not None:
+            record["val_loss"], record["val_accuracy"] = evaluate(model, *val)
+        record["seconds"] = time.perf_counter() - started
+        history.records.append(record)
+        state["epoch"] = epoch
+        if scheduler is not None:
+            scheduler.step()
+        if early_stopping is not None:
+            if record["val_loss"] < state["best_loss"] - min_delta:
+                state.update(best_loss=record["val_loss"], best_epoch=epoch, wait=0)
+                best_weights = _copy_params(model)
+            else:
+                state["wait"] += 1
+                stop = stop or state["wait"] >= early_stopping
+        if checkpoint is not None and checkpoint_every and (epoch % checkpoint_every == 0 or stop or epoch == epochs):
+            _save_checkpoint(checkpoint, model, optimizer, scheduler, rng, state, history, best_weights)
+        if log is not None:
+            log(record)
+
+    if early_stopping is not None and best_weights is not None:
+        _restore_params(model, best_weights)
+        history.best_epoch = state["best_epoch"]
+    return history
+
+
+# --- progress ------------------------------------------------------------------------------------
+
+
+def _want_progress() -> bool:
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:
+        return False
+    return sys.stderr.isatty()
+
+
+def _progress_bar(batches, epoch, epochs):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=len(batches), desc=f"epoch {epoch}/{epochs}", leave=False, file=sys.stderr)
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+
+
+def _save_checkpoint(path, model, optimizer, scheduler, rng, state, history, best_weights) -> None:
+    tensors = serialize.layer_tensors(model, prefix="model.")
+    opt_state = optimizer.state_dict()
+    for name, buffers in opt_state["state"].items():
+        for key, value in buffers.items():
+            tensors[f"optimizer.{key}.{name}"] = value
+    for name, value in (best_weights or {}).items():
+        tensors[f"best.{name}"] = value
+    meta = {
+        "state": state, "rng": rng.bit_generator.state, "history": history.to_dict(),
+        "optimizer": {"type": type(optimizer).__name__, "lr": opt_state["lr"], "step_count": opt_state["step_count"]},
+        "scheduler": None if scheduler is None else {"type": type(scheduler).__name__, "epoch": scheduler.epoch},
+    }
+    serialize.write_safetensors(path, tensors, {
+        "format": CHECKPOINT_FORMAT, "architecture": json.dumps(model.spec()), "training": json.dumps(meta),
+    })
+
+
+def _load_checkpoint(path, model, optimizer, scheduler, rng):
+    tensors, metadata = serialize.read_safetensors(path)
+    if metadata.get("format") != CHECKPOINT_FORMAT:
+        raise serialize.SerializationError(f"{path}: not a handgrad checkpoint")
+    if json.loads(metadata["architecture"]) != model.spec():
+        raise serialize.SerializationError(f"{path}: checkpoint was written for a different architecture")
+    meta = json.loads(metadata["training"])
+    if meta["optimizer"]["type"] != type(optimizer).__name__:
+        raise serialize.SerializationError(
+            f"{path}: checkpoint used {meta['optimizer']['type']}, this run uses {type(optimizer).__name__}")
+    serialize.load_weights_into(model, {k: v for k, v in tensors.items() if k.startswith("model.")}, path, prefix="model.")
+    buffers: dict = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            buffer_name, param_name = key[len("optimizer."):].split(".", 1)
+            buffers.setdefault(param_name, {})[buffer_name] = value
+    optimizer.load_state_dict({"lr": meta["optimizer"]["lr"], "step_count": meta["optimizer"]["step_count"],
+                               "state": buffers})
+    if scheduler is not None and meta["scheduler"] is not None:
+        scheduler.epoch = meta["scheduler"]["epoch"]
+    rng.bit_generator.state = meta["rng"]
+    history = History(records=meta["history"]["epochs"], best_epoch=meta["history"]["best_epoch"])
+    best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")} or None
+    return meta["state"], history, best
