@@ -196,12 +196,19 @@ def _fraction(text: str) -> float:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage mistakes reported in one line instead of the whole usage text."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .data import DATASETS
     from .model import ACTIVATIONS
     from .optim import OPTIMIZERS
 
-    parser = argparse.ArgumentParser(prog="handgrad",
+    parser = _Parser(prog="handgrad",
                                      description="Neural networks in NumPy with gradients written by hand, layer by layer.")
     parser.add_argument("--version", action="version", version=f"handgrad {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

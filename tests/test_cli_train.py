@@ -1,0 +1,132 @@
+"""The train / evaluate / predict commands, as a user runs them."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import handgrad as hg
+from handgrad.cli import main
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "handgrad", *args], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    proc = run("train", "--epochs", "8", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out, proc.stdout
+
+
+def test_train_with_no_arguments_uses_the_embedded_digits(tmp_path):
+    proc = run("train", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0].startswith("dataset digits: 1438 train, 359 test samples")
+    assert sum(line.startswith("epoch ") for line in lines) == 30
+    assert lines[-1].startswith("test accuracy: 0.9")
+    accuracy = float(lines[-1].split(": ")[1])
+    assert accuracy > 0.94
+    assert (tmp_path / "handgrad-run" / "model.safetensors").is_file()
+    history = json.loads((tmp_path / "handgrad-run" / "history.json").read_text())
+    assert history["test_accuracy"] == pytest.approx(accuracy, abs=5e-5)
+    assert len(history["epochs"]) == 30
+
+
+def test_saved_model_reproduces_the_reported_accuracy(trained):
+    out, stdout = trained
+    reported = float(stdout.strip().splitlines()[-1].split(": ")[1])
+    model = hg.load(out / "model.safetensors")
+    _, (x_test, t_test) = hg.data.load_dataset("digits")
+    assert model.accuracy(x_test, t_test) == pytest.approx(reported, abs=5e-5)
+
+
+def test_evaluate_prints_accuracy_per_class_and_confusion(trained, capsys):
+    out, stdout = trained
+    assert main(["evaluate", str(out / "model.safetensors")]) == 0
+    text = capsys.readouterr().out
+    reported = stdout.strip().splitlines()[-1].split(": ")[1]
+    assert f"accuracy: {reported}" in text
+    assert "per-class accuracy:" in text and "confusion matrix" in text
+    rows = [line.split() for line in text.splitlines()[-10:]]
+    confusion = np.array([[int(v) for v in row[1:]] for row in rows])
+    assert confusion.sum() == 359 and np.trace(confusion) / 359 == pytest.approx(float(reported), abs=5e-5)
+
+
+def test_predict_npy_and_images(trained, tmp_path, capsys):
+    out, _ = trained
+    _, (x_test, t_test) = hg.data.load_dataset("digits")
+    np.save(tmp_path / "one.npy", x_test[3])
+    np.save(tmp_path / "many.npy", x_test[:4])
+    Image = pytest.importorskip("PIL.Image")
+    # A light digit on dark background, and the same digit as dark ink on white paper, enlarged.
+    pixels = (x_test[3].reshape(8, 8) * 255).astype(np.uint8)
+    Image.fromarray(pixels).resize((64, 64), Image.Resampling.NEAREST).save(tmp_path / "light.png")
+    Image.fromarray(255 - pixels).resize((64, 64), Image.Resampling.NEAREST).save(tmp_path / "ink.png")
+    assert main(["predict", str(out / "model.safetensors"), str(tmp_path / "one.npy"), str(tmp_path / "many.npy"),
+                 str(tmp_path / "light.png"), str(tmp_path / "ink.png")]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 + 4 + 2
+    model = hg.load(out / "model.safetensors")
+    expected = model.predict_classes(x_test[:4])
+    assert lines[0].split("class ")[1].split()[0] == str(expected[3])
+    assert [line.split("class ")[1].split()[0] for line in lines[1:5]] == [str(c) for c in expected]
+    assert lines[5].split("class ")[1].split()[0] == lines[6].split("class ")[1].split()[0]  # polarity handled
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "missing.safetensors"], "missing.safetensors: no such file"),
+    (["predict", "missing.safetensors", "x.npy"], "no such file"),
+    (["train", "--dataset", "mnist", "--data-dir", "nowhere", "--epochs", "1"], "not found in"),
+    (["train", "--early-stopping", "3"], "--early-stopping needs --val-split"),
+    (["train", "--init", "magic"], "unknown initializer 'magic'"),
+    (["train", "--resume", "--out", "fresh"], "no checkpoint at"),
+])
+def test_bad_input_is_a_one_line_error(tmp_path, args, message, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("HANDGRAD_DATA", raising=False)
+    import handgrad.data.fetch as fetch
+    monkeypatch.setattr(fetch, "_download", lambda *a: (_ for _ in ()).throw(fetch.DataError("not found in " + str(a[3]))))
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "missing.safetensors"], "handgrad evaluate: error: missing.safetensors: no such file"),
+    (["train", "--early-stopping", "3"], "--early-stopping needs --val-split"),
+    (["train", "--lr"], "expected one argument"),
+    (["train", "--dataset", "cifar"], "invalid choice: 'cifar'"),
+])
+def test_errors_have_no_traceback(tmp_path, args, message):
+    proc = run(*args, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_model_that_does_not_fit_the_dataset(trained, tmp_path):
+    out, _ = trained
+    np.save(tmp_path / "wrong.npy", np.zeros(10))
+    proc = run("predict", str(out / "model.safetensors"), str(tmp_path / "wrong.npy"))
+    assert proc.returncode == 1
+    assert "the model takes 64 features per sample" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_checkpoint_and_resume_from_the_command_line(tmp_path):
+    base = ["train", "--hidden", "16", "--batch-size", "128", "--checkpoint-every", "1"]
+    straight = run(*base, "--epochs", "4", "--out", str(tmp_path / "a"))
+    first = run(*base, "--epochs", "2", "--out", str(tmp_path / "b"))
+    resumed = run(*base, "--epochs", "4", "--out", str(tmp_path / "b"), "--resume")
+    for proc in (straight, first, resumed):
+        assert proc.returncode == 0, proc.stderr
+    a, b = hg.load(tmp_path / "a" / "model.safetensors"), hg.load(tmp_path / "b" / "model.safetensors")
+    for key in a.params:
+        np.testing.assert_array_equal(a.params[key], b.params[key])
+    assert straight.stdout.splitlines()[-1] == resumed.stdout.splitlines()[-1]

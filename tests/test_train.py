@@ -1,0 +1,160 @@
+"""fit: permutations, determinism, early stopping, divergence, checkpoints and exact resume."""
+
+import numpy as np
+import pytest
+
+import handgrad as hg
+from handgrad.train import TrainingDiverged
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return hg.data.load_dataset("digits")
+
+
+def weights(model):
+    return {k: v.copy() for k, v in model.params.items()}
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_fit_learns_digits_and_records_history(digits):
+    (x, t), (x_test, t_test) = digits
+    model = hg.mlp(64, [100], 10, seed=0)
+    history = hg.fit(model, hg.optim.Adam(lr=1e-3), (x, t), val=(x_test, t_test), epochs=15, batch_size=32, seed=0)
+    assert len(history) == 15 and history["epoch"] == list(range(1, 16))
+    assert history["train_loss"][-1] < history["train_loss"][0] / 5
+    assert history["val_accuracy"][-1] > 0.93
+    assert model.accuracy(x_test, t_test) == pytest.approx(history["val_accuracy"][-1])
+    assert all(s > 0 for s in history["seconds"])
+    assert history["steps"][-1] == 15 * int(np.ceil(len(x) / 32))  # the last partial batch is a step
+
+
+def test_every_epoch_sees_every_sample_once(monkeypatch):
+    seen = []
+
+    class Recorder(hg.optim.SGD):
+        pass
+
+    x = np.arange(10, dtype=np.float64)[:, None] * np.ones((1, 2))
+    t = np.zeros(10, dtype=np.int64)
+    model = hg.mlp(2, [], 2, seed=0, dtype=np.float64)
+    original = model.predict
+
+    def spy(xb):
+        seen.append(xb[:, 0].astype(int).tolist())
+        return original(xb)
+
+    monkeypatch.setattr(model, "predict", spy)
+    hg.fit(model, Recorder(lr=0.0), (x, t), epochs=2, batch_size=4, seed=3)
+    assert [len(b) for b in seen] == [4, 4, 2, 4, 4, 2]
+    first, second = sum(seen[:3], []), sum(seen[3:], [])
+    assert sorted(first) == sorted(second) == list(range(10))
+    assert first != second  # a fresh permutation each epoch
+
+
+def test_same_seed_gives_bitwise_identical_weights(digits):
+    (x, t), _ = digits
+    runs = []
+    for _ in range(2):
+        model = hg.mlp(64, [32], 10, seed=5)
+        hg.fit(model, hg.optim.Adam(), (x, t), epochs=2, batch_size=50, seed=9)
+        runs.append(weights(model))
+    assert_same_weights(*runs)
+    other = hg.mlp(64, [32], 10, seed=5)
+    hg.fit(other, hg.optim.Adam(), (x, t), epochs=2, batch_size=50, seed=10)
+    assert not np.array_equal(other.params["0.W"], runs[0]["0.W"])
+
+
+def test_evaluation_runs_in_eval_mode_and_training_resumes_in_train_mode(digits):
+    (x, t), (x_test, t_test) = digits
+    modes = []
+
+    class ModeSpy(hg.layers.Relu):
+        def forward(self, x):
+            modes.append(self.training)
+            return super().forward(x)
+
+    model = hg.mlp(64, [16], 10, seed=0)
+    model.layers[1] = ModeSpy()
+    hg.fit(model, hg.optim.SGD(lr=0.1), (x[:100], t[:100]), val=(x_test[:50], t_test[:50]), epochs=2, batch_size=100)
+    assert modes == [True, False, True, False]
+
+
+def test_max_steps_stops_mid_epoch(digits):
+    (x, t), _ = digits
+    history = hg.fit(hg.mlp(64, [8], 10, seed=0), hg.optim.SGD(lr=0.1), (x, t), epochs=10, batch_size=100, max_steps=20)
+    assert history["steps"] == [15, 20] and len(history) == 2
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered", "ignore:invalid value encountered")
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_good_weights(digits):
+    (x, t), _ = digits
+    model = hg.mlp(64, [32], 10, seed=0)
+    before = weights(model)
+    with pytest.raises(TrainingDiverged, match=r"loss became (nan|inf) at epoch 1, step \d+ \(lr 1e\+30\)"):
+        hg.fit(model, hg.optim.SGD(lr=1e30), (x, t), epochs=3, batch_size=32)
+    assert_same_weights(weights(model), before)  # the start of epoch 1: the last good weights
+    assert all(np.isfinite(v).all() for v in model.params.values())
+
+
+def test_early_stopping_restores_the_best_weights(digits):
+    (x, t), (x_test, t_test) = digits
+    model = hg.mlp(64, [100], 10, seed=0)
+    snapshots = []
+    history = hg.fit(model, hg.optim.Adam(lr=1e-2), (x[:300], t[:300]), val=(x_test, t_test), epochs=60,
+                     batch_size=16, early_stopping=3, log=lambda record: snapshots.append(weights(model)))
+    best = int(np.argmin(history["val_loss"])) + 1
+    assert history.best_epoch == best and len(history) == best + 3 < 60
+    assert_same_weights(weights(model), snapshots[best - 1])
+
+
+def test_early_stopping_without_validation_is_refused():
+    with pytest.raises(ValueError, match="early_stopping needs validation data"):
+        hg.fit(hg.mlp(2, [], 2), hg.optim.SGD(), (np.zeros((2, 2)), np.zeros(2, int)), early_stopping=2)
+
+
+@pytest.mark.parametrize("optimizer", [lambda: hg.optim.Adam(lr=3e-3), lambda: hg.optim.Momentum(lr=0.05)])
+def test_interrupted_and_resumed_equals_uninterrupted_bit_for_bit(digits, tmp_path, optimizer):
+    (x, t), (x_test, t_test) = digits
+    kwargs = dict(val=(x_test, t_test), batch_size=64, seed=4, early_stopping=10)
+
+    straight = hg.mlp(64, [32], 10, seed=1)
+    opt = optimizer()
+    straight_history = hg.fit(straight, opt, (x, t), epochs=5, scheduler=hg.optim.StepLR(opt, 2, 0.5), **kwargs)
+
+    first = hg.mlp(64, [32], 10, seed=1)
+    opt = optimizer()
+    hg.fit(first, opt, (x, t), epochs=2, scheduler=hg.optim.StepLR(opt, 2, 0.5),
+           checkpoint=tmp_path / "ckpt.safetensors", checkpoint_every=1, **kwargs)
+    # A new process: fresh model (other init) and optimizer, same command.
+    resumed = hg.mlp(64, [32], 10, seed=99)
+    opt = optimizer()
+    resumed_history = hg.fit(resumed, opt, (x, t), epochs=5, scheduler=hg.optim.StepLR(opt, 2, 0.5),
+                             checkpoint=tmp_path / "ckpt.safetensors", checkpoint_every=1, resume=True, **kwargs)
+    assert_same_weights(weights(resumed), weights(straight))
+    assert resumed_history["val_loss"] == straight_history["val_loss"]
+    assert resumed_history["lr"] == straight_history["lr"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.safetensors"]  # no temporary files left
+
+
+def test_resume_refuses_a_checkpoint_of_another_architecture(digits, tmp_path):
+    (x, t), _ = digits
+    hg.fit(hg.mlp(64, [8], 10, seed=0), hg.optim.SGD(), (x, t), epochs=1, checkpoint=tmp_path / "c", checkpoint_every=1)
+    with pytest.raises(ValueError, match="different architecture"):
+        hg.fit(hg.mlp(64, [9], 10, seed=0), hg.optim.SGD(), (x, t), epochs=2, checkpoint=tmp_path / "c", resume=True)
+
+
+def test_two_layer_net_trains_with_the_books_loop(digits):
+    (x, t), (x_test, t_test) = digits
+    net = hg.TwoLayerNet(64, 50, 10, weight_init_std=0.1, seed=0)
+    optimizer = hg.optim.SGD(lr=0.1)
+    rng = np.random.default_rng(0)
+    for _ in range(1500):
+        batch = rng.choice(len(x), 100, replace=False)
+        optimizer.update(net.params, net.gradient(x[batch], t[batch]))
+    assert net.accuracy(x_test, t_test) > 0.93
