@@ -10,9 +10,10 @@ import numpy as np
 from . import functions as F
 from . import init as initializers
 from .gradcheck import numerical_gradient as _numerical_gradient
-from .layers import Affine, Layer, Relu, Sigmoid, SoftmaxWithLoss, Tanh
+from .layers import (Affine, BatchNorm, Convolution, Dropout, Flatten, Layer, Pooling, Relu, Sigmoid,
+                     SoftmaxWithLoss, Tanh)
 
-__all__ = ["Sequential", "mlp", "TwoLayerNet", "ACTIVATIONS"]
+__all__ = ["Sequential", "mlp", "TwoLayerNet", "SimpleConvNet", "DeepConvNet", "ACTIVATIONS"]
 
 ACTIVATIONS = {"relu": Relu, "sigmoid": Sigmoid, "tanh": Tanh}
 
@@ -27,15 +28,30 @@ class Sequential:
     * ``params`` / ``grads``: flat dicts keyed ``"<layer index>.<name>"`` (``"0.W"``) whose values
       are the layers' own arrays, so ``optimizer.update(model.params, model.grads)`` updates the
       layers in place.
+
+    ``weight_decay=λ`` is the book's L2 regularisation: ``λ/2 sum ||W||^2`` over the weights
+    ``W`` (not biases or BatchNorm's gamma/beta) joins the loss, and ``λ W`` their gradients. (An
+    optimizer's ``weight_decay`` instead decays every parameter, as torch.optim does; use one or
+    the other.) ``seed`` seeds the model's generator, which every Dropout layer draws from.
+    ``input_shape``: one sample's shape, ``(C, H, W)`` for ConvNets (inferred for MLPs).
     """
 
-    def __init__(self, layers, loss: Layer | None = None) -> None:
+    def __init__(self, layers, loss: Layer | None = None, weight_decay: float = 0.0, seed=None,
+                 input_shape: tuple | None = None) -> None:
         layers = list(layers)
         for index, layer in enumerate(layers):
             if not (callable(getattr(layer, "forward", None)) and callable(getattr(layer, "backward", None))):
                 raise TypeError(f"Sequential: layer {index} ({type(layer).__name__}) has no forward/backward")
+        if not weight_decay >= 0:
+            raise ValueError(f"Sequential: weight_decay must be >= 0, got {weight_decay}")
         self.layers = layers
         self.loss_layer = SoftmaxWithLoss() if loss is None else loss
+        self.weight_decay = float(weight_decay)
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
+        self.rng = initializers.as_generator(seed)
+        for layer in self.layers:
+            if hasattr(layer, "rng") and layer.rng is None:
+                layer.rng = self.rng
 
     # --- parameters --------------------------------------------------------------------------
 
@@ -53,7 +69,9 @@ class Sequential:
 
     @property
     def input_size(self) -> int | None:
-        """Features per sample that the first Affine expects (None if there is none)."""
+        """Values per sample the model expects (None if it cannot tell)."""
+        if self.input_shape is not None:
+            return int(np.prod(self.input_shape))
         for layer in self.layers:
             if isinstance(layer, Affine):
                 return int(layer.W.shape[0])
@@ -82,12 +100,24 @@ class Sequential:
         return x
 
     def loss(self, x, t) -> float:
-        return self.loss_layer.forward(self.predict(x), t)
+        return self.loss_layer.forward(self.predict(x), t) + self.weight_penalty()
+
+    def _decayed_weights(self):
+        return [layer for layer in self.layers if "W" in layer.params]
+
+    def weight_penalty(self) -> float:
+        """``λ/2 sum ||W||^2`` (0 without weight decay)."""
+        if not self.weight_decay:
+            return 0.0
+        return 0.5 * self.weight_decay * float(sum(np.sum(layer.params["W"] ** 2) for layer in self._decayed_weights()))
 
     def backward(self, dout: float = 1.0) -> np.ndarray:
         dout = self.loss_layer.backward(dout)
         for index in range(len(self.layers) - 1, -1, -1):
             dout = self._call(index, self.layers[index].backward, dout)
+        if self.weight_decay:
+            for layer in self._decayed_weights():
+                layer.grads["W"] += self.weight_decay * layer.params["W"]
         return dout
 
     def _call(self, index: int, method, value):
@@ -128,10 +158,13 @@ class Sequential:
     # --- description ---------------------------------------------------------------------------
 
     def spec(self) -> dict:
-        return {"layers": [layer.spec() for layer in self.layers], "loss": self.loss_layer.spec()}
+        return {"layers": [layer.spec() for layer in self.layers], "loss": self.loss_layer.spec(),
+                "weight_decay": self.weight_decay, "input_shape": self.input_shape and list(self.input_shape)}
 
     def summary(self, input_shape: tuple | None = None) -> str:
         """A table: each layer, its output shape for one sample, its parameter count; the total."""
+        if input_shape is None:
+            input_shape = self.input_shape
         if input_shape is None:
             if self.input_size is None:
                 raise ValueError("summary: give input_shape (the model has no Affine layer to read it from)")
@@ -162,12 +195,16 @@ class Sequential:
 
 
 def mlp(input_size: int, hidden_sizes, output_size: int, activation: str = "relu", init="he",
-        seed=None, dtype=np.float32) -> Sequential:
-    """A multilayer perceptron ``Affine -> activation -> ... -> Affine`` with SoftmaxWithLoss.
+        seed=None, dtype=np.float32, batchnorm: bool = False, dropout: float = 0.0,
+        weight_decay: float = 0.0) -> Sequential:
+    """A multilayer perceptron ``Affine -> [BatchNorm] -> activation -> [Dropout] -> ... -> Affine``
+    with SoftmaxWithLoss.
 
     ``hidden_sizes``: a list of widths (``[]`` gives logistic regression). ``init``: a name of
     :mod:`handgrad.init`, a std, or an initializer; biases start at 0. ``seed``: an int or a
-    ``numpy.random.Generator``. ``dtype``: float32 for training, float64 for gradient checks.
+    ``numpy.random.Generator``, for the weights and then for dropout. ``dtype``: float32 for
+    training, float64 for gradient checks. ``batchnorm`` and ``dropout=p`` add those layers to
+    every hidden layer; ``weight_decay``: see :class:`Sequential`.
     """
     if isinstance(hidden_sizes, int):
         hidden_sizes = [hidden_sizes]
@@ -182,8 +219,12 @@ def mlp(input_size: int, hidden_sizes, output_size: int, activation: str = "relu
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(Affine(make_weight((fan_in, fan_out), rng, dtype), np.zeros(fan_out, dtype)))
         if i < len(sizes) - 2:
+            if batchnorm:
+                layers.append(BatchNorm(fan_out, dtype=dtype))
             layers.append(ACTIVATIONS[activation]())
-    return Sequential(layers)
+            if dropout:
+                layers.append(Dropout(dropout))
+    return Sequential(layers, weight_decay=weight_decay, seed=rng)
 
 
 class TwoLayerNet(Sequential):
@@ -219,3 +260,62 @@ class TwoLayerNet(Sequential):
 
     def numerical_gradient(self, x, t) -> dict[str, np.ndarray]:
         return {name: _numerical_gradient(lambda _: self.loss(x, t), param) for name, param in self.params.items()}
+
+
+def _conv(filters, channels, size, rng, init, dtype, stride=1, pad=0) -> Convolution:
+    W = initializers.get(init)((filters, channels, size, size), rng, dtype)
+    return Convolution(W, np.zeros(filters, dtype), stride=stride, pad=pad)
+
+
+def _affine(fan_in, fan_out, rng, init, dtype) -> Affine:
+    return Affine(initializers.get(init)((fan_in, fan_out), rng, dtype), np.zeros(fan_out, dtype))
+
+
+class SimpleConvNet(Sequential):
+    """The book's chapter-7 ConvNet: ``Convolution(30 filters 5x5) -> Relu -> Pooling(2x2, stride 2)
+    -> Affine(100) -> Relu -> Affine(10) -> SoftmaxWithLoss``.
+
+    ``init="he"`` by default (the book uses ``weight_init_std=0.01``; pass ``init=0.01`` for that).
+    Input: ``(N, C, H, W)`` images of ``input_dim = (C, H, W)``.
+    """
+
+    def __init__(self, input_dim=(1, 28, 28), filter_num: int = 30, filter_size: int = 5, pad: int = 0,
+                 stride: int = 1, hidden_size: int = 100, output_size: int = 10, init="he", seed=None,
+                 weight_decay: float = 0.0, dtype=np.float32) -> None:
+        rng = initializers.as_generator(seed)
+        c, h, w = input_dim
+        conv_h, conv_w = (h + 2 * pad - filter_size) // stride + 1, (w + 2 * pad - filter_size) // stride + 1
+        pooled = filter_num * (conv_h // 2) * (conv_w // 2)
+        super().__init__([
+            _conv(filter_num, c, filter_size, rng, init, dtype, stride=stride, pad=pad), Relu(),
+            Pooling(2, 2, stride=2), Flatten(),
+            _affine(pooled, hidden_size, rng, init, dtype), Relu(),
+            _affine(hidden_size, output_size, rng, init, dtype),
+        ], weight_decay=weight_decay, seed=rng, input_shape=input_dim)
+
+
+class DeepConvNet(Sequential):
+    """The book's chapter-8 VGG-like network (He initialisation, as in the book):
+
+    ``conv3x3(16) relu conv3x3(16) relu pool | conv3x3(32) relu conv3x3(32, pad 2) relu pool |
+    conv3x3(64) relu conv3x3(64) relu pool | affine(50) relu dropout(0.5) affine(10) dropout(0.5)``
+
+    (pools are 2x2 with stride 2; the book's dropout after the last Affine is kept).
+    """
+
+    def __init__(self, input_dim=(1, 28, 28), hidden_size: int = 50, output_size: int = 10, dropout: float = 0.5,
+                 init="he", seed=None, weight_decay: float = 0.0, dtype=np.float32) -> None:
+        rng = initializers.as_generator(seed)
+        c, h, w = input_dim
+        layers: list[Layer] = []
+        channels = c
+        for filters, pads in ((16, (1, 1)), (32, (1, 2)), (64, (1, 1))):
+            for pad in pads:
+                layers += [_conv(filters, channels, 3, rng, init, dtype, pad=pad), Relu()]
+                channels = filters
+                h, w = h + 2 * pad - 2, w + 2 * pad - 2
+            layers.append(Pooling(2, 2, stride=2))
+            h, w = h // 2, w // 2
+        layers += [Flatten(), _affine(channels * h * w, hidden_size, rng, init, dtype), Relu(), Dropout(dropout),
+                   _affine(hidden_size, output_size, rng, init, dtype), Dropout(dropout)]
+        super().__init__(layers, weight_decay=weight_decay, seed=rng, input_shape=input_dim)

@@ -121,8 +121,10 @@ def read_safetensors(path) -> tuple[dict, dict]:
 
 
 def layer_tensors(model, prefix: str = "") -> dict:
-    """Every layer's parameters keyed ``"<index>.<name>"`` (whatever names the model shows)."""
-    return {f"{prefix}{i}.{key}": value for i, layer in enumerate(model.layers) for key, value in layer.params.items()}
+    """Every layer's parameters and buffers (running statistics) keyed ``"<index>.<name>"``,
+    whatever names the model itself shows."""
+    return {f"{prefix}{i}.{key}": value for i, layer in enumerate(model.layers)
+            for key, value in {**layer.params, **getattr(layer, "buffers", {})}.items()}
 
 
 def save(model, path) -> None:
@@ -149,7 +151,11 @@ def build_model(spec, path="model", dtype=np.float32):
     if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list):
         raise SerializationError(f"{path}: architecture has no list of layers")
     layers = [make(layer_spec, f"layer {i}") for i, layer_spec in enumerate(spec["layers"])]
-    return Sequential(layers, loss=make(spec.get("loss", {"type": "SoftmaxWithLoss"}), "the loss layer"))
+    try:
+        return Sequential(layers, loss=make(spec.get("loss", {"type": "SoftmaxWithLoss"}), "the loss layer"),
+                          weight_decay=float(spec.get("weight_decay", 0.0)), input_shape=spec.get("input_shape"))
+    except (TypeError, ValueError) as error:
+        raise SerializationError(f"{path}: bad model description: {error}") from None
 
 
 def load_weights_into(model, tensors: dict, path="model", prefix: str = "") -> None:

@@ -209,6 +209,7 @@ def _save_checkpoint(path, model, optimizer, scheduler, rng, state, history, bes
         tensors[f"best.{name}"] = value
     meta = {
         "state": state, "rng": rng.bit_generator.state, "history": history.to_dict(),
+        "model_rng": model.rng.bit_generator.state if hasattr(model, "rng") else None,
         "optimizer": {"type": type(optimizer).__name__, "lr": opt_state["lr"], "step_count": opt_state["step_count"]},
         "scheduler": None if scheduler is None else {"type": type(scheduler).__name__, "epoch": scheduler.epoch},
     }
@@ -238,6 +239,8 @@ def _load_checkpoint(path, model, optimizer, scheduler, rng):
     if scheduler is not None and meta["scheduler"] is not None:
         scheduler.epoch = meta["scheduler"]["epoch"]
     rng.bit_generator.state = meta["rng"]
+    if meta.get("model_rng") is not None:  # dropout masks continue where they stopped
+        model.rng.bit_generator.state = meta["model_rng"]
     history = History(records=meta["history"]["epochs"], best_epoch=meta["history"]["best_epoch"])
     best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")} or None
     return meta["state"], history, best

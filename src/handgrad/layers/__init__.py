@@ -5,10 +5,14 @@ Loss layers take targets: ``loss = layer.forward(x, t)``, ``dx = layer.backward(
 
 from .activations import Relu, Sigmoid, Tanh
 from .base import Layer
+from .conv import AvgPooling, Convolution, Flatten, Pooling
 from .dense import Affine
 from .losses import SoftmaxWithLoss
+from .regularization import BatchNorm, Dropout
 
 #: Every layer type that ``handgrad.load`` may rebuild, by the name in a saved architecture.
-LAYER_TYPES = {cls.__name__: cls for cls in (Affine, Relu, Sigmoid, Tanh, SoftmaxWithLoss)}
+LAYER_TYPES = {cls.__name__: cls for cls in (Affine, Relu, Sigmoid, Tanh, SoftmaxWithLoss, Dropout, BatchNorm,
+                                             Convolution, Pooling, AvgPooling, Flatten)}
 
-__all__ = ["LAYER_TYPES", "Layer", "Affine", "Relu", "Sigmoid", "Tanh", "SoftmaxWithLoss"]
+__all__ = ["LAYER_TYPES", "Layer", "Affine", "Relu", "Sigmoid", "Tanh", "SoftmaxWithLoss", "Dropout", "BatchNorm",
+           "Convolution", "Pooling", "AvgPooling", "Flatten"]

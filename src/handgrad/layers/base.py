@@ -22,6 +22,8 @@ class Layer:
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
+        # State that is saved with the model but not trained (BatchNorm's running statistics).
+        self.buffers: dict[str, np.ndarray] = {}
         self.training = True
 
     @property

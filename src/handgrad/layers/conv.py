@@ -1,0 +1,244 @@
+"""Convolution, pooling and flattening for image batches of shape (N, C, H, W).
+
+Convolution is a matrix product after *im2col*: every receptive field becomes one row. The rows
+are read through a strided view of the padded input (``sliding_window_view``), never by Python
+loops over pixels or samples. Its adjoint, *col2im*, adds every row back onto the pixels it came
+from; overlapping windows (stride < kernel) accumulate, which a loop over the FH x FW kernel
+offsets does exactly, for any stride and padding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..functions import as_float_array
+from .base import Layer
+
+
+def output_size(size: int, kernel: int, stride: int, pad: int) -> int:
+    """Positions a kernel takes along one axis: ``(size + 2 pad - kernel) // stride + 1``."""
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def _pad(x: np.ndarray, pad: int, value=0.0) -> np.ndarray:
+    if pad == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=value)
+
+
+def windows(x: np.ndarray, kh: int, kw: int, stride: int, pad: int, pad_value=0.0) -> np.ndarray:
+    """A view (N, C, OH, OW, kh, kw) of every kh x kw window of the padded input."""
+    view = sliding_window_view(_pad(x, pad, pad_value), (kh, kw), axis=(2, 3))
+    return view[:, :, ::stride, ::stride]
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
+    """Rows of receptive fields: shape (N * OH * OW, C * kh * kw), row order (n, oh, ow)."""
+    n, c = x.shape[:2]
+    view = windows(x, kh, kw, stride, pad)
+    oh, ow = view.shape[2:4]
+    return view.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+
+
+def scatter_windows(dwin: np.ndarray, input_shape: tuple, stride: int, pad: int) -> np.ndarray:
+    """The adjoint of :func:`windows`: add each window's gradient (N, C, OH, OW, kh, kw) back
+    onto the pixels it was read from, then drop the padding. Overlaps accumulate."""
+    n, c, h, w = input_shape
+    oh, ow, kh, kw = dwin.shape[2:]
+    dx = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dtype=dwin.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dx[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride] += dwin[:, :, :, :, i, j]
+    return dx[:, :, pad:pad + h, pad:pad + w]
+
+
+def col2im(col: np.ndarray, input_shape: tuple, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
+    """The adjoint of :func:`im2col`: rows (N * OH * OW, C * kh * kw) back to (N, C, H, W)."""
+    n, c, h, w = input_shape
+    oh, ow = output_size(h, kh, stride, pad), output_size(w, kw, stride, pad)
+    dwin = col.reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 1, 2, 4, 5)
+    return scatter_windows(dwin, input_shape, stride, pad)
+
+
+class _ImageLayer(Layer):
+    def _image(self, x, channels: int | None = None) -> np.ndarray:
+        x = self._input(x)
+        if x.ndim != 4 or (channels is not None and x.shape[1] != channels):
+            expected = f"(N, {channels}, H, W)" if channels is not None else "(N, C, H, W)"
+            raise ValueError(f"{self.name}: expected input of shape {expected}, got {x.shape}")
+        return x
+
+
+def _check_geometry(name, kh, kw, stride, pad):
+    if min(kh, kw, stride) < 1 or pad < 0:
+        raise ValueError(f"{name}: kernel and stride must be >= 1 and pad >= 0, got kernel ({kh}, {kw}), "
+                         f"stride {stride}, pad {pad}")
+
+
+def _spatial_output(name, x_shape, kh, kw, stride, pad):
+    oh, ow = output_size(x_shape[2], kh, stride, pad), output_size(x_shape[3], kw, stride, pad)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{name}: a ({kh}, {kw}) kernel with pad {pad} does not fit an input of shape {x_shape}")
+    return oh, ow
+
+
+class Convolution(_ImageLayer):
+    """2-D convolution (cross-correlation, as in PyTorch's Conv2d) ``y = W * x + b``.
+
+    Shapes:
+        W: ``(FN, C, FH, FW)``, b: ``(FN,)``; x: ``(N, C, H, W)``;
+        y: ``(N, FN, OH, OW)`` with ``OH = (H + 2 pad - FH) // stride + 1`` (OW likewise).
+
+    With ``col = im2col(x)`` of shape ``(N OH OW, C FH FW)`` and ``W_col = W`` reshaped to
+    ``(FN, C FH FW)``: forward ``y = col W_col^T + b``; backward ``dW = dout^T col``,
+    ``db = sum(dout)``, ``dx = col2im(dout W_col)``.
+    """
+
+    def __init__(self, W, b, stride: int = 1, pad: int = 0) -> None:
+        super().__init__()
+        W = as_float_array(W, "Convolution W")
+        if W.ndim != 4:
+            raise ValueError(f"Convolution: W must have shape (FN, C, FH, FW), got shape {W.shape}")
+        b = as_float_array(b, "Convolution b")
+        if b.shape != (W.shape[0],):
+            raise ValueError(f"Convolution: b must have shape ({W.shape[0]},) to match W {W.shape}, got {b.shape}")
+        _check_geometry("Convolution", W.shape[2], W.shape[3], stride, pad)
+        self.stride, self.pad = int(stride), int(pad)
+        self.params = {"W": W, "b": b.astype(W.dtype, copy=False)}
+        self.grads = {"W": np.zeros_like(W), "b": np.zeros_like(self.params["b"])}
+        self._col = None
+        self._x_shape = None
+
+    def spec(self) -> dict:
+        fn, c, fh, fw = self.params["W"].shape
+        return {"type": "Convolution", "filters": fn, "channels": c, "kernel": [fh, fw],
+                "stride": self.stride, "pad": self.pad}
+
+    @classmethod
+    def from_spec(cls, spec: dict, dtype=np.float32) -> "Convolution":
+        fh, fw = spec["kernel"]
+        return cls(np.zeros((spec["filters"], spec["channels"], fh, fw), dtype), np.zeros(spec["filters"], dtype),
+                   stride=spec["stride"], pad=spec["pad"])
+
+    def forward(self, x):
+        fn, c, fh, fw = self.params["W"].shape
+        x = self._image(x, c)
+        oh, ow = _spatial_output(self.name, x.shape, fh, fw, self.stride, self.pad)
+        W = self.params["W"].astype(x.dtype, copy=False)
+        b = self.params["b"].astype(x.dtype, copy=False)
+        col = im2col(x, fh, fw, self.stride, self.pad)
+        out = col @ W.reshape(fn, -1).T + b
+        self._col, self._x_shape = col, x.shape
+        return out.reshape(x.shape[0], oh, ow, fn).transpose(0, 3, 1, 2)
+
+    def backward(self, dout):
+        self._require_forward(self._col)
+        fn, c, fh, fw = self.params["W"].shape
+        n = self._x_shape[0]
+        oh, ow = _spatial_output(self.name, self._x_shape, fh, fw, self.stride, self.pad)
+        dout = self._check_dout(dout, (n, fn, oh, ow))
+        dout_rows = dout.transpose(0, 2, 3, 1).reshape(-1, fn)
+        W = self.params["W"].astype(self._col.dtype, copy=False)
+        np.sum(dout_rows, axis=0, out=self.grads["b"])
+        self.grads["W"][...] = (dout_rows.T @ self._col).reshape(self.params["W"].shape)
+        dcol = dout_rows @ W.reshape(fn, -1)
+        return col2im(dcol, self._x_shape, fh, fw, self.stride, self.pad)
+
+    # The book's names.
+    @property
+    def W(self) -> np.ndarray:
+        return self.params["W"]
+
+    @property
+    def b(self) -> np.ndarray:
+        return self.params["b"]
+
+    @property
+    def dW(self) -> np.ndarray:
+        return self.grads["W"]
+
+    @property
+    def db(self) -> np.ndarray:
+        return self.grads["b"]
+
+
+class Pooling(_ImageLayer):
+    """Max pooling over ``pool_h x pool_w`` windows (the book's name; PyTorch's MaxPool2d).
+
+    Padding is filled with -inf, so it never wins the max; the output has
+    ``OH = (H + 2 pad - pool_h) // stride + 1`` rows (OW likewise). Backward sends each output's
+    gradient to the position of its window's maximum (the first one, on ties) and adds where
+    windows overlap. Shapes: x ``(N, C, H, W)``, y ``(N, C, OH, OW)``.
+    """
+
+    def __init__(self, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0) -> None:
+        super().__init__()
+        _check_geometry("Pooling", pool_h, pool_w, stride, pad)
+        self.pool_h, self.pool_w, self.stride, self.pad = int(pool_h), int(pool_w), int(stride), int(pad)
+        self._argmax = None
+        self._x_shape = None
+
+    def spec(self) -> dict:
+        return {"type": self.name, "pool": [self.pool_h, self.pool_w], "stride": self.stride, "pad": self.pad}
+
+    @classmethod
+    def from_spec(cls, spec: dict, dtype=np.float32):
+        return cls(spec["pool"][0], spec["pool"][1], stride=spec["stride"], pad=spec["pad"])
+
+    def forward(self, x):
+        x = self._image(x)
+        _spatial_output(self.name, x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
+        view = windows(x, self.pool_h, self.pool_w, self.stride, self.pad, pad_value=-np.inf)
+        flat = view.reshape(view.shape[:4] + (-1,))
+        self._argmax = flat.argmax(axis=-1)
+        self._x_shape = x.shape
+        return np.take_along_axis(flat, self._argmax[..., None], axis=-1)[..., 0]
+
+    def backward(self, dout):
+        self._require_forward(self._argmax)
+        dout = self._check_dout(dout, self._argmax.shape)
+        k = np.arange(self.pool_h * self.pool_w).reshape(self.pool_h, self.pool_w)
+        # dwin[..., i, j] = dout where (i, j) held the max of the window, else 0
+        dwin = (self._argmax[..., None, None] == k) * dout[..., None, None]
+        return scatter_windows(dwin, self._x_shape, self.stride, self.pad)
+
+
+class AvgPooling(Pooling):
+    """Average pooling over ``pool_h x pool_w`` windows (PyTorch's AvgPool2d with its default
+    ``count_include_pad=True``: zero padding counts in the average). Backward spreads each
+    output's gradient evenly over its window."""
+
+    def forward(self, x):
+        x = self._image(x)
+        _spatial_output(self.name, x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
+        view = windows(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        self._x_shape = x.shape
+        out = view.mean(axis=(4, 5))
+        self._argmax = out.shape  # what backward needs to know: the output shape
+        return out
+
+    def backward(self, dout):
+        self._require_forward(self._argmax)
+        dout = self._check_dout(dout, self._argmax)
+        share = dout / (self.pool_h * self.pool_w)
+        dwin = np.broadcast_to(share[..., None, None], share.shape + (self.pool_h, self.pool_w))
+        return scatter_windows(dwin, self._x_shape, self.stride, self.pad)
+
+
+class Flatten(Layer):
+    """``(N, d1, d2, ...) -> (N, d1 d2 ...)``; backward restores the shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._x_shape = None
+
+    def forward(self, x):
+        x = self._input(x)
+        self._x_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dout):
+        self._require_forward(self._x_shape)
+        expected = (self._x_shape[0], int(np.prod(self._x_shape[1:])))
+        return self._check_dout(dout, expected).reshape(self._x_shape)

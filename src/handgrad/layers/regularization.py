@@ -1,0 +1,130 @@
+"""Layers that behave differently in training and evaluation: Dropout and BatchNorm."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Layer
+
+
+class Dropout(Layer):
+    """Inverted dropout: while training, each unit is kept with probability ``1 - p`` and scaled
+    by ``1 / (1 - p)``, so the expected output equals the input and evaluation is the identity.
+
+    ``y = x * m`` with ``m = [u >= p] / (1 - p)``, ``u ~ U[0, 1)``; ``dx = dout * m``.
+    The random numbers come from ``rng`` (a ``numpy.random.Generator``); a model hands every
+    Dropout its own seeded generator. Shapes: any.
+    """
+
+    def __init__(self, p: float = 0.5, rng=None) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        self.p = float(p)
+        self.rng = rng
+        self._scale = None  # the mask m of the last training forward, or 1.0 in eval mode
+
+    def spec(self) -> dict:
+        return {"type": self.name, "p": self.p}
+
+    @classmethod
+    def from_spec(cls, spec: dict, dtype=np.float32):
+        return cls(p=spec["p"])
+
+    def forward(self, x):
+        x = self._input(x)
+        if not self.training or self.p == 0.0:
+            self._scale = np.ones((), dtype=x.dtype)
+            self._shape = x.shape
+            return x
+        if self.rng is None:
+            self.rng = np.random.default_rng()
+        keep = self.rng.random(x.shape, dtype=np.float32 if x.dtype == np.float32 else np.float64) >= self.p
+        self._scale = keep.astype(x.dtype) / x.dtype.type(1.0 - self.p)
+        self._shape = x.shape
+        return x * self._scale
+
+    def backward(self, dout):
+        self._require_forward(self._scale)
+        return self._check_dout(dout, self._shape) * self._scale
+
+
+class BatchNorm(Layer):
+    """Batch normalisation (Ioffe and Szegedy 2015) for ``(N, D)`` or ``(N, C, H, W)`` input:
+    statistics per feature D, or per channel C over N, H and W.
+
+    Training: ``x_hat = (x - mean) / sqrt(var + eps)`` with the batch's mean and biased variance,
+    ``y = gamma x_hat + beta``; the running statistics move by ``momentum`` (PyTorch's
+    convention): ``running = (1 - momentum) running + momentum batch``, the variance unbiased
+    (``m / (m - 1)`` times the batch's, m values per feature). Evaluation uses the running
+    statistics.
+
+    Backward, training (m values per feature, ``g = dout * gamma``):
+    ``dx = (m g - sum(g) - x_hat sum(g x_hat)) / (m sqrt(var + eps))``,
+    ``dgamma = sum(dout x_hat)``, ``dbeta = sum(dout)``.
+    """
+
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5, dtype=np.float32) -> None:
+        super().__init__()
+        if num_features < 1 or not 0.0 <= momentum <= 1.0 or eps <= 0:
+            raise ValueError(f"BatchNorm: need num_features >= 1, 0 <= momentum <= 1, eps > 0; "
+                             f"got {num_features}, {momentum}, {eps}")
+        self.num_features, self.momentum, self.eps = int(num_features), float(momentum), float(eps)
+        self.params = {"gamma": np.ones(num_features, dtype), "beta": np.zeros(num_features, dtype)}
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self.buffers = {"running_mean": np.zeros(num_features, dtype), "running_var": np.ones(num_features, dtype)}
+        self._cache = None
+
+    def spec(self) -> dict:
+        return {"type": self.name, "num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}
+
+    @classmethod
+    def from_spec(cls, spec: dict, dtype=np.float32):
+        return cls(spec["num_features"], momentum=spec["momentum"], eps=spec["eps"], dtype=dtype)
+
+    def _axes(self, x):
+        if x.ndim not in (2, 4) or x.shape[1] != self.num_features:
+            raise ValueError(f"BatchNorm: expected input of shape (N, {self.num_features}) or "
+                             f"(N, {self.num_features}, H, W), got {x.shape}")
+        return (0,) if x.ndim == 2 else (0, 2, 3)
+
+    def _per_feature(self, v, ndim):
+        return v if ndim == 2 else v.reshape(1, -1, 1, 1)
+
+    def forward(self, x):
+        x = self._input(x)
+        axes = self._axes(x)
+        shape = lambda v: self._per_feature(v.astype(x.dtype, copy=False), x.ndim)  # noqa: E731
+        if self.training:
+            m = x.size // self.num_features
+            if m < 2:
+                raise ValueError(f"BatchNorm: training needs more than one value per feature, got input {x.shape}")
+            mean = x.mean(axis=axes)
+            centred = x - shape(mean)
+            var = (centred * centred).mean(axis=axes)
+            self.buffers["running_mean"] *= 1.0 - self.momentum
+            self.buffers["running_mean"] += self.momentum * mean
+            self.buffers["running_var"] *= 1.0 - self.momentum
+            self.buffers["running_var"] += self.momentum * var * (m / (m - 1))
+        else:
+            centred = x - shape(self.buffers["running_mean"])
+            var = self.buffers["running_var"].astype(x.dtype)
+        inv_std = 1.0 / np.sqrt(var + x.dtype.type(self.eps))
+        x_hat = centred * shape(inv_std)
+        self._cache = (x_hat, inv_std, axes, self.training)
+        return shape(self.params["gamma"]) * x_hat + shape(self.params["beta"])
+
+    def backward(self, dout):
+        self._require_forward(self._cache)
+        x_hat, inv_std, axes, trained = self._cache
+        dout = self._check_dout(dout, x_hat.shape)
+        shape = lambda v: self._per_feature(v.astype(x_hat.dtype, copy=False), x_hat.ndim)  # noqa: E731
+        self.grads["gamma"][...] = np.sum(dout * x_hat, axis=axes)
+        self.grads["beta"][...] = np.sum(dout, axis=axes)
+        g = dout * shape(self.params["gamma"])
+        if not trained:  # eval mode: a fixed affine map per feature
+            return g * shape(inv_std)
+        m = x_hat.size // self.num_features
+        sum_g = np.sum(g, axis=axes)
+        sum_g_xhat = np.sum(g * x_hat, axis=axes)
+        return (m * g - shape(sum_g) - x_hat * shape(sum_g_xhat)) * shape(inv_std / m)
