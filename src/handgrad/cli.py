@@ -34,7 +34,12 @@ def _train(args: argparse.Namespace) -> int:
     default_epochs, default_batch = TRAIN_DEFAULTS[args.dataset]
     epochs = args.epochs if args.epochs is not None else default_epochs
     batch_size = args.batch_size if args.batch_size is not None else default_batch
-    (x_train, t_train), (x_test, t_test) = load_dataset(args.dataset, data_dir=args.data_dir)
+    convnet = args.model != "mlp"
+    if convnet and args.dataset == "mnist1d":
+        raise CommandError(f"--model {args.model} needs images; mnist1d is 1-D signals (use --model mlp)")
+    if convnet and (args.batchnorm or args.dropout):
+        raise CommandError("--batchnorm and --dropout apply to --model mlp")
+    (x_train, t_train), (x_test, t_test) = load_dataset(args.dataset, data_dir=args.data_dir, flatten=not convnet)
 
     val, val_name = (x_test, t_test), "test"
     if args.val_split:
@@ -47,13 +52,22 @@ def _train(args: argparse.Namespace) -> int:
     elif args.early_stopping:
         raise CommandError("--early-stopping needs --val-split (stopping on the test set would leak it)")
 
-    model = hg.mlp(x_train.shape[1], args.hidden, 10, activation=args.activation, init=args.init, seed=args.seed)
+    if args.model == "cnn":
+        model = hg.model.SimpleConvNet(input_dim=x_train.shape[1:], init=args.init, seed=args.seed)
+        description = "SimpleConvNet"
+    elif args.model == "deep-cnn":
+        model = hg.model.DeepConvNet(input_dim=x_train.shape[1:], init=args.init, seed=args.seed)
+        description = "DeepConvNet"
+    else:
+        model = hg.mlp(x_train.shape[1], args.hidden, 10, activation=args.activation, init=args.init, seed=args.seed,
+                       batchnorm=args.batchnorm, dropout=args.dropout)
+        description = (f"mlp {'-'.join(map(str, [x_train.shape[1], *args.hidden, 10]))} {args.activation}"
+                       + (" batchnorm" if args.batchnorm else "") + (f" dropout {args.dropout:g}" if args.dropout else ""))
     lr = args.lr if args.lr is not None else (0.1 if args.optimizer in ("sgd", "momentum", "nesterov") else
                                               0.01 if args.optimizer == "adagrad" else 1e-3)
     optimizer = hg.optim.OPTIMIZERS[args.optimizer](lr=lr, weight_decay=args.weight_decay)
     out = Path(args.out)
-    print(f"dataset {args.dataset}: {len(x_train)} train, {len(val[0])} {val_name} samples; model "
-          f"{'-'.join(map(str, [x_train.shape[1], *args.hidden, 10]))} {args.activation}; "
+    print(f"dataset {args.dataset}: {len(x_train)} train, {len(val[0])} {val_name} samples; model {description}; "
           f"{args.optimizer} lr {lr:g}; {epochs} epochs of batch {batch_size}")
 
     def log(record):
@@ -96,13 +110,19 @@ def _check_fits(model, features: int, what: str) -> None:
         raise CommandError(f"the model takes {model.input_size} features per sample, {what} has {features}")
 
 
+def _as_model_input(model, x: np.ndarray) -> np.ndarray:
+    """Rows of features, reshaped to the model's sample shape (images for ConvNets)."""
+    x = x.reshape(len(x), -1)
+    return x.reshape((len(x),) + model.input_shape) if model.input_shape else x
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     from .data import load_dataset
 
     model = _load_model(args.model)
     _, (x_test, t_test) = load_dataset(args.dataset, data_dir=args.data_dir)
     _check_fits(model, x_test.shape[1], f"dataset {args.dataset}")
-    predicted = model.predict_classes(x_test)
+    predicted = model.predict_classes(_as_model_input(model, x_test))
     classes = int(max(t_test.max(), predicted.max())) + 1
     confusion = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(confusion, (t_test, predicted), 1)
@@ -156,7 +176,7 @@ def _predict(args: argparse.Namespace) -> int:
         else:
             x = _read_image(path, features)
         _check_fits(model, x.shape[1], str(path))
-        probabilities = model.predict_proba(x.astype(np.float32))
+        probabilities = model.predict_proba(_as_model_input(model, x.astype(np.float32)))
         for i, row in enumerate(probabilities):
             label = f"{path}" if len(probabilities) == 1 else f"{path}[{i}]"
             top = ", ".join(f"{c}: {p:.3f}" for c, p in sorted(enumerate(row), key=lambda cp: -cp[1])[:3])
@@ -217,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Train a multilayer perceptron; print per-epoch loss and accuracies; "
                                 "write model.safetensors and history.json into --out.")
     train.add_argument("--dataset", choices=DATASETS, default="digits")
+    train.add_argument("--model", choices=["mlp", "cnn", "deep-cnn"], default="mlp",
+                       help="mlp (default), cnn (the book's SimpleConvNet) or deep-cnn (its DeepConvNet)")
+    train.add_argument("--batchnorm", action="store_true", help="BatchNorm after every hidden Affine (mlp)")
+    train.add_argument("--dropout", type=_fraction, default=0.0, metavar="P", help="dropout after every hidden layer (mlp)")
     train.add_argument("--hidden", type=_positive_int, nargs="*", default=[100], metavar="N",
                        help="hidden layer widths (default: 100)")
     train.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")

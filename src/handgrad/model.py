@@ -111,10 +111,16 @@ class Sequential:
             return 0.0
         return 0.5 * self.weight_decay * float(sum(np.sum(layer.params["W"] ** 2) for layer in self._decayed_weights()))
 
-    def backward(self, dout: float = 1.0) -> np.ndarray:
+    def backward(self, dout: float = 1.0, input_grad: bool = True) -> np.ndarray | None:
+        """Backpropagate; returns dL/dx. ``input_grad=False`` (what ``fit`` uses) lets the first
+        layer skip computing dx, which only a caller inspecting the input would need."""
         dout = self.loss_layer.backward(dout)
         for index in range(len(self.layers) - 1, -1, -1):
-            dout = self._call(index, self.layers[index].backward, dout)
+            layer = self.layers[index]
+            if index == 0 and not input_grad and getattr(layer, "can_skip_input_grad", False):
+                dout = self._call(index, lambda d: layer.backward(d, input_grad=False), dout)
+            else:
+                dout = self._call(index, layer.backward, dout)
         if self.weight_decay:
             for layer in self._decayed_weights():
                 layer.grads["W"] += self.weight_decay * layer.params["W"]

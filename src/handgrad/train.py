@@ -137,7 +137,7 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
                 raise TrainingDiverged(
                     f"loss became {loss} at epoch {epoch}, step {step} (lr {optimizer.lr:g}); weights were restored "
                     f"to those at the start of epoch {epoch}. Try a smaller learning rate.")
-            model.backward()
+            model.backward(input_grad=False)
             optimizer.update(model.params, model.grads)
             loss_sum += loss * len(index)
             correct += int(np.sum(scores.argmax(axis=-1) == _labels(tb)))

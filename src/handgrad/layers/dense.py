@@ -103,7 +103,12 @@ class Affine(Layer):
         self._x_shape, self._x2d = x.shape, x2d
         return out[0] if x.ndim == 1 else out
 
-    def backward(self, dout):
+    #: Sequential may ask the first layer to skip dx, which nobody needs (see backward).
+    can_skip_input_grad = True
+
+    def backward(self, dout, input_grad: bool = True):
+        """``dx``, after writing dW and db; with ``input_grad=False`` only the parameter
+        gradients are computed and None is returned (the first layer of a model)."""
         self._require_forward(self._x2d)
         out_features = self.params["W"].shape[1]
         one_sample = len(self._x_shape) == 1
@@ -112,5 +117,7 @@ class Affine(Layer):
         W, _ = self._weights_as(self._x2d.dtype)
         np.matmul(self._x2d.T, dout2d, out=self.grads["W"])
         np.sum(dout2d, axis=0, out=self.grads["b"])
+        if not input_grad:
+            return None
         dx = dout2d @ W.T
         return dx.reshape(self._x_shape)
