@@ -130,3 +130,30 @@ def test_checkpoint_and_resume_from_the_command_line(tmp_path):
     for key in a.params:
         np.testing.assert_array_equal(a.params[key], b.params[key])
     assert straight.stdout.splitlines()[-1] == resumed.stdout.splitlines()[-1]
+
+
+def test_train_a_convnet_and_use_it(tmp_path, capsys):
+    out = tmp_path / "cnn"
+    assert main(["train", "--model", "cnn", "--epochs", "2", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "model SimpleConvNet" in text and text.strip().splitlines()[-1].startswith("test accuracy: ")
+    model = hg.load(out / "model.safetensors")
+    assert model.input_shape == (1, 8, 8)
+    assert main(["evaluate", str(out / "model.safetensors")]) == 0
+    reported = text.strip().splitlines()[-1].split(": ")[1]
+    assert f"accuracy: {reported}" in capsys.readouterr().out
+    _, (x_test, _) = hg.data.load_dataset("digits")
+    np.save(tmp_path / "one.npy", x_test[0])
+    assert main(["predict", str(out / "model.safetensors"), str(tmp_path / "one.npy")]) == 0
+    assert "class " in capsys.readouterr().out
+
+
+def test_mlp_options_and_their_errors(tmp_path, capsys):
+    assert main(["train", "--batchnorm", "--dropout", "0.2", "--epochs", "2", "--out", str(tmp_path / "m")]) == 0
+    assert "batchnorm dropout 0.2" in capsys.readouterr().out
+    names = [type(layer).__name__ for layer in hg.load(tmp_path / "m" / "model.safetensors").layers]
+    assert names == ["Affine", "BatchNorm", "Relu", "Dropout", "Affine"]
+    assert main(["train", "--model", "cnn", "--dropout", "0.5"]) == 1
+    assert "--batchnorm and --dropout apply to --model mlp" in capsys.readouterr().err
+    assert main(["train", "--model", "cnn", "--dataset", "mnist1d"]) == 1
+    assert "needs images" in capsys.readouterr().err

@@ -92,6 +92,8 @@ def _train(args: argparse.Namespace) -> int:
     if history.best_epoch is not None:
         print(f"early stopping: restored the weights of epoch {history.best_epoch}")
     print(f"wrote {out / 'model.safetensors'} and {out / 'history.json'}")
+    if args.plot:
+        print(f"wrote {_plot_module().training_curves(history, out / 'curves.png', val_label=val_name)}")
     print(f"test accuracy: {test_accuracy:.4f}")
     return 0
 
@@ -184,6 +186,57 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- trace and plot ------------------------------------------------------------------------------
+
+
+def _plot_module():
+    from . import plot
+
+    try:
+        plot._pyplot()
+    except plot.MissingMatplotlib as error:
+        raise CommandError(str(error)) from None
+    return plot
+
+
+def _test_samples(model, args, count=None):
+    from .data import CLASS_NAMES, load_dataset
+
+    _, (x_test, t_test) = load_dataset(args.dataset, data_dir=args.data_dir)
+    _check_fits(model, x_test.shape[1], f"dataset {args.dataset}")
+    if count is not None:
+        x_test, t_test = x_test[:count], t_test[:count]
+    return _as_model_input(model, x_test), t_test, CLASS_NAMES.get(args.dataset)
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from .inspect import trace
+
+    model = _load_model(args.model)
+    x, t, _ = _test_samples(model, args, args.samples)
+    result = trace(model, x, t, lr=args.lr)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.format_text())
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    plot = _plot_module()
+    model = _load_model(args.model)
+    x, t, names = _test_samples(model, args, args.samples if args.what == "activations" else None)
+    out = Path(args.out or f"{args.what}.png")
+    if args.what == "confusion":
+        path = plot.confusion(model, x, t, out, class_names=names)
+    elif args.what == "mistakes":
+        image_shape = model.input_shape or (int(round(x.shape[1] ** 0.5)),) * 2
+        path = plot.mistakes(model, x, t, out, image_shape, class_names=names)
+    elif args.what == "weights":
+        path = plot.first_layer_weights(model, out)
+    else:
+        path = plot.activations(model, x, out)
+    print(f"wrote {path}")
+    return 0
+
+
 # --- walkthrough ---------------------------------------------------------------------------------
 
 
@@ -259,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default="handgrad-run", help="output folder (default: handgrad-run)")
     train.add_argument("--checkpoint-every", type=int, default=0, metavar="K", help="write a checkpoint every K epochs")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    train.add_argument("--plot", action="store_true", help="also write training curves to --out/curves.png (matplotlib)")
     train.set_defaults(handler=_train)
 
     evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a saved model")
@@ -271,6 +325,24 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("model", help="a model.safetensors written by handgrad")
     predict.add_argument("files", nargs="+", metavar="FILE")
     predict.set_defaults(handler=_predict)
+
+    trace = commands.add_parser("trace", help="every layer's values and gradients on a few samples, with warnings")
+    trace.add_argument("model", help="a model.safetensors written by handgrad")
+    trace.add_argument("--dataset", choices=DATASETS, default="digits")
+    trace.add_argument("--samples", type=_positive_int, default=10, help="test samples to trace (default: 10)")
+    trace.add_argument("--lr", type=float, default=1e-3, help="learning rate for the update-to-weight ratios")
+    trace.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    trace.add_argument("--data-dir")
+    trace.set_defaults(handler=_trace)
+
+    plot = commands.add_parser("plot", help="pictures of a saved model: confusion, mistakes, weights, activations")
+    plot.add_argument("model", help="a model.safetensors written by handgrad")
+    plot.add_argument("--dataset", choices=DATASETS, default="digits")
+    plot.add_argument("--what", choices=["confusion", "mistakes", "weights", "activations"], default="confusion")
+    plot.add_argument("--samples", type=_positive_int, default=1000, help="samples for --what activations")
+    plot.add_argument("--out", help="PNG file to write (default: WHAT.png)")
+    plot.add_argument("--data-dir")
+    plot.set_defaults(handler=_plot)
 
     walk = commands.add_parser("walkthrough", help="the tutorial's two-layer network, every gradient beside its numerical check",
                                description="Reproduce the tutorial's two-layer example: forward, loss, every backprop "

@@ -14,7 +14,9 @@ import numpy as np
 
 from . import functions as F
 from .gradcheck import numerical_gradient, relative_error
+from .inspect import trace
 from .layers import Affine, Relu, SoftmaxWithLoss
+from .model import Sequential
 
 # The tutorial's numbers.
 TUTORIAL_X = [[1.0, 2.0]]
@@ -41,25 +43,25 @@ _PARAM_GRADIENTS = [("dW2", 2, "W"), ("db2", 2, "b"), ("dW1", 0, "W"), ("db1", 0
 
 
 def _run_network(x, t) -> dict:
-    """Forward and backward through the tutorial's network in float64, with numerical checks."""
+    """Forward and backward through the tutorial's network in float64 (recorded by
+    :func:`handgrad.inspect.trace`), with a numerical check of every gradient."""
     x = np.array(x, dtype=np.float64)
     t = np.array(t, dtype=np.float64)
     layers = [Affine(TUTORIAL_W1, TUTORIAL_B1), Relu(), Affine(TUTORIAL_W2, TUTORIAL_B2), Relu()]
-    loss_layer = SoftmaxWithLoss()
-
-    stage_inputs = [x]
-    for layer in layers:
-        stage_inputs.append(layer.forward(stage_inputs[-1]))
-    out = stage_inputs[-1]
-    loss = loss_layer.forward(out, t)
+    model = Sequential(layers, loss=SoftmaxWithLoss())
+    loss_layer = model.loss_layer
+    recorded = trace(model, x, t, max_values=10**6)
+    loss = recorded.loss
     probabilities = loss_layer.y.copy()  # the numerical passes below re-run forward
+    out = np.array(recorded.layers[-1].values["output"])
+    stage_inputs = [x] + [np.array(r.values["output"]) for r in recorded.layers]
 
-    backprop = {"dout": loss_layer.backward()}
-    for (name, _, _), layer in zip(_INPUT_GRADIENTS[1:], reversed(layers)):
-        previous = list(backprop.values())[-1]
-        backprop[name] = layer.backward(previous)
+    # What each layer's backward received and returned, in the tutorial's names.
+    backprop = {"dout": np.array(recorded.layers[3].values["grad_output"])}
+    for (name, _, _), record in zip(_INPUT_GRADIENTS[1:], reversed(recorded.layers)):
+        backprop[name] = np.array(record.values["grad_input"])
     for name, index, key in _PARAM_GRADIENTS:
-        backprop[name] = layers[index].grads[key].copy()  # copies: the numerical passes re-run forward
+        backprop[name] = np.array(recorded.layers[index].values[f"d{key}"])
 
     def loss_from_stage(k: int, z: np.ndarray) -> float:
         for layer in layers[k:]:
@@ -88,6 +90,7 @@ def _run_network(x, t) -> dict:
         "loss": loss,
         "loss_exact": exact_loss,
         "loss_tutorial_delta": F.cross_entropy_error(F.softmax(out), t),
+        "trace_warnings": recorded.warnings,
         "gradients": [
             {
                 "name": name,
@@ -190,6 +193,7 @@ def _format_example(title: str, example: dict, explanation: str) -> list[str]:
         f"loss       = {example['loss']:.6g}    (exact value {example['loss_exact']:.4g}; "
         f"the tutorial's delta version gives {example['loss_tutorial_delta']:.6g})"
     )
+    lines.append("trace warnings: " + ("; ".join(example["trace_warnings"]) or "none"))
     lines.append("")
     lines.append("Backward, in the tutorial's order: backprop, then the numerical gradient of the same")
     lines.append("quantity by central differences (eps = 1e-5), and their relative error.")

@@ -1,0 +1,190 @@
+"""Watch every gradient go by: a per-layer trace of one forward and backward pass.
+
+``trace(model, x, t)`` runs the model on a batch and records, for every layer, its input and
+output (shape, mean, std, min, max; the full values when they are small), the gradient that
+arrives at its output and the one it sends back, each parameter's gradient norm and
+update-to-weight ratio, and the fraction of dead ReLU units; then it looks for trouble
+(vanishing or exploding gradients, saturated sigmoids or softmax, dead ReLUs, NaN).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["trace", "Trace", "LayerTrace", "stats"]
+
+#: Thresholds of the warnings, documented in :func:`trace`.
+DEAD_RELU_WARNING = 0.5
+SATURATION_WARNING = 0.5
+VANISHING_RATIO = 1e-3
+EXPLODING_NORM = 1e3
+
+
+def stats(array) -> dict:
+    """Shape, mean, std, min, max, and whether everything is finite."""
+    a = np.asarray(array, dtype=np.float64)
+    finite = bool(np.all(np.isfinite(a)))
+    return {"shape": list(a.shape), "mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()),
+            "max": float(a.max()), "finite": finite}
+
+
+@dataclass
+class LayerTrace:
+    index: int
+    name: str
+    input: dict
+    output: dict
+    grad_output: dict | None = None   # dL/d(output), what backward received
+    grad_input: dict | None = None    # dL/d(input), what backward returned
+    params: dict = field(default_factory=dict)   # name -> {"norm", "grad_norm", "update_ratio"}
+    dead_fraction: float | None = None            # Relu: units that are 0 for every sample
+    saturated_fraction: float | None = None       # Sigmoid / Tanh: outputs within 1 % of a bound
+    values: dict = field(default_factory=dict)    # full arrays (as lists) when small
+
+
+@dataclass
+class Trace:
+    layers: list
+    loss: float
+    loss_layer: dict
+    warnings: list
+    lr: float
+
+    def to_dict(self) -> dict:
+        return {"loss": self.loss, "lr": self.lr, "loss_layer": self.loss_layer, "warnings": self.warnings,
+                "layers": [vars(layer) for layer in self.layers]}
+
+    def format_text(self) -> str:
+        """A readable table: forward statistics, then backward, then warnings."""
+        head = f"{'layer':<18} {'output shape':<16} {'mean':>10} {'std':>10} {'min':>10} {'max':>10}  notes"
+        lines = [f"forward (loss {self.loss:.6g})", head, "-" * len(head)]
+        for layer in self.layers:
+            o = layer.output
+            notes = []
+            if layer.dead_fraction is not None:
+                notes.append(f"dead {100 * layer.dead_fraction:.0f}%")
+            if layer.saturated_fraction is not None:
+                notes.append(f"saturated {100 * layer.saturated_fraction:.0f}%")
+            lines.append(f"{layer.index} {layer.name:<16} {str(tuple(o['shape'])):<16} {o['mean']:10.3g} {o['std']:10.3g} "
+                         f"{o['min']:10.3g} {o['max']:10.3g}  {', '.join(notes)}")
+        head = f"{'layer':<18} {'dL/d input std':>14} {'dL/d output std':>15}  parameters: |grad|, lr*|grad|/|w|"
+        lines += ["", f"backward (update ratios for lr {self.lr:g})", head, "-" * len(head)]
+        for layer in reversed(self.layers):
+            grad_in = f"{layer.grad_input['std']:14.3g}" if layer.grad_input else f"{'-':>14}"
+            params = "; ".join(f"{k}: {v['grad_norm']:.3g}, " + (f"{v['update_ratio']:.2g}" if v["update_ratio"] is not None
+                                                                  else "- (w = 0)") for k, v in layer.params.items())
+            lines.append(f"{layer.index} {layer.name:<16} {grad_in} {layer.grad_output['std']:15.3g}  {params}")
+        lines += ["", "warnings:" if self.warnings else "warnings: none"]
+        lines += [f"  - {w}" for w in self.warnings]
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format_text()
+
+
+def _norm(a) -> float:
+    return float(np.sqrt(np.sum(np.asarray(a, dtype=np.float64) ** 2)))
+
+
+def trace(model, x, t, lr: float = 1e-3, train: bool = False, max_values: int = 64) -> Trace:
+    """Trace one forward and backward pass of ``model`` on ``(x, t)``.
+
+    ``lr`` gives the update-to-weight ratio ``lr |grad| / |w|`` (about 1e-3 is healthy for SGD).
+    ``train``: run in training mode (dropout active, BatchNorm on batch statistics); evaluation
+    mode by default, which is deterministic. Arrays of at most ``max_values`` elements are kept
+    in full. The model's parameters are not changed (in training mode BatchNorm's running
+    statistics move, as in any training forward).
+
+    Warnings: a NaN or infinity anywhere; gradient norms shrinking by more than 1e3 from the
+    last parameterised layer to the first (vanishing) or any above 1e3 (exploding); more than
+    50 % dead ReLU units or saturated sigmoid/tanh outputs; a softmax whose top probability
+    exceeds 0.999 on more than half the samples (its gradients all but vanish).
+    """
+    was_training = model.training
+    model.train(train)
+    try:
+        records, value = [], x
+        for index, layer in enumerate(model.layers):
+            out = model._call(index, layer.forward, value)
+            record = LayerTrace(index, layer.name, stats(value), stats(out))
+            if out.size <= max_values:
+                record.values["output"] = np.asarray(out).tolist()
+            if layer.name == "Relu":
+                per_unit = np.asarray(out).reshape(len(out), -1) if np.ndim(out) > 1 else np.asarray(out)[None]
+                record.dead_fraction = float(np.mean(np.all(per_unit <= 0, axis=0)))
+            elif layer.name in ("Sigmoid", "Tanh"):
+                low, high = (0.01, 0.99) if layer.name == "Sigmoid" else (-0.99, 0.99)
+                record.saturated_fraction = float(np.mean((out < low) | (out > high)))
+            records.append(record)
+            value = out
+        loss = model.loss_layer.forward(value, t) + model.weight_penalty()
+        probabilities = getattr(model.loss_layer, "y", None)
+        for record, (grad_out, grad_in) in zip(records, _backward_by_layer(model)):
+            record.grad_output = stats(grad_out)
+            record.grad_input = stats(grad_in) if grad_in is not None else None
+            if grad_out.size <= max_values:
+                record.values["grad_output"] = np.asarray(grad_out).tolist()
+            if grad_in is not None and grad_in.size <= max_values:
+                record.values["grad_input"] = np.asarray(grad_in).tolist()
+            layer = model.layers[record.index]
+            for key, param in layer.params.items():
+                grad = layer.grads[key]
+                norm, grad_norm = _norm(param), _norm(grad)
+                record.params[key] = {"norm": norm, "grad_norm": grad_norm,
+                                      "update_ratio": lr * grad_norm / norm if norm else None}
+                if grad.size <= max_values:
+                    record.values[f"d{key}"] = np.asarray(grad).tolist()
+        loss_info = {"name": model.loss_layer.name}
+        warnings = _warnings(records, loss, probabilities)
+        return Trace(records, float(loss), loss_info, warnings, lr)
+    finally:
+        model.train(was_training)
+
+
+def _backward_by_layer(model):
+    """``model.backward()``, step by step: (dL/d output, dL/d input) of every layer, in order.
+    The parameters' gradients end as after ``model.backward()``."""
+    pairs = [None] * len(model.layers)
+    dout = model.loss_layer.backward()
+    for index in range(len(model.layers) - 1, -1, -1):
+        dx = model._call(index, model.layers[index].backward, dout)
+        pairs[index] = (dout, dx)
+        dout = dx
+    if model.weight_decay:  # as Sequential.backward does
+        for layer in model._decayed_weights():
+            layer.grads["W"] += model.weight_decay * layer.params["W"]
+    return pairs
+
+
+def _warnings(records, loss, probabilities) -> list:
+    warnings = []
+    if not math.isfinite(loss):
+        warnings.append(f"the loss is {loss}")
+    for r in records:
+        for what, s in (("output", r.output), ("gradient", r.grad_output)):
+            if s is not None and not s["finite"]:
+                warnings.append(f"layer {r.index} {r.name}: NaN or infinity in its {what}")
+        if r.dead_fraction is not None and r.dead_fraction > DEAD_RELU_WARNING:
+            warnings.append(f"layer {r.index} Relu: {100 * r.dead_fraction:.0f}% of units are dead (0 for every sample)")
+        if r.saturated_fraction is not None and r.saturated_fraction > SATURATION_WARNING:
+            warnings.append(f"layer {r.index} {r.name}: {100 * r.saturated_fraction:.0f}% of outputs are saturated; "
+                            "their gradients nearly vanish")
+        for key, p in r.params.items():
+            if p["grad_norm"] > EXPLODING_NORM:
+                warnings.append(f"layer {r.index} {r.name}: exploding gradient, |d{key}| = {p['grad_norm']:.3g}")
+    weighted = [(r.index, r.name, p["grad_norm"]) for r in records for key, p in r.params.items() if key == "W"]
+    if len(weighted) >= 2:
+        (i0, n0, first), (i1, n1, last) = weighted[0], weighted[-1]
+        if last > 0 and first / last < VANISHING_RATIO:
+            warnings.append(f"vanishing gradients: |dW| falls from {last:.3g} at layer {i1} {n1} to {first:.3g} "
+                            f"at layer {i0} {n0}")
+    if probabilities is not None:
+        top = np.asarray(probabilities).reshape(-1, np.shape(probabilities)[-1]).max(axis=-1)
+        share = float(np.mean(top > 0.999))
+        if share > 0.5:
+            warnings.append(f"softmax saturated: top probability above 0.999 for {100 * share:.0f}% of samples; "
+                            "the loss's gradients are nearly 0 there")
+    return warnings
