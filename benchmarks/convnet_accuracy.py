@@ -4,7 +4,9 @@
 
 Rows:
   SimpleConvNet (conv 30x5x5, relu, max pool 2x2/2, affine 100, relu, affine 10), He init,
-      Adam lr 1e-3, batch 100, 10 epochs, float32: test accuracy per epoch and seconds per epoch
+      L2 weight decay 1e-4 (the model's), Adam lr 1e-3 with cosine annealing, batch 100, 15 epochs,
+      float32: test accuracy per epoch and seconds per epoch
+      (same as: handgrad train --dataset mnist --model cnn --weight-decay-l2 1e-4 --schedule cosine --epochs 15)
   MLP 784-100-100-10 with BatchNorm and Dropout 0.2 after each hidden layer, He init,
       Adam lr 1e-3, batch 100, 20 epochs
 """
@@ -23,10 +25,12 @@ import numpy as np  # noqa: E402
 import handgrad as hg  # noqa: E402
 
 
-def run(name, model, data, epochs, target):
+def run(name, model, data, epochs, target, cosine=False):
     (x, t), (x_test, t_test) = data
-    history = hg.fit(model, hg.optim.Adam(lr=1e-3), (x, t), val=(x_test, t_test), epochs=epochs, batch_size=100,
-                     seed=0, log=lambda r: print(f"  {name}: epoch {r['epoch']:2d} test acc {r['val_accuracy']:.4f} "
+    optimizer = hg.optim.Adam(lr=1e-3)
+    scheduler = hg.optim.CosineAnnealingLR(optimizer, epochs) if cosine else None
+    history = hg.fit(model, optimizer, (x, t), val=(x_test, t_test), epochs=epochs, batch_size=100,
+                     seed=0, scheduler=scheduler, log=lambda r: print(f"  {name}: epoch {r['epoch']:2d} test acc {r['val_accuracy']:.4f} "
                                                  f"({r['seconds']:.1f} s)", flush=True))
     return {"run": name, "accuracy": history["val_accuracy"][-1], "best_epoch_accuracy": max(history["val_accuracy"]),
             "per_epoch": history["val_accuracy"], "seconds_per_epoch": float(np.mean(history["seconds"])),
@@ -41,7 +45,8 @@ def main() -> None:
     images = hg.data.load_dataset("mnist", data_dir=args.data_dir, flatten=False)
     flat = hg.data.load_dataset("mnist", data_dir=args.data_dir)
     rows = [
-        run("SimpleConvNet, Adam 1e-3, batch 100, 10 epochs", hg.model.SimpleConvNet(seed=0), images, 10, 0.99),
+        run("SimpleConvNet, L2 1e-4, Adam 1e-3 cosine, batch 100, 15 epochs",
+            hg.model.SimpleConvNet(seed=0, weight_decay=1e-4), images, 15, 0.99, cosine=True),
         run("MLP 784-100-100-10 + BatchNorm + Dropout 0.2, Adam 1e-3, batch 100, 20 epochs",
             hg.mlp(784, [100, 100], 10, batchnorm=True, dropout=0.2, seed=0), flat, 20, 0.98),
     ]

@@ -53,19 +53,22 @@ def _train(args: argparse.Namespace) -> int:
         raise CommandError("--early-stopping needs --val-split (stopping on the test set would leak it)")
 
     if args.model == "cnn":
-        model = hg.model.SimpleConvNet(input_dim=x_train.shape[1:], init=args.init, seed=args.seed)
+        model = hg.model.SimpleConvNet(input_dim=x_train.shape[1:], init=args.init, seed=args.seed,
+                                       weight_decay=args.weight_decay_l2)
         description = "SimpleConvNet"
     elif args.model == "deep-cnn":
-        model = hg.model.DeepConvNet(input_dim=x_train.shape[1:], init=args.init, seed=args.seed)
+        model = hg.model.DeepConvNet(input_dim=x_train.shape[1:], init=args.init, seed=args.seed,
+                                     weight_decay=args.weight_decay_l2)
         description = "DeepConvNet"
     else:
         model = hg.mlp(x_train.shape[1], args.hidden, 10, activation=args.activation, init=args.init, seed=args.seed,
-                       batchnorm=args.batchnorm, dropout=args.dropout)
+                       batchnorm=args.batchnorm, dropout=args.dropout, weight_decay=args.weight_decay_l2)
         description = (f"mlp {'-'.join(map(str, [x_train.shape[1], *args.hidden, 10]))} {args.activation}"
                        + (" batchnorm" if args.batchnorm else "") + (f" dropout {args.dropout:g}" if args.dropout else ""))
     lr = args.lr if args.lr is not None else (0.1 if args.optimizer in ("sgd", "momentum", "nesterov") else
                                               0.01 if args.optimizer == "adagrad" else 1e-3)
     optimizer = hg.optim.OPTIMIZERS[args.optimizer](lr=lr, weight_decay=args.weight_decay)
+    scheduler = hg.optim.CosineAnnealingLR(optimizer, epochs) if args.schedule == "cosine" else None
     out = Path(args.out)
     print(f"dataset {args.dataset}: {len(x_train)} train, {len(val[0])} {val_name} samples; model {description}; "
           f"{args.optimizer} lr {lr:g}; {epochs} epochs of batch {batch_size}")
@@ -79,7 +82,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume and not checkpoint.is_file():
         raise CommandError(f"--resume: no checkpoint at {checkpoint} (write one with --checkpoint-every)")
     history = hg.fit(model, optimizer, (x_train, t_train), val=val, epochs=epochs, batch_size=batch_size,
-                     seed=args.seed, early_stopping=args.early_stopping,
+                     seed=args.seed, early_stopping=args.early_stopping, scheduler=scheduler,
                      checkpoint=checkpoint if (args.checkpoint_every or args.resume) else None,
                      checkpoint_every=args.checkpoint_every, resume=args.resume, log=log)
     test_accuracy = model.accuracy(x_test, t_test)
@@ -300,7 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--init", default="he", help="he, he_uniform, xavier, xavier_uniform (default: he)")
     train.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
     train.add_argument("--lr", type=float, help="learning rate (default: 1e-3 for adam/adamw/rmsprop, 0.1 for sgd)")
-    train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument("--weight-decay", type=float, default=0.0,
+                       help="the optimizer's weight decay, on every parameter (torch.optim's)")
+    train.add_argument("--weight-decay-l2", type=float, default=0.0, metavar="LAMBDA",
+                       help="the model's L2 penalty LAMBDA/2 |W|^2 on the weights only (the book's)")
+    train.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                       help="learning rate: constant, or cosine annealing to 0 over the epochs")
     train.add_argument("--epochs", type=_positive_int, help="default: 30 for digits, 5 for mnist / fashion-mnist")
     train.add_argument("--batch-size", type=_positive_int, help="default: 32 for digits, 100 otherwise")
     train.add_argument("--seed", type=int, default=0)

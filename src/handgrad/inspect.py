@@ -28,7 +28,7 @@ def stats(array) -> dict:
     a = np.asarray(array, dtype=np.float64)
     finite = bool(np.all(np.isfinite(a)))
     return {"shape": list(a.shape), "mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()),
-            "max": float(a.max()), "finite": finite}
+            "max": float(a.max()), "rms": float(np.sqrt(np.mean(a * a))), "finite": finite}
 
 
 @dataclass
@@ -70,13 +70,13 @@ class Trace:
                 notes.append(f"saturated {100 * layer.saturated_fraction:.0f}%")
             lines.append(f"{layer.index} {layer.name:<16} {str(tuple(o['shape'])):<16} {o['mean']:10.3g} {o['std']:10.3g} "
                          f"{o['min']:10.3g} {o['max']:10.3g}  {', '.join(notes)}")
-        head = f"{'layer':<18} {'dL/d input std':>14} {'dL/d output std':>15}  parameters: |grad|, lr*|grad|/|w|"
+        head = f"{'layer':<18} {'dL/d input rms':>14} {'dL/d output rms':>15}  parameters: |grad|, lr*|grad|/|w|"
         lines += ["", f"backward (update ratios for lr {self.lr:g})", head, "-" * len(head)]
         for layer in reversed(self.layers):
-            grad_in = f"{layer.grad_input['std']:14.3g}" if layer.grad_input else f"{'-':>14}"
+            grad_in = f"{layer.grad_input['rms']:14.3g}" if layer.grad_input else f"{'-':>14}"
             params = "; ".join(f"{k}: {v['grad_norm']:.3g}, " + (f"{v['update_ratio']:.2g}" if v["update_ratio"] is not None
                                                                   else "- (w = 0)") for k, v in layer.params.items())
-            lines.append(f"{layer.index} {layer.name:<16} {grad_in} {layer.grad_output['std']:15.3g}  {params}")
+            lines.append(f"{layer.index} {layer.name:<16} {grad_in} {layer.grad_output['rms']:15.3g}  {params}")
         lines += ["", "warnings:" if self.warnings else "warnings: none"]
         lines += [f"  - {w}" for w in self.warnings]
         return "\n".join(lines)

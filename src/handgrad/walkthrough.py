@@ -42,14 +42,19 @@ _INPUT_GRADIENTS = [
 _PARAM_GRADIENTS = [("dW2", 2, "W"), ("db2", 2, "b"), ("dW1", 0, "W"), ("db1", 0, "b")]
 
 
+def tutorial_network() -> Sequential:
+    """The tutorial's network with its weights: Affine -> Relu -> Affine -> Relu -> SoftmaxWithLoss."""
+    layers = [Affine(TUTORIAL_W1, TUTORIAL_B1), Relu(), Affine(TUTORIAL_W2, TUTORIAL_B2), Relu()]
+    return Sequential(layers, loss=SoftmaxWithLoss())
+
+
 def _run_network(x, t) -> dict:
     """Forward and backward through the tutorial's network in float64 (recorded by
     :func:`handgrad.inspect.trace`), with a numerical check of every gradient."""
     x = np.array(x, dtype=np.float64)
     t = np.array(t, dtype=np.float64)
-    layers = [Affine(TUTORIAL_W1, TUTORIAL_B1), Relu(), Affine(TUTORIAL_W2, TUTORIAL_B2), Relu()]
-    model = Sequential(layers, loss=SoftmaxWithLoss())
-    loss_layer = model.loss_layer
+    model = tutorial_network()
+    layers, loss_layer = model.layers, model.loss_layer
     recorded = trace(model, x, t, max_values=10**6)
     loss = recorded.loss
     probabilities = loss_layer.y.copy()  # the numerical passes below re-run forward
