@@ -13,7 +13,8 @@ labels): a full training step is forward, backward and a plain SGD update.
 * book-style: the book's NumPy layers (one-hot labels, softmax then log(y + 1e-7), float64,
   dx computed for every layer, a fresh array for each operation).
 
-The implementations alternate within each repeat; the table gives the median samples per second
+The implementations alternate within each repeat, with a 0.3 s pause before each (so that no
+runner's idle-spinning worker threads slow the next one down); the table gives the median samples per second
 and the spread (min-max), and the ratio of medians. Then: this machine's float32 GEMM peak
 (a 2048 x 2048 matmul) and the GFLOP/s of the 784-1024-10 step; the peak RSS of one 784-1024-10
 epoch over 60,000 samples, measured in a fresh process, beside an estimate; and, on real MNIST
@@ -46,6 +47,9 @@ CONFIGS = [  # (name, hidden, batch, samples per timing, target ratio handgrad /
     ("784-256-10", 256, 128, 12_800, 1.3),
     ("784-1024-10", 1024, 256, 7_680, 1.0),
 ]
+
+
+PAUSE = 0.3  # seconds between runners
 
 
 def synthetic(samples, seed=0):
@@ -173,6 +177,9 @@ def measure(config, repeats, available):
     times = {impl: [] for impl in runners}
     for _ in range(repeats):
         for impl, run in runners.items():
+            # A pause between runners: OpenMP and OpenBLAS worker threads keep spinning for a
+            # moment after their last call and would steal the next runner's cores.
+            time.sleep(PAUSE)
             started = time.perf_counter()
             run()
             times[impl].append(time.perf_counter() - started)
@@ -199,18 +206,22 @@ def step_flops(hidden, batch):
     return 2 * batch * (784 * hidden + hidden * 10) * 2 + 2 * batch * hidden * 10
 
 
+# Peak RSS is read from /proc/self/status (VmHWM), which starts afresh in the new process;
+# getrusage's ru_maxrss would carry over the parent's peak across fork and exec.
 MEMORY_SCRIPT = """
-import os, resource, sys, numpy as np
+import sys, numpy as np
 sys.path.insert(0, {src!r})
 import handgrad as hg
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
 rng = np.random.default_rng(0)
 x = rng.random((60000, 784), dtype=np.float32); t = rng.integers(0, 10, 60000)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 model = hg.mlp(784, [1024], 10, seed=0)
+before = peak()
 hg.fit(model, hg.optim.Adam(lr=1e-3), (x, t), epochs=1, batch_size=256, seed=0, progress=False)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-import numpy
-print(before * 1024, after * 1024)
+print(before, peak())
 """
 
 
@@ -358,8 +369,9 @@ def main() -> None:
 
     before, after, estimate = peak_memory()
     total = sum(estimate.values())
-    print(f"peak RSS, 784-1024-10 Adam epoch over 60,000 samples: {after / 2**20:.0f} MiB "
-          f"(after making the data, before training: {before / 2**20:.0f} MiB); estimate of what must be held: "
+    print(f"peak RSS, 784-1024-10 Adam epoch over 60,000 samples: {after / 2**20:.0f} MiB, of which training "
+          f"added {(after - before) / 2**20:.0f} MiB (Python, NumPy, data and model before training: "
+          f"{before / 2**20:.0f} MiB); estimate of what must be held: "
           + ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in estimate.items()) + f" = {total / 2**20:.0f} MiB")
     results["memory"] = {"peak_rss": after, "rss_before_training": before, "estimate": estimate}
 

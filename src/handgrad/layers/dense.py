@@ -99,7 +99,8 @@ class Affine(Layer):
             )
         x2d = x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], -1)
         W, b = self._weights_as(x.dtype)
-        out = x2d @ W + b
+        out = x2d @ W
+        out += b  # in place: one pass and no second (N, out) array
         self._x_shape, self._x2d = x.shape, x2d
         return out[0] if x.ndim == 1 else out
 
