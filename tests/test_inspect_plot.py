@@ -147,3 +147,14 @@ def test_without_matplotlib_the_message_names_the_extra(saved, monkeypatch, caps
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     assert main(["plot", str(saved / "model.safetensors")]) == 1
     assert "pip install 'handgrad[plot]'" in capsys.readouterr().err
+
+
+def test_readme_trace_is_what_trace_prints():
+    from pathlib import Path
+
+    from handgrad.walkthrough import TUTORIAL_T, TUTORIAL_X, UNSATURATED_X, tutorial_network
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for x in (TUTORIAL_X, UNSATURATED_X):
+        text = trace(tutorial_network(), np.array(x), np.array(TUTORIAL_T), lr=0.1).format_text()
+        assert text in readme
