@@ -116,8 +116,8 @@ def main() -> None:
     rows += mnist_like("mnist", args.data_dir, 0.975)
     rows += mnist_like("fashion-mnist", args.data_dir, 0.87)
 
-    print(f"| run | test accuracy | target | met |")
-    print(f"|---|---|---|---|")
+    print("| run | test accuracy | target | met |")
+    print("|---|---|---|---|")
     for row in rows:
         spread = f" (min {row['min']:.4f}, max {row['max']:.4f})" if "min" in row else ""
         print(f"| {row['run']} | {row['accuracy']:.4f}{spread} | >= {row['target']} | "

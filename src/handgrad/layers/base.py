@@ -82,3 +82,54 @@ class Layer:
                 f"(the shape forward returned), got {dout.shape}"
             )
         return dout
+
+
+class WeightedLayer(Layer):
+    """A layer with a weight ``W`` and a bias ``b`` (Affine, Convolution), exposing the names the
+    book and the tutorial use: ``W``, ``b``, ``dW``, ``db``. Assigning ``layer.W = ...`` writes
+    into the existing array, so ``params`` (and a model's mapping of it) keeps seeing the
+    layer's values."""
+
+    def _init_weight_and_bias(self, W, b, w_shape_name: str, outputs_axis: int) -> None:
+        """Validate and adopt ``W`` (its dimensions named by ``w_shape_name``, e.g. "(in, out)")
+        and ``b`` (one per output unit, ``W.shape[outputs_axis]`` of them); integers become
+        float64, the bias takes W's dtype; the gradients start at zero."""
+        W = as_float_array(W, f"{self.name} W")
+        if W.ndim != w_shape_name.count(",") + 1:
+            raise ValueError(f"{self.name}: W must have shape {w_shape_name}, got shape {W.shape}")
+        b = as_float_array(b, f"{self.name} b")
+        outputs = W.shape[outputs_axis]
+        if b.shape != (outputs,):
+            raise ValueError(f"{self.name}: b must have shape ({outputs},) to match W {W.shape}, got {b.shape}")
+        self.params = {"W": W, "b": b.astype(W.dtype, copy=False)}
+        self.grads = {"W": np.zeros_like(W), "b": np.zeros_like(self.params["b"])}
+
+    @property
+    def W(self) -> np.ndarray:
+        return self.params["W"]
+
+    @W.setter
+    def W(self, value) -> None:
+        self._assign("W", value)
+
+    @property
+    def b(self) -> np.ndarray:
+        return self.params["b"]
+
+    @b.setter
+    def b(self, value) -> None:
+        self._assign("b", value)
+
+    @property
+    def dW(self) -> np.ndarray:
+        return self.grads["W"]
+
+    @property
+    def db(self) -> np.ndarray:
+        return self.grads["b"]
+
+    def _assign(self, key: str, value) -> None:
+        value = np.asarray(value)
+        if value.shape != self.params[key].shape:
+            raise ValueError(f"{self.name}: {key} must keep shape {self.params[key].shape}, got {value.shape}")
+        self.params[key][...] = value

@@ -12,8 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..functions import as_float_array
-from .base import Layer
+from .base import Layer, WeightedLayer
 
 
 def output_size(size: int, kernel: int, stride: int, pad: int) -> int:
@@ -83,7 +82,7 @@ def _spatial_output(name, x_shape, kh, kw, stride, pad):
     return oh, ow
 
 
-class Convolution(_ImageLayer):
+class Convolution(WeightedLayer, _ImageLayer):
     """2-D convolution (cross-correlation, as in PyTorch's Conv2d) ``y = W * x + b``.
 
     Shapes:
@@ -97,16 +96,9 @@ class Convolution(_ImageLayer):
 
     def __init__(self, W, b, stride: int = 1, pad: int = 0) -> None:
         super().__init__()
-        W = as_float_array(W, "Convolution W")
-        if W.ndim != 4:
-            raise ValueError(f"Convolution: W must have shape (FN, C, FH, FW), got shape {W.shape}")
-        b = as_float_array(b, "Convolution b")
-        if b.shape != (W.shape[0],):
-            raise ValueError(f"Convolution: b must have shape ({W.shape[0]},) to match W {W.shape}, got {b.shape}")
-        _check_geometry("Convolution", W.shape[2], W.shape[3], stride, pad)
+        self._init_weight_and_bias(W, b, "(FN, C, FH, FW)", outputs_axis=0)
+        _check_geometry("Convolution", self.W.shape[2], self.W.shape[3], stride, pad)
         self.stride, self.pad = int(stride), int(pad)
-        self.params = {"W": W, "b": b.astype(W.dtype, copy=False)}
-        self.grads = {"W": np.zeros_like(W), "b": np.zeros_like(self.params["b"])}
         self._col = None
         self._x_shape = None
 
@@ -153,23 +145,6 @@ class Convolution(_ImageLayer):
             return None
         dcol = dout_rows @ W.reshape(fn, -1)
         return col2im(dcol, self._x_shape, fh, fw, self.stride, self.pad)
-
-    # The book's names.
-    @property
-    def W(self) -> np.ndarray:
-        return self.params["W"]
-
-    @property
-    def b(self) -> np.ndarray:
-        return self.params["b"]
-
-    @property
-    def dW(self) -> np.ndarray:
-        return self.grads["W"]
-
-    @property
-    def db(self) -> np.ndarray:
-        return self.grads["b"]
 
 
 class Pooling(_ImageLayer):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..functions import as_float_array
-from .base import Layer
+from .base import WeightedLayer
 
 
-class Affine(Layer):
+class Affine(WeightedLayer):
     """Fully connected layer ``y = x W + b`` (the book's convention: ``W`` is ``(in, out)``;
     PyTorch's ``Linear.weight`` stores its transpose).
 
@@ -28,14 +27,7 @@ class Affine(Layer):
 
     def __init__(self, W, b) -> None:
         super().__init__()
-        W = as_float_array(W, "Affine W")
-        if W.ndim != 2:
-            raise ValueError(f"Affine: W must have shape (in, out), got shape {W.shape}")
-        b = as_float_array(b, "Affine b")
-        if b.shape != (W.shape[1],):
-            raise ValueError(f"Affine: b must have shape ({W.shape[1]},) to match W {W.shape}, got {b.shape}")
-        self.params = {"W": W, "b": b.astype(W.dtype, copy=False)}
-        self.grads = {"W": np.zeros_like(W), "b": np.zeros_like(self.params["b"])}
+        self._init_weight_and_bias(W, b, "(in, out)", outputs_axis=1)
         self._x_shape: tuple | None = None
         self._x2d: np.ndarray | None = None
 
@@ -47,42 +39,10 @@ class Affine(Layer):
     def from_spec(cls, spec: dict, dtype=np.float32) -> "Affine":
         return cls(np.zeros((spec["in_features"], spec["out_features"]), dtype), np.zeros(spec["out_features"], dtype))
 
-    # The names the book and the tutorial use. Assigning writes into the existing arrays, so
-    # ``params`` (and a model's mapping of it) keeps seeing the layer's values.
-    @property
-    def W(self) -> np.ndarray:
-        return self.params["W"]
-
-    @W.setter
-    def W(self, value) -> None:
-        self._assign("W", value)
-
-    @property
-    def b(self) -> np.ndarray:
-        return self.params["b"]
-
-    @b.setter
-    def b(self, value) -> None:
-        self._assign("b", value)
-
-    @property
-    def dW(self) -> np.ndarray:
-        return self.grads["W"]
-
-    @property
-    def db(self) -> np.ndarray:
-        return self.grads["b"]
-
     @property
     def x(self) -> np.ndarray | None:
         """The input of the last forward, flattened to ``(N, in)``."""
         return self._x2d
-
-    def _assign(self, key: str, value) -> None:
-        value = np.asarray(value)
-        if value.shape != self.params[key].shape:
-            raise ValueError(f"Affine: {key} must keep shape {self.params[key].shape}, got {value.shape}")
-        self.params[key][...] = value
 
     def _weights_as(self, dtype) -> tuple[np.ndarray, np.ndarray]:
         W, b = self.params["W"], self.params["b"]
