@@ -318,6 +318,19 @@ def test_batchnorm_matches_torch_in_train_and_eval_after_steps(shape):
 
 
 @needs_torch
+@pytest.mark.parametrize("geometry", [(2, 2, 2, 0), (3, 3, 1, 1), (2, 2, 1, 0)])
+def test_max_pooling_ties_go_where_torch_sends_them(geometry):
+    kh, kw, stride, pad = geometry
+    x = np.random.default_rng(10).integers(0, 3, (2, 2, 6, 6)).astype(np.float64)  # many ties
+    layer = Pooling(kh, kw, stride=stride, pad=pad)
+    out = layer.forward(x)
+    dout = np.random.default_rng(11).standard_normal(out.shape)
+    out_t, dx_t = torch_grads(torch.nn.MaxPool2d((kh, kw), stride=stride, padding=pad), x, dout)
+    np.testing.assert_array_equal(out, out_t)
+    np.testing.assert_allclose(layer.backward(dout), dx_t, rtol=TOL, atol=TOL)
+
+
+@needs_torch
 def test_dropout_eval_mode_matches_torch():
     x = np.random.default_rng(9).standard_normal((4, 5))
     layer = Dropout(0.5)

@@ -152,15 +152,16 @@ class Pooling(_ImageLayer):
 
     Padding is filled with -inf, so it never wins the max; the output has
     ``OH = (H + 2 pad - pool_h) // stride + 1`` rows (OW likewise). Backward sends each output's
-    gradient to the position of its window's maximum (the first one, on ties) and adds where
-    windows overlap. Shapes: x ``(N, C, H, W)``, y ``(N, C, OH, OW)``.
+    gradient to the position of its window's maximum (the first in row-major order, on ties, as
+    PyTorch does) and adds where windows overlap. Shapes: x ``(N, C, H, W)``, y ``(N, C, OH, OW)``.
     """
 
     def __init__(self, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0) -> None:
         super().__init__()
         _check_geometry("Pooling", pool_h, pool_w, stride, pad)
         self.pool_h, self.pool_w, self.stride, self.pad = int(pool_h), int(pool_w), int(stride), int(pad)
-        self._argmax = None
+        self._out = None
+        self._padded = None
         self._x_shape = None
 
     def spec(self) -> dict:
@@ -183,28 +184,33 @@ class Pooling(_ImageLayer):
         x = self._image(x)
         oh, ow = _spatial_output(self.name, x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
         padded = _pad(x, self.pad, -np.inf)
-        # A running maximum over the kernel offsets; `argmax` remembers which offset won. Only a
-        # strictly greater value takes over, so ties go to the first offset (as in PyTorch).
-        out, argmax = None, None
-        for k, (i, j) in enumerate(self._offsets()):
+        # The maximum over the kernel offsets: one element-wise maximum per offset, each over a
+        # strided view (much faster in NumPy than an argmax over a window axis).
+        out = None
+        for i, j in self._offsets():
             candidate = padded[self._slice(oh, ow, i, j)]
-            if out is None:
-                out, argmax = candidate.copy(), np.zeros(candidate.shape, dtype=np.int16)
-                continue
-            greater = candidate > out
-            np.copyto(argmax, k, where=greater)
-            np.maximum(out, candidate, out=out)
-        self._argmax, self._x_shape = argmax, x.shape
+            out = candidate.copy() if out is None else np.maximum(out, candidate, out=out)
+        self._padded, self._out, self._x_shape = padded, out, x.shape
         return out
 
     def backward(self, dout):
-        self._require_forward(self._argmax)
-        dout = self._check_dout(dout, self._argmax.shape)
+        self._require_forward(self._out)
+        dout = self._check_dout(dout, self._out.shape)
         n, c, h, w = self._x_shape
-        oh, ow = self._argmax.shape[2:]
-        dx = np.zeros((n, c, h + 2 * self.pad, w + 2 * self.pad), dtype=dout.dtype)
-        for k, (i, j) in enumerate(self._offsets()):
-            dx[self._slice(oh, ow, i, j)] += dout * (self._argmax == k)
+        oh, ow = self._out.shape[2:]
+        dx = np.zeros(self._padded.shape, dtype=dout.dtype)
+        # Each window's gradient goes to the first offset (row-major) that holds its maximum,
+        # as in PyTorch; `unclaimed` marks the windows whose maximum is still to be found.
+        unclaimed = np.ones(self._out.shape, dtype=bool)
+        disjoint = self.stride >= self.pool_h and self.stride >= self.pool_w  # no pixel in two windows
+        for i, j in self._offsets():
+            window = self._slice(oh, ow, i, j)
+            here = (self._padded[window] == self._out) & unclaimed
+            unclaimed ^= here
+            if disjoint:
+                np.multiply(dout, here, out=dx[window])  # each pixel written once: no sum needed
+            else:
+                dx[window] += dout * here
         return dx[:, :, self.pad:self.pad + h, self.pad:self.pad + w]
 
 
@@ -219,12 +225,12 @@ class AvgPooling(Pooling):
         view = windows(x, self.pool_h, self.pool_w, self.stride, self.pad)
         self._x_shape = x.shape
         out = view.mean(axis=(4, 5))
-        self._argmax = out.shape  # what backward needs to know: the output shape
+        self._out = out
         return out
 
     def backward(self, dout):
-        self._require_forward(self._argmax)
-        dout = self._check_dout(dout, self._argmax)
+        self._require_forward(self._out)
+        dout = self._check_dout(dout, self._out.shape)
         share = dout / (self.pool_h * self.pool_w)
         dwin = np.broadcast_to(share[..., None, None], share.shape + (self.pool_h, self.pool_w))
         return scatter_windows(dwin, self._x_shape, self.stride, self.pad)
