@@ -3,8 +3,8 @@
     python benchmarks/convnet_speed.py [--batches 30] [--repeats 5] [--json benchmarks/results/convnet_speed.json]
 
 One step = forward + backward + Adam update on a batch of 100 MNIST-shaped images, float32,
-2 threads (set OMP_NUM_THREADS / torch.set_num_threads). handgrad and PyTorch alternate, each
-repeat timing `--batches` steps; the table gives medians (and the spread) of the per-step time,
+2 threads (set OMP_NUM_THREADS / torch.set_num_threads). handgrad and PyTorch alternate, with
+a 0.3 s pause before each, each repeat timing `--batches` steps; the table gives medians (and the spread) of the per-step time,
 then where handgrad's time goes, layer by layer and inside the convolution.
 """
 
@@ -112,7 +112,11 @@ def main() -> None:
     theirs, torch_version = torch_stepper(x, t)
     ours_times, theirs_times = [], []
     for _ in range(args.repeats):
+        # A pause before each runner: idle-spinning OpenMP / OpenBLAS threads of the previous
+        # one would otherwise steal this one's cores.
+        time.sleep(0.3)
         ours_times.append(time_steps(ours, args.batches))
+        time.sleep(0.3)
         theirs_times.append(time_steps(theirs, args.batches))
     ours_ms, theirs_ms = 1000 * np.median(ours_times), 1000 * np.median(theirs_times)
     print(f"SimpleConvNet, batch {BATCH}, forward + backward + Adam update, float32, 2 threads")
