@@ -17,8 +17,13 @@ def test_import_handgrad_is_enough():
     assert callable(hg.functions.softmax)
     assert callable(hg.functions.cross_entropy) and callable(hg.functions.cross_entropy_error)
     assert callable(hg.gradcheck.numerical_gradient) and callable(hg.gradcheck.gradient_check)
-    for name in ["Affine", "Relu", "Sigmoid", "Tanh", "SoftmaxWithLoss"]:
+    for name in ["Affine", "Relu", "Sigmoid", "Tanh", "SoftmaxWithLoss", "Dropout", "BatchNorm", "Convolution",
+                 "Pooling", "AvgPooling", "Flatten"]:
         assert hasattr(hg.layers, name)
+    for name in ["Sequential", "mlp", "fit", "save", "load"]:
+        assert callable(getattr(hg, name))
+    for module in ["optim", "data", "init", "inspect", "plot"]:
+        assert hasattr(hg, module)
     assert re.fullmatch(r"\d+\.\d+\.\d+", hg.__version__)
 
 
