@@ -31,8 +31,12 @@ class TrainingDiverged(RuntimeError):
 @dataclass
 class History:
     """One record per epoch: ``epoch``, ``train_loss``, ``train_accuracy``, ``val_loss``,
-    ``val_accuracy`` (None without validation data), ``seconds``, ``lr``. ``history["val_accuracy"]``
-    gives one column as a list."""
+    ``val_accuracy`` (None without validation data), ``seconds``, ``lr``, ``steps`` (optimizer
+    steps so far). ``history["val_accuracy"]`` gives one column as a list.
+
+    ``train_loss`` and ``train_accuracy`` are averages over the epoch's batches as they were
+    trained on (training mode, weights changing along the way), as Keras reports them; they come
+    free with the forward pass. ``val_*`` are measured after the epoch, in evaluation mode."""
 
     records: list = field(default_factory=list)
     best_epoch: int | None = None  # set by early stopping: the epoch whose weights were restored
