@@ -206,10 +206,8 @@ IMPLEMENTATIONS = {"handgrad": handgrad_epoch, "PyTorch": torch_epoch, "scikit-l
 # --- measurements -------------------------------------------------------------------------------
 
 
-def measure(config, repeats, available):
-    name, hidden, batch, samples, _ = config
-    x, t = synthetic(samples)
-    runners = {impl: IMPLEMENTATIONS[impl](hidden, batch, x, t) for impl in available}
+def alternate(runners: dict, repeats: int, samples: int) -> dict:
+    """Samples per second of each runner (one epoch over `samples`), the runners taking turns."""
     for run in runners.values():  # warm up: first-call costs, BLAS thread start
         run()
     times = {impl: [] for impl in runners}
@@ -222,6 +220,12 @@ def measure(config, repeats, available):
             run()
             times[impl].append(time.perf_counter() - started)
     return {impl: [samples / s for s in seconds] for impl, seconds in times.items()}
+
+
+def measure(config, repeats, available):
+    name, hidden, batch, samples, _ = config
+    x, t = synthetic(samples)
+    return alternate({impl: IMPLEMENTATIONS[impl](hidden, batch, x, t) for impl in available}, repeats, samples)
 
 
 def gemm_peak(size=2048, repeats=5):
@@ -363,17 +367,7 @@ def convnet_row(repeats):
             torch.nn.functional.cross_entropy(net(inputs[index]), labels[index]).backward()
             torch_opt.step()
 
-    runners = {"handgrad": ours, "PyTorch": theirs}
-    for run in runners.values():
-        run()
-    times = {impl: [] for impl in runners}
-    for _ in range(repeats):
-        for impl, run in runners.items():
-            time.sleep(PAUSE)
-            started = time.perf_counter()
-            run()
-            times[impl].append(time.perf_counter() - started)
-    return {impl: [len(x) / s for s in seconds] for impl, seconds in times.items()}
+    return alternate({"handgrad": ours, "PyTorch": theirs}, repeats, len(x))
 
 
 def main() -> None:
