@@ -107,3 +107,16 @@ def test_two_layer_net_is_the_books_network():
 def test_sequential_refuses_non_layers():
     with pytest.raises(TypeError, match="layer 1 \\(str\\) has no forward/backward"):
         Sequential([Sigmoid(), "relu"])
+
+
+def test_mode_switches_for_the_block_and_restores_even_on_error():
+    model = hg.mlp(4, [3], 2, dropout=0.5, seed=0)
+    with model.mode(False):
+        assert not any(layer.training for layer in model.layers)
+    assert all(layer.training for layer in model.layers)
+    model.eval()
+    with pytest.raises(ValueError):
+        with model.mode(True):
+            assert model.layers[2].training
+            model.predict(np.ones((1, 5)))  # wrong width: raises inside the block
+    assert not model.training and not any(layer.training for layer in model.layers)

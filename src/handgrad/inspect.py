@@ -103,9 +103,7 @@ def trace(model, x, t, lr: float = 1e-3, train: bool = False, max_values: int = 
     50 % dead ReLU units or saturated sigmoid/tanh outputs; a softmax whose top probability
     exceeds 0.999 on more than half the samples (its gradients all but vanish).
     """
-    was_training = model.training
-    model.train(train)
-    try:
+    with model.mode(train):
         records, value = [], x
         for index, layer in enumerate(model.layers):
             out = model._call(index, layer.forward, value)
@@ -140,8 +138,6 @@ def trace(model, x, t, lr: float = 1e-3, train: bool = False, max_values: int = 
         loss_info = {"name": model.loss_layer.name}
         warnings = _warnings(records, loss, probabilities)
         return Trace(records, float(loss), loss_info, warnings, lr)
-    finally:
-        model.train(was_training)
 
 
 def _backward_by_layer(model):

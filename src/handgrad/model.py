@@ -5,6 +5,8 @@ Data flows one way: a model calls its layers; layers never know about the model.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from . import functions as F
@@ -92,6 +94,17 @@ class Sequential:
     def eval(self) -> "Sequential":
         return self.train(False)
 
+    @contextmanager
+    def mode(self, training: bool):
+        """``with model.mode(False): ...`` runs the block in evaluation mode (``True``: training
+        mode) and puts the model back in the mode it had, even if the block raises."""
+        was_training = self.training
+        self.train(training)
+        try:
+            yield self
+        finally:
+            self.train(was_training)
+
     # --- forward and backward ------------------------------------------------------------------
 
     def predict(self, x) -> np.ndarray:
@@ -144,22 +157,16 @@ class Sequential:
 
     def predict_classes(self, x, batch_size: int = 1000) -> np.ndarray:
         """Index of the highest score for every sample, computed in evaluation mode by batches."""
-        was_training = self.training
-        self.eval()
-        try:
+        if not len(x):
+            return np.zeros(0, int)
+        with self.mode(False):
             return np.concatenate([self.predict(x[i:i + batch_size]).argmax(axis=-1)
-                                   for i in range(0, len(x), batch_size)]) if len(x) else np.zeros(0, int)
-        finally:
-            self.train(was_training)
+                                   for i in range(0, len(x), batch_size)])
 
     def predict_proba(self, x, batch_size: int = 1000) -> np.ndarray:
         """Softmax probabilities for every sample, in evaluation mode."""
-        was_training = self.training
-        self.eval()
-        try:
+        with self.mode(False):
             return np.concatenate([F.softmax(self.predict(x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
-        finally:
-            self.train(was_training)
 
     # --- description ---------------------------------------------------------------------------
 
@@ -178,15 +185,11 @@ class Sequential:
         dtype = next(iter(self.params.values())).dtype if self.params else np.float32
         x = np.zeros((1,) + tuple(input_shape), dtype=dtype)
         rows = [("layer", "output shape", "params")]
-        was_training = self.training
-        self.eval()
-        try:
+        with self.mode(False):
             for index, layer in enumerate(self.layers):
                 x = self._call(index, layer.forward, x)
                 count = sum(v.size for v in layer.params.values())
                 rows.append((f"{index} {layer!r}", str(("N",) + x.shape[1:]).replace("'", ""), f"{count:,}"))
-        finally:
-            self.train(was_training)
         rows.append(("loss " + self.loss_layer.name, "", ""))
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows]

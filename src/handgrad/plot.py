@@ -154,16 +154,12 @@ def first_layer_weights(model, path, image_shape=None, max_units: int = 64) -> P
 def activations(model, x, path, bins: int = 30) -> Path:
     """Histograms of each activation layer's outputs on ``x`` (evaluation mode)."""
     plt = _pyplot()
-    was_training = model.training
-    model.eval()
     outputs, value = [], x
-    try:
+    with model.mode(False):
         for index, layer in enumerate(model.layers):
             value = layer.forward(value)
             if layer.name in ("Relu", "Sigmoid", "Tanh"):
                 outputs.append((f"{index} {layer.name}", np.asarray(value).ravel()))
-    finally:
-        model.train(was_training)
     if not outputs:
         raise ValueError("activations: the model has no activation layers")
     fig, axes = plt.subplots(1, len(outputs), figsize=(3 * len(outputs), 3), squeeze=False)

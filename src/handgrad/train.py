@@ -57,18 +57,14 @@ def _labels(t: np.ndarray) -> np.ndarray:
 
 def evaluate(model, x, t, batch_size: int = 1000) -> tuple[float, float]:
     """``(mean loss, accuracy)`` over every sample, in eval mode (the mode is restored)."""
-    was_training = model.training
-    model.eval()
-    try:
-        loss_sum, correct = 0.0, 0
+    loss_sum, correct = 0.0, 0
+    with model.mode(False):
         for start in range(0, len(x), batch_size):
             xb, tb = x[start:start + batch_size], t[start:start + batch_size]
             scores = model.predict(xb)
             loss_sum += model.loss_layer.forward(scores, tb) * len(xb)
             correct += int(np.sum(scores.argmax(axis=-1) == _labels(tb)))
-        return loss_sum / len(x), correct / len(x)
-    finally:
-        model.train(was_training)
+    return loss_sum / len(x), correct / len(x)
 
 
 def _copy_params(model) -> dict:
