@@ -268,7 +268,7 @@ def test_convolution_matches_torch(geometry):
 @needs_torch
 @pytest.mark.parametrize("ours, theirs", [(Pooling, torch.nn.MaxPool2d if torch else None),
                                           (AvgPooling, torch.nn.AvgPool2d if torch else None)])
-@pytest.mark.parametrize("geometry", [(2, 2, 2, 0), (3, 3, 2, 1), (3, 2, 1, 1), (2, 3, 3, 1)])
+@pytest.mark.parametrize("geometry", [(2, 2, 2, 0), (3, 3, 2, 1), (3, 2, 1, 1), (2, 3, 3, 1), (2, 2, 2, 1), (2, 2, 3, 1)])
 def test_pooling_matches_torch(ours, theirs, geometry):
     kh, kw, stride, pad = geometry
     rng = np.random.default_rng(7)
