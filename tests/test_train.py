@@ -158,3 +158,10 @@ def test_two_layer_net_trains_with_the_books_loop(digits):
         batch = rng.choice(len(x), 100, replace=False)
         optimizer.update(net.params, net.gradient(x[batch], t[batch]))
     assert net.accuracy(x_test, t_test) > 0.93
+
+
+def test_confusion_matrix_counts_true_against_predicted():
+    from handgrad.train import confusion_matrix
+
+    matrix = confusion_matrix(np.array([0, 1, 2, 2, 1]), np.array([0, 2, 2, 2, 1]))
+    np.testing.assert_array_equal(matrix, [[1, 0, 0], [0, 1, 1], [0, 0, 2]])

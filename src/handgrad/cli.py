@@ -123,14 +123,13 @@ def _as_model_input(model, x: np.ndarray) -> np.ndarray:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from .data import load_dataset
+    from .train import confusion_matrix
 
     model = _load_model(args.model)
     _, (x_test, t_test) = load_dataset(args.dataset, data_dir=args.data_dir)
     _check_fits(model, x_test.shape[1], f"dataset {args.dataset}")
-    predicted = model.predict_classes(_as_model_input(model, x_test))
-    classes = int(max(t_test.max(), predicted.max())) + 1
-    confusion = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(confusion, (t_test, predicted), 1)
+    confusion = confusion_matrix(t_test, model.predict_classes(_as_model_input(model, x_test)))
+    classes = len(confusion)
     accuracy = float(np.trace(confusion) / len(t_test))
     print(f"{args.dataset} test set, {len(t_test)} samples")
     print(f"accuracy: {accuracy:.4f}")

@@ -71,18 +71,13 @@ def training_curves(history, path, val_label: str = "validation") -> Path:
     return _save(fig, path)
 
 
-def _confusion_matrix(labels, predicted, classes):
-    matrix = np.zeros((classes, classes), dtype=np.int64)
-    np.add.at(matrix, (labels, predicted), 1)
-    return matrix
-
-
 def confusion(model, x, t, path, class_names=None) -> Path:
     """The confusion matrix (rows: true class, columns: predicted), counts in the cells."""
     plt = _pyplot()
-    predicted = model.predict_classes(x)
-    classes = int(max(t.max(), predicted.max())) + 1
-    matrix = _confusion_matrix(t, predicted, classes)
+    from .train import confusion_matrix
+
+    matrix = confusion_matrix(t, model.predict_classes(x))
+    classes = len(matrix)
     names = class_names or [str(c) for c in range(classes)]
     fig, ax = plt.subplots(figsize=(7, 6))
     image = ax.imshow(matrix, cmap="Blues")

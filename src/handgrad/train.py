@@ -19,7 +19,7 @@ import numpy as np
 
 from . import serialize
 
-__all__ = ["fit", "evaluate", "History", "TrainingDiverged"]
+__all__ = ["fit", "evaluate", "confusion_matrix", "History", "TrainingDiverged"]
 
 CHECKPOINT_FORMAT = "handgrad.checkpoint"
 
@@ -53,6 +53,16 @@ class History:
 
 def _labels(t: np.ndarray) -> np.ndarray:
     return t.argmax(axis=-1) if t.ndim == 2 else t
+
+
+def confusion_matrix(labels, predicted) -> np.ndarray:
+    """Counts of (true class, predicted class): rows are true classes, columns predictions;
+    as many classes as the largest label seen, plus one."""
+    labels, predicted = np.asarray(labels), np.asarray(predicted)
+    classes = int(max(labels.max(), predicted.max())) + 1
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)
+    return matrix
 
 
 def evaluate(model, x, t, batch_size: int = 1000) -> tuple[float, float]:
