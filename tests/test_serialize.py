@@ -2,6 +2,7 @@
 
 import json
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +129,18 @@ def test_a_failed_save_keeps_the_previous_file(model, tmp_path, monkeypatch):
         hg.save(hg.mlp(6, [2], 3), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+# --- files written by earlier releases ------------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.mark.parametrize("name, sample_shape", [("mlp_v0.1.0", (64,)), ("convnet_v0.1.0", (1, 8, 8))])
+def test_model_files_written_by_release_0_1_0_still_load_and_predict_the_same(name, sample_shape):
+    model = hg.load(FIXTURES / f"{name}.safetensors")
+    x = np.load(FIXTURES / "digits_test_first20.npy").reshape((-1,) + sample_shape)
+    expected = np.load(FIXTURES / f"{name}_probabilities.npy")
+    # float32 models: the same numbers up to float32 rounding, whatever the processor's SIMD paths.
+    np.testing.assert_allclose(model.predict_proba(x), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(model.predict_proba(x).argmax(axis=1), expected.argmax(axis=1))
