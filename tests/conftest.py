@@ -11,3 +11,17 @@ settings.register_profile("default", max_examples=40, deadline=None, derandomize
 settings.register_profile("thorough", max_examples=500, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """PyTorch, for parity tests. Without it they skip; with HANDGRAD_REQUIRE_TORCH=1 (CI) a
+    missing or broken install fails them instead of skipping them."""
+    if os.environ.get("HANDGRAD_REQUIRE_TORCH"):
+        import torch as module
+    else:
+        module = pytest.importorskip("torch")
+    return module
