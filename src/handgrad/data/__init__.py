@@ -1,4 +1,4 @@
-"""Datasets and minibatches.
+"""Datasets.
 
 ``load_dataset(name, data_dir=None, flatten=True)`` returns ``(x_train, t_train), (x_test, t_test)``
 with float32 inputs and int64 labels:
@@ -24,7 +24,7 @@ from .fetch import DataError, DataFile, RemoteDataset, locate
 from .idx import IdxError, read_idx
 from .mnist1d import make_mnist1d
 
-__all__ = ["load_dataset", "iterate_minibatches", "DATASETS", "REMOTE_DATASETS", "DataError", "IdxError",
+__all__ = ["load_dataset", "DATASETS", "REMOTE_DATASETS", "DataError", "IdxError",
            "read_idx", "make_mnist1d", "CLASS_NAMES"]
 
 _TORCHVISION_MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
@@ -135,15 +135,3 @@ def load_dataset(name: str, data_dir=None, flatten: bool = True, download: bool 
         test = (test[0].reshape(len(test[0]), -1), test[1])
     return train, test
 
-
-def iterate_minibatches(x, t, batch_size: int, shuffle: bool = True, rng=None):
-    """Yield ``(x_batch, t_batch)`` covering every sample exactly once: a fresh permutation
-    (without replacement) when ``shuffle``, and the last, smaller batch included."""
-    if batch_size < 1:
-        raise ValueError(f"iterate_minibatches: batch_size must be >= 1, got {batch_size}")
-    if len(x) != len(t):
-        raise ValueError(f"iterate_minibatches: {len(x)} inputs but {len(t)} targets")
-    order = np.random.default_rng(rng).permutation(len(x)) if shuffle else np.arange(len(x))
-    for start in range(0, len(x), batch_size):
-        index = order[start:start + batch_size]
-        yield x[index], t[index]

@@ -72,13 +72,21 @@ def _verified(path: Path, expected: str) -> Path:
     return path
 
 
+def _check_is_folder(path: Path, what: str) -> None:
+    if path.exists() and not path.is_dir():
+        raise DataError(f"{what} {path} is a file, not a folder (a data root holds one folder per dataset, "
+                        "e.g. ROOT/mnist/train-images-idx3-ubyte.gz)")
+
+
 def locate(dataset: RemoteDataset, file: DataFile, data_dir=None, download: bool = True) -> Path:
     """The verified path of one dataset file: found under a search root (compressed or not), or
     downloaded into the first root. Raises :class:`DataError` with what to do otherwise."""
     roots = search_roots(data_dir)
     raw_name = file.name[:-3] if file.name.endswith(".gz") else None
     for root in roots:
+        _check_is_folder(root, "the data root")
         folder = root / dataset.name
+        _check_is_folder(folder, f"the {dataset.name} entry of the data root:")
         if (folder / file.name).is_file():
             return _verified(folder / file.name, file.sha256)
         if raw_name and (folder / raw_name).is_file():
@@ -100,6 +108,9 @@ def _download(dataset: RemoteDataset, file: DataFile, target: Path, where: str) 
             f"(pip install 'handgrad[download]'). Or copy the files {', '.join(f.name for f in dataset.files.values())} "
             f"into {target}."
         ) from None
+    # Remember which folders the download creates, so that a failed one (offline, a mistyped
+    # --data-dir) leaves nothing behind.
+    created = [folder for folder in (target, *target.parents) if not folder.exists()]
     target.mkdir(parents=True, exist_ok=True)
     failures = []
     for mirror in dataset.mirrors:
@@ -111,6 +122,11 @@ def _download(dataset: RemoteDataset, file: DataFile, target: Path, where: str) 
             return _verified(Path(path), file.sha256)
         except Exception as error:  # noqa: BLE001 - every mirror's failure is reported below
             failures.append(f"{url}: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+    for folder in created:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another file arrived meanwhile): keep it
+            break
     raise DataError(f"{dataset.name}: could not download {file.name} from any mirror:\n  " + "\n  ".join(failures)
                     + f"\nCopy the published file into {target} instead (offline use).")
 
