@@ -165,3 +165,94 @@ def test_confusion_matrix_counts_true_against_predicted():
 
     matrix = confusion_matrix(np.array([0, 1, 2, 2, 1]), np.array([0, 2, 2, 2, 1]))
     np.testing.assert_array_equal(matrix, [[1, 0, 0], [0, 1, 1], [0, 0, 2]])
+
+
+# --- refusing what would not train as asked ----------------------------------------------------------
+
+
+def tiny_data():
+    return np.zeros((4, 2)), np.zeros(4, dtype=np.int64)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(epochs=2.5), "epochs must be an integer >= 0, got 2.5"),
+    (dict(epochs=True), "epochs must be an integer >= 0, got True"),
+    (dict(batch_size=0), "batch_size must be an integer >= 1, got 0"),
+    (dict(max_steps=-5), "max_steps must be an integer >= 1, got -5"),
+    (dict(early_stopping=-1, val=tiny_data()), "early_stopping must be an integer >= 1, got -1"),
+    (dict(checkpoint_every=-1), "checkpoint_every must be an integer >= 0, got -1"),
+])
+def test_counts_that_are_not_whole_or_not_positive_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        hg.fit(hg.mlp(2, [], 2), hg.optim.SGD(), tiny_data(), **kwargs)
+
+
+@pytest.mark.parametrize("where", ["train", "val"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_inputs_are_refused_before_training(where, bad):
+    x, t = np.zeros((5, 2)), np.zeros(5, dtype=np.int64)
+    x_bad = x.copy()
+    x_bad[3, 1] = bad
+    train, val = ((x_bad, t), (x, t)) if where == "train" else ((x, t), (x_bad, t))
+    what = "training" if where == "train" else "validation"
+    with pytest.raises(ValueError, match=f"{what} inputs contain NaN or infinity \\(1 samples, the first at index 3\\)"):
+        hg.fit(hg.mlp(2, [], 2), hg.optim.SGD(), train, val=val, epochs=1)
+
+
+def test_an_empty_validation_set_is_refused():
+    with pytest.raises(ValueError, match="the validation set is empty"):
+        hg.fit(hg.mlp(2, [], 2), hg.optim.SGD(), tiny_data(), val=(np.zeros((0, 2)), np.zeros(0, int)), epochs=1)
+    with pytest.raises(ValueError, match="no samples to evaluate"):
+        hg.train.evaluate(hg.mlp(2, [], 2), np.zeros((0, 2)), np.zeros(0, int))
+
+
+@pytest.fixture
+def checkpointed(digits, tmp_path):
+    """A 2-epoch run with a checkpoint: Adam 1e-3, batch 64, seed 0, cosine over 4 epochs."""
+    (x, t), _ = digits
+    path = tmp_path / "ckpt.safetensors"
+
+    def run(epochs=4, lr=1e-3, batch_size=64, seed=0, cosine_epochs=4, optimizer=hg.optim.Adam, resume=False):
+        opt = optimizer(lr=lr)
+        scheduler = hg.optim.CosineAnnealingLR(opt, cosine_epochs) if cosine_epochs else None
+        return hg.fit(hg.mlp(64, [16], 10, seed=0), opt, (x, t), epochs=epochs, batch_size=batch_size, seed=seed,
+                      scheduler=scheduler, checkpoint=path, checkpoint_every=1, resume=resume)
+
+    run(epochs=2)
+    return run
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(lr=0.5), r"optimizer Adam\(.*lr=0.001.*\) in the checkpoint, Adam\(.*lr=0.5.*\) now"),
+    (dict(batch_size=32), "batch_size 64 in the checkpoint, 32 now"),
+    (dict(seed=1), "seed 0 in the checkpoint, 1 now"),
+    (dict(cosine_epochs=None), r"scheduler CosineAnnealingLR\(.*\) in the checkpoint, None now"),
+    (dict(cosine_epochs=8), "T_max=4.* in the checkpoint, .*T_max=8"),
+    (dict(optimizer=hg.optim.AdamW), r"Adam\(.*\) in the checkpoint, AdamW\(.*\) now"),
+])
+def test_resuming_with_other_settings_is_refused(checkpointed, change, message):
+    with pytest.raises(hg.train.ResumeMismatch, match=message):
+        checkpointed(resume=True, **change)
+
+
+def test_resuming_asking_for_fewer_epochs_than_done_is_refused(checkpointed):
+    with pytest.raises(hg.train.ResumeMismatch, match="already trained 2 epochs; epochs=1 asks for fewer"):
+        checkpointed(resume=True, epochs=1)
+
+
+def test_resuming_with_the_same_settings_continues(checkpointed):
+    history = checkpointed(resume=True)
+    assert history["epoch"] == [1, 2, 3, 4]
+
+
+def test_a_run_that_stopped_early_stays_stopped_when_resumed(digits, tmp_path):
+    (x, t), (x_test, t_test) = digits
+    kwargs = dict(val=(x_test, t_test), batch_size=16, seed=0, early_stopping=2, checkpoint=tmp_path / "c",
+                  checkpoint_every=1)
+    model = hg.mlp(64, [100], 10, seed=0)
+    first = hg.fit(model, hg.optim.Adam(lr=3e-2), (x[:300], t[:300]), epochs=60, **kwargs)
+    assert len(first) < 60
+    again = hg.mlp(64, [100], 10, seed=0)
+    second = hg.fit(again, hg.optim.Adam(lr=3e-2), (x[:300], t[:300]), epochs=60, resume=True, **kwargs)
+    assert second["epoch"] == first["epoch"] and second.best_epoch == first.best_epoch
+    assert_same_weights(weights(again), weights(model))

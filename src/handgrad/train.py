@@ -19,13 +19,17 @@ import numpy as np
 
 from . import serialize
 
-__all__ = ["fit", "evaluate", "confusion_matrix", "History", "TrainingDiverged"]
+__all__ = ["fit", "evaluate", "confusion_matrix", "History", "TrainingDiverged", "ResumeMismatch"]
 
 CHECKPOINT_FORMAT = "handgrad.checkpoint"
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
+
+
+class ResumeMismatch(ValueError):
+    """A run asked to resume from a checkpoint with settings that would not continue it exactly."""
 
 
 @dataclass
@@ -66,7 +70,12 @@ def confusion_matrix(labels, predicted) -> np.ndarray:
 
 
 def evaluate(model, x, t, batch_size: int = 1000) -> tuple[float, float]:
-    """``(mean loss, accuracy)`` over every sample, in eval mode (the mode is restored)."""
+    """``(mean data loss, accuracy)`` over every sample, in eval mode (the mode is restored).
+
+    The loss is the loss layer's alone: a model's weight penalty (``weight_decay``) is left out,
+    as in ``fit``'s history, so that losses compare across penalties and with other libraries."""
+    if len(x) == 0:
+        raise ValueError("evaluate: no samples to evaluate")
     loss_sum, correct = 0.0, 0
     with model.mode(False):
         for start in range(0, len(x), batch_size):
@@ -107,26 +116,32 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
     A NaN or infinite loss raises :class:`TrainingDiverged` naming the epoch and step, with the
     weights restored to those at the start of that epoch (the last ones known to be good).
     """
-    x, t = (np.asarray(a) for a in train)
-    if len(x) != len(t):
-        raise ValueError(f"fit: {len(x)} training inputs but {len(t)} targets")
-    if len(x) == 0:
-        raise ValueError("fit: the training set is empty")
-    if batch_size < 1 or epochs < 0:
-        raise ValueError(f"fit: batch_size must be >= 1 and epochs >= 0, got {batch_size} and {epochs}")
+    x, t = _checked_data(train, "training")
+    if val is not None:
+        val = _checked_data(val, "validation")
+    _check_count("epochs", epochs, minimum=0)
+    _check_count("batch_size", batch_size, minimum=1)
+    _check_count("checkpoint_every", checkpoint_every, minimum=0)
+    for name, value in (("early_stopping", early_stopping), ("max_steps", max_steps)):
+        if value is not None:
+            _check_count(name, value, minimum=1)
     if early_stopping is not None and val is None:
         raise ValueError("fit: early_stopping needs validation data (val=...)")
     if checkpoint_every and checkpoint is None:
         raise ValueError("fit: checkpoint_every needs a checkpoint path")
 
     rng = np.random.default_rng(seed)
-    state = {"epoch": 0, "global_step": 0, "best_loss": math.inf, "best_epoch": None, "wait": 0}
+    # What decides the trajectory of the run: a resumed run must have the very same.
+    settings = {"batch_size": batch_size, "seed": seed if isinstance(seed, int) else repr(seed),
+                "optimizer": _settings_of(optimizer), "scheduler": _settings_of(scheduler),
+                "early_stopping": early_stopping, "min_delta": min_delta}
+    state = {"epoch": 0, "global_step": 0, "best_loss": math.inf, "best_epoch": None, "wait": 0, "stopped_early": False}
     history, best_weights = History(), None
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        state, history, best_weights = _load_checkpoint(checkpoint, model, optimizer, scheduler, rng)
+        state, history, best_weights = _load_checkpoint(checkpoint, model, optimizer, scheduler, rng, settings, epochs)
 
     show_progress = _want_progress() if progress is None else progress
-    stop = max_steps is not None and state["global_step"] >= max_steps
+    stop = state.get("stopped_early", False) or (max_steps is not None and state["global_step"] >= max_steps)
     model.train()
     while state["epoch"] < epochs and not stop:
         epoch = state["epoch"] + 1
@@ -177,9 +192,10 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
                 best_weights = _copy_params(model)
             else:
                 state["wait"] += 1
-                stop = stop or state["wait"] >= early_stopping
+                if state["wait"] >= early_stopping:
+                    stop = state["stopped_early"] = True
         if checkpoint is not None and checkpoint_every and (epoch % checkpoint_every == 0 or stop or epoch == epochs):
-            _save_checkpoint(checkpoint, model, optimizer, scheduler, rng, state, history, best_weights)
+            _save_checkpoint(checkpoint, model, optimizer, scheduler, rng, state, history, best_weights, settings)
         if log is not None:
             log(record)
 
@@ -187,6 +203,41 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
         _restore_params(model, best_weights)
         history.best_epoch = state["best_epoch"]
     return history
+
+
+def _check_count(name: str, value, minimum: int) -> None:
+    # bool is an int to Python, and 2.5 epochs would silently run 3.
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"fit: {name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _checked_data(pair, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, t)`` as arrays, refusing what would end in a crash or a silent NaN later."""
+    try:
+        x, t = (np.asarray(a) for a in pair)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"fit: the {what} data must be a pair (inputs, targets) of arrays ({error})") from error
+    if len(x) != len(t):
+        raise ValueError(f"fit: {len(x)} {what} inputs but {len(t)} targets")
+    if len(x) == 0:
+        raise ValueError(f"fit: the {what} set is empty")
+    if x.dtype.kind not in "fiub":
+        raise ValueError(f"fit: {what} inputs must be numbers, got dtype {x.dtype}")
+    if x.dtype.kind == "f":
+        finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"fit: {what} inputs contain NaN or infinity ({int(np.sum(~finite))} samples, "
+                             f"the first at index {int(np.argmin(finite))})")
+    return x, t
+
+
+def _settings_of(thing) -> dict | None:
+    """An optimizer's or scheduler's type and hyper-parameters (as constructed, before training)."""
+    if thing is None:
+        return None
+    numbers = {key: (list(value) if isinstance(value, tuple) else value) for key, value in sorted(vars(thing).items())
+               if key not in ("step_count", "epoch", "state") and isinstance(value, (int, float, bool, str, tuple))}
+    return {"type": type(thing).__name__, **numbers}
 
 
 # --- progress ------------------------------------------------------------------------------------
@@ -209,7 +260,7 @@ def _progress_bar(batches, epoch, epochs):
 # --- checkpoints ---------------------------------------------------------------------------------
 
 
-def _save_checkpoint(path, model, optimizer, scheduler, rng, state, history, best_weights) -> None:
+def _save_checkpoint(path, model, optimizer, scheduler, rng, state, history, best_weights, settings) -> None:
     tensors = serialize.layer_tensors(model, prefix="model.")
     opt_state = optimizer.state_dict()
     for name, buffers in opt_state["state"].items():
@@ -222,22 +273,42 @@ def _save_checkpoint(path, model, optimizer, scheduler, rng, state, history, bes
         "model_rng": model.rng.bit_generator.state if hasattr(model, "rng") else None,
         "optimizer": {"type": type(optimizer).__name__, "lr": opt_state["lr"], "step_count": opt_state["step_count"]},
         "scheduler": None if scheduler is None else {"type": type(scheduler).__name__, "epoch": scheduler.epoch},
+        "settings": settings,
     }
     serialize.write_safetensors(path, tensors, {
         "format": CHECKPOINT_FORMAT, "architecture": json.dumps(model.spec()), "training": json.dumps(meta),
     })
 
 
-def _load_checkpoint(path, model, optimizer, scheduler, rng):
+def _describe(value) -> str:
+    if isinstance(value, dict):
+        return value.get("type", "?") + "(" + ", ".join(f"{k}={v}" for k, v in value.items() if k != "type") + ")"
+    return str(value)
+
+
+def _check_resumable(path, saved: dict, settings: dict, epochs: int, epochs_done: int) -> None:
+    """Refuse to resume with settings that would not continue the checkpoint's run exactly."""
+    differences = [f"{name} {_describe(saved.get(name))} in the checkpoint, {_describe(value)} now"
+                   for name, value in settings.items() if saved.get(name) != value]
+    if differences:
+        raise ResumeMismatch(f"{path}: cannot resume with other settings than the checkpoint's run: "
+                             + "; ".join(differences) + ". Use the same settings, or start a new run (another --out).")
+    if epochs < epochs_done:
+        raise ResumeMismatch(f"{path}: the checkpoint has already trained {epochs_done} epochs; "
+                             f"epochs={epochs} asks for fewer. Ask for {epochs_done} or more.")
+
+
+def _load_checkpoint(path, model, optimizer, scheduler, rng, settings, epochs):
     tensors, metadata = serialize.read_safetensors(path)
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise serialize.SerializationError(f"{path}: not a handgrad checkpoint")
     if json.loads(metadata["architecture"]) != model.spec():
         raise serialize.SerializationError(f"{path}: checkpoint was written for a different architecture")
     meta = json.loads(metadata["training"])
-    if meta["optimizer"]["type"] != type(optimizer).__name__:
-        raise serialize.SerializationError(
-            f"{path}: checkpoint used {meta['optimizer']['type']}, this run uses {type(optimizer).__name__}")
+    if "settings" not in meta:
+        raise ResumeMismatch(f"{path}: this checkpoint was written by an earlier handgrad that did not record its "
+                             "training settings, so an exact continuation cannot be guaranteed; start a new run")
+    _check_resumable(path, meta["settings"], settings, epochs, meta["state"]["epoch"])
     serialize.load_weights_into(model, {k: v for k, v in tensors.items() if k.startswith("model.")}, path, prefix="model.")
     buffers: dict = {}
     for key, value in tensors.items():
