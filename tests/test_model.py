@@ -6,7 +6,7 @@ import pytest
 import handgrad as hg
 from handgrad import init
 from handgrad.gradcheck import gradient_check, relative_error
-from handgrad.layers import Affine, Relu, Sigmoid
+from handgrad.layers import Affine, Layer, Relu, Sigmoid, SoftmaxWithLoss
 from handgrad.model import Sequential, TwoLayerNet, mlp
 
 
@@ -78,10 +78,25 @@ def test_errors_say_which_layer():
         model.predict(np.ones((2, 5)))
 
 
-def test_summary_lists_shapes_and_parameter_counts():
-    text = mlp(784, [100], 10, seed=0).summary()
+def test_summary_text_lists_shapes_and_parameter_counts():
+    text = mlp(784, [100], 10, seed=0).summary_text()
     assert "(N, 100)" in text and "(N, 10)" in text and "78,500" in text and "1,010" in text
     assert "total parameters: 79,510" in text
+    assert all(line == line.rstrip() for line in text.splitlines())
+
+
+def test_summary_prints_the_table_and_returns_none(capsys):
+    # README says model.summary() prints the table (Keras's convention); it used to return it.
+    model = mlp(784, [100], 10, seed=0)
+    assert model.summary() is None
+    assert capsys.readouterr().out == model.summary_text() + "\n"
+
+
+def test_summary_without_a_known_input_shape_asks_for_one():
+    model = Sequential([Relu()])
+    with pytest.raises(ValueError, match="summary: give input_shape"):
+        model.summary_text()
+    assert "(N, 3)" in model.summary_text(input_shape=(3,))
 
 
 def test_two_layer_net_is_the_books_network():
@@ -104,9 +119,82 @@ def test_two_layer_net_is_the_books_network():
     assert net.loss(x, t) < before
 
 
-def test_sequential_refuses_non_layers():
-    with pytest.raises(TypeError, match="layer 1 \\(str\\) has no forward/backward"):
-        Sequential([Sigmoid(), "relu"])
+class DuckRelu:
+    """Has forward and backward, but is not a handgrad Layer (no params, grads, train, spec)."""
+
+    def forward(self, x):
+        return np.maximum(x, 0)
+
+    def backward(self, dout):
+        return dout
+
+
+@pytest.mark.parametrize("layers, message", [
+    ([Sigmoid(), "relu"], r"Sequential: layer 1 must be a handgrad.layers.Layer, got str"),
+    ([DuckRelu()], r"Sequential: layer 0 must be a handgrad.layers.Layer, got DuckRelu"),
+    ([Sigmoid, Relu()], r"Sequential: layer 0 must be a handgrad.layers.Layer, got type"),  # the class, not an instance
+    (Relu(), r"Sequential: layers must be a list of layers, got a single Relu; wrap it in a list"),
+])
+def test_sequential_refuses_non_layers_at_construction(layers, message):
+    with pytest.raises(TypeError, match=message):
+        Sequential(layers)
+
+
+@pytest.mark.parametrize("loss", [DuckRelu(), "softmax", SoftmaxWithLoss])
+def test_sequential_refuses_a_loss_that_is_not_a_layer(loss):
+    with pytest.raises(TypeError, match=f"Sequential: loss must be a handgrad.layers.Layer .*got {type(loss).__name__}"):
+        Sequential([Relu()], loss=loss)
+
+
+def test_a_subclass_of_layer_is_accepted():
+    class Double(Layer):
+        def forward(self, x):
+            return 2 * self._input(x)
+
+        def backward(self, dout):
+            return 2 * np.asarray(dout)
+
+    model = Sequential([Double(), Affine(np.eye(2), np.zeros(2))])
+    np.testing.assert_array_equal(model.predict(np.array([[1.0, 2.0]])), [[2.0, 4.0]])
+
+
+def test_layer_forward_and_backward_name_the_layer_and_keep_the_original_error():
+    model = mlp(4, [3], 2, seed=0)
+    with pytest.raises(ValueError, match=r"^layer 2: Affine: expected input of shape \(N, 3\)") as caught:
+        model.layer_forward(2, np.ones((1, 4)))
+    assert isinstance(caught.value.__cause__, ValueError)  # the layer's own error and traceback, chained
+    assert str(caught.value.__cause__).startswith("Affine:")
+    x = np.ones((2, 4), np.float32)
+    model.loss(x, np.array([0, 1]))
+    with pytest.raises(ValueError, match=r"^layer 1: Relu: backward expected dout of shape \(2, 3\)"):
+        model.layer_backward(1, np.ones((3, 2)))
+
+
+def test_layer_backward_skips_the_input_gradient_only_where_the_layer_can():
+    rng = np.random.default_rng(0)
+    model = hg.model.SimpleConvNet(input_dim=(1, 6, 6), filter_num=2, filter_size=3, hidden_size=4, seed=0)
+    x = rng.standard_normal((2, 1, 6, 6)).astype(np.float32)
+    out = model.layers[0].forward(x)
+    dout = np.ones_like(out)
+    assert model.layer_backward(0, dout, input_grad=False) is None  # Convolution can skip dx
+    assert model.layer_backward(0, dout).shape == x.shape
+    relu = Sequential([Relu()])
+    relu.predict(np.ones((1, 2)))
+    assert relu.layer_backward(0, np.ones((1, 2)), input_grad=False).shape == (1, 2)  # Relu cannot
+
+
+def test_decayed_weights_are_every_W_and_their_gradients_get_lambda_W():
+    model = hg.mlp(3, [4], 2, batchnorm=True, seed=0, dtype=np.float64, weight_decay=0.5)
+    decayed = model.decayed_weights()
+    assert list(decayed) == ["0.W", "3.W"]  # not the biases, not BatchNorm's gamma
+    assert decayed["0.W"] is model.layers[0].W
+    for grad in model.grads.values():
+        grad[...] = 1.0
+    model.add_weight_decay_grads()
+    np.testing.assert_array_equal(model.layers[0].dW, 1.0 + 0.5 * model.layers[0].W)
+    np.testing.assert_array_equal(model.layers[0].db, 1.0)
+    np.testing.assert_array_equal(model.layers[1].grads["gamma"], 1.0)
+    assert model.weight_penalty() == pytest.approx(0.25 * sum(np.sum(W ** 2) for W in decayed.values()), rel=1e-15)
 
 
 def test_mode_switches_for_the_block_and_restores_even_on_error():

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .layers import Relu, Sigmoid, SoftmaxWithLoss, Tanh
+from .model import Sequential
+
 __all__ = ["trace", "Trace", "LayerTrace", "stats"]
 
 #: Thresholds of the warnings, documented in :func:`trace`.
@@ -101,25 +104,30 @@ def trace(model, x, t, lr: float = 1e-3, train: bool = False, max_values: int = 
     Warnings: a NaN or infinity anywhere; gradient norms shrinking by more than 1e3 from the
     last parameterised layer to the first (vanishing) or any above 1e3 (exploding); more than
     50 % dead ReLU units or saturated sigmoid/tanh outputs; a softmax whose top probability
-    exceeds 0.999 on more than half the samples (its gradients all but vanish).
+    exceeds 0.999 on more than half the samples (its gradients all but vanish). Layers are
+    recognised by type (a subclass of Relu is a Relu).
     """
+    if not isinstance(model, Sequential):
+        raise TypeError(f"trace: expected a handgrad Sequential model, got {type(model).__name__}")
+    if np.ndim(x) == 0 or len(x) == 0:
+        raise ValueError(f"trace: expected a batch of at least one sample, got an input of shape {np.shape(x)}")
     with model.mode(train):
         records, value = [], x
         for index, layer in enumerate(model.layers):
-            out = model._call(index, layer.forward, value)
+            out = model.layer_forward(index, value)
             record = LayerTrace(index, layer.name, stats(value), stats(out))
             if out.size <= max_values:
                 record.values["output"] = np.asarray(out).tolist()
-            if layer.name == "Relu":
+            if isinstance(layer, Relu):
                 per_unit = np.asarray(out).reshape(len(out), -1) if np.ndim(out) > 1 else np.asarray(out)[None]
                 record.dead_fraction = float(np.mean(np.all(per_unit <= 0, axis=0)))
-            elif layer.name in ("Sigmoid", "Tanh"):
-                low, high = (0.01, 0.99) if layer.name == "Sigmoid" else (-0.99, 0.99)
+            elif isinstance(layer, (Sigmoid, Tanh)):
+                low, high = (0.01, 0.99) if isinstance(layer, Sigmoid) else (-0.99, 0.99)
                 record.saturated_fraction = float(np.mean((out < low) | (out > high)))
             records.append(record)
             value = out
         loss = model.loss_layer.forward(value, t) + model.weight_penalty()
-        probabilities = getattr(model.loss_layer, "y", None)
+        probabilities = model.loss_layer.y if isinstance(model.loss_layer, SoftmaxWithLoss) else None
         for record, (grad_out, grad_in) in zip(records, _backward_by_layer(model)):
             record.grad_output = stats(grad_out)
             record.grad_input = stats(grad_in) if grad_in is not None else None
@@ -146,12 +154,10 @@ def _backward_by_layer(model):
     pairs = [None] * len(model.layers)
     dout = model.loss_layer.backward()
     for index in range(len(model.layers) - 1, -1, -1):
-        dx = model._call(index, model.layers[index].backward, dout)
+        dx = model.layer_backward(index, dout)
         pairs[index] = (dout, dx)
         dout = dx
-    if model.weight_decay:  # as Sequential.backward does
-        for layer in model._decayed_weights():
-            layer.grads["W"] += model.weight_decay * layer.params["W"]
+    model.add_weight_decay_grads()  # as Sequential.backward ends
     return pairs
 
 

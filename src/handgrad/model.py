@@ -36,14 +36,24 @@ class Sequential:
     optimizer's ``weight_decay`` instead decays every parameter, as torch.optim does; use one or
     the other.) ``seed`` seeds the model's generator, which every Dropout layer draws from.
     ``input_shape``: one sample's shape, ``(C, H, W)`` for ConvNets (inferred for MLPs).
+
+    ``layers`` and ``loss`` must be :class:`handgrad.layers.Layer` instances (subclass ``Layer``
+    to write your own); anything else is refused here, not halfway through a training run.
     """
 
     def __init__(self, layers, loss: Layer | None = None, weight_decay: float = 0.0, seed=None,
                  input_shape: tuple | None = None) -> None:
+        if isinstance(layers, Layer):
+            raise TypeError(f"Sequential: layers must be a list of layers, got a single {layers.name}; "
+                            "wrap it in a list")
         layers = list(layers)
         for index, layer in enumerate(layers):
-            if not (callable(getattr(layer, "forward", None)) and callable(getattr(layer, "backward", None))):
-                raise TypeError(f"Sequential: layer {index} ({type(layer).__name__}) has no forward/backward")
+            if not isinstance(layer, Layer):
+                raise TypeError(f"Sequential: layer {index} must be a handgrad.layers.Layer, "
+                                f"got {type(layer).__name__}")
+        if loss is not None and not isinstance(loss, Layer):
+            raise TypeError(f"Sequential: loss must be a handgrad.layers.Layer (e.g. SoftmaxWithLoss()), "
+                            f"got {type(loss).__name__}")
         if not weight_decay >= 0:
             raise ValueError(f"Sequential: weight_decay must be >= 0, got {weight_decay}")
         self.layers = layers
@@ -108,43 +118,65 @@ class Sequential:
     # --- forward and backward ------------------------------------------------------------------
 
     def predict(self, x) -> np.ndarray:
-        for index, layer in enumerate(self.layers):
-            x = self._call(index, layer.forward, x)
+        for index in range(len(self.layers)):
+            x = self.layer_forward(index, x)
         return x
 
     def loss(self, x, t) -> float:
         return self.loss_layer.forward(self.predict(x), t) + self.weight_penalty()
 
-    def _decayed_weights(self):
-        return [layer for layer in self.layers if "W" in layer.params]
+    def layer_forward(self, index: int, x) -> np.ndarray:
+        """``self.layers[index].forward(x)``; a ValueError or TypeError it raises is raised
+        again with ``"layer <index>: "`` before its message (the layer's message says what went
+        wrong, this says where in the model), chained to the original."""
+        return self._where(index, self.layers[index].forward, x)
+
+    def layer_backward(self, index: int, dout, input_grad: bool = True) -> np.ndarray | None:
+        """``self.layers[index].backward(dout)``, errors named as in :meth:`layer_forward`.
+        ``input_grad=False`` lets a layer that can (``can_skip_input_grad``) skip computing
+        dx and return None."""
+        layer = self.layers[index]
+        if not input_grad and getattr(layer, "can_skip_input_grad", False):
+            return self._where(index, lambda d: layer.backward(d, input_grad=False), dout)
+        return self._where(index, layer.backward, dout)
+
+    @staticmethod
+    def _where(index: int, method, value):
+        try:
+            return method(value)
+        except (ValueError, TypeError) as error:
+            if type(error) not in (ValueError, TypeError):
+                raise  # a subclass may not take a bare message; leave it as it is
+            raise type(error)(f"layer {index}: {error}") from error
+
+    def decayed_weights(self) -> dict[str, np.ndarray]:
+        """The weights ``weight_decay`` applies to, keyed ``"<layer index>.W"``: every layer's
+        ``W`` (not biases, not BatchNorm's gamma and beta). The values are the layers' arrays."""
+        return {f"{index}.W": layer.params["W"] for index, layer in enumerate(self.layers) if "W" in layer.params}
 
     def weight_penalty(self) -> float:
-        """``λ/2 sum ||W||^2`` (0 without weight decay)."""
+        """``λ/2 sum ||W||^2`` over :meth:`decayed_weights` (0 without weight decay)."""
         if not self.weight_decay:
             return 0.0
-        return 0.5 * self.weight_decay * float(sum(np.sum(layer.params["W"] ** 2) for layer in self._decayed_weights()))
+        return 0.5 * self.weight_decay * float(sum(np.sum(W ** 2) for W in self.decayed_weights().values()))
+
+    def add_weight_decay_grads(self) -> None:
+        """Add the penalty's gradient ``λ W`` into each decayed weight's gradient (nothing
+        without weight decay); :meth:`backward` ends with it."""
+        if not self.weight_decay:
+            return
+        for index, layer in enumerate(self.layers):
+            if "W" in layer.params:
+                layer.grads["W"] += self.weight_decay * layer.params["W"]
 
     def backward(self, dout: float = 1.0, input_grad: bool = True) -> np.ndarray | None:
         """Backpropagate; returns dL/dx. ``input_grad=False`` (what ``fit`` uses) lets the first
         layer skip computing dx, which only a caller inspecting the input would need."""
         dout = self.loss_layer.backward(dout)
         for index in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[index]
-            if index == 0 and not input_grad and getattr(layer, "can_skip_input_grad", False):
-                dout = self._call(index, lambda d: layer.backward(d, input_grad=False), dout)
-            else:
-                dout = self._call(index, layer.backward, dout)
-        if self.weight_decay:
-            for layer in self._decayed_weights():
-                layer.grads["W"] += self.weight_decay * layer.params["W"]
+            dout = self.layer_backward(index, dout, input_grad=input_grad or index > 0)
+        self.add_weight_decay_grads()
         return dout
-
-    def _call(self, index: int, method, value):
-        try:
-            return method(value)
-        except (ValueError, TypeError) as error:
-            # Say where in the model it happened; the layer's message says what.
-            raise type(error)(f"layer {index}: {error}") from None
 
     def accuracy(self, x, t, batch_size: int = 1000) -> float:
         """Fraction of samples whose highest score is the target class, over every sample
@@ -174,8 +206,15 @@ class Sequential:
         return {"layers": [layer.spec() for layer in self.layers], "loss": self.loss_layer.spec(),
                 "weight_decay": self.weight_decay, "input_shape": self.input_shape and list(self.input_shape)}
 
-    def summary(self, input_shape: tuple | None = None) -> str:
-        """A table: each layer, its output shape for one sample, its parameter count; the total."""
+    def summary(self, input_shape: tuple | None = None) -> None:
+        """Print :meth:`summary_text` (Keras's ``model.summary()`` convention: it prints and
+        returns None)."""
+        print(self.summary_text(input_shape))
+
+    def summary_text(self, input_shape: tuple | None = None) -> str:
+        """A table as a string: each layer, its output shape for one sample, its parameter
+        count; then the total. ``input_shape``: one sample's shape, needed only when the model
+        has no ``input_shape`` and no Affine layer to read it from."""
         if input_shape is None:
             input_shape = self.input_shape
         if input_shape is None:
@@ -187,12 +226,12 @@ class Sequential:
         rows = [("layer", "output shape", "params")]
         with self.mode(False):
             for index, layer in enumerate(self.layers):
-                x = self._call(index, layer.forward, x)
+                x = self.layer_forward(index, x)
                 count = sum(v.size for v in layer.params.values())
                 rows.append((f"{index} {layer!r}", str(("N",) + x.shape[1:]).replace("'", ""), f"{count:,}"))
         rows.append(("loss " + self.loss_layer.name, "", ""))
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
-        lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}" for a, b, c in rows]
+        lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}".rstrip() for a, b, c in rows]
         lines.insert(1, "-" * len(lines[0]))
         lines.append("-" * len(lines[0]))
         lines.append(f"total parameters: {self.num_params:,}")
