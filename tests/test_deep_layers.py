@@ -1,7 +1,7 @@
 """Dropout, BatchNorm, Convolution, Pooling, AvgPooling, Flatten: numerical gradients on odd
 shapes, PyTorch parity in float64, the layer contract, and the ready-made ConvNets."""
 
-import os
+import re
 
 import numpy as np
 import pytest
@@ -17,6 +17,10 @@ seeds = st.integers(0, 2**32 - 1)
 # (kernel h, kernel w, stride, pad): odd, non-square, stride 2, padding 1.
 geometries = st.sampled_from([(3, 3, 1, 0), (3, 2, 2, 1), (2, 3, 1, 1), (1, 1, 1, 0), (3, 3, 2, 1), (2, 2, 2, 0),
                               (5, 3, 3, 2)])
+# Pooling allows padding of at most half the window on each axis (as PyTorch does), so its
+# largest-padding case is (5, 3) with pad 1, not 2.
+pooling_geometries = st.sampled_from([(3, 3, 1, 0), (3, 2, 2, 1), (2, 3, 1, 1), (1, 1, 1, 0), (3, 3, 2, 1),
+                                      (2, 2, 2, 0), (5, 3, 3, 1), (5, 5, 2, 2)])
 
 
 @given(seed=seeds, n=st.integers(1, 3), c=st.integers(1, 3), fn=st.integers(1, 3), hw=st.tuples(st.integers(5, 8),
@@ -31,11 +35,9 @@ def test_convolution_gradients_match_numerical(seed, n, c, fn, hw, geometry):
 
 @pytest.mark.parametrize("layer_type", [Pooling, AvgPooling])
 @given(seed=seeds, n=st.integers(1, 3), c=st.integers(1, 3), hw=st.tuples(st.integers(4, 7), st.integers(4, 7)),
-       geometry=geometries)
+       geometry=pooling_geometries)
 def test_pooling_gradients_match_numerical(layer_type, seed, n, c, hw, geometry):
     kh, kw, stride, pad = geometry
-    if pad > min(kh, kw) // 2:  # as in PyTorch: padding at most half the window
-        pad = min(kh, kw) // 2
     rng = np.random.default_rng(seed)
     # Distinct, well-separated values: the max never changes under a +-eps nudge.
     x = rng.permutation(n * c * hw[0] * hw[1]).reshape((n, c) + hw) * 0.1
@@ -84,6 +86,32 @@ def test_padding_never_wins_the_max():
     out = Pooling(2, 2, stride=2, pad=1).forward(x)
     np.testing.assert_array_equal(out[0, 0], [[-1.0, -2.0], [-3.0, -4.0]])
     assert out.shape == (1, 1, 2, 2)
+
+
+@pytest.mark.parametrize("layer_type", [Pooling, AvgPooling])
+@pytest.mark.parametrize("pool, pad", [((2, 2), 2), ((3, 2), 2), ((1, 1), 1), ((5, 3), 2)])
+def test_pooling_refuses_padding_above_half_the_window(layer_type, pool, pad):
+    # Pooling(2, 2, stride=2, pad=2) used to be accepted and output -inf (windows of padding only).
+    expected = f"{layer_type.__name__}: pad {pad} is more than half the ({pool[0]}, {pool[1]}) window; " \
+               f"pad must be at most {min(pool) // 2}"
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        layer_type(*pool, stride=2, pad=pad)
+
+
+@pytest.mark.parametrize("layer_type", [Pooling, AvgPooling])
+def test_pooling_with_the_most_padding_allowed_outputs_only_finite_values(layer_type):
+    x = -np.arange(1.0, 17.0).reshape(1, 1, 4, 4)  # all negative: padding must never win the max
+    out = layer_type(2, 2, stride=2, pad=1).forward(x)
+    assert out.shape == (1, 1, 3, 3) and np.all(np.isfinite(out))
+
+
+def test_max_and_average_pooling_are_separate_types_with_the_same_saved_description():
+    assert not issubclass(AvgPooling, Pooling) and not issubclass(Pooling, AvgPooling)
+    for layer_type in (Pooling, AvgPooling):
+        layer = layer_type(3, 2, stride=2, pad=1)
+        assert layer.spec() == {"type": layer_type.__name__, "pool": [3, 2], "stride": 2, "pad": 1}
+        again = hg.layers.LAYER_TYPES[layer.spec()["type"]].from_spec(layer.spec())
+        assert type(again) is layer_type and again.spec() == layer.spec()
 
 
 def test_backward_leaves_inputs_untouched_and_eval_is_deterministic():
@@ -142,8 +170,10 @@ def test_bad_layer_arguments():
         Dropout(1.0)
     with pytest.raises(ValueError, match=r"W must have shape \(FN, C, FH, FW\)"):
         Convolution(np.zeros((3, 3)), np.zeros(3))
-    with pytest.raises(ValueError, match="stride must be >= 1"):
+    with pytest.raises(ValueError, match="Pooling: kernel and stride must be >= 1 and pad >= 0"):
         Pooling(2, 2, stride=0)
+    with pytest.raises(ValueError, match="AvgPooling: kernel and stride must be >= 1 and pad >= 0"):
+        AvgPooling(2, 2, pad=-1)
 
 
 # --- models ---------------------------------------------------------------------------------------
@@ -152,7 +182,8 @@ def test_bad_layer_arguments():
 def test_simple_convnet_shapes_gradients_and_save_load(tmp_path):
     model = hg.model.SimpleConvNet(input_dim=(1, 10, 10), filter_num=4, filter_size=3, hidden_size=8, seed=0,
                                    dtype=np.float64)
-    assert "total parameters" in model.summary() and "(N, 4, 8, 8)" in model.summary()
+    text = model.summary_text()
+    assert "total parameters" in text and "(N, 4, 8, 8)" in text
     rng = np.random.default_rng(0)
     x, t = rng.standard_normal((3, 1, 10, 10)), rng.integers(0, 10, 3)
     report = gradient_check(model, x, t)
@@ -226,26 +257,20 @@ def test_interrupted_and_resumed_with_dropout_equals_uninterrupted(tmp_path):
 
 # --- PyTorch parity (float64, 1e-9) -----------------------------------------------------------------
 
-torch = __import__("torch") if os.environ.get("HANDGRAD_REQUIRE_TORCH") else None
-if torch is None:
-    try:
-        import torch
-    except ImportError:
-        torch = None
-needs_torch = pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+# Each parity test takes the session fixture `torch` (tests/conftest.py): it skips without
+# PyTorch and fails under HANDGRAD_REQUIRE_TORCH=1.
 TOL = 1e-9
 
 
-def torch_grads(module_call, x, dout):
+def torch_grads(torch, module_call, x, dout):
     x_t = torch.tensor(x, requires_grad=True)
     out = module_call(x_t)
     out.backward(torch.tensor(dout))
     return out.detach().numpy(), x_t.grad.numpy()
 
 
-@needs_torch
 @pytest.mark.parametrize("geometry", [(3, 3, 1, 0), (3, 2, 2, 1), (5, 5, 1, 2), (2, 3, 2, 0)])
-def test_convolution_matches_torch(geometry):
+def test_convolution_matches_torch(geometry, torch):
     kh, kw, stride, pad = geometry
     rng = np.random.default_rng(6)
     W, b = rng.standard_normal((4, 3, kh, kw)), rng.standard_normal(4)
@@ -258,18 +283,16 @@ def test_convolution_matches_torch(geometry):
     with torch.no_grad():
         conv.weight.copy_(torch.tensor(W))
         conv.bias.copy_(torch.tensor(b))
-    out_t, dx_t = torch_grads(conv, x, dout)
+    out_t, dx_t = torch_grads(torch, conv, x, dout)
     np.testing.assert_allclose(out, out_t, rtol=TOL, atol=TOL)
     np.testing.assert_allclose(dx, dx_t, rtol=TOL, atol=TOL)
     np.testing.assert_allclose(layer.dW, conv.weight.grad.numpy(), rtol=TOL, atol=TOL)
     np.testing.assert_allclose(layer.db, conv.bias.grad.numpy(), rtol=TOL, atol=TOL)
 
 
-@needs_torch
-@pytest.mark.parametrize("ours, theirs", [(Pooling, torch.nn.MaxPool2d if torch else None),
-                                          (AvgPooling, torch.nn.AvgPool2d if torch else None)])
+@pytest.mark.parametrize("ours, theirs", [(Pooling, "MaxPool2d"), (AvgPooling, "AvgPool2d")])
 @pytest.mark.parametrize("geometry", [(2, 2, 2, 0), (3, 3, 2, 1), (3, 2, 1, 1), (2, 3, 3, 1), (2, 2, 2, 1), (2, 2, 3, 1)])
-def test_pooling_matches_torch(ours, theirs, geometry):
+def test_pooling_matches_torch(ours, theirs, geometry, torch):
     kh, kw, stride, pad = geometry
     rng = np.random.default_rng(7)
     x = rng.standard_normal((2, 3, 7, 9))
@@ -277,14 +300,31 @@ def test_pooling_matches_torch(ours, theirs, geometry):
     out = layer.forward(x)
     dout = rng.standard_normal(out.shape)
     dx = layer.backward(dout)
-    out_t, dx_t = torch_grads(theirs((kh, kw), stride=stride, padding=pad), x, dout)
+    out_t, dx_t = torch_grads(torch, getattr(torch.nn, theirs)((kh, kw), stride=stride, padding=pad), x, dout)
     np.testing.assert_allclose(out, out_t, rtol=TOL, atol=TOL)
     np.testing.assert_allclose(dx, dx_t, rtol=TOL, atol=TOL)
 
 
-@needs_torch
+@pytest.mark.parametrize("layer_type, theirs", [(Pooling, "MaxPool2d"), (AvgPooling, "AvgPool2d")])
+def test_pooling_accepts_exactly_the_padding_torch_accepts(layer_type, theirs, torch):
+    x = torch.zeros((1, 1, 8, 8), dtype=torch.float64)
+    for pool in [(1, 1), (2, 2), (3, 2), (5, 3), (4, 4)]:
+        for pad in range(4):
+            try:
+                getattr(torch.nn, theirs)(pool, stride=2, padding=pad)(x)
+                torch_accepts = True
+            except RuntimeError:
+                torch_accepts = False
+            try:
+                layer_type(*pool, stride=2, pad=pad)
+                we_accept = True
+            except ValueError:
+                we_accept = False
+            assert we_accept == torch_accepts, (pool, pad)
+
+
 @pytest.mark.parametrize("shape", [(6, 4), (3, 4, 5, 5)])
-def test_batchnorm_matches_torch_in_train_and_eval_after_steps(shape):
+def test_batchnorm_matches_torch_in_train_and_eval_after_steps(shape, torch):
     rng = np.random.default_rng(8)
     ours = BatchNorm(4, momentum=0.2, eps=1e-4, dtype=np.float64)
     theirs = (torch.nn.BatchNorm1d if len(shape) == 2 else torch.nn.BatchNorm2d)(4, momentum=0.2, eps=1e-4,
@@ -300,7 +340,7 @@ def test_batchnorm_matches_torch_in_train_and_eval_after_steps(shape):
         out = ours.forward(x)
         dx = ours.backward(dout)
         theirs.zero_grad()  # torch accumulates gradients across backward calls
-        out_t, dx_t = torch_grads(theirs, x, dout)
+        out_t, dx_t = torch_grads(torch, theirs, x, dout)
         np.testing.assert_allclose(out, out_t, rtol=TOL, atol=TOL)
         np.testing.assert_allclose(dx, dx_t, rtol=TOL, atol=TOL)
         np.testing.assert_allclose(ours.grads["gamma"], theirs.weight.grad.numpy(), rtol=TOL, atol=TOL)
@@ -312,31 +352,29 @@ def test_batchnorm_matches_torch_in_train_and_eval_after_steps(shape):
     x, dout = rng.standard_normal(shape), rng.standard_normal(shape)
     out = ours.forward(x)
     dx = ours.backward(dout)
-    out_t, dx_t = torch_grads(theirs, x, dout)
+    out_t, dx_t = torch_grads(torch, theirs, x, dout)
     np.testing.assert_allclose(out, out_t, rtol=TOL, atol=TOL)
     np.testing.assert_allclose(dx, dx_t, rtol=TOL, atol=TOL)
 
 
-@needs_torch
 @pytest.mark.parametrize("geometry", [(2, 2, 2, 0), (3, 3, 1, 1), (2, 2, 1, 0)])
-def test_max_pooling_ties_go_where_torch_sends_them(geometry):
+def test_max_pooling_ties_go_where_torch_sends_them(geometry, torch):
     kh, kw, stride, pad = geometry
     x = np.random.default_rng(10).integers(0, 3, (2, 2, 6, 6)).astype(np.float64)  # many ties
     layer = Pooling(kh, kw, stride=stride, pad=pad)
     out = layer.forward(x)
     dout = np.random.default_rng(11).standard_normal(out.shape)
-    out_t, dx_t = torch_grads(torch.nn.MaxPool2d((kh, kw), stride=stride, padding=pad), x, dout)
+    out_t, dx_t = torch_grads(torch, torch.nn.MaxPool2d((kh, kw), stride=stride, padding=pad), x, dout)
     np.testing.assert_array_equal(out, out_t)
     np.testing.assert_allclose(layer.backward(dout), dx_t, rtol=TOL, atol=TOL)
 
 
-@needs_torch
-def test_dropout_eval_mode_matches_torch():
+def test_dropout_eval_mode_matches_torch(torch):
     x = np.random.default_rng(9).standard_normal((4, 5))
     layer = Dropout(0.5)
     layer.eval()
     module = torch.nn.Dropout(0.5)
     module.eval()
-    out_t, dx_t = torch_grads(module, x, np.ones_like(x))
+    out_t, dx_t = torch_grads(torch, module, x, np.ones_like(x))
     np.testing.assert_array_equal(layer.forward(x), out_t)
     np.testing.assert_array_equal(layer.backward(np.ones_like(x)), dx_t)

@@ -26,9 +26,9 @@ def _pad(x: np.ndarray, pad: int, value=0.0) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=value)
 
 
-def windows(x: np.ndarray, kh: int, kw: int, stride: int, pad: int, pad_value=0.0) -> np.ndarray:
-    """A view (N, C, OH, OW, kh, kw) of every kh x kw window of the padded input."""
-    view = sliding_window_view(_pad(x, pad, pad_value), (kh, kw), axis=(2, 3))
+def windows(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
+    """A view (N, C, OH, OW, kh, kw) of every kh x kw window of the zero-padded input."""
+    view = sliding_window_view(_pad(x, pad), (kh, kw), axis=(2, 3))
     return view[:, :, ::stride, ::stride]
 
 
@@ -147,21 +147,22 @@ class Convolution(WeightedLayer, _ImageLayer):
         return col2im(dcol, self._x_shape, fh, fw, self.stride, self.pad)
 
 
-class Pooling(_ImageLayer):
-    """Max pooling over ``pool_h x pool_w`` windows (the book's name; PyTorch's MaxPool2d).
-
-    Padding is filled with -inf, so it never wins the max; the output has
-    ``OH = (H + 2 pad - pool_h) // stride + 1`` rows (OW likewise). Backward sends each output's
-    gradient to the position of its window's maximum (the first in row-major order, on ties, as
-    PyTorch does) and adds where windows overlap. Shapes: x ``(N, C, H, W)``, y ``(N, C, OH, OW)``.
-    """
+class _WindowPooling(_ImageLayer):
+    """What max and average pooling share: the ``pool_h x pool_w`` window geometry, its checks
+    and its description. ``spec()["type"]`` is the concrete class's name ("Pooling",
+    "AvgPooling"), as saved files have always recorded it."""
 
     def __init__(self, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0) -> None:
         super().__init__()
-        _check_geometry("Pooling", pool_h, pool_w, stride, pad)
+        _check_geometry(self.name, pool_h, pool_w, stride, pad)
+        # As PyTorch's pooling layers: a window more than half padding may hold no input at all
+        # (max pooling would output -inf there, average pooling a meaningless 0).
+        if pad > pool_h // 2 or pad > pool_w // 2:
+            raise ValueError(f"{self.name}: pad {pad} is more than half the ({pool_h}, {pool_w}) window; "
+                             f"pad must be at most {min(pool_h, pool_w) // 2} (pool size // 2 on each axis, "
+                             "as in PyTorch)")
         self.pool_h, self.pool_w, self.stride, self.pad = int(pool_h), int(pool_w), int(stride), int(pad)
         self._out = None
-        self._padded = None
         self._x_shape = None
 
     def spec(self) -> dict:
@@ -170,6 +171,24 @@ class Pooling(_ImageLayer):
     @classmethod
     def from_spec(cls, spec: dict, dtype=np.float32):
         return cls(spec["pool"][0], spec["pool"][1], stride=spec["stride"], pad=spec["pad"])
+
+    def _output_size(self, x_shape) -> tuple[int, int]:
+        return _spatial_output(self.name, x_shape, self.pool_h, self.pool_w, self.stride, self.pad)
+
+
+class Pooling(_WindowPooling):
+    """Max pooling over ``pool_h x pool_w`` windows (the book's name; PyTorch's MaxPool2d).
+
+    Padding is filled with -inf, so it never wins the max; as in PyTorch, ``pad`` is at most half
+    the window on each axis, so every window holds at least one input pixel. The output has
+    ``OH = (H + 2 pad - pool_h) // stride + 1`` rows (OW likewise). Backward sends each output's
+    gradient to the position of its window's maximum (the first in row-major order, on ties, as
+    PyTorch does) and adds where windows overlap. Shapes: x ``(N, C, H, W)``, y ``(N, C, OH, OW)``.
+    """
+
+    def __init__(self, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0) -> None:
+        super().__init__(pool_h, pool_w, stride, pad)
+        self._padded = None
 
     def _offsets(self):
         """The (i, j) positions inside a window, in row-major order (the tie-break order)."""
@@ -182,7 +201,7 @@ class Pooling(_ImageLayer):
 
     def forward(self, x):
         x = self._image(x)
-        oh, ow = _spatial_output(self.name, x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
+        oh, ow = self._output_size(x.shape)
         padded = _pad(x, self.pad, -np.inf)
         # The maximum over the kernel offsets: one element-wise maximum per offset, each over a
         # strided view (much faster in NumPy than an argmax over a window axis).
@@ -214,19 +233,19 @@ class Pooling(_ImageLayer):
         return dx[:, :, self.pad:self.pad + h, self.pad:self.pad + w]
 
 
-class AvgPooling(Pooling):
+class AvgPooling(_WindowPooling):
     """Average pooling over ``pool_h x pool_w`` windows (PyTorch's AvgPool2d with its default
-    ``count_include_pad=True``: zero padding counts in the average). Backward spreads each
-    output's gradient evenly over its window."""
+    ``count_include_pad=True``: zero padding counts in the average; ``pad`` at most half the
+    window, as there). Backward spreads each output's gradient evenly over its window.
+    Shapes: x ``(N, C, H, W)``, y ``(N, C, OH, OW)``."""
 
     def forward(self, x):
         x = self._image(x)
-        _spatial_output(self.name, x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
+        self._output_size(x.shape)
         view = windows(x, self.pool_h, self.pool_w, self.stride, self.pad)
         self._x_shape = x.shape
-        out = view.mean(axis=(4, 5))
-        self._out = out
-        return out
+        self._out = view.mean(axis=(4, 5))
+        return self._out
 
     def backward(self, dout):
         self._require_forward(self._out)
