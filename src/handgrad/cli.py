@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,9 +29,6 @@ class CommandError(Exception):
 
 
 def _train(args: argparse.Namespace) -> int:
-    import handgrad as hg
-    from .data import load_dataset
-
     default_epochs, default_batch = TRAIN_DEFAULTS[args.dataset]
     epochs = args.epochs if args.epochs is not None else default_epochs
     batch_size = args.batch_size if args.batch_size is not None else default_batch
@@ -39,6 +37,22 @@ def _train(args: argparse.Namespace) -> int:
         raise CommandError(f"--model {args.model} needs images; mnist1d is 1-D signals (use --model mlp)")
     if convnet and (args.batchnorm or args.dropout):
         raise CommandError("--batchnorm and --dropout apply to --model mlp")
+    plot = _plot_module() if args.plot else None  # a missing matplotlib is said now, not after training
+    out = Path(args.out)
+    checkpoint = out / "checkpoint.safetensors"
+    if args.resume and not checkpoint.is_file():
+        raise CommandError(f"--resume: no checkpoint at {checkpoint} (write one with --checkpoint-every)")
+    with _claim_output_folder(out, ["model.safetensors", "history.json", "checkpoint.safetensors"]
+                              + (["curves.png"] if args.plot else [])):
+        return _train_into(out, args, epochs, batch_size, plot)
+
+
+def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: int, plot) -> int:
+    import handgrad as hg
+    from .data import load_dataset
+
+    convnet = args.model != "mlp"
+    checkpoint = out / "checkpoint.safetensors"
     (x_train, t_train), (x_test, t_test) = load_dataset(args.dataset, data_dir=args.data_dir, flatten=not convnet)
 
     val, val_name = (x_test, t_test), "test"
@@ -46,6 +60,9 @@ def _train(args: argparse.Namespace) -> int:
         # Hold out the end of a fixed permutation of the training set for validation.
         order = np.random.default_rng(args.seed).permutation(len(x_train))
         n_val = int(round(args.val_split * len(x_train)))
+        if not 1 <= n_val < len(x_train):
+            raise CommandError(f"--val-split {args.val_split:g} holds out {n_val} of {len(x_train)} training samples; "
+                               f"it must leave at least one sample on each side (at least {1 / len(x_train):.2g})")
         val = (x_train[order[:n_val]], t_train[order[:n_val]])
         x_train, t_train = x_train[order[n_val:]], t_train[order[n_val:]]
         val_name = "val"
@@ -69,7 +86,6 @@ def _train(args: argparse.Namespace) -> int:
                                               0.01 if args.optimizer == "adagrad" else 1e-3)
     optimizer = hg.optim.OPTIMIZERS[args.optimizer](lr=lr, weight_decay=args.weight_decay)
     scheduler = hg.optim.CosineAnnealingLR(optimizer, epochs) if args.schedule == "cosine" else None
-    out = Path(args.out)
     print(f"dataset {args.dataset}: {len(x_train)} train, {len(val[0])} {val_name} samples; model {description}; "
           f"{args.optimizer} lr {lr:g}; {epochs} epochs of batch {batch_size}")
 
@@ -78,27 +94,80 @@ def _train(args: argparse.Namespace) -> int:
               f"{val_name} loss {record['val_loss']:.4f}  {val_name} acc {record['val_accuracy']:.4f}  "
               f"({record['seconds']:.2f} s)", flush=True)
 
-    checkpoint = out / "checkpoint.safetensors"
-    if args.resume and not checkpoint.is_file():
-        raise CommandError(f"--resume: no checkpoint at {checkpoint} (write one with --checkpoint-every)")
     history = hg.fit(model, optimizer, (x_train, t_train), val=val, epochs=epochs, batch_size=batch_size,
                      seed=args.seed, early_stopping=args.early_stopping, scheduler=scheduler,
                      checkpoint=checkpoint if (args.checkpoint_every or args.resume) else None,
                      checkpoint_every=args.checkpoint_every, resume=args.resume, log=log)
     test_accuracy = model.accuracy(x_test, t_test)
-    hg.save(model, out / "model.safetensors")
+    if (out / "model.safetensors").is_file() and not args.resume:
+        print(f"replacing the model of an earlier run in {out}")
+    hg.save(model, out / "model.safetensors", metadata={"dataset": args.dataset})
     from .serialize import atomic_write_bytes
 
-    summary = {"dataset": args.dataset, "test_accuracy": test_accuracy, **history.to_dict(),
-               "arguments": {k: v for k, v in vars(args).items() if k != "handler"}}
+    # The settings as used (defaults resolved), so that history.json says what really ran.
+    arguments = {k: v for k, v in vars(args).items() if k != "handler"}
+    arguments.update(epochs=epochs, batch_size=batch_size, lr=lr)
+    summary = {"dataset": args.dataset, "test_accuracy": test_accuracy, **history.to_dict(), "arguments": arguments}
     atomic_write_bytes(out / "history.json", [json.dumps(summary, indent=2, default=str).encode()])
     if history.best_epoch is not None:
         print(f"early stopping: restored the weights of epoch {history.best_epoch}")
     print(f"wrote {out / 'model.safetensors'} and {out / 'history.json'}")
-    if args.plot:
-        print(f"wrote {_plot_module().training_curves(history, out / 'curves.png', val_label=val_name)}")
+    if plot is not None:
+        print(f"wrote {plot.training_curves(history, out / 'curves.png', val_label=val_name)}")
     print(f"test accuracy: {test_accuracy:.4f}")
     return 0
+
+
+class _OutputLock:
+    """An exclusive lock on an output folder for the life of a run (``flock``: the system drops it
+    when the process ends, even after ``kill -9``, so a crashed run never leaves a stale lock).
+    A folder this run created and left empty (it failed before writing anything) is removed."""
+
+    NAME = ".handgrad.lock"
+
+    def __init__(self, folder: Path, created: bool) -> None:
+        self.folder, self.created, self.handle = folder, created, None
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks; runs there are not protected from each other
+            return
+        self.handle = open(folder / self.NAME, "a")
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.handle.close()
+            raise CommandError(f"--out {folder}: another handgrad run is writing there now; wait for it to finish "
+                               "or choose another --out") from None
+
+    def __enter__(self) -> "_OutputLock":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.handle is not None:
+            self.handle.close()  # closing drops the lock
+        if self.created and [p.name for p in self.folder.iterdir()] in ([], [self.NAME]):
+            (self.folder / self.NAME).unlink(missing_ok=True)
+            self.folder.rmdir()
+
+
+def _claim_output_folder(out: Path, files: list[str]) -> _OutputLock:
+    """Check before training that ``out`` can take the run's files, then lock it: a run must not
+    be lost at its end to a folder that is a file, a file that is a folder, or no permission."""
+    if out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out} is a file, not a folder")
+    for name in files:
+        if (out / name).is_dir():
+            raise CommandError(f"--out {out}: {out / name} is a folder; the run needs to write a file there")
+    created = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        import tempfile
+
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise CommandError(f"--out {out}: cannot write there ({error.strerror or error})") from error
+    return _OutputLock(out, created)
 
 
 # --- evaluate and predict ------------------------------------------------------------------------
@@ -107,6 +176,9 @@ def _train(args: argparse.Namespace) -> int:
 def _load_model(path):
     from .serialize import load
 
+    if Path(path).is_dir():
+        hint = Path(path) / "model.safetensors"
+        raise CommandError(f"{path} is a folder, not a model file" + (f" (did you mean {hint}?)" if hint.is_file() else ""))
     return load(path)
 
 
@@ -164,6 +236,20 @@ def _read_image(path: Path, features: int) -> np.ndarray:
     return pixels.reshape(1, -1)
 
 
+def _read_array(path: Path, features: int | None) -> np.ndarray:
+    """A .npy of one sample or of rows of samples, as float32 rows."""
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as error:
+        raise CommandError(f"{path}: not a plain .npy array ({error})") from error
+    if not isinstance(x, np.ndarray) or x.dtype.kind not in "biuf":  # strings, structured records, objects
+        raise CommandError(f"{path}: expected an array of numbers, got dtype {getattr(x, 'dtype', type(x))}")
+    if x.size == 0:
+        raise CommandError(f"{path}: the array is empty")
+    x = x.reshape(1, -1) if x.ndim <= 1 or x.size == features else x.reshape(len(x), -1)
+    return x.astype(np.float32)
+
+
 def _predict(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
     features = model.input_size
@@ -172,14 +258,12 @@ def _predict(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise CommandError(f"{path}: no such file")
         if path.suffix.lower() == ".npy":
-            try:
-                x = np.load(path, allow_pickle=False)
-            except ValueError as error:
-                raise CommandError(f"{path}: not a plain .npy array ({error})") from None
-            x = x.reshape(1, -1) if x.ndim <= 1 or x.size == features else x.reshape(len(x), -1)
+            x = _read_array(path, features)
         else:
             x = _read_image(path, features)
         _check_fits(model, x.shape[1], str(path))
+        if not np.isfinite(x).all():
+            raise CommandError(f"{path}: contains NaN or infinity; a model's prediction of it would mean nothing")
         probabilities = model.predict_proba(_as_model_input(model, x.astype(np.float32)))
         for i, row in enumerate(probabilities):
             label = f"{path}" if len(probabilities) == 1 else f"{path}[{i}]"
@@ -229,7 +313,11 @@ def _plot(args: argparse.Namespace) -> int:
     if args.what == "confusion":
         path = plot.confusion(model, x, t, out, class_names=names)
     elif args.what == "mistakes":
-        image_shape = model.input_shape or (int(round(x.shape[1] ** 0.5)),) * 2
+        side = int(round(x.shape[1] ** 0.5))
+        image_shape = model.input_shape or (side, side)
+        if int(np.prod(image_shape[-2:])) != x[0].size:
+            raise CommandError(f"--what mistakes draws images; dataset {args.dataset} has samples of "
+                               f"{x[0].size} values that are not an image")
         path = plot.mistakes(model, x, t, out, image_shape, class_names=names)
     elif args.what == "weights":
         path = plot.first_layer_weights(model, out)
@@ -261,6 +349,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
     return value
 
 
@@ -310,15 +405,19 @@ def build_parser() -> argparse.ArgumentParser:
                        help="learning rate: constant, or cosine annealing to 0 over the epochs")
     train.add_argument("--epochs", type=_positive_int, help="default: 30 for digits, 5 for mnist / fashion-mnist")
     train.add_argument("--batch-size", type=_positive_int, help="default: 32 for digits, 100 otherwise")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=_non_negative_int, default=0)
     train.add_argument("--val-split", type=_fraction, default=0.0,
                        help="hold out this fraction of the training set for validation (default: report the test set)")
     train.add_argument("--early-stopping", type=_positive_int, metavar="PATIENCE",
                        help="stop after PATIENCE epochs without a better validation loss (needs --val-split)")
     train.add_argument("--data-dir", help="data root with one folder per dataset (default: $HANDGRAD_DATA, then the cache)")
-    train.add_argument("--out", default="handgrad-run", help="output folder (default: handgrad-run)")
-    train.add_argument("--checkpoint-every", type=int, default=0, metavar="K", help="write a checkpoint every K epochs")
-    train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    train.add_argument("--out", default="handgrad-run",
+                       help="output folder (default: handgrad-run); a model there from an earlier run is replaced, "
+                       "and two runs at once on one folder are refused")
+    train.add_argument("--checkpoint-every", type=_non_negative_int, default=0, metavar="K",
+                       help="write a checkpoint every K epochs (0: none)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the checkpoint in --out, with the same settings (others are refused)")
     train.add_argument("--plot", action="store_true", help="also write training curves to --out/curves.png (matplotlib)")
     train.set_defaults(handler=_train)
 
@@ -359,6 +458,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _GuardedOutput:
+    """Standard output that survives a reader going away (``handgrad train | head -2``) or a write
+    error (``> /dev/full``): the command carries on and finishes its work (a training run still
+    saves its model), further output is dropped, and ``main`` reports the failure at the end."""
+
+    def __init__(self, stream) -> None:
+        self.stream, self.error = stream, None
+
+    def write(self, text: str) -> int:
+        if self.error is None:
+            try:
+                return self.stream.write(text)
+            except OSError as error:
+                self._failed(error)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.error is None:
+            try:
+                self.stream.flush()
+            except OSError as error:
+                self._failed(error)
+
+    def _failed(self, error: OSError) -> None:
+        self.error = error
+        # Python flushes the real stdout once more at exit; point it at /dev/null so that this
+        # final flush cannot print "Exception ignored" with a traceback.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
     from .serialize import SerializationError
@@ -369,16 +506,42 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    user_errors = (CommandError, DataError, SerializationError, TrainingDiverged, FileNotFoundError, ValueError)
+    output, real_stdout = _GuardedOutput(sys.stdout), sys.stdout
+    sys.stdout = output
     try:
-        return args.handler(args)
-    except BrokenPipeError:  # `handgrad walkthrough | head` is fine
-        return 0
-    except (CommandError, DataError, SerializationError, TrainingDiverged, FileNotFoundError, ValueError) as error:
-        print(f"handgrad {args.command}: error: {error}", file=sys.stderr)
-        return 1
+        status = args.handler(args)
+        output.flush()
+    except user_errors as error:
+        return _fail(args, error, f"{error}")
+    except MemoryError as error:
+        return _fail(args, error, f"out of memory ({error or 'the arrays asked for do not fit'}); "
+                     "try smaller layers or batches")
+    except OSError as error:  # a full disk, a permission: the file and the reason, in one line
+        where = f"{error.filename}: " if error.filename else ""
+        return _fail(args, error, f"{where}{error.strerror or error}")
     except KeyboardInterrupt:
         print(f"handgrad {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout = real_stdout
+    if output.error is not None and not isinstance(output.error, BrokenPipeError):
+        # A reader that stopped listening (`| head`) is fine; a failed write is not.
+        print(f"handgrad {args.command}: error: could not write to standard output "
+              f"({output.error.strerror or output.error})", file=sys.stderr)
+        return 1
+    return status
+
+
+def _fail(args, error: BaseException, message: str) -> int:
+    """Report a user's mistake in one line; with HANDGRAD_DEBUG=1, show the whole traceback too
+    (for reporting a bug in handgrad itself)."""
+    if os.environ.get("HANDGRAD_DEBUG"):
+        import traceback
+
+        traceback.print_exception(error)
+    print(f"handgrad {args.command}: error: {message}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,197 @@
+"""The command line fed what users really feed it: each mistake ends in one line naming what was
+wrong, before any training is wasted, and no output trouble loses a finished run."""
+
+import fcntl
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import handgrad as hg
+from handgrad.cli import main
+
+
+def run(*args, cwd=None, **kwargs):
+    return subprocess.run([sys.executable, "-m", "handgrad", *args], capture_output=True, text=True, cwd=cwd, **kwargs)
+
+
+def one_line_error(capsys, *fragments):
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    assert "epoch " not in captured.out  # refused before any training
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def digits_model(tmp_path_factory):
+    out = tmp_path_factory.mktemp("digits")
+    assert main(["train", "--epochs", "3", "--hidden", "16", "--out", str(out)]) == 0
+    return out / "model.safetensors"
+
+
+# --- options --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--seed", "-1"], ["argument --seed", "must be an integer >= 0, got -1"]),
+    (["--checkpoint-every", "-1"], ["argument --checkpoint-every", "must be an integer >= 0, got -1"]),
+    (["--epochs", "2.5"], ["argument --epochs", "invalid"]),
+])
+def test_bad_numbers_name_their_option(args, fragments, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", str(tmp_path / "out"), *args])
+    assert exit_info.value.code == 2
+    one_line_error(capsys, *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_validation_split_that_holds_out_nothing_is_refused(tmp_path, capsys):
+    assert main(["train", "--val-split", "0.0001", "--out", str(tmp_path / "out")]) == 1
+    one_line_error(capsys, "--val-split 0.0001 holds out 0 of 1438 training samples")
+    assert not (tmp_path / "out").exists()  # a failed run leaves no empty folder behind
+
+
+def test_a_data_dir_that_is_a_file_is_named(tmp_path, capsys):
+    (tmp_path / "data").write_text("not a folder")
+    assert main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "o")]) == 1
+    one_line_error(capsys, f"data root {tmp_path / 'data'} is a file, not a folder")
+
+
+def test_a_huge_layer_is_an_out_of_memory_line_not_a_traceback(tmp_path):
+    proc = run("train", "--hidden", "10000000000", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "handgrad train: error: out of memory" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+# --- the output folder, checked before training ------------------------------------------------------
+
+
+def test_an_out_that_is_a_file_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "out").write_text("x")
+    assert main(["train", "--out", str(tmp_path / "out")]) == 1
+    one_line_error(capsys, f"--out {tmp_path / 'out'} is a file, not a folder")
+
+
+def test_a_model_path_that_is_a_folder_is_refused_before_training(tmp_path, capsys):
+    (tmp_path / "out" / "model.safetensors").mkdir(parents=True)
+    assert main(["train", "--out", str(tmp_path / "out")]) == 1
+    one_line_error(capsys, f"{tmp_path / 'out' / 'model.safetensors'} is a folder")
+
+
+def test_an_out_without_write_permission_is_refused_before_training(tmp_path, capsys):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes everywhere")
+    (tmp_path / "out").mkdir(mode=0o500)
+    assert main(["train", "--out", str(tmp_path / "out")]) == 1
+    one_line_error(capsys, "cannot write there")
+
+
+def test_two_runs_at_once_on_one_folder_are_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / ".handgrad.lock", "a") as held:  # what a running `handgrad train` holds
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["train", "--out", str(out)]) == 1
+    one_line_error(capsys, "another handgrad run is writing there now")
+    assert main(["train", "--epochs", "1", "--out", str(out)]) == 0  # the lock goes with its holder
+
+
+def test_plot_without_matplotlib_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    from handgrad import plot
+
+    def missing():
+        raise plot.MissingMatplotlib("pictures need matplotlib (pip install 'handgrad[plot]')")
+
+    monkeypatch.setattr(plot, "_pyplot", missing)
+    assert main(["train", "--plot", "--out", str(tmp_path / "out")]) == 1
+    one_line_error(capsys, "pictures need matplotlib")
+
+
+# --- resuming ----------------------------------------------------------------------------------------
+
+
+def test_resume_with_another_learning_rate_is_refused_in_one_line(tmp_path, capsys):
+    out = str(tmp_path / "out")
+    assert main(["train", "--epochs", "2", "--checkpoint-every", "1", "--out", out]) == 0
+    capsys.readouterr()
+    assert main(["train", "--epochs", "4", "--checkpoint-every", "1", "--out", out, "--resume", "--lr", "0.5"]) == 1
+    one_line_error(capsys, "cannot resume with other settings", "lr=0.001", "lr=0.5")
+    assert main(["train", "--epochs", "1", "--checkpoint-every", "1", "--out", out, "--resume"]) == 1
+    one_line_error(capsys, "already trained 2 epochs")
+
+
+# --- standard output that goes away -------------------------------------------------------------------
+
+
+def test_train_piped_into_head_still_finishes_and_saves(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "handgrad", "train", "--epochs", "20", "--out", str(tmp_path / "o")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first_two = [proc.stdout.readline() for _ in range(2)]
+    proc.stdout.close()  # what `head -2` does
+    status = proc.wait(timeout=120)
+    stderr = proc.stderr.read()
+    assert first_two[0].startswith("dataset digits") and first_two[1].startswith("epoch ")
+    assert status == 0 and "Traceback" not in stderr, stderr
+    assert (tmp_path / "o" / "model.safetensors").is_file() and (tmp_path / "o" / "history.json").is_file()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("command", [["walkthrough"], ["train", "--epochs", "2"]])
+def test_a_failed_write_to_standard_output_is_one_line_and_a_failure(tmp_path, command):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "handgrad", *command], stdout=full, stderr=subprocess.PIPE,
+                              text=True, cwd=tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"handgrad {command[0]}: error: could not write to standard output (No space left on device)"]
+    if command[0] == "train":
+        assert (tmp_path / "handgrad-run" / "model.safetensors").is_file()  # the run itself is not lost
+
+
+# --- predict and the other commands -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_predict_refuses_non_finite_input(digits_model, tmp_path, capsys, bad):
+    x = np.zeros(64, dtype=np.float32)
+    x[5] = bad
+    np.save(tmp_path / "bad.npy", x)
+    assert main(["predict", str(digits_model), str(tmp_path / "bad.npy")]) == 1
+    one_line_error(capsys, f"{tmp_path / 'bad.npy'}: contains NaN or infinity")
+
+
+@pytest.mark.parametrize("array, dtype_text", [
+    (np.array(["a"] * 64), "<U1"),
+    (np.zeros(64, dtype=[("x", "f4"), ("y", "i4")]), "[('x', '<f4'), ('y', '<i4')]"),
+])
+def test_predict_refuses_arrays_that_are_not_numbers(digits_model, tmp_path, capsys, array, dtype_text):
+    np.save(tmp_path / "odd.npy", array)
+    assert main(["predict", str(digits_model), str(tmp_path / "odd.npy")]) == 1
+    one_line_error(capsys, f"{tmp_path / 'odd.npy'}: expected an array of numbers, got dtype {dtype_text}")
+
+
+def test_a_folder_given_as_a_model_is_named(digits_model, capsys):
+    folder = digits_model.parent
+    assert main(["evaluate", str(folder)]) == 1
+    one_line_error(capsys, f"{folder} is a folder, not a model file (did you mean {digits_model}?)")
+
+
+def test_mistakes_pictures_of_signals_are_refused_by_option(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "m1d"
+    assert main(["train", "--dataset", "mnist1d", "--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["plot", str(out / "model.safetensors"), "--dataset", "mnist1d", "--what", "mistakes",
+                 "--out", str(tmp_path / "m.png")]) == 1
+    one_line_error(capsys, "--what mistakes draws images; dataset mnist1d has samples of 40 values")
+
+
+def test_the_trained_models_file_records_its_dataset(digits_model):
+    assert hg.serialize.read_metadata(digits_model)["dataset"] == "digits"
