@@ -158,3 +158,164 @@ def test_readme_trace_is_what_trace_prints():
     for x in (TUTORIAL_X, UNSATURATED_X):
         text = trace(tutorial_network(), np.array(x), np.array(TUTORIAL_T), lr=0.1).format_text()
         assert text in readme
+
+
+# --- layers are recognised by type; the model's public methods are used ---------------------------
+
+
+class ShiftedRelu(Relu):
+    """A Relu by type under another name: trace and plot must still treat it as a Relu."""
+
+
+def test_trace_recognises_activation_layers_by_type_not_by_name():
+    model = hg.Sequential([Affine(-np.ones((2, 3)), -np.ones(3)), ShiftedRelu(), Affine(np.ones((3, 2)), np.zeros(2))])
+    record = trace(model, np.ones((4, 2)), np.array([0, 1, 0, 1])).layers[1]
+    assert record.name == "ShiftedRelu" and record.dead_fraction == 1.0
+
+
+def test_trace_with_weight_decay_leaves_the_gradients_backward_leaves():
+    rng = np.random.default_rng(0)
+    x, t = rng.standard_normal((5, 4)), rng.integers(0, 3, 5)
+    model = hg.mlp(4, [6], 3, seed=0, dtype=np.float64, weight_decay=0.3)
+    model.eval()
+    expected_loss = model.loss(x, t)
+    model.backward()
+    expected = {k: v.copy() for k, v in model.grads.items()}
+    result = trace(model, x, t)
+    assert result.loss == pytest.approx(expected_loss, rel=1e-14)
+    for key, grad in model.grads.items():
+        np.testing.assert_allclose(grad, expected[key], rtol=1e-14, atol=0, err_msg=key)
+
+
+def test_trace_names_the_layer_and_refuses_what_it_cannot_trace():
+    with pytest.raises(ValueError, match=r"layer 0: Affine: expected input of shape \(N, 2\)"):
+        trace(small_model(), np.ones((3, 5)), np.array([0, 1, 0]))
+    with pytest.raises(ValueError, match="trace: expected a batch of at least one sample"):
+        trace(small_model(), np.ones((0, 2)), np.zeros(0, int))
+    with pytest.raises(TypeError, match="trace: expected a handgrad Sequential model, got list"):
+        trace([Affine(np.eye(2), np.zeros(2))], np.ones((1, 2)), np.array([0]))
+
+
+# --- pictures: paths, permissions, titles, layout --------------------------------------------------
+
+
+@pytest.fixture
+def plot_module():
+    pytest.importorskip("matplotlib")
+    from handgrad import plot
+
+    return plot
+
+
+def every_picture(plot, path):
+    """Each plot function, drawing into `path`, on a small model."""
+    model = hg.mlp(4, [9], 3, seed=0)
+    x, t = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32), np.array([0, 1, 2, 0, 1, 2])
+    history = {"epoch": [1, 2], "train_loss": [1.0, 0.5], "val_loss": [None, None],
+               "train_accuracy": [0.5, 0.7], "val_accuracy": [None, None]}
+    return {
+        "training_curves": lambda: plot.training_curves(history, path),
+        "confusion": lambda: plot.confusion(model, x, t, path),
+        "mistakes": lambda: plot.mistakes(model, x, t, path, (2, 2)),
+        "first_layer_weights": lambda: plot.first_layer_weights(model, path),
+        "activations": lambda: plot.activations(model, x, path),
+    }
+
+
+@pytest.mark.parametrize("what", ["training_curves", "confusion", "mistakes", "first_layer_weights", "activations"])
+def test_every_picture_refuses_an_output_path_that_is_a_folder(plot_module, tmp_path, what):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    with pytest.raises(ValueError, match=f"{what}: output path {folder} is a folder; give a file name"):
+        every_picture(plot_module, folder)[what]()
+    assert list(folder.iterdir()) == []
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match=f"{what}: cannot write {tmp_path / 'file' / 'x.png'}: "
+                                         f"{tmp_path / 'file'} is a file, not a folder"):
+        every_picture(plot_module, tmp_path / "file" / "x.png")[what]()
+
+
+@pytest.mark.parametrize("what", ["training_curves", "confusion", "mistakes", "first_layer_weights", "activations"])
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_every_picture_is_written_atomically_with_the_umasks_permissions(plot_module, tmp_path, what, umask, mode):
+    import os
+    import stat
+
+    old = os.umask(umask)
+    try:
+        path = every_picture(plot_module, tmp_path / "out" / "picture.png")[what]()
+    finally:
+        os.umask(old)
+    assert path == tmp_path / "out" / "picture.png"
+    assert stat.S_IMODE(path.stat().st_mode) == mode
+    assert [p.name for p in path.parent.iterdir()] == ["picture.png"]  # no temporary file left
+    assert png_pixels(path).std() > 1
+
+
+def test_mistakes_refuses_data_that_are_not_images(plot_module, tmp_path):
+    # mnist1d: signals of 40 values; the command guessed a 6 x 6 image and reshape failed.
+    rng = np.random.default_rng(0)
+    model = hg.mlp(40, [8], 10, seed=0)
+    x, t = rng.standard_normal((20, 40)).astype(np.float32), rng.integers(0, 10, 20)
+    for image_shape in [(6, 6), (40,), (1, 40), (2, 4, 5)]:
+        with pytest.raises(ValueError, match=r"mistakes: pictures of mistakes need image data .*"
+                                             r"samples of 40 values do not form images of shape"):
+            plot_module.mistakes(model, x, t, tmp_path / "m.png", image_shape)
+    assert not (tmp_path / "m.png").exists()
+    # 40 values that are images (5 x 8) are fine.
+    assert png_pixels(plot_module.mistakes(model, x, t, tmp_path / "m.png", (5, 8))).std() > 1
+
+
+def saved_figures(monkeypatch, plot):
+    """Record each figure (drawn, so its layout is final) as plot saves it."""
+    figures = []
+    real_save = plot._save
+
+    def record(fig, path):
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        figures.append({"suptitle": fig._suptitle.get_text(),
+                        "suptitle_box": fig._suptitle.get_window_extent(renderer),
+                        "axes_boxes": [ax.get_tightbbox(renderer) for ax in fig.axes if ax.get_visible()]})
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plot, "_save", record)
+    return figures
+
+
+def test_weights_title_says_how_many_units_are_shown(plot_module, monkeypatch, tmp_path):
+    figures = saved_figures(monkeypatch, plot_module)
+    plot_module.first_layer_weights(hg.mlp(64, [100], 10, seed=0), tmp_path / "a.png")
+    plot_module.first_layer_weights(hg.mlp(64, [10], 10, seed=0), tmp_path / "b.png")
+    plot_module.first_layer_weights(hg.mlp(64, [100], 10, seed=0), tmp_path / "c.png", max_units=100)
+    conv = hg.model.SimpleConvNet(input_dim=(3, 8, 8), filter_num=6, filter_size=3, seed=0)
+    plot_module.first_layer_weights(conv, tmp_path / "d.png")
+    titles = [figure["suptitle"] for figure in figures]
+    assert titles[0].startswith("layer 0 Affine weights, first 64 of 100 units")
+    assert titles[1].startswith("layer 0 Affine weights, all 10 units")
+    assert titles[2].startswith("layer 0 Affine weights, all 100 units")
+    assert titles[3].startswith("layer 0 Convolution weights, all 6 filters (input channel 0 of 3)")
+
+
+def test_weights_picture_takes_the_first_weighted_layer_by_type_and_names_its_index(plot_module, monkeypatch,
+                                                                                     tmp_path):
+    figures = saved_figures(monkeypatch, plot_module)
+    model = hg.Sequential([hg.layers.Flatten(), Affine(np.ones((16, 3)), np.zeros(3))], input_shape=(1, 4, 4))
+    plot_module.first_layer_weights(model, tmp_path / "w.png")
+    assert figures[0]["suptitle"].startswith("layer 1 Affine weights, all 3 units")
+    with pytest.raises(ValueError, match="first_layer_weights: the model has no Affine or Convolution layer"):
+        plot_module.first_layer_weights(hg.Sequential([Relu()]), tmp_path / "x.png")
+
+
+@pytest.mark.parametrize("hidden", [[16], [16, 16, 16]])
+def test_activations_title_does_not_overlap_the_panels(plot_module, monkeypatch, tmp_path, hidden):
+    figures = saved_figures(monkeypatch, plot_module)
+    model = hg.mlp(4, hidden, 3, activation="sigmoid", seed=0)
+    model.layers[1] = ShiftedRelu()  # picked by type, whatever its name
+    x = np.random.default_rng(0).standard_normal((50, 4)).astype(np.float32)
+    plot_module.activations(model, x, tmp_path / "a.png")
+    (figure,) = figures
+    assert len(figure["axes_boxes"]) == len(hidden)
+    assert figure["suptitle"] == "activation distributions on 50 samples"
+    for box in figure["axes_boxes"]:  # panel boxes include their own titles
+        assert figure["suptitle_box"].y0 >= box.y1

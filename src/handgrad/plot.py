@@ -7,16 +7,21 @@
 * :func:`activations`: histograms of every activation layer's outputs (the book's chapter-6
   figure on weight initialisation, for any model).
 
-Every function writes the PNG atomically and returns its path.
+Every function writes the PNG atomically (to a temporary file in the same folder, then renamed;
+its mode follows the umask, as any new file's does) and returns its path. An output path that
+is an existing folder is refused with a ValueError before anything is computed.
 """
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
+
+from .layers import Affine, Convolution, Relu, Sigmoid, Tanh
 
 __all__ = ["training_curves", "confusion", "mistakes", "first_layer_weights", "activations", "MissingMatplotlib"]
 
@@ -36,24 +41,47 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path) -> Path:
+def _output_path(path, what: str) -> Path:
+    """``path`` as a Path, refusing one that cannot become a PNG file: an existing folder, or a
+    folder above it that is a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+    if path.is_dir():
+        raise ValueError(f"{what}: output path {path} is a folder; give a file name such as {path / (what + '.png')}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"{what}: cannot write {path}: {parent} is a file, not a folder")
+            break
+    return path
+
+
+def _save(fig, path: Path) -> Path:
+    """Render ``fig`` as PNG and put it at ``path`` atomically: written under a temporary name in
+    the same folder, then renamed, so a reader never sees half a file. ``os.open`` with mode 0o666
+    lets the umask decide the permissions, as for any file the user creates."""
+    plt = _pyplot()
     try:
-        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        fig.clf()
+        plt.close(fig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(buffer.getbuffer())
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
-        fig.clf()
-        _pyplot().close(fig)
+        tmp.unlink(missing_ok=True)
     return path
 
 
 def training_curves(history, path, val_label: str = "validation") -> Path:
     """Training loss, and train / validation accuracy, per epoch (``val_label`` names the
     evaluation set, e.g. "test")."""
+    path = _output_path(path, "training_curves")
     plt = _pyplot()
     epochs = history["epoch"]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
@@ -73,6 +101,7 @@ def training_curves(history, path, val_label: str = "validation") -> Path:
 
 def confusion(model, x, t, path, class_names=None) -> Path:
     """The confusion matrix (rows: true class, columns: predicted), counts in the cells."""
+    path = _output_path(path, "confusion")
     plt = _pyplot()
     from .train import confusion_matrix
 
@@ -94,72 +123,119 @@ def confusion(model, x, t, path, class_names=None) -> Path:
     return _save(fig, path)
 
 
-def _as_images(x, image_shape):
-    return np.asarray(x).reshape((len(x),) + tuple(image_shape))
+def _as_images(x, image_shape) -> np.ndarray:
+    """``x`` as pictures imshow can draw: (N, H, W) or (N, H, W, 3); refuses data that are not
+    images of ``image_shape`` ((H, W) or (C, H, W) with C 1 or 3)."""
+    x = np.asarray(x)
+    shape = tuple(int(d) for d in image_shape)
+    per_sample = int(np.prod(x.shape[1:]))
+    channels = shape[0] if len(shape) == 3 else 1
+    if len(shape) not in (2, 3) or min(shape[-2:]) < 2 or channels not in (1, 3) or per_sample != int(np.prod(shape)):
+        raise ValueError(f"mistakes: pictures of mistakes need image data (H, W) or (C, H, W) with C 1 or 3; "
+                         f"samples of {per_sample} values do not form images of shape {shape}")
+    images = x.reshape((len(x),) + shape)
+    if len(shape) == 3:
+        images = images[:, 0] if channels == 1 else images.transpose(0, 2, 3, 1)
+    return images
 
 
 def mistakes(model, x, t, path, image_shape, max_images: int = 25, class_names=None) -> Path:
-    """A grid of misclassified samples, titled ``true -> predicted``."""
+    """A grid of the first ``max_images`` misclassified samples, titled ``true -> predicted``.
+    ``x`` must hold images of ``image_shape``, ``(H, W)`` or ``(C, H, W)``; ``t``: labels or
+    one-hot rows."""
+    path = _output_path(path, "mistakes")
+    if max_images < 1:
+        raise ValueError(f"mistakes: max_images must be >= 1, got {max_images}")
+    t = np.asarray(t)
+    labels = t.argmax(axis=-1) if t.ndim == 2 else t
+    if len(labels) != len(x):
+        raise ValueError(f"mistakes: {len(x)} samples but {len(labels)} labels")
+    images = _as_images(x, image_shape)
     plt = _pyplot()
     predicted = model.predict_classes(x)
-    wrong = np.flatnonzero(predicted != t)[:max_images]
+    all_wrong = np.flatnonzero(predicted != labels)
+    wrong = all_wrong[:max_images]
     columns = 5
     rows = max(1, int(np.ceil(len(wrong) / columns)))
-    fig, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.2 * rows), squeeze=False)
-    images = _as_images(x, image_shape)
+    fig, axes = plt.subplots(rows, columns, figsize=(2 * columns, 2.2 * rows), squeeze=False, layout="constrained")
     name = (lambda c: class_names[c]) if class_names else str
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, wrong):
-        ax.imshow(images[i].squeeze(), cmap="gray")
-        ax.set_title(f"{name(int(t[i]))} -> {name(int(predicted[i]))}", fontsize=9)
-    fig.suptitle(f"{len(np.flatnonzero(predicted != t))} of {len(t)} misclassified (true -> predicted)")
+        ax.imshow(images[i], cmap="gray")
+        ax.set_title(f"{name(int(labels[i]))} -> {name(int(predicted[i]))}", fontsize=9)
+    shown = f"; the first {len(wrong)} shown" if len(wrong) < len(all_wrong) else ""
+    fig.suptitle(f"{len(all_wrong)} of {len(labels)} misclassified (true -> predicted){shown}")
     return _save(fig, path)
 
 
 def first_layer_weights(model, path, image_shape=None, max_units: int = 64) -> Path:
-    """The first layer's weights as images: each Affine column (one hidden unit's receptive
-    field over the input image) or each convolution filter."""
-    plt = _pyplot()
-    layer = next((lay for lay in model.layers if "W" in lay.params), None)
-    if layer is None:
-        raise ValueError("first_layer_weights: the model has no layer with weights")
-    W = np.asarray(layer.params["W"])
-    if W.ndim == 4:  # (FN, C, FH, FW): show channel 0 of every filter
+    """The first Affine or Convolution layer's weights as images: each Affine column (one
+    hidden unit's receptive field over the input image) or each convolution filter (its first
+    input channel), at most ``max_units`` of them; the title says how many of how many."""
+    path = _output_path(path, "first_layer_weights")
+    if max_units < 1:
+        raise ValueError(f"first_layer_weights: max_units must be >= 1, got {max_units}")
+    found = next(((i, lay) for i, lay in enumerate(model.layers) if isinstance(lay, (Affine, Convolution))), None)
+    if found is None:
+        raise ValueError("first_layer_weights: the model has no Affine or Convolution layer")
+    index, layer = found
+    W = np.asarray(layer.W)
+    if isinstance(layer, Convolution):  # (FN, C, FH, FW)
+        total, unit = W.shape[0], "filters"
         tiles = W[:max_units, 0]
-    else:
+        if W.shape[1] > 1:
+            unit += f" (input channel 0 of {W.shape[1]})"
+    else:  # (in, out): column j is unit j's weights over the input
+        total, unit = W.shape[1], "units"
+        if image_shape is None:
+            image_shape = getattr(model, "input_shape", None)
         if image_shape is None:
             side = int(round(np.sqrt(W.shape[0])))
             if side * side != W.shape[0]:
                 raise ValueError(f"first_layer_weights: {W.shape[0]} inputs are not a square image; give image_shape")
             image_shape = (side, side)
-        tiles = W.T[:max_units].reshape((-1,) + tuple(image_shape)[-2:])
+        image_shape = tuple(int(d) for d in image_shape)
+        if int(np.prod(image_shape)) != W.shape[0] or len(image_shape) not in (2, 3):
+            raise ValueError(f"first_layer_weights: layer {index} {layer.name} has {W.shape[0]} inputs, "
+                             f"which are not images of shape {image_shape}")
+        tiles = W.T[:max_units].reshape((-1,) + image_shape)
+        if len(image_shape) == 3:
+            tiles = tiles[:, 0]
+            if image_shape[0] > 1:
+                unit += f" (input channel 0 of {image_shape[0]})"
+    shown = f"all {total}" if len(tiles) == total else f"first {len(tiles)} of {total}"
+    plt = _pyplot()
     columns = min(8, len(tiles))
     rows = int(np.ceil(len(tiles) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.4 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(1.4 * columns, 1.4 * rows + 0.6), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, tile in zip(axes.flat, tiles):
         limit = np.abs(tile).max() or 1.0
         ax.imshow(tile, cmap="RdBu_r", vmin=-limit, vmax=limit)
-    fig.suptitle(f"layer 0 {layer.name} weights (red +, blue -)")
+    fig.suptitle(f"layer {index} {layer.name} weights, {shown} {unit}\n(red +, blue -)")
     return _save(fig, path)
 
 
 def activations(model, x, path, bins: int = 30) -> Path:
-    """Histograms of each activation layer's outputs on ``x`` (evaluation mode)."""
+    """Histograms of each activation layer's (Relu, Sigmoid, Tanh, by type) outputs on ``x``,
+    in evaluation mode."""
+    path = _output_path(path, "activations")
     plt = _pyplot()
     outputs, value = [], x
     with model.mode(False):
         for index, layer in enumerate(model.layers):
-            value = layer.forward(value)
-            if layer.name in ("Relu", "Sigmoid", "Tanh"):
-                outputs.append((f"{index} {layer.name}", np.asarray(value).ravel()))
+            value = model.layer_forward(index, value)
+            if isinstance(layer, (Relu, Sigmoid, Tanh)):
+                outputs.append((f"{index} {layer.name}", isinstance(layer, Sigmoid), np.asarray(value).ravel()))
     if not outputs:
-        raise ValueError("activations: the model has no activation layers")
-    fig, axes = plt.subplots(1, len(outputs), figsize=(3 * len(outputs), 3), squeeze=False)
-    for ax, (name, values) in zip(axes.flat, outputs):
-        ax.hist(values, bins=bins, range=(0.0, 1.0) if "Sigmoid" in name else None, color="tab:blue")
+        raise ValueError("activations: the model has no activation layers (Relu, Sigmoid, Tanh)")
+    fig, axes = plt.subplots(1, len(outputs), figsize=(max(3 * len(outputs), 5), 3.4), squeeze=False,
+                             layout="constrained")
+    for ax, (name, sigmoid, values) in zip(axes.flat, outputs):
+        ax.hist(values, bins=bins, range=(0.0, 1.0) if sigmoid else None, color="tab:blue")
         ax.set_title(name, fontsize=10)
         ax.set_yticks([])
     fig.suptitle(f"activation distributions on {len(x)} samples")
