@@ -1,4 +1,5 @@
-"""One regression test for each pitfall of the tutorial's listings, named after it."""
+"""One regression test for each pitfall of the tutorial's listings, named after what handgrad
+guarantees instead; the comment in each says which pitfall it guards against."""
 
 import warnings
 
@@ -10,7 +11,7 @@ from handgrad.gradcheck import numerical_gradient
 from handgrad.layers import Affine, Relu, SoftmaxWithLoss
 
 
-def test_softmax_max_never_subtracted_overflows():
+def test_softmax_and_loss_stay_finite_for_large_scores():
     # The tutorial computes c = np.max(a) and never subtracts it: exp(1010) = inf, inf/inf = nan.
     with np.errstate(all="raise"), warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -22,7 +23,7 @@ def test_softmax_max_never_subtracted_overflows():
     assert loss == pytest.approx(10.0 + np.log1p(np.exp(-10.0)), rel=1e-14)
 
 
-def test_softmax_normalises_whole_batch():
+def test_softmax_normalises_each_row_of_a_batch():
     # The tutorial's np.sum(exp_a) sums over every element of the batch, not each row.
     batch = np.array([[1.0, 2.0], [3.0, 4.0]])
     p = F.softmax(batch)
@@ -31,7 +32,7 @@ def test_softmax_normalises_whole_batch():
     np.testing.assert_allclose(p[0], p[1], rtol=1e-15)  # softmax is shift-invariant per row
 
 
-def test_delta_makes_loss_negative():
+def test_loss_is_never_negative_and_not_capped_by_a_delta():
     # The tutorial's network: scores [93, 211], the right class has probability 1.0 in float64.
     out = np.array([[93.0, 211.0]])
     t = np.array([[0.0, 1.0]])
@@ -46,7 +47,7 @@ def test_delta_makes_loss_negative():
     assert F.cross_entropy(out, np.array([[1.0, 0.0]])) == pytest.approx(118.0, rel=1e-12)
 
 
-def test_relu_backward_writes_into_dout():
+def test_relu_backward_leaves_dout_unchanged():
     # The tutorial's Relu.backward does dout[self.mask] = 0: the caller's array changes.
     relu = Relu()
     relu.forward(np.array([[-1.0, 2.0, -3.0]]))
@@ -57,7 +58,7 @@ def test_relu_backward_writes_into_dout():
     assert not np.shares_memory(dx, dout)
 
 
-def test_loss_backward_ignores_dout():
+def test_loss_backward_scales_by_dout():
     # The tutorial's SoftmaxWithloss.backward(dout=1) never uses dout.
     layer = SoftmaxWithLoss()
     layer.forward(np.array([[0.2, -0.1, 0.4]]), np.array([1]))
@@ -65,7 +66,7 @@ def test_loss_backward_ignores_dout():
     np.testing.assert_array_equal(layer.backward(0.0), np.zeros((1, 3)))
 
 
-def test_batch_size_from_labels_length():
+def test_one_sample_loss_gradient_is_not_divided_by_the_number_of_classes():
     # The tutorial divides by t.shape[0]: for one 1-D sample with a one-hot t, that is the
     # number of classes, not 1.
     x = np.array([0.3, -0.2, 0.1, 0.5])
@@ -78,22 +79,23 @@ def test_batch_size_from_labels_length():
     np.testing.assert_allclose(layer.backward(), numerical, rtol=1e-8)
 
 
-def test_numerical_gradient_truncates_integer_arrays():
+def test_numerical_gradient_refuses_integer_arrays():
     # The tutorial's W1 is an integer array: x[i] + 1e-4 is stored back as x[i], every
     # numerical gradient silently comes out 0.
     W1 = np.array([[1, 3, 5], [2, 4, 6]])
     with pytest.raises(TypeError, match="integer"):
         numerical_gradient(lambda _: 0.0, W1)
+    np.testing.assert_array_equal(W1, [[1, 3, 5], [2, 4, 6]])  # left as it was
 
 
-def test_integer_weights_are_not_updated_in_place_as_integers():
+def test_integer_weights_are_stored_as_float64_so_updates_are_not_truncated():
     # Affine(int W) holds float64 weights, so an in-place update is not truncated.
     layer = Affine(np.array([[1, 3, 5], [2, 4, 6]]), np.array([1, 2, 3]))
     layer.params["W"] -= 0.25
     np.testing.assert_array_equal(layer.W, [[0.75, 2.75, 4.75], [1.75, 3.75, 5.75]])
 
 
-def test_params_aliased_between_dict_and_layers():
+def test_assigning_a_layers_weight_writes_into_its_params_array():
     # In the book, replacing net.params["W1"] leaves the Affine layer on the old array. Here
     # assignment through the layer writes into the one array both see.
     layer = Affine(np.zeros((2, 2)), np.zeros(2))
