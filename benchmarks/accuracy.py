@@ -15,10 +15,7 @@ Rows (each through handgrad's public API, float32 unless the book says otherwise
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import sys
 import time
 from pathlib import Path
 
@@ -26,6 +23,7 @@ import numpy as np
 
 import handgrad as hg
 import handgrad.data as D
+from machine import machine_line, write_results
 
 
 def digits_rows() -> list[dict]:
@@ -127,11 +125,8 @@ def main() -> None:
             print(f"{row['run']}: {row['seconds']:.1f} s in all")
         if "seconds_per_epoch" in row:
             print(f"{row['run']}: {row['seconds_per_epoch']:.2f} s per epoch")
-    machine = {"python": sys.version.split()[0], "numpy": np.__version__, "platform": platform.platform(),
-               "cpus": os.cpu_count(), "handgrad": hg.__version__}
-    print(f"machine: {machine}")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"rows": rows, "machine": machine}, indent=2))
+    print(machine_line())
+    write_results(args.json, {"rows": rows})
 
 
 if __name__ == "__main__":

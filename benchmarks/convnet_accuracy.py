@@ -14,7 +14,6 @@ Rows:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -23,6 +22,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 import numpy as np  # noqa: E402
 
 import handgrad as hg  # noqa: E402
+from machine import machine_line, write_results  # noqa: E402
 
 
 def run(name, model, data, epochs, target, cosine=False):
@@ -54,8 +54,8 @@ def main() -> None:
     print("|---|---|---|---|")
     for row in rows:
         print(f"| {row['run']} | {row['accuracy']:.4f} | >= {row['target']} | {row['seconds_per_epoch']:.1f} |")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"rows": rows}, indent=2))
+    print(machine_line())
+    write_results(args.json, {"rows": rows})
 
 
 if __name__ == "__main__":

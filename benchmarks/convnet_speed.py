@@ -11,7 +11,6 @@ then where handgrad's time goes, layer by layer and inside the convolution.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np  # noqa: E402
 
 import handgrad as hg  # noqa: E402
 from handgrad.layers import conv as conv_module  # noqa: E402
+from machine import machine_line, write_results  # noqa: E402
 
 BATCH = 100
 
@@ -124,17 +124,18 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| handgrad {hg.__version__} | {ours_ms:.2f} | {1000 * min(ours_times):.2f}-{1000 * max(ours_times):.2f} |")
     print(f"| PyTorch {torch_version} | {theirs_ms:.2f} | {1000 * min(theirs_times):.2f}-{1000 * max(theirs_times):.2f} |")
-    print(f"ratio handgrad / PyTorch time: {ours_ms / theirs_ms:.2f}x")
+    ratios = [ours / theirs for ours, theirs in zip(ours_times, theirs_times)]
+    print(f"ratio handgrad / PyTorch time: {ours_ms / theirs_ms:.2f}x (ratio of medians; repeat by repeat "
+          f"{min(ratios):.2f}x-{max(ratios):.2f}x)")
     parts = breakdown(hg.model.SimpleConvNet(seed=0), x, t, args.batches)
     print("\nwhere handgrad's time goes (ms per step):")
     for name, seconds in sorted(parts.items(), key=lambda item: item[0]):
         print(f"  {name:<34} {1000 * seconds:6.2f}")
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps({"handgrad_ms": ours_ms, "torch_ms": theirs_ms, "ratio": ours_ms / theirs_ms,
-                                           "handgrad_runs_ms": [1000 * v for v in ours_times],
-                                           "torch_runs_ms": [1000 * v for v in theirs_times],
-                                           "breakdown_ms": {k: 1000 * v for k, v in parts.items()},
-                                           "torch": torch_version}, indent=2))
+    print(machine_line())
+    write_results(args.json, {"handgrad_ms": ours_ms, "torch_ms": theirs_ms, "ratio": ours_ms / theirs_ms,
+                              "ratio_per_repeat": ratios, "handgrad_runs_ms": [1000 * v for v in ours_times],
+                              "torch_runs_ms": [1000 * v for v in theirs_times],
+                              "breakdown_ms": {k: 1000 * v for k, v in parts.items()}})
 
 
 if __name__ == "__main__":

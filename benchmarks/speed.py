@@ -28,9 +28,7 @@ initial weights in handgrad and PyTorch.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -43,6 +41,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "2")
 import numpy as np  # noqa: E402
 
 import handgrad as hg  # noqa: E402
+from machine import machine_line, write_results  # noqa: E402
 
 CONFIGS = [  # (name, hidden, batch, samples per timing, target ratio handgrad / PyTorch)
     ("784-50-10", 50, 100, 20_000, 2.0),
@@ -388,9 +387,8 @@ def main() -> None:
     except ImportError:
         print("scikit-learn not installed: its column is skipped")
 
-    results = {"machine": {"python": sys.version.split()[0], "numpy": np.__version__, "torch": torch.__version__,
-                           "platform": platform.platform(), "cpus": os.cpu_count(),
-                           "threads": os.environ["OMP_NUM_THREADS"]}, "rows": []}
+    results = {"rows": []}
+    print(machine_line())
     print(f"samples per second (median of {args.repeats}, spread min-max), float32, 2 threads")
     header = "| net, batch | " + " | ".join(available) + " | handgrad / PyTorch | target |"
     print(header)
@@ -441,8 +439,13 @@ def main() -> None:
         else:
             print("time to 97% test accuracy, MNIST 784-100-10, Adam 1e-3, batch 100, same initial weights: "
                   + "; ".join(f"{k} {v['seconds']:.2f} s ({v['steps']} steps)" for k, v in reach.items()))
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(results, indent=2))
+    mlp_rows = [row for row in results["rows"] if row["net"] != "SimpleConvNet"]
+    for other in ("PyTorch", "scikit-learn", "book-style NumPy", "fused NumPy floor"):
+        if all(other in row["median"] for row in mlp_rows):
+            ratios = [row["median"]["handgrad"] / row["median"][other] for row in mlp_rows]
+            print(f"MLP rows, handgrad / {other} (samples per second): {min(ratios):.2f}x-{max(ratios):.2f}x")
+            results.setdefault("mlp_ratio_ranges", {})[other] = [min(ratios), max(ratios)]
+    write_results(args.json, results)
 
 
 if __name__ == "__main__":
