@@ -136,7 +136,7 @@ class Sequential:
         ``input_grad=False`` lets a layer that can (``can_skip_input_grad``) skip computing
         dx and return None."""
         layer = self.layers[index]
-        if not input_grad and getattr(layer, "can_skip_input_grad", False):
+        if not input_grad and layer.can_skip_input_grad:
             return self._where(index, lambda d: layer.backward(d, input_grad=False), dout)
         return self._where(index, layer.backward, dout)
 

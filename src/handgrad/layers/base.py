@@ -19,6 +19,10 @@ class Layer:
     ``backward`` never writes into its argument or into what ``forward`` cached.
     """
 
+    #: True for layers whose ``backward(dout, input_grad=False)`` may skip computing dx and
+    #: return None; a model asks that of its first layer, whose dx nobody needs.
+    can_skip_input_grad = False
+
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}

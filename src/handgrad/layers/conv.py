@@ -126,8 +126,7 @@ class Convolution(WeightedLayer, _ImageLayer):
         # on it than on a transposed view of the (N, OH, OW, FN) product.
         return np.ascontiguousarray(out.reshape(x.shape[0], oh, ow, fn).transpose(0, 3, 1, 2))
 
-    #: Sequential may ask the first layer to skip dx, which nobody needs (see backward).
-    can_skip_input_grad = True
+    can_skip_input_grad = True  # see backward
 
     def backward(self, dout, input_grad: bool = True):
         """``dx``, after writing dW and db; with ``input_grad=False`` only the parameter
