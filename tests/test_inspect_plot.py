@@ -319,3 +319,15 @@ def test_activations_title_does_not_overlap_the_panels(plot_module, monkeypatch,
     assert figure["suptitle"] == "activation distributions on 50 samples"
     for box in figure["axes_boxes"]:  # panel boxes include their own titles
         assert figure["suptitle_box"].y0 >= box.y1
+
+
+def test_weights_of_a_model_on_signals_are_drawn_as_curves(plot_module, monkeypatch, tmp_path):
+    # mnist1d: 40 inputs are no square image; the picture used to demand an image_shape the
+    # plot command cannot give.
+    figures = saved_figures(monkeypatch, plot_module)
+    path = plot_module.first_layer_weights(hg.mlp(40, [16], 10, seed=0), tmp_path / "w.png")
+    assert figures[0]["suptitle"] == "layer 0 Affine weights, all 16 units\n(weight against input position)"
+    assert png_pixels(path).std() > 1
+    with pytest.raises(ValueError, match=r"first_layer_weights: layer 0 Affine has 40 inputs, which are not "
+                                         r"images of shape \(6, 6\)"):
+        plot_module.first_layer_weights(hg.mlp(40, [16], 10, seed=0), tmp_path / "x.png", image_shape=(6, 6))

@@ -170,9 +170,11 @@ def mistakes(model, x, t, path, image_shape, max_images: int = 25, class_names=N
 
 
 def first_layer_weights(model, path, image_shape=None, max_units: int = 64) -> Path:
-    """The first Affine or Convolution layer's weights as images: each Affine column (one
-    hidden unit's receptive field over the input image) or each convolution filter (its first
-    input channel), at most ``max_units`` of them; the title says how many of how many."""
+    """The first Affine or Convolution layer's weights, at most ``max_units`` of them (the title
+    says how many of how many): each convolution filter (its first input channel) or each Affine
+    column (one hidden unit's receptive field over the input) as an image. The image's shape is
+    ``image_shape``, else the model's ``input_shape``, else the square the inputs fill; inputs
+    that are not images (1-D signals such as MNIST-1D's) are drawn as curves."""
     path = _output_path(path, "first_layer_weights")
     if max_units < 1:
         raise ValueError(f"first_layer_weights: max_units must be >= 1, got {max_units}")
@@ -188,22 +190,14 @@ def first_layer_weights(model, path, image_shape=None, max_units: int = 64) -> P
             unit += f" (input channel 0 of {W.shape[1]})"
     else:  # (in, out): column j is unit j's weights over the input
         total, unit = W.shape[1], "units"
-        if image_shape is None:
-            image_shape = getattr(model, "input_shape", None)
-        if image_shape is None:
-            side = int(round(np.sqrt(W.shape[0])))
-            if side * side != W.shape[0]:
-                raise ValueError(f"first_layer_weights: {W.shape[0]} inputs are not a square image; give image_shape")
-            image_shape = (side, side)
-        image_shape = tuple(int(d) for d in image_shape)
-        if int(np.prod(image_shape)) != W.shape[0] or len(image_shape) not in (2, 3):
-            raise ValueError(f"first_layer_weights: layer {index} {layer.name} has {W.shape[0]} inputs, "
-                             f"which are not images of shape {image_shape}")
-        tiles = W.T[:max_units].reshape((-1,) + image_shape)
-        if len(image_shape) == 3:
-            tiles = tiles[:, 0]
-            if image_shape[0] > 1:
-                unit += f" (input channel 0 of {image_shape[0]})"
+        image_shape = _weight_image_shape(model, W.shape[0], image_shape, f"layer {index} {layer.name}")
+        tiles = W.T[:max_units]
+        if image_shape is not None:
+            tiles = tiles.reshape((-1,) + image_shape)
+            if len(image_shape) == 3:
+                tiles = tiles[:, 0]
+                if image_shape[0] > 1:
+                    unit += f" (input channel 0 of {image_shape[0]})"
     shown = f"all {total}" if len(tiles) == total else f"first {len(tiles)} of {total}"
     plt = _pyplot()
     columns = min(8, len(tiles))
@@ -214,9 +208,30 @@ def first_layer_weights(model, path, image_shape=None, max_units: int = 64) -> P
         ax.axis("off")
     for ax, tile in zip(axes.flat, tiles):
         limit = np.abs(tile).max() or 1.0
-        ax.imshow(tile, cmap="RdBu_r", vmin=-limit, vmax=limit)
-    fig.suptitle(f"layer {index} {layer.name} weights, {shown} {unit}\n(red +, blue -)")
+        if tile.ndim == 1:  # a signal's weights: a curve around 0
+            ax.axhline(0.0, color="0.7", linewidth=0.8)
+            ax.plot(tile, color="tab:red", linewidth=1.0)
+            ax.set_ylim(-1.05 * limit, 1.05 * limit)
+        else:
+            ax.imshow(tile, cmap="RdBu_r", vmin=-limit, vmax=limit)
+    legend = "(weight against input position)" if tiles.ndim == 2 else "(red +, blue -)"
+    fig.suptitle(f"layer {index} {layer.name} weights, {shown} {unit}\n{legend}")
     return _save(fig, path)
+
+
+def _weight_image_shape(model, inputs: int, image_shape, where: str):
+    """The (H, W) or (C, H, W) that an Affine layer's ``inputs`` form, or None for 1-D signals."""
+    if image_shape is not None:
+        image_shape = tuple(int(d) for d in image_shape)
+        if int(np.prod(image_shape)) != inputs or len(image_shape) not in (2, 3):
+            raise ValueError(f"first_layer_weights: {where} has {inputs} inputs, which are not images "
+                             f"of shape {image_shape}")
+        return image_shape
+    input_shape = getattr(model, "input_shape", None)
+    if input_shape is not None and len(input_shape) in (2, 3) and int(np.prod(input_shape)) == inputs:
+        return tuple(int(d) for d in input_shape)
+    side = int(round(np.sqrt(inputs)))
+    return (side, side) if side * side == inputs and side > 1 else None
 
 
 def activations(model, x, path, bins: int = 30) -> Path:
