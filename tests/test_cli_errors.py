@@ -195,3 +195,23 @@ def test_mistakes_pictures_of_signals_are_refused_by_option(tmp_path, capsys):
 
 def test_the_trained_models_file_records_its_dataset(digits_model):
     assert hg.serialize.read_metadata(digits_model)["dataset"] == "digits"
+
+
+def test_predict_refuses_a_blank_drawing_and_reads_a_transparent_one(digits_model, tmp_path, capsys):
+    Image = pytest.importorskip("PIL.Image")
+    Image.new("RGBA", (256, 256), (0, 0, 0, 0)).save(tmp_path / "blank.png")
+    assert main(["predict", str(digits_model), str(tmp_path / "blank.png")]) == 1
+    one_line_error(capsys, f"{tmp_path / 'blank.png'}", "no digit found")
+    # A canvas export: black strokes on a transparent background. convert("L") alone would make
+    # it all black; read as the dataset was made, it is the same digit as the opaque drawing.
+    _, (x_test, _) = hg.data.load_dataset("digits")
+    ink = np.kron(x_test[3].reshape(8, 8), np.ones((16, 16)))  # 128x128 strokes
+    rgba = np.zeros((256, 256, 4), dtype=np.uint8)
+    rgba[40:168, 90:218, 3] = (ink * 255).astype(np.uint8)
+    Image.fromarray(rgba).save(tmp_path / "canvas.png")
+    opaque = np.full((256, 256), 255, dtype=np.uint8)
+    opaque[40:168, 90:218] = (255 * (1 - ink)).astype(np.uint8)
+    Image.fromarray(opaque).save(tmp_path / "paper.png")
+    assert main(["predict", str(digits_model), str(tmp_path / "canvas.png"), str(tmp_path / "paper.png")]) == 0
+    canvas, paper = capsys.readouterr().out.strip().splitlines()
+    assert canvas.split(":", 1)[1] == paper.split(":", 1)[1]

@@ -217,22 +217,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_image(path: Path, features: int) -> np.ndarray:
+def _read_image(path: Path, style: str) -> np.ndarray:
+    """One image file as one row of model input, preprocessed as the dataset's images were made."""
+    from .data import DataError
+    from .data.images import read_image
+
     try:
-        from PIL import Image
-    except ImportError:
-        raise CommandError(f"{path}: reading images needs Pillow (pip install 'handgrad[images]')") from None
-    side = int(round(features ** 0.5))
-    if side * side != features:
-        raise CommandError(f"{path}: the model takes {features} features, not a square image")
-    try:
-        with Image.open(path) as image:
-            gray = image.convert("L").resize((side, side), Image.Resampling.LANCZOS)
-    except OSError as error:
-        raise CommandError(f"{path}: cannot read image ({error})") from None
-    pixels = np.asarray(gray, dtype=np.float32) / 255.0
-    if pixels.mean() > 0.5:  # dark ink on light paper: the datasets have light digits on black
-        pixels = 1.0 - pixels
+        pixels, notes = read_image(path, style)
+    except DataError as error:
+        raise CommandError(str(error)) from error
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     return pixels.reshape(1, -1)
 
 
@@ -250,9 +245,24 @@ def _read_array(path: Path, features: int | None) -> np.ndarray:
     return x.astype(np.float32)
 
 
+def _image_style(args: argparse.Namespace, model) -> str:
+    """How to read images for this model: --dataset, else the dataset recorded in the model file,
+    else a guess from its input size (784: MNIST, 64: the digits)."""
+    from .data import DataError
+    from .data.images import image_style
+    from .serialize import read_metadata
+
+    dataset = args.dataset or read_metadata(args.model).get("dataset")
+    try:
+        return image_style(dataset, input_size=model.input_size)
+    except DataError as error:
+        raise CommandError(str(error)) from error
+
+
 def _predict(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
     features = model.input_size
+    style = None
     for name in args.files:
         path = Path(name)
         if not path.is_file():
@@ -260,7 +270,8 @@ def _predict(args: argparse.Namespace) -> int:
         if path.suffix.lower() == ".npy":
             x = _read_array(path, features)
         else:
-            x = _read_image(path, features)
+            style = style or _image_style(args, model)
+            x = _read_image(path, style)
         _check_fits(model, x.shape[1], str(path))
         if not np.isfinite(x).all():
             raise CommandError(f"{path}: contains NaN or infinity; a model's prediction of it would mean nothing")
@@ -375,6 +386,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from .data import DATASETS
+    from .data.images import PREPROCESSING_HELP
     from .model import ACTIVATIONS
     from .optim import OPTIMIZERS
 
@@ -427,9 +439,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir")
     evaluate.set_defaults(handler=_evaluate)
 
-    predict = commands.add_parser("predict", help="classify .npy arrays or PNG/JPEG digit images")
+    predict = commands.add_parser("predict", help="classify .npy arrays or PNG/JPEG digit images",
+                                  description="Classify samples: .npy arrays (one sample, or rows of samples, as the "
+                                  "model takes them) or images (PNG, JPEG, ... with the 'images' extra). "
+                                  + PREPROCESSING_HELP)
     predict.add_argument("model", help="a model.safetensors written by handgrad")
     predict.add_argument("files", nargs="+", metavar="FILE")
+    predict.add_argument("--dataset", choices=["mnist", "fashion-mnist", "digits"],
+                         help="prepare images as this dataset's were made (default: the dataset recorded in the "
+                         "model file, else guessed from its input size)")
     predict.set_defaults(handler=_predict)
 
     trace = commands.add_parser("trace", help="every layer's values and gradients on a few samples, with warnings")
