@@ -544,3 +544,10 @@ def test_bad_user_metadata_is_refused(model, tmp_path, metadata, match):
     with pytest.raises(SerializationError, match=match):
         hg.save(model, tmp_path / "m", metadata=metadata)
     assert not (tmp_path / "m").exists()
+
+
+def test_a_tensor_named_like_the_metadata_is_refused(tmp_path):
+    with pytest.raises(SerializationError, match="a tensor may not be named __metadata__") as info:
+        write_safetensors(tmp_path / "t", {"__metadata__": np.zeros(2)})
+    assert str(tmp_path / "t") in str(info.value)
+    assert not (tmp_path / "t").exists()

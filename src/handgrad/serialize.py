@@ -158,6 +158,8 @@ def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> None
     file version and the digest that covers the header and the data."""
     header, blobs, offset = {}, [], 0
     for name, array in tensors.items():
+        if str(name) == "__metadata__":
+            raise SerializationError(f"{path}: a tensor may not be named __metadata__ (the format's metadata key)")
         array = np.asarray(array)
         dtype = array.dtype.newbyteorder("<") if array.dtype.byteorder == ">" else array.dtype
         if dtype not in _DTYPE_NAMES:
