@@ -1,5 +1,7 @@
 """fit: permutations, determinism, early stopping, divergence, checkpoints and exact resume."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -256,3 +258,20 @@ def test_a_run_that_stopped_early_stays_stopped_when_resumed(digits, tmp_path):
     second = hg.fit(again, hg.optim.Adam(lr=3e-2), (x[:300], t[:300]), epochs=60, resume=True, **kwargs)
     assert second["epoch"] == first["epoch"] and second.best_epoch == first.best_epoch
     assert_same_weights(weights(again), weights(model))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda meta: meta.pop("training"),
+    lambda meta: meta.update(training="[]"),
+    lambda meta: meta.update(training=json.dumps({"state": {"epoch": "two"}})),
+])
+def test_a_checkpoint_with_malformed_training_state_is_refused_naming_the_file(checkpointed, tmp_path, edit):
+    from handgrad import serialize
+
+    path = tmp_path / "ckpt.safetensors"
+    tensors, meta = serialize.read_safetensors(path)
+    meta = {k: v for k, v in meta.items() if not k.startswith("handgrad_")}  # rewritten with a fresh digest
+    edit(meta)
+    serialize.write_safetensors(path, tensors, meta)
+    with pytest.raises(serialize.SerializationError, match=f"{path}: checkpoint"):
+        checkpointed(resume=True)

@@ -302,26 +302,35 @@ def _load_checkpoint(path, model, optimizer, scheduler, rng, settings, epochs):
     tensors, metadata = serialize.read_safetensors(path)
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise serialize.SerializationError(f"{path}: not a handgrad checkpoint")
-    if json.loads(metadata["architecture"]) != model.spec():
+    try:
+        architecture = json.loads(metadata["architecture"])
+        meta = json.loads(metadata["training"])
+        done = int(meta["state"]["epoch"])
+    except (KeyError, TypeError, ValueError) as error:  # a file that passed its digest but is not ours
+        raise serialize.SerializationError(f"{path}: checkpoint metadata missing or malformed ({error!r})") from error
+    if architecture != model.spec():
         raise serialize.SerializationError(f"{path}: checkpoint was written for a different architecture")
-    meta = json.loads(metadata["training"])
     if "settings" not in meta:
         raise ResumeMismatch(f"{path}: this checkpoint was written by an earlier handgrad that did not record its "
                              "training settings, so an exact continuation cannot be guaranteed; start a new run")
-    _check_resumable(path, meta["settings"], settings, epochs, meta["state"]["epoch"])
+    _check_resumable(path, meta["settings"], settings, epochs, done)
     serialize.load_weights_into(model, {k: v for k, v in tensors.items() if k.startswith("model.")}, path, prefix="model.")
-    buffers: dict = {}
-    for key, value in tensors.items():
-        if key.startswith("optimizer."):
-            buffer_name, param_name = key[len("optimizer."):].split(".", 1)
-            buffers.setdefault(param_name, {})[buffer_name] = value
-    optimizer.load_state_dict({"lr": meta["optimizer"]["lr"], "step_count": meta["optimizer"]["step_count"],
-                               "state": buffers})
-    if scheduler is not None and meta["scheduler"] is not None:
-        scheduler.epoch = meta["scheduler"]["epoch"]
-    rng.bit_generator.state = meta["rng"]
-    if meta.get("model_rng") is not None:  # dropout masks continue where they stopped
-        model.rng.bit_generator.state = meta["model_rng"]
-    history = History(records=meta["history"]["epochs"], best_epoch=meta["history"]["best_epoch"])
+    try:
+        buffers: dict = {}
+        for key, value in tensors.items():
+            if key.startswith("optimizer."):
+                buffer_name, param_name = key[len("optimizer."):].split(".", 1)
+                buffers.setdefault(param_name, {})[buffer_name] = value
+        optimizer.load_state_dict({"lr": meta["optimizer"]["lr"], "step_count": meta["optimizer"]["step_count"],
+                                   "state": buffers})
+        if scheduler is not None and meta["scheduler"] is not None:
+            scheduler.epoch = int(meta["scheduler"]["epoch"])
+        rng.bit_generator.state = meta["rng"]
+        if meta.get("model_rng") is not None:  # dropout masks continue where they stopped
+            model.rng.bit_generator.state = meta["model_rng"]
+        history = History(records=list(meta["history"]["epochs"]), best_epoch=meta["history"]["best_epoch"])
+        state = dict(meta["state"])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise serialize.SerializationError(f"{path}: checkpoint training state malformed ({error!r})") from error
     best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")} or None
-    return meta["state"], history, best
+    return state, history, best
