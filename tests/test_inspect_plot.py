@@ -185,6 +185,11 @@ def test_trace_with_weight_decay_leaves_the_gradients_backward_leaves():
     assert result.loss == pytest.approx(expected_loss, rel=1e-14)
     for key, grad in model.grads.items():
         np.testing.assert_allclose(grad, expected[key], rtol=1e-14, atol=0, err_msg=key)
+    # The objective splits into the data loss (what fit and evaluate report) and the penalty.
+    data_loss, _ = hg.train.evaluate(model, x, t)
+    assert result.data_loss == pytest.approx(data_loss, rel=1e-12)
+    assert result.penalty == pytest.approx(model.weight_penalty(), rel=1e-14) and result.penalty > 0
+    assert f"= data {data_loss:.6g} + L2 penalty {result.penalty:.6g}" in result.format_text().splitlines()[0]
 
 
 def test_trace_names_the_layer_and_refuses_what_it_cannot_trace():

@@ -50,20 +50,29 @@ class LayerTrace:
 
 @dataclass
 class Trace:
+    """``loss`` is the objective the gradients belong to: the data loss (what ``fit`` and
+    ``evaluate`` report) plus the model's weight penalty, ``penalty`` (0 without weight decay)."""
+
     layers: list
     loss: float
     loss_layer: dict
     warnings: list
     lr: float
+    penalty: float = 0.0
+
+    @property
+    def data_loss(self) -> float:
+        return self.loss - self.penalty
 
     def to_dict(self) -> dict:
-        return {"loss": self.loss, "lr": self.lr, "loss_layer": self.loss_layer, "warnings": self.warnings,
-                "layers": [vars(layer) for layer in self.layers]}
+        return {"loss": self.loss, "data_loss": self.data_loss, "penalty": self.penalty, "lr": self.lr,
+                "loss_layer": self.loss_layer, "warnings": self.warnings, "layers": [vars(layer) for layer in self.layers]}
 
     def format_text(self) -> str:
         """A readable table: forward statistics, then backward, then warnings."""
         head = f"{'layer':<18} {'output shape':<16} {'mean':>10} {'std':>10} {'min':>10} {'max':>10}  notes"
-        lines = [f"forward (loss {self.loss:.6g})", head, "-" * len(head)]
+        parts = f" = data {self.data_loss:.6g} + L2 penalty {self.penalty:.6g}" if self.penalty else ""
+        lines = [f"forward (loss {self.loss:.6g}{parts})", head, "-" * len(head)]
         for layer in self.layers:
             o = layer.output
             notes = []
@@ -126,7 +135,8 @@ def trace(model, x, t, lr: float = 1e-3, train: bool = False, max_values: int = 
                 record.saturated_fraction = float(np.mean((out < low) | (out > high)))
             records.append(record)
             value = out
-        loss = model.loss_layer.forward(value, t) + model.weight_penalty()
+        penalty = model.weight_penalty()
+        loss = model.loss_layer.forward(value, t) + penalty
         probabilities = model.loss_layer.y if isinstance(model.loss_layer, SoftmaxWithLoss) else None
         for record, (grad_out, grad_in) in zip(records, _backward_by_layer(model)):
             record.grad_output = stats(grad_out)
@@ -145,7 +155,7 @@ def trace(model, x, t, lr: float = 1e-3, train: bool = False, max_values: int = 
                     record.values[f"d{key}"] = np.asarray(grad).tolist()
         loss_info = {"name": model.loss_layer.name}
         warnings = _warnings(records, loss, probabilities)
-        return Trace(records, float(loss), loss_info, warnings, lr)
+        return Trace(records, float(loss), loss_info, warnings, lr, float(penalty))
 
 
 def _backward_by_layer(model):
