@@ -139,15 +139,23 @@ def test_softmax_with_loss_backward_leaves_probabilities_intact():
     np.testing.assert_array_equal(layer.y, y_before)
 
 
-def test_backward_is_repeatable():
+def test_backward_adds_into_grads_and_forward_starts_a_new_step():
+    # Contract v2: backward adds (a weight used twice receives the sum); a layer's forward
+    # zeroes its own gradients, so the book's loop (forward, backward, read dW) holds one step.
     rng = np.random.default_rng(1)
     layer = Affine(rng.standard_normal((4, 3)), rng.standard_normal(3))
-    layer.forward(rng.standard_normal((2, 4)))
-    dout = rng.standard_normal((2, 3))
+    x, dout = rng.standard_normal((2, 4)), rng.standard_normal((2, 3))
+    layer.forward(x)
     dx1, dW1 = layer.backward(dout), layer.dW.copy()
+    np.testing.assert_allclose(dW1, x.T @ dout, rtol=1e-14)
     dx2 = layer.backward(dout)
-    np.testing.assert_array_equal(dx1, dx2)
-    np.testing.assert_array_equal(dW1, layer.dW)
+    np.testing.assert_array_equal(dx1, dx2)  # dx depends on nothing accumulated
+    np.testing.assert_allclose(layer.dW, 2 * dW1, rtol=1e-14)  # the second use adds
+    for _ in range(3):  # the book's way, repeated: one step's gradients each time
+        layer.forward(x)
+        layer.backward(dout)
+        np.testing.assert_allclose(layer.dW, dW1, rtol=1e-14)
+        np.testing.assert_allclose(layer.db, dout.sum(axis=0), rtol=1e-14)
 
 
 def test_params_and_grads_are_the_layers_own_arrays():
@@ -163,15 +171,21 @@ def test_params_and_grads_are_the_layers_own_arrays():
     np.testing.assert_array_equal(layer.forward(np.array([1.0, 0.0])), np.full(3, 4.5))
 
 
-def test_layer_keeps_input_dtype():
+def test_a_layer_computes_in_its_parameters_dtype():
+    # A model's precision is its parameters': float64 weights compute in float64 whatever the
+    # input (NumPy's promotion, as in the book), float32 weights in float32.
     rng = np.random.default_rng(2)
-    layer = Affine(rng.standard_normal((4, 3)), rng.standard_normal(3))  # float64 weights
     x32 = rng.standard_normal((2, 4)).astype(np.float32)
+    layer = Affine(rng.standard_normal((4, 3)), rng.standard_normal(3))  # float64 weights
     out = layer.forward(x32)
-    assert out.dtype == np.float32
-    assert layer.backward(np.ones((2, 3), np.float32)).dtype == np.float32
-    assert layer.dW.dtype == np.float64  # gradients match the parameters they update
-    for act in (Relu(), Sigmoid(), Tanh()):
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, x32.astype(np.float64) @ layer.W + layer.b, rtol=1e-15)
+    assert layer.backward(np.ones((2, 3), np.float32)).dtype == np.float64
+    assert layer.dW.dtype == np.float64
+    layer32 = Affine(rng.standard_normal((4, 3)).astype(np.float32), np.zeros(3, np.float32))
+    assert layer32.forward(x32.astype(np.float64)).dtype == np.float32
+    assert layer32.backward(np.ones((2, 3))).dtype == np.float32
+    for act in (Relu(), Sigmoid(), Tanh()):  # no parameters: the input's dtype
         assert act.forward(x32).dtype == np.float32
         assert act.backward(np.ones((2, 4), np.float32)).dtype == np.float32
     loss = SoftmaxWithLoss()

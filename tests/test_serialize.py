@@ -326,11 +326,11 @@ def test_a_loss_layer_with_parameters_is_refused(saved):
 
 
 @pytest.mark.parametrize("change, match", [
-    (lambda spec: spec["layers"][0].update(in_features="6"), "layer 0 needs in_features a positive integer"),
-    (lambda spec: spec["layers"][0].update(in_features=6.0), "layer 0 needs in_features a positive integer"),
-    (lambda spec: spec["layers"][0].update(in_features=True), "layer 0 needs in_features a positive integer"),
-    (lambda spec: spec["layers"][0].update(in_features=-6), "layer 0 needs in_features a positive integer"),
-    (lambda spec: spec["layers"][0].pop("out_features"), "layer 0 needs out_features a positive integer"),
+    (lambda spec: spec["layers"][0].update(in_features="6"), r"layer 0 \(Affine\) has a bad description: in_features must be a positive integer"),
+    (lambda spec: spec["layers"][0].update(in_features=6.0), r"layer 0 \(Affine\) has a bad description: in_features must be a positive integer"),
+    (lambda spec: spec["layers"][0].update(in_features=True), r"layer 0 \(Affine\) has a bad description: in_features must be a positive integer"),
+    (lambda spec: spec["layers"][0].update(in_features=-6), r"layer 0 \(Affine\) has a bad description: in_features must be a positive integer"),
+    (lambda spec: spec["layers"][0].pop("out_features"), r"layer 0 \(Affine\) has a bad description: out_features must be a positive integer"),
     (lambda spec: spec["layers"][1].update(type=["Tanh"]), r"layer 1 has unknown layer type \"\['Tanh'\]\""),
     (lambda spec: spec["layers"].__setitem__(1, "Tanh"), r"layer 1 is not a layer description \(a JSON object with a type\), got Tanh"),
     (lambda spec: spec["layers"].__setitem__(1, None), "layer 1 is not a layer description"),

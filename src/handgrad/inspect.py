@@ -162,6 +162,7 @@ def _backward_by_layer(model):
     """``model.backward()``, step by step: (dL/d output, dL/d input) of every layer, in order.
     The parameters' gradients end as after ``model.backward()``."""
     pairs = [None] * len(model.layers)
+    model.zero_grad()  # as Sequential.backward starts: layers add into their gradients
     dout = model.loss_layer.backward()
     for index in range(len(model.layers) - 1, -1, -1):
         dx = model.layer_backward(index, dout)

@@ -12,6 +12,7 @@ import numpy as np
 from . import functions as F
 from . import init as initializers
 from .gradcheck import numerical_gradient as _numerical_gradient
+from .layers.base import with_layer_path
 from .layers import (Affine, BatchNorm, Convolution, Dropout, Flatten, Layer, Pooling, Relu, Sigmoid,
                      SoftmaxWithLoss, Tanh)
 
@@ -61,9 +62,33 @@ class Sequential:
         self.weight_decay = float(weight_decay)
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.rng = initializers.as_generator(seed)
-        for layer in self.layers:
+        self._check_each_layer_and_array_once()
+        for _, layer in self.named_layers():
             if hasattr(layer, "rng") and layer.rng is None:
                 layer.rng = self.rng
+
+    def named_layers(self):
+        """Every layer as ``(path, layer)``, nested ones included: ``("3", block)``,
+        ``("3.attn", attention)``, ..., in forward order."""
+        for index, layer in enumerate(self.layers):
+            yield str(index), layer
+            yield from layer.named_layers(f"{index}.")
+
+    def _check_each_layer_and_array_once(self) -> None:
+        # A layer keeps one call's values between forward and backward, so one layer object at
+        # two places would backpropagate the wrong values; and one array under two names would
+        # be updated (and decayed, and saved) twice. Weight sharing has one owner (contract v2).
+        seen_layers, seen_arrays = {}, {}
+        for path, layer in self.named_layers():
+            if id(layer) in seen_layers:
+                raise ValueError(f"Sequential: the same {layer.name} object is at {seen_layers[id(layer)]} and at "
+                                 f"{path}; use two layers (tie weights through one owner)")
+            seen_layers[id(layer)] = path
+        for name, array in self.params.items():
+            if id(array) in seen_arrays:
+                raise ValueError(f"Sequential: one array is listed as {seen_arrays[id(array)]} and as {name}; a "
+                                 "shared weight must have one owner (the other user adds into the owner's grads)")
+            seen_arrays[id(array)] = name
 
     # --- parameters --------------------------------------------------------------------------
 
@@ -145,14 +170,13 @@ class Sequential:
         try:
             return method(value)
         except (ValueError, TypeError) as error:
-            if type(error) not in (ValueError, TypeError):
-                raise  # a subclass may not take a bare message; leave it as it is
-            raise type(error)(f"layer {index}: {error}") from error
+            raise with_layer_path(error, str(index)) from error
 
     def decayed_weights(self) -> dict[str, np.ndarray]:
-        """The weights ``weight_decay`` applies to, keyed ``"<layer index>.W"``: every layer's
-        ``W`` (not biases, not BatchNorm's gamma and beta). The values are the layers' arrays."""
-        return {f"{index}.W": layer.params["W"] for index, layer in enumerate(self.layers) if "W" in layer.params}
+        """The weights ``weight_decay`` applies to, keyed by path (``"0.W"``): every weight
+        matrix or filter bank (parameters of two or more dimensions), not biases and not
+        normalisation gains. The values are the layers' arrays."""
+        return {name: value for name, value in self.params.items() if value.ndim >= 2}
 
     def weight_penalty(self) -> float:
         """``λ/2 sum ||W||^2`` over :meth:`decayed_weights` (0 without weight decay)."""
@@ -165,13 +189,20 @@ class Sequential:
         without weight decay); :meth:`backward` ends with it."""
         if not self.weight_decay:
             return
-        for index, layer in enumerate(self.layers):
-            if "W" in layer.params:
-                layer.grads["W"] += self.weight_decay * layer.params["W"]
+        grads = self.grads
+        for name, weight in self.decayed_weights().items():
+            grads[name] += self.weight_decay * weight
+
+    def zero_grad(self) -> None:
+        """Set every gradient to zero: layers add into their gradients (contract v2), and
+        :meth:`backward` starts with this so that it leaves exactly one step's gradients."""
+        for layer in self.layers:
+            layer.zero_grad()
 
     def backward(self, dout: float = 1.0, input_grad: bool = True) -> np.ndarray | None:
         """Backpropagate; returns dL/dx. ``input_grad=False`` (what ``fit`` uses) lets the first
         layer skip computing dx, which only a caller inspecting the input would need."""
+        self.zero_grad()
         dout = self.loss_layer.backward(dout)
         for index in range(len(self.layers) - 1, -1, -1):
             dout = self.layer_backward(index, dout, input_grad=input_grad or index > 0)

@@ -349,45 +349,6 @@ def save(model, path, *, metadata: dict | None = None) -> None:
     })
 
 
-def _size(path, where: str, spec: dict, key: str) -> int:
-    value = spec.get(key)
-    if not (_is_int(value) and 1 <= value < _MAX_INT):
-        raise SerializationError(f"{path}: {where} needs {key} a positive integer, got {str(value)[:40]}")
-    return value
-
-
-def _affine_shapes(path, where, spec):
-    n_in, n_out = _size(path, where, spec, "in_features"), _size(path, where, spec, "out_features")
-    return {"W": (n_in, n_out), "b": (n_out,)}
-
-
-def _convolution_shapes(path, where, spec):
-    filters, channels = _size(path, where, spec, "filters"), _size(path, where, spec, "channels")
-    kernel = spec.get("kernel")
-    if not (isinstance(kernel, list) and len(kernel) == 2 and all(_is_int(k) and 1 <= k < _MAX_INT for k in kernel)):
-        raise SerializationError(f"{path}: {where} needs kernel [height, width], two positive integers, "
-                                 f"got {str(kernel)[:40]}")
-    return {"W": (filters, channels, *kernel), "b": (filters,)}
-
-
-def _batchnorm_shapes(path, where, spec):
-    n = _size(path, where, spec, "num_features")
-    return {"gamma": (n,), "beta": (n,), "running_mean": (n,), "running_var": (n,)}
-
-
-def _no_shapes(path, where, spec):
-    return {}
-
-
-# The shapes of the parameters and buffers each layer type's from_spec would allocate, computed
-# from the spec alone so that they are compared with the stored tensors BEFORE anything is
-# allocated (a crafted in_features of 10**12 must not ask for 364 TiB). A layer class may state
-# its own rule as a classmethod ``param_shapes(spec) -> {name: shape}``; it takes precedence.
-_PARAM_SHAPES = {"Affine": _affine_shapes, "Convolution": _convolution_shapes, "BatchNorm": _batchnorm_shapes,
-                 **{name: _no_shapes for name in ("Relu", "Sigmoid", "Tanh", "SoftmaxWithLoss", "Dropout",
-                                                  "Pooling", "AvgPooling", "Flatten")}}
-
-
 def _expected_shapes(path, where: str, layer_spec) -> dict:
     if not isinstance(layer_spec, dict):
         raise SerializationError(f"{path}: {where} is not a layer description (a JSON object with a type), "
@@ -396,18 +357,14 @@ def _expected_shapes(path, where: str, layer_spec) -> dict:
     if not isinstance(kind, str) or kind not in LAYER_TYPES:
         raise SerializationError(f"{path}: {where} has unknown layer type {str(kind)[:80]!r}; "
                                  f"known: {', '.join(sorted(LAYER_TYPES))}")
-    rule = getattr(LAYER_TYPES[kind], "param_shapes", None)
-    if rule is not None:
-        try:
-            shapes = rule(layer_spec)
-        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as error:
-            raise SerializationError(f"{path}: {where} ({kind}) has a bad description: {error}") from error
-        return {name: tuple(shape) for name, shape in shapes.items()}
-    if kind not in _PARAM_SHAPES:
-        # Refusing is the safe choice: without a rule its from_spec could allocate anything.
-        raise SerializationError(f"{path}: {where}: layer type {kind} cannot be loaded: it states no parameter "
-                                 f"shapes (param_shapes) to check before it is built")
-    return _PARAM_SHAPES[kind](path, where, layer_spec)
+    # Each layer type states the shapes its from_spec would allocate (Layer.param_shapes),
+    # computed from the spec alone: they are compared with the stored tensors BEFORE anything
+    # is allocated (a crafted in_features of 10**12 must not ask for 364 TiB).
+    try:
+        shapes = LAYER_TYPES[kind].param_shapes(layer_spec)
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as error:
+        raise SerializationError(f"{path}: {where} ({kind}) has a bad description: {error}") from error
+    return {name: tuple(shape) for name, shape in shapes.items()}
 
 
 def _check_spec(path, spec, tensors: dict) -> None:

@@ -12,9 +12,19 @@ class Layer:
     """A layer: ``y = forward(x)`` and ``dx = backward(dout)``.
 
     ``params`` and ``grads`` are dicts with the same keys (``"W"``, ``"b"``, ...). Their values
-    are the layer's own arrays for its whole life: ``backward`` writes gradients into the
-    ``grads`` arrays in place and an optimizer updates the ``params`` arrays in place, so any
-    mapping that holds them (a model's ``params``) never falls out of sync.
+    are the layer's own arrays for its whole life: an optimizer updates the ``params`` arrays in
+    place, so any mapping that holds them (a model's ``params``) never falls out of sync.
+
+    Gradients add up (contract v2): ``backward`` adds into ``grads`` (``+=``), so a weight used
+    at several places (every time step, a residual branch, a tied output layer) receives the
+    sum of its uses. A model zeroes every gradient at the start of its own ``backward``; a layer
+    with parameters also zeroes its own in ``forward``, so that a bare layer used the book's way
+    (forward, backward, read ``dW``, repeat) holds exactly one step's gradients.
+
+    A layer may own child layers (``add_child``, in forward order); its ``params``, ``grads`` and
+    ``buffers`` then list the children's too, by path: ``"attn.W_qkv"``. A composite writes its
+    own forward and backward, calling its children by hand (backward in reverse order), through
+    :meth:`call_child` so that an error names where it happened (``"layer 3.attn: ..."``).
 
     ``backward`` never writes into its argument or into what ``forward`` cached.
     """
@@ -24,11 +34,89 @@ class Layer:
     can_skip_input_grad = False
 
     def __init__(self) -> None:
-        self.params: dict[str, np.ndarray] = {}
-        self.grads: dict[str, np.ndarray] = {}
-        # State that is saved with the model but not trained (BatchNorm's running statistics).
-        self.buffers: dict[str, np.ndarray] = {}
+        self._own = {"params": {}, "grads": {}, "buffers": {}}
+        self._children: dict[str, Layer] = {}
         self.training = True
+
+    # --- parameters, gradients and buffers: the layer's own, then its children's by path ------
+
+    def _flat(self, kind: str) -> dict[str, np.ndarray]:
+        own = self._own[kind]
+        if not self._children:
+            return own  # the layer's own dict: a leaf's params["W"] = ... stays visible
+        flat = dict(own)
+        for name, child in self._children.items():
+            for key, value in getattr(child, kind).items():
+                flat[f"{name}.{key}"] = value
+        return flat
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return self._flat("params")
+
+    @params.setter
+    def params(self, value: dict) -> None:
+        self._own["params"] = value
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        return self._flat("grads")
+
+    @grads.setter
+    def grads(self, value: dict) -> None:
+        self._own["grads"] = value
+
+    @property
+    def buffers(self) -> dict[str, np.ndarray]:
+        """State saved with the model but not trained (BatchNorm's running statistics)."""
+        return self._flat("buffers")
+
+    @buffers.setter
+    def buffers(self, value: dict) -> None:
+        self._own["buffers"] = value
+
+    def zero_grad(self) -> None:
+        """Set every gradient, this layer's and its children's, to zero (in place)."""
+        self._zero_own_grads()
+        for child in self._children.values():
+            child.zero_grad()
+
+    def _zero_own_grads(self) -> None:
+        for grad in self._own["grads"].values():
+            grad.fill(0)
+
+    # --- children --------------------------------------------------------------------------
+
+    def add_child(self, name: str, layer: "Layer") -> "Layer":
+        """Adopt ``layer`` as the child ``name`` (children are listed in forward order)."""
+        if not isinstance(name, str) or not name or "." in name:
+            raise ValueError(f"{self.name}: a child's name must be a non-empty string without '.', got {name!r}")
+        if not isinstance(layer, Layer):
+            raise TypeError(f"{self.name}: child {name!r} must be a handgrad Layer, got {type(layer).__name__}")
+        if name in self._children:
+            raise ValueError(f"{self.name}: there is already a child named {name!r}")
+        self._children[name] = layer
+        return layer
+
+    def children(self) -> list[tuple[str, "Layer"]]:
+        """``(name, layer)`` of the direct children, in forward order."""
+        return list(self._children.items())
+
+    def named_layers(self, prefix: str = ""):
+        """Every descendant as ``(path, layer)``, depth first in forward order (``"blocks.2.attn"``)."""
+        for name, child in self._children.items():
+            path = f"{prefix}{name}"
+            yield path, child
+            yield from child.named_layers(path + ".")
+
+    def call_child(self, name: str, method, *args, **kwargs):
+        """``method(*args)`` of the child ``name`` (its forward or backward). A ValueError or
+        TypeError it raises is raised again naming the path: ``"layer attn: <its message>"``,
+        and a parent adds its own part of the path in front (``"layer 3.attn: ..."``)."""
+        try:
+            return method(*args, **kwargs)
+        except (ValueError, TypeError) as error:
+            raise with_layer_path(error, name) from error
 
     @property
     def name(self) -> str:
@@ -41,8 +129,10 @@ class Layer:
         raise NotImplementedError
 
     def train(self, mode: bool = True) -> "Layer":
-        """Switch to training mode (or to evaluation mode with ``mode=False``)."""
+        """Switch to training mode (or to evaluation mode with ``mode=False``), children too."""
         self.training = bool(mode)
+        for child in self._children.values():
+            child.train(mode)
         return self
 
     def eval(self) -> "Layer":
@@ -60,6 +150,14 @@ class Layer:
         """A new layer of this type from :meth:`spec`'s output; parameters are zeros of ``dtype``
         until they are filled in."""
         return cls()
+
+    @classmethod
+    def param_shapes(cls, spec: dict) -> dict[str, tuple]:
+        """The shapes of the parameters and buffers ``from_spec(spec)`` would allocate, keyed
+        as in ``params``/``buffers``, computed from the spec alone: loading compares them with
+        the stored tensors before anything is allocated. Raises ValueError for a bad spec.
+        Layers with parameters override it."""
+        return {}
 
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k}={v.shape}" for k, v in self.params.items())
@@ -86,6 +184,32 @@ class Layer:
                 f"(the shape forward returned), got {dout.shape}"
             )
         return dout
+
+
+def with_layer_path(error: Exception, name: str) -> Exception:
+    """A copy of ``error`` (ValueError or TypeError) whose message starts with the layer path,
+    ``name`` in front of any path it already names: ``"layer 3.attn: MultiHeadAttention: ..."``."""
+    path = f"{name}.{error.layer_path}" if hasattr(error, "layer_path") else str(name)
+    message = getattr(error, "bare_message", str(error))
+    try:
+        new = type(error)(f"layer {path}: {message}")
+    except TypeError:  # an exception type that takes other arguments: keep it as it is
+        return error
+    new.layer_path, new.bare_message = path, message
+    return new
+
+
+def check_sizes(spec: dict, *keys: str, limit: int = 2**40) -> list[int]:
+    """``spec[key]`` for each key, each a positive integer below ``limit``; ValueError naming
+    the key otherwise. For ``param_shapes``, which must refuse a crafted size before any
+    allocation."""
+    values = []
+    for key in keys:
+        value = spec.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < limit:
+            raise ValueError(f"{key} must be a positive integer, got {value!r:.40}")
+        values.append(value)
+    return values
 
 
 class WeightedLayer(Layer):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from .base import Layer, WeightedLayer
+from .base import check_sizes, Layer, WeightedLayer
 
 
 def output_size(size: int, kernel: int, stride: int, pad: int) -> int:
@@ -90,8 +90,9 @@ class Convolution(WeightedLayer, _ImageLayer):
         y: ``(N, FN, OH, OW)`` with ``OH = (H + 2 pad - FH) // stride + 1`` (OW likewise).
 
     With ``col = im2col(x)`` of shape ``(N OH OW, C FH FW)`` and ``W_col = W`` reshaped to
-    ``(FN, C FH FW)``: forward ``y = col W_col^T + b``; backward ``dW = dout^T col``,
-    ``db = sum(dout)``, ``dx = col2im(dout W_col)``.
+    ``(FN, C FH FW)``: forward ``y = col W_col^T + b``; backward ``dW += dout^T col``,
+    ``db += sum(dout)``, ``dx = col2im(dout W_col)``. The layer computes in its parameters'
+    dtype (the input is cast to it); ``forward`` zeroes dW and db, ``backward`` adds into them.
     """
 
     def __init__(self, W, b, stride: int = 1, pad: int = 0) -> None:
@@ -108,6 +109,15 @@ class Convolution(WeightedLayer, _ImageLayer):
                 "stride": self.stride, "pad": self.pad}
 
     @classmethod
+    def param_shapes(cls, spec: dict) -> dict:
+        filters, channels = check_sizes(spec, "filters", "channels")
+        kernel = spec.get("kernel")
+        if not (isinstance(kernel, list) and len(kernel) == 2):
+            raise ValueError(f"kernel must be [height, width], got {str(kernel)[:40]}")
+        kh, kw = check_sizes({"kernel height": kernel[0], "kernel width": kernel[1]}, "kernel height", "kernel width")
+        return {"W": (filters, channels, kh, kw), "b": (filters,)}
+
+    @classmethod
     def from_spec(cls, spec: dict, dtype=np.float32) -> "Convolution":
         fh, fw = spec["kernel"]
         return cls(np.zeros((spec["filters"], spec["channels"], fh, fw), dtype), np.zeros(spec["filters"], dtype),
@@ -115,10 +125,10 @@ class Convolution(WeightedLayer, _ImageLayer):
 
     def forward(self, x):
         fn, c, fh, fw = self.params["W"].shape
-        x = self._image(x, c)
+        W, b = self.params["W"], self.params["b"]
+        x = self._image(x, c).astype(W.dtype, copy=False)
         oh, ow = _spatial_output(self.name, x.shape, fh, fw, self.stride, self.pad)
-        W = self.params["W"].astype(x.dtype, copy=False)
-        b = self.params["b"].astype(x.dtype, copy=False)
+        self._zero_own_grads()
         col = im2col(x, fh, fw, self.stride, self.pad)
         out = col @ W.reshape(fn, -1).T + b
         self._col, self._x_shape = col, x.shape
@@ -129,17 +139,17 @@ class Convolution(WeightedLayer, _ImageLayer):
     can_skip_input_grad = True  # see backward
 
     def backward(self, dout, input_grad: bool = True):
-        """``dx``, after writing dW and db; with ``input_grad=False`` only the parameter
+        """``dx``, after adding into dW and db; with ``input_grad=False`` only the parameter
         gradients are computed and None is returned (the first layer of a model)."""
         self._require_forward(self._col)
         fn, c, fh, fw = self.params["W"].shape
         n = self._x_shape[0]
         oh, ow = _spatial_output(self.name, self._x_shape, fh, fw, self.stride, self.pad)
-        dout = self._check_dout(dout, (n, fn, oh, ow))
+        W = self.params["W"]
+        dout = self._check_dout(dout, (n, fn, oh, ow)).astype(W.dtype, copy=False)
         dout_rows = dout.transpose(0, 2, 3, 1).reshape(-1, fn)
-        W = self.params["W"].astype(self._col.dtype, copy=False)
-        np.sum(dout_rows, axis=0, out=self.grads["b"])
-        self.grads["W"][...] = (dout_rows.T @ self._col).reshape(self.params["W"].shape)
+        self.grads["b"] += dout_rows.sum(axis=0)
+        self.grads["W"] += (dout_rows.T @ self._col).reshape(W.shape)
         if not input_grad:
             return None
         dcol = dout_rows @ W.reshape(fn, -1)

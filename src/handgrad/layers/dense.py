@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import WeightedLayer
+from .base import WeightedLayer, check_sizes
 
 
 class Affine(WeightedLayer):
@@ -13,16 +13,21 @@ class Affine(WeightedLayer):
 
     Shapes:
         W: ``(in, out)``; b: ``(out,)``.
-        x: ``(N, in)``, or ``(N, *)`` with ``in`` features per sample (an image batch), which is
-        flattened to ``(N, in)`` for the product; or ``(in,)`` for one sample.
-        y: ``(N, out)`` (``(out,)`` for one sample).
+        x: ``(N, in)``; ``(N, T, in)`` for sequences, acting on the last axis as PyTorch's
+        Linear (y is ``(N, T, out)``); ``(N, C, H, W)`` or any other ``(N, *)`` with ``in``
+        values per sample (an image batch), flattened to ``(N, in)``; or ``(in,)`` for one
+        sample.
+        y: ``(N, out)`` (``(N, T, out)``, ``(out,)``).
 
-    Backward, with ``dout = dL/dy`` of y's shape:
+    Backward, with ``dout = dL/dy`` of y's shape, and x, dout seen as rows ``(rows, in)``,
+    ``(rows, out)``:
         ``dx = dout W^T`` (returned in x's original shape),
-        ``dW = x^T dout`` (summed over the batch), ``db = sum_n dout_n``.
+        ``dW += x^T dout`` (summed over the rows), ``db += sum_rows dout``.
 
-    Integer ``W``, ``b`` or ``x`` are computed in float64. The output has x's float dtype.
-    ``dW`` and ``db`` are written into the same arrays after every backward (``grads``).
+    The layer computes in its parameters' dtype: the input is cast to it (float64 weights
+    compute in float64 whatever the input, as NumPy's promotion does in the book; integers
+    become floats). ``dW`` and ``db`` accumulate into the same arrays (``grads``); ``forward``
+    zeroes them first.
     """
 
     def __init__(self, W, b) -> None:
@@ -36,49 +41,51 @@ class Affine(WeightedLayer):
         return {"type": "Affine", "in_features": int(in_features), "out_features": int(out_features)}
 
     @classmethod
+    def param_shapes(cls, spec: dict) -> dict:
+        n_in, n_out = check_sizes(spec, "in_features", "out_features")
+        return {"W": (n_in, n_out), "b": (n_out,)}
+
+    @classmethod
     def from_spec(cls, spec: dict, dtype=np.float32) -> "Affine":
         return cls(np.zeros((spec["in_features"], spec["out_features"]), dtype), np.zeros(spec["out_features"], dtype))
 
     @property
     def x(self) -> np.ndarray | None:
-        """The input of the last forward, flattened to ``(N, in)``."""
+        """The input of the last forward, as rows ``(rows, in)``."""
         return self._x2d
 
-    def _weights_as(self, dtype) -> tuple[np.ndarray, np.ndarray]:
-        W, b = self.params["W"], self.params["b"]
-        return W.astype(dtype, copy=False), b.astype(dtype, copy=False)
-
     def forward(self, x):
-        x = self._input(x)
-        in_features = self.params["W"].shape[0]
-        features = x.shape[0] if x.ndim == 1 else int(np.prod(x.shape[1:]))
-        if features != in_features:
-            raise ValueError(
-                f"Affine: expected input of shape (N, {in_features}) (or (N, *) with {in_features} "
-                f"features per sample, or ({in_features},) for one sample), got {x.shape}"
-            )
-        x2d = x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], -1)
-        W, b = self._weights_as(x.dtype)
-        out = x2d @ W
-        out += b  # in place: one pass and no second (N, out) array
-        self._x_shape, self._x2d = x.shape, x2d
-        return out[0] if x.ndim == 1 else out
+        W, b = self.params["W"], self.params["b"]
+        x = self._input(x).astype(W.dtype, copy=False)
+        in_features = W.shape[0]
+        if x.ndim == 3 and x.shape[-1] == in_features:
+            rows = x.reshape(-1, in_features)  # a sequence (N, T, in): the last axis
+            out_shape = x.shape[:-1] + (W.shape[1],)
+        else:
+            features = x.shape[0] if x.ndim == 1 else int(np.prod(x.shape[1:]))
+            if features != in_features:
+                raise ValueError(
+                    f"Affine: expected input of shape (N, {in_features}) (or (N, T, {in_features}), (N, *) with "
+                    f"{in_features} values per sample, or ({in_features},) for one sample), got {x.shape}")
+            rows = x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], -1)
+            out_shape = (W.shape[1],) if x.ndim == 1 else (x.shape[0], W.shape[1])
+        self._zero_own_grads()
+        out = rows @ W
+        out += b  # in place: one pass and no second (rows, out) array
+        self._x_shape, self._x2d, self._out_shape = x.shape, rows, out_shape
+        return out.reshape(out_shape)
 
     #: Sequential may ask the first layer to skip dx, which nobody needs (see backward).
     can_skip_input_grad = True
 
     def backward(self, dout, input_grad: bool = True):
-        """``dx``, after writing dW and db; with ``input_grad=False`` only the parameter
+        """``dx``, after adding into dW and db; with ``input_grad=False`` only the parameter
         gradients are computed and None is returned (the first layer of a model)."""
         self._require_forward(self._x2d)
-        out_features = self.params["W"].shape[1]
-        one_sample = len(self._x_shape) == 1
-        expected = (out_features,) if one_sample else (self._x_shape[0], out_features)
-        dout2d = self._check_dout(dout, expected).reshape(-1, out_features)
-        W, _ = self._weights_as(self._x2d.dtype)
-        np.matmul(self._x2d.T, dout2d, out=self.grads["W"])
-        np.sum(dout2d, axis=0, out=self.grads["b"])
+        W = self.params["W"]
+        dout_rows = self._check_dout(dout, self._out_shape).reshape(-1, W.shape[1]).astype(W.dtype, copy=False)
+        self.grads["W"] += self._x2d.T @ dout_rows
+        self.grads["b"] += dout_rows.sum(axis=0)
         if not input_grad:
             return None
-        dx = dout2d @ W.T
-        return dx.reshape(self._x_shape)
+        return (dout_rows @ W.T).reshape(self._x_shape)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer
+from .base import Layer, check_sizes
 
 
 class Dropout(Layer):
@@ -61,7 +61,8 @@ class BatchNorm(Layer):
 
     Backward, training (m values per feature, ``g = dout * gamma``):
     ``dx = (m g - sum(g) - x_hat sum(g x_hat)) / (m sqrt(var + eps))``,
-    ``dgamma = sum(dout x_hat)``, ``dbeta = sum(dout)``.
+    ``dgamma += sum(dout x_hat)``, ``dbeta += sum(dout)`` (``forward`` zeroes them first).
+    The layer computes in its parameters' dtype (the input is cast to it).
     """
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5, dtype=np.float32) -> None:
@@ -79,6 +80,11 @@ class BatchNorm(Layer):
         return {"type": self.name, "num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}
 
     @classmethod
+    def param_shapes(cls, spec: dict) -> dict:
+        (n,) = check_sizes(spec, "num_features")
+        return {"gamma": (n,), "beta": (n,), "running_mean": (n,), "running_var": (n,)}
+
+    @classmethod
     def from_spec(cls, spec: dict, dtype=np.float32):
         return cls(spec["num_features"], momentum=spec["momentum"], eps=spec["eps"], dtype=dtype)
 
@@ -92,8 +98,9 @@ class BatchNorm(Layer):
         return v if ndim == 2 else v.reshape(1, -1, 1, 1)
 
     def forward(self, x):
-        x = self._input(x)
+        x = self._input(x).astype(self.params["gamma"].dtype, copy=False)
         axes = self._axes(x)
+        self._zero_own_grads()
         shape = lambda v: self._per_feature(v.astype(x.dtype, copy=False), x.ndim)  # noqa: E731
         if self.training:
             m = x.size // self.num_features
@@ -117,10 +124,10 @@ class BatchNorm(Layer):
     def backward(self, dout):
         self._require_forward(self._cache)
         x_hat, inv_std, axes, trained = self._cache
-        dout = self._check_dout(dout, x_hat.shape)
+        dout = self._check_dout(dout, x_hat.shape).astype(x_hat.dtype, copy=False)
         shape = lambda v: self._per_feature(v.astype(x_hat.dtype, copy=False), x_hat.ndim)  # noqa: E731
-        self.grads["gamma"][...] = np.sum(dout * x_hat, axis=axes)
-        self.grads["beta"][...] = np.sum(dout, axis=axes)
+        self.grads["gamma"] += np.sum(dout * x_hat, axis=axes)
+        self.grads["beta"] += np.sum(dout, axis=axes)
         g = dout * shape(self.params["gamma"])
         if not trained:  # eval mode: a fixed affine map per feature
             return g * shape(inv_std)

@@ -1,0 +1,133 @@
+"""Layers made of layers: a chain of layers used as one, and a residual connection.
+
+A composite owns its children (``add_child``) and writes its own forward and backward by hand,
+calling the children in order and, for backward, in reverse order (llm.c's spirit: no tape, no
+autograd). Its ``params`` and ``grads`` list the children's by path (``"body.0.W"``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Layer
+
+
+def layer_from_spec(spec, dtype=np.float32) -> Layer:
+    """A layer rebuilt from its spec through the one registry, ``handgrad.layers.LAYER_TYPES``."""
+    from . import LAYER_TYPES  # the registry imports this module: look it up at call time
+
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if kind not in LAYER_TYPES:
+        raise ValueError(f"unknown layer type {str(kind)[:80]!r}; known: {', '.join(sorted(LAYER_TYPES))}")
+    return LAYER_TYPES[kind].from_spec(spec, dtype)
+
+
+def child_param_shapes(name: str, spec) -> dict:
+    """``param_shapes`` of a child's spec, keyed by the child's path (``"body.0.W"``)."""
+    from . import LAYER_TYPES
+
+    kind = spec.get("type") if isinstance(spec, dict) else None
+    if kind not in LAYER_TYPES:
+        raise ValueError(f"child {name} has unknown layer type {str(kind)[:80]!r}")
+    return {f"{name}.{key}": shape for key, shape in LAYER_TYPES[kind].param_shapes(spec).items()}
+
+
+class Chain(Layer):
+    """Layers applied in order, used as one layer (PyTorch's ``nn.Sequential``; handgrad's
+    ``Sequential`` is a whole model, with a loss). Children are named ``"0"``, ``"1"``, ...
+
+    Forward: ``y = f_k(... f_1(f_0(x)))``. Backward, in reverse order:
+    ``dx = f_0'(... f_k'(dout))``, each child adding into its own gradients.
+    """
+
+    def __init__(self, layers) -> None:
+        super().__init__()
+        if isinstance(layers, Layer):
+            layers = [layers]
+        for index, layer in enumerate(layers):
+            self.add_child(str(index), layer)
+        if not self._children:
+            raise ValueError("Chain: needs at least one layer")
+
+    @property
+    def layers(self) -> list[Layer]:
+        return list(self._children.values())
+
+    def spec(self) -> dict:
+        return {"type": self.name, "layers": [layer.spec() for layer in self.layers]}
+
+    @classmethod
+    def _layer_specs(cls, spec: dict) -> list:
+        layers = spec.get("layers")
+        if not isinstance(layers, list) or not layers:
+            raise ValueError(f"{cls.__name__} needs a non-empty list of layers")
+        return layers
+
+    @classmethod
+    def param_shapes(cls, spec: dict) -> dict:
+        shapes = {}
+        for index, layer_spec in enumerate(cls._layer_specs(spec)):
+            shapes.update(child_param_shapes(str(index), layer_spec))
+        return shapes
+
+    @classmethod
+    def from_spec(cls, spec: dict, dtype=np.float32) -> "Chain":
+        return cls([layer_from_spec(layer_spec, dtype) for layer_spec in cls._layer_specs(spec)])
+
+    def forward(self, x):
+        for name, layer in self._children.items():
+            x = self.call_child(name, layer.forward, x)
+        return x
+
+    def backward(self, dout):
+        for name, layer in reversed(self._children.items()):
+            dout = self.call_child(name, layer.backward, dout)
+        return dout
+
+    def __repr__(self) -> str:
+        return f"{self.name}([{', '.join(repr(layer) for layer in self.layers)}])"
+
+
+class Residual(Layer):
+    """A residual connection around ``body`` (a layer, or a list of layers chained):
+    ``y = x + body(x)``.
+
+    Backward: x reaches y along two paths, so its gradient is their sum:
+    ``dx = dout + body'(dout)``. Shapes: the body must keep x's shape.
+    """
+
+    def __init__(self, body) -> None:
+        super().__init__()
+        self.add_child("body", body if isinstance(body, Layer) else Chain(body))
+        self._x_shape = None
+
+    @property
+    def body(self) -> Layer:
+        return self._children["body"]
+
+    def spec(self) -> dict:
+        return {"type": self.name, "body": self.body.spec()}
+
+    @classmethod
+    def param_shapes(cls, spec: dict) -> dict:
+        return child_param_shapes("body", spec.get("body"))
+
+    @classmethod
+    def from_spec(cls, spec: dict, dtype=np.float32) -> "Residual":
+        return cls(layer_from_spec(spec.get("body"), dtype))
+
+    def forward(self, x):
+        x = np.asarray(x)
+        fx = self.call_child("body", self.body.forward, x)
+        if np.shape(fx) != x.shape:
+            raise ValueError(f"Residual: the body must keep the input's shape {x.shape}, it returned {np.shape(fx)}")
+        self._x_shape = x.shape
+        return x + fx
+
+    def backward(self, dout):
+        self._require_forward(self._x_shape)
+        dout = self._check_dout(dout, self._x_shape)
+        return dout + self.call_child("body", self.body.backward, dout)
+
+    def __repr__(self) -> str:
+        return f"{self.name}({self.body!r})"

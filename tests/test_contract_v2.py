@@ -1,0 +1,158 @@
+"""Contract v2: layers made of layers, parameter paths, gradients that add up, one owner per
+weight, one registry of layer types, and errors that name the nested layer."""
+
+import numpy as np
+import pytest
+
+import handgrad as hg
+from handgrad import layers as L
+from handgrad.gradcheck import gradient_check, numerical_gradient
+from handgrad.layers import Affine, Chain, Layer, Relu, Residual, Tanh
+
+
+def affine(rng, n_in, n_out):
+    return Affine(rng.standard_normal((n_in, n_out)) * 0.5, rng.standard_normal(n_out) * 0.1)
+
+
+def nested_model(seed=0):
+    rng = np.random.default_rng(seed)
+    return hg.Sequential([affine(rng, 3, 4), Residual([affine(rng, 4, 4), Tanh(), affine(rng, 4, 4)]), Relu(),
+                          affine(rng, 4, 2)])
+
+
+def test_nested_parameters_are_named_by_path_and_flat_models_keep_their_keys():
+    model = nested_model()
+    assert list(model.params) == ["0.W", "0.b", "1.body.0.W", "1.body.0.b", "1.body.2.W", "1.body.2.b", "3.W", "3.b"]
+    assert list(model.grads) == list(model.params)
+    assert model.params["1.body.2.W"] is model.layers[1].body.layers[2].W  # the layer's own array
+    assert list(hg.mlp(3, [4], 2).params) == ["0.W", "0.b", "2.W", "2.b"]
+    assert [path for path, _ in model.named_layers()] == ["0", "1", "1.body", "1.body.0", "1.body.1", "1.body.2",
+                                                          "2", "3"]
+
+
+def test_a_residual_connection_gets_the_gradient_of_both_paths():
+    rng = np.random.default_rng(1)
+    block = Residual([affine(rng, 5, 5), Tanh()])
+    x, dout = rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
+    y = block.forward(x)
+    np.testing.assert_allclose(y, x + np.tanh(x @ block.body.layers[0].W + block.body.layers[0].b), rtol=1e-14)
+    dx = block.backward(dout)
+    numerical = numerical_gradient(lambda _: float(np.sum(block.forward(x) * dout)), x)
+    np.testing.assert_allclose(dx, numerical, rtol=1e-7, atol=1e-9)
+
+
+class UsesItsWeightTwice(Layer):
+    """``y = (x W) W``: one owner (the child ``a``), the second use adds into its grads."""
+
+    def __init__(self, W):
+        super().__init__()
+        self.add_child("a", Affine(W, np.zeros(W.shape[1])))
+
+    def forward(self, x):
+        self._h = self.call_child("a", self._children["a"].forward, x)
+        return self._h @ self._children["a"].W
+
+    def backward(self, dout):
+        a = self._children["a"]
+        a.grads["W"] += self._h.T @ dout  # the second use: dL/dW from y = h W
+        return self.call_child("a", a.backward, dout @ a.W.T)
+
+
+def test_a_weight_used_twice_receives_the_sum_of_both_gradients():
+    rng = np.random.default_rng(2)
+    layer = UsesItsWeightTwice(rng.standard_normal((4, 4)))
+    model = hg.Sequential([layer, Affine(rng.standard_normal((4, 3)), np.zeros(3))])
+    x, t = rng.standard_normal((5, 4)), rng.integers(0, 3, 5)
+    assert list(model.params) == ["0.a.W", "0.a.b", "1.W", "1.b"]
+    result = gradient_check(model, x, t)
+    assert result.passed, result
+    W = layer.params["a.W"]
+    model.loss(x, t)
+    model.backward()
+    analytic = model.grads["0.a.W"].copy()
+    numeric = numerical_gradient(lambda _: model.loss(x, t), W)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-9)
+    # The sum of the two uses' gradients, each written out: y = h W with h = x W.
+    model.loss(x, t)
+    dy = model.loss_layer.backward() @ model.layers[1].params["W"].T
+    first_use, second_use = x.T @ (dy @ W.T), (x @ W).T @ dy
+    np.testing.assert_allclose(analytic, first_use + second_use, rtol=1e-12)
+    assert np.abs(first_use).max() > 1e-3 and np.abs(second_use).max() > 1e-3
+
+
+def test_one_loss_and_backward_give_one_steps_gradients_however_often_repeated():
+    model = nested_model()
+    rng = np.random.default_rng(3)
+    x, t = rng.standard_normal((6, 3)), rng.integers(0, 2, 6)
+    model.loss(x, t)
+    model.backward()
+    first = {k: v.copy() for k, v in model.grads.items()}
+    model.backward()  # backward again without a new forward: still one step (zeroed first)
+    for _ in range(2):
+        model.loss(x, t)
+        model.backward()
+    for key, value in model.grads.items():
+        np.testing.assert_allclose(value, first[key], rtol=1e-14, err_msg=key)
+
+
+def test_gradients_of_a_nested_model_match_numerical_ones():
+    rng = np.random.default_rng(4)
+    model = nested_model(seed=4)
+    result = gradient_check(model, rng.standard_normal((5, 3)), rng.integers(0, 2, 5))
+    assert result.passed, result
+
+
+def test_one_layer_object_at_two_places_is_refused():
+    shared = Affine(np.ones((3, 3)), np.zeros(3))
+    with pytest.raises(ValueError, match="the same Affine object is at 0 and at 1.body"):
+        hg.Sequential([shared, Residual(shared)])
+
+
+def test_one_array_under_two_names_is_refused():
+    W = np.ones((3, 3))
+    with pytest.raises(ValueError, match="one array is listed as 0.W and as 1.W; a shared weight must have one owner"):
+        hg.Sequential([Affine(W, np.zeros(3)), Affine(W, np.zeros(3))])
+
+
+def test_errors_name_the_nested_layer_by_path():
+    model = nested_model()
+    model.layers[1].body.layers[2].params["W"] = np.ones((5, 4))  # a broken inner layer
+    with pytest.raises(ValueError, match=r"^layer 1\.body\.2: Affine: expected input of shape \(N, 5\)"):
+        model.predict(np.ones((2, 3)))
+
+
+def test_a_nested_model_saves_and_loads_exactly(tmp_path):
+    model = nested_model()
+    hg.save(model, tmp_path / "nested.safetensors")
+    again = hg.load(tmp_path / "nested.safetensors")
+    assert again.spec() == model.spec()
+    x = np.random.default_rng(5).standard_normal((4, 3))
+    np.testing.assert_array_equal(again.predict(x), model.predict(x))
+
+
+def example_layers():
+    """One instance of every exported layer type, as a user would build it."""
+    rng = np.random.default_rng(6)
+    return {
+        "Affine": affine(rng, 3, 2), "Relu": Relu(), "Sigmoid": L.Sigmoid(), "Tanh": Tanh(),
+        "SoftmaxWithLoss": L.SoftmaxWithLoss(label_smoothing=0.1), "Dropout": L.Dropout(0.3),
+        "BatchNorm": L.BatchNorm(3, momentum=0.2, eps=1e-4),
+        "Convolution": L.Convolution(rng.standard_normal((2, 1, 3, 3)), np.zeros(2), stride=2, pad=1),
+        "Pooling": L.Pooling(2, 2, stride=2), "AvgPooling": L.AvgPooling(2, 2, stride=1, pad=1), "Flatten": L.Flatten(),
+        "Chain": Chain([affine(rng, 3, 3), Relu()]), "Residual": Residual([affine(rng, 3, 3), Tanh()]),
+    }
+
+
+def test_every_exported_layer_is_registered_once_and_survives_its_spec():
+    exported = {name for name in L.__all__ if isinstance(getattr(L, name), type)
+                and issubclass(getattr(L, name), Layer) and name != "Layer"}
+    assert exported == set(L.LAYER_TYPES)
+    examples = example_layers()
+    assert set(examples) == exported
+    for name, layer in examples.items():
+        spec = layer.spec()
+        assert spec["type"] == name
+        rebuilt = L.LAYER_TYPES[name].from_spec(spec, np.float64)
+        assert rebuilt.spec() == spec, name
+        shapes = L.LAYER_TYPES[name].param_shapes(spec)
+        assert shapes == {k: v.shape for k, v in {**rebuilt.params, **rebuilt.buffers}.items()}, name
