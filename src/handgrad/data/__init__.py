@@ -10,7 +10,12 @@ with float32 inputs and int64 labels:
 * ``mnist1d``: 40-point signals (standardised, so not in [0, 1]), 4000 train / 1000 test,
   generated locally (see :mod:`handgrad.data.mnist1d`).
 
-``flatten=False`` keeps images as ``(N, 1, H, W)`` (signals as ``(N, 1, 40)``).
+* ``addition``, ``dates``: the second book's seq2seq data (``data.text``): questions and
+  answers as int64 character ids, ``(N, Tq)`` and ``(N, Ta)``, the book's split (45000 / 5000)
+  and vocabulary (``load_seq2seq`` also returns it).
+
+``flatten=False`` keeps images as ``(N, 1, H, W)`` (signals as ``(N, 1, 40)``); text is never
+flattened.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ import numpy as np
 from .fetch import DataError, DataFile, RemoteDataset, locate
 from .idx import IdxError, read_idx
 from .mnist1d import make_mnist1d
+from .text import CharVocab, load_seq2seq, load_shakespeare
 
 __all__ = ["load_dataset", "DATASETS", "REMOTE_DATASETS", "DataError", "IdxError",
-           "read_idx", "make_mnist1d", "CLASS_NAMES"]
+           "read_idx", "make_mnist1d", "CLASS_NAMES", "CharVocab", "load_seq2seq", "load_shakespeare",
+           "SEQ2SEQ_DATASETS"]
 
 _TORCHVISION_MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
 
@@ -70,7 +77,8 @@ REMOTE_DATASETS = {
     ),
 }
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "mnist1d")
+DATASETS = ("digits", "mnist", "fashion-mnist", "mnist1d", "addition", "dates")
+SEQ2SEQ_DATASETS = ("addition", "dates")
 
 CLASS_NAMES = {
     "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -128,6 +136,9 @@ def load_dataset(name: str, data_dir=None, flatten: bool = True, download: bool 
         train, test = _load_idx_dataset(key, data_dir, download)
     elif key == "mnist1d" or key == "mnist-1d":
         train, test = _load_mnist1d()
+    elif key in SEQ2SEQ_DATASETS:
+        train, test, _ = load_seq2seq(key, data_dir, download)
+        return train, test
     else:
         raise ValueError(f"load_dataset: unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     if flatten:
