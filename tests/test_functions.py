@@ -121,7 +121,7 @@ def test_cross_entropy_one_sample_none_reduction_is_scalar():
         (np.zeros((2, 3)), np.array([0, 1, 2]), {}, ValueError, r"expected 2 label\(s\) of shape \(2,\), got labels of shape \(3,\)"),
         (np.zeros((2, 3)), np.array([0.0, 1.0]), {}, TypeError, "must be integers, got dtype float64"),
         (np.zeros((2, 3)), np.zeros((2, 4)), {}, ValueError, r"target rows of shape \(2, 4\) do not match scores of shape \(2, 3\)"),
-        (np.zeros((2, 3, 4)), np.array([0, 1]), {}, ValueError, r"expected scores of shape \(N, C\)"),
+        (np.zeros((2, 3, 4, 5)), np.array([0, 1]), {}, ValueError, r"expected scores of shape \(N, C\), \(N, T, C\) or \(C,\)"),
         (np.zeros((2, 3)), np.array([0, 1]), {"reduction": "avg"}, ValueError, "reduction must be"),
         (np.zeros((2, 3)), np.array([0, 1]), {"label_smoothing": 1.5}, ValueError, "label_smoothing"),
     ],

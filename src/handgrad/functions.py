@@ -3,8 +3,8 @@
 Everything here takes and returns NumPy arrays and keeps no state; the layers in
 :mod:`handgrad.layers` are built on these functions. Conventions:
 
-* The class axis is the last one: scores of shape ``(N, C)`` are N samples of C classes, and a
-  1-D array of shape ``(C,)`` is one sample.
+* The class axis is the last one: scores of shape ``(N, C)`` are N samples of C classes,
+  ``(N, T, C)`` are N sequences of T positions, and a 1-D array of shape ``(C,)`` is one sample.
 * Targets ``t`` come in three kinds, which give the same loss where they mean the same thing:
   integer class indices of shape ``(N,)`` (a scalar for one sample), one-hot rows of shape
   ``(N, C)``, or probability rows of shape ``(N, C)``.
@@ -26,6 +26,7 @@ __all__ = [
     "one_hot",
     "cross_entropy_error",
     "cross_entropy",
+    "softmax_cross_entropy",
     "CROSS_ENTROPY_DELTA",
 ]
 
@@ -112,8 +113,9 @@ def one_hot(labels, num_classes: int, dtype=np.float64) -> np.ndarray:
 # --- targets ------------------------------------------------------------------------------------
 
 
-def _check_labels(labels, num_classes: int, batch_shape: tuple, who: str) -> np.ndarray:
-    """Validate integer class indices: integer dtype, one per sample, each in [0, C)."""
+def _check_labels(labels, num_classes: int, batch_shape: tuple, who: str, ignore_index: int | None = None) -> np.ndarray:
+    """Validate integer class indices: integer dtype, one per position, each in [0, C) or equal
+    to ``ignore_index`` (when given: positions that count in no loss)."""
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iu":
         raise TypeError(
@@ -125,11 +127,14 @@ def _check_labels(labels, num_classes: int, batch_shape: tuple, who: str) -> np.
             f"{who}: expected {_describe_batch(batch_shape)} label(s) of shape {batch_shape}, "
             f"got labels of shape {labels.shape}"
         )
-    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(
-            f"{who}: labels must lie in [0, {num_classes}) for {num_classes} classes, "
-            f"got values from {labels.min()} to {labels.max()}"
-        )
+    if labels.size:
+        checked = labels if ignore_index is None else labels[labels != ignore_index]
+        if checked.size and (checked.min() < 0 or checked.max() >= num_classes):
+            ignoring = "" if ignore_index is None else f" (or equal ignore_index={ignore_index})"
+            raise ValueError(
+                f"{who}: labels must lie in [0, {num_classes}) for {num_classes} classes, "
+                f"got values from {checked.min()} to {checked.max()}{ignoring}"
+            )
     return labels
 
 
@@ -137,13 +142,15 @@ def _describe_batch(batch_shape: tuple) -> str:
     return "one" if batch_shape == () else str(int(np.prod(batch_shape)))
 
 
-def parse_targets(t, scores_shape: tuple, who: str):
+def parse_targets(t, scores_shape: tuple, who: str, ignore_index: int | None = None):
     """Decide which of the three target kinds ``t`` is, and validate it against the scores.
 
-    Returns ``("index", labels)`` with integer labels of shape ``scores_shape[:-1]``, or
-    ``("distribution", rows)`` with float rows of shape ``scores_shape`` (one-hot or soft).
+    Returns ``("index", labels)`` with integer labels of shape ``scores_shape[:-1]`` (one per
+    position: ``(N,)`` for ``(N, C)`` scores, ``(N, T)`` for ``(N, T, C)``, ``()`` for ``(C,)``),
+    or ``("distribution", rows)`` with float rows of shape ``scores_shape`` (one-hot or soft).
     The rule: a ``t`` with the scores' full shape is a distribution; otherwise it must be one
-    integer label per sample. ``who`` names the caller in error messages.
+    integer label per position, in ``[0, C)`` or equal to ``ignore_index`` (if given; it applies
+    to labels only, as in PyTorch). ``who`` names the caller in error messages.
     """
     t = np.asarray(t)
     if t.shape == tuple(scores_shape) and scores_shape != ():
@@ -157,17 +164,25 @@ def parse_targets(t, scores_shape: tuple, who: str):
             f"{tuple(scores_shape)} (give one-hot or probability rows of the scores' shape, "
             f"or integer labels of shape {batch_shape})"
         )
-    return "index", _check_labels(t, scores_shape[-1], batch_shape, who)
+    return "index", _check_labels(t, scores_shape[-1], batch_shape, who, ignore_index)
 
 
 def check_scores(x, who: str) -> np.ndarray:
-    """Scores (logits or probabilities) must be ``(N, C)`` or ``(C,)`` with N, C >= 1."""
+    """Scores (logits or probabilities) must be ``(N, C)``, ``(N, T, C)`` (a sequence: C classes
+    at each of T positions) or ``(C,)``, every size >= 1. The class axis is the last one."""
     x = as_float_array(x, who)
-    if x.ndim not in (1, 2) or 0 in x.shape:
+    if x.ndim not in (1, 2, 3) or 0 in x.shape:
         raise ValueError(
-            f"{who}: expected scores of shape (N, C) or (C,) with N, C >= 1, got shape {x.shape}"
+            f"{who}: expected scores of shape (N, C), (N, T, C) or (C,) with N, T, C >= 1, got shape {x.shape}"
         )
     return x
+
+
+def check_ignore_index(ignore_index, who: str) -> int:
+    """``ignore_index`` as a Python int (PyTorch's default is -100); bools and floats refused."""
+    if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
+        raise TypeError(f"{who}: ignore_index must be an integer, got {ignore_index!r:.40}")
+    return int(ignore_index)
 
 
 # --- losses -------------------------------------------------------------------------------------
@@ -217,28 +232,85 @@ def cross_entropy_from_log_probs(log_probs, kind: str, target, label_smoothing: 
     return -np.sum(q * log_probs, axis=-1)
 
 
-def cross_entropy(logits, t, reduction: str = "mean", label_smoothing: float = 0.0):
+def softmax_cross_entropy(logits, kind: str, target, label_smoothing: float = 0.0,
+                          ignore_index: int | None = None, want_probs: bool = False):
+    """Per-position cross-entropy of logits against parsed targets (see :func:`parse_targets`),
+    the core shared by :func:`cross_entropy` and ``SoftmaxWithLoss``.
+
+    With ``s = x - max(x)`` and ``Z = sum_k exp(s_k)`` along the class axis, ``log p_k = s_k - log Z``:
+    a label t costs ``-log p_t = log Z - s_t``; with smoothing eps the target is
+    ``(1 - eps) one_hot(t) + eps / C`` and the cost ``(1 - eps)(log Z - s_t) + eps (C log Z -
+    sum_k s_k) / C``; a target row q costs ``-sum_k q_k log p_k`` (q smoothed the same way).
+    Neither form builds a one-hot matrix or a second ``(.., C)`` exponential, which matters for
+    a GPT's ``(N, T, 50257)`` scores.
+
+    Returns ``(losses, valid, probs)``: ``losses`` of shape ``logits.shape[:-1]`` with 0 where the
+    label equals ``ignore_index``; ``valid``, a boolean mask of the counted positions, or None
+    when every position counts; ``probs = softmax(logits)`` if ``want_probs`` else None.
+    """
+    num_classes = logits.shape[-1]
+    shifted = logits - np.max(logits, axis=-1, keepdims=True)
+    exp_shifted = np.exp(shifted)
+    sum_exp = np.sum(exp_shifted, axis=-1, keepdims=True)
+    log_z = np.log(sum_exp)
+    valid = None
+    if kind == "index":
+        if ignore_index is not None and np.any(target == ignore_index):
+            valid = target != ignore_index
+            target = np.where(valid, target, 0)  # any class will do: those positions are zeroed
+        losses = log_z[..., 0] - np.take_along_axis(shifted, target[..., None], axis=-1)[..., 0]
+        if label_smoothing:
+            uniform = num_classes * log_z[..., 0] - np.sum(shifted, axis=-1)  # -sum_k log p_k
+            losses = (1.0 - label_smoothing) * losses + (label_smoothing / num_classes) * uniform
+        if valid is not None:
+            losses = np.where(valid, losses, 0).astype(logits.dtype, copy=False)
+    else:
+        q = target_distribution(kind, target, num_classes, label_smoothing, logits.dtype)
+        shifted -= log_z  # now log p
+        losses = -np.sum(q * shifted, axis=-1)
+    probs = None
+    if want_probs:
+        exp_shifted /= sum_exp  # in place: softmax without a second exponential
+        probs = exp_shifted
+    return losses, valid, probs
+
+
+def reduce_losses(losses: np.ndarray, valid, reduction: str):
+    """``"none"``: the per-position losses; ``"sum"``: their sum; ``"mean"``: the sum over the
+    counted positions divided by their number (PyTorch's rule; nan when none counts, as 0 / 0
+    in PyTorch)."""
+    if reduction == "none":
+        return losses
+    total = float(np.sum(losses))
+    if reduction == "sum":
+        return total
+    count = losses.size if valid is None else int(np.count_nonzero(valid))
+    return total / count if count else float("nan")
+
+
+def cross_entropy(logits, t, reduction: str = "mean", label_smoothing: float = 0.0, ignore_index: int = -100):
     """Cross-entropy of raw scores (logits) against targets, computed stably from log-softmax.
 
     ``loss_n = -sum_k q_nk * log_softmax(x_n)_k`` where ``q_n`` is the target row: one-hot of the
     label, or the given probability row, smoothed as ``(1 - eps) q + eps / C`` when
     ``label_smoothing = eps > 0``. The same definition and results as
-    ``torch.nn.functional.cross_entropy`` (without class weights or ``ignore_index``).
+    ``torch.nn.functional.cross_entropy`` (without class weights).
 
-    Shapes: ``logits`` ``(N, C)`` or ``(C,)``; ``t`` integer labels ``(N,)`` (a scalar for one
-    sample) or rows ``(N, C)`` (``(C,)``).
-    ``reduction``: ``"mean"`` (over the N samples) or ``"sum"`` return a float; ``"none"`` returns
-    the per-sample losses, shape ``(N,)`` (``()`` for one sample).
+    Shapes: ``logits`` ``(N, C)``, ``(N, T, C)`` (a sequence, batch-first; PyTorch wants it as
+    ``(N, C, T)``) or ``(C,)``; ``t`` integer labels ``(N,)``, ``(N, T)`` (a scalar for one
+    sample), or rows of the logits' shape.
+    ``ignore_index`` (integer labels only): positions whose label equals it count in neither the
+    loss nor the mean; their loss is 0 under ``"none"``. If every position is ignored, ``"mean"``
+    is nan (0 / 0, as PyTorch) and ``"sum"`` is 0.
+    ``reduction``: ``"mean"`` (over the counted positions) or ``"sum"`` return a float;
+    ``"none"`` returns the per-position losses, shape ``logits.shape[:-1]``.
     """
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    ignore_index = check_ignore_index(ignore_index, "cross_entropy")
     logits = check_scores(logits, "cross_entropy")
-    kind, target = parse_targets(t, logits.shape, "cross_entropy")
-    losses = cross_entropy_from_log_probs(log_softmax(logits), kind, target, label_smoothing)
-    if reduction == "none":
-        return losses
-    if reduction == "sum":
-        return float(np.sum(losses))
-    return float(np.mean(losses))
+    kind, target = parse_targets(t, logits.shape, "cross_entropy", ignore_index)
+    losses, valid, _ = softmax_cross_entropy(logits, kind, target, label_smoothing, ignore_index)
+    return reduce_losses(losses, valid, reduction)
