@@ -154,6 +154,8 @@ def test_mlp_options_and_their_errors(tmp_path, capsys):
     names = [type(layer).__name__ for layer in hg.load(tmp_path / "m" / "model.safetensors").layers]
     assert names == ["Affine", "BatchNorm", "Relu", "Dropout", "Affine"]
     assert main(["train", "--model", "cnn", "--dropout", "0.5"]) == 1
-    assert "--batchnorm and --dropout apply to --model mlp" in capsys.readouterr().err
+    assert "--dropout applies to --model mlp, not cnn" in capsys.readouterr().err
+    assert main(["train", "--model", "cnn", "--batchnorm", "--dropout", "0.5"]) == 1
+    assert "--batchnorm and --dropout apply to --model mlp, not cnn" in capsys.readouterr().err
     assert main(["train", "--model", "cnn", "--dataset", "mnist1d"]) == 1
-    assert "needs images" in capsys.readouterr().err
+    assert "--model cnn cannot learn mnist1d (signals); use --model mlp" in capsys.readouterr().err

@@ -16,11 +16,6 @@ import numpy as np
 
 from . import __version__
 
-# Defaults per dataset when --epochs / --batch-size are not given: seconds on the embedded
-# digits, the book's settings on the 60,000-image sets.
-TRAIN_DEFAULTS = {"digits": (30, 32), "mnist": (5, 100), "fashion-mnist": (5, 100), "mnist1d": (60, 100)}
-
-
 class CommandError(Exception):
     """An error to report in one line (exit status 1)."""
 
@@ -28,15 +23,37 @@ class CommandError(Exception):
 # --- train ---------------------------------------------------------------------------------------
 
 
+#: Model options of `handgrad train` (argparse dest -> flag), each read only by some models.
+MODEL_OPTIONS = {"hidden": "--hidden", "activation": "--activation", "batchnorm": "--batchnorm",
+                 "dropout": "--dropout", "init": "--init", "weight_decay_l2": "--weight-decay-l2"}
+
+
+def _model_options(args: argparse.Namespace, parser_defaults: dict) -> dict:
+    """The model options, refusing one the chosen model does not read (it would be ignored)."""
+    from .registry import DATASETS, MODELS
+
+    entry = MODELS[args.model]
+    kind = DATASETS[args.dataset].kind
+    if kind not in entry.kinds:
+        fitting = [m.name for m in MODELS.values() if kind in m.kinds]
+        raise CommandError(f"--model {args.model} cannot learn {args.dataset} ({kind}); use --model "
+                           + " or ".join(fitting))
+    ignored = [flag for dest, flag in MODEL_OPTIONS.items()
+               if dest not in entry.options and getattr(args, dest) != parser_defaults[dest]]
+    if ignored:
+        users = [m.name for m in MODELS.values() if all(d in m.options for d, f in MODEL_OPTIONS.items() if f in ignored)]
+        raise CommandError(f"{' and '.join(ignored)} appl{'ies' if len(ignored) == 1 else 'y'} to "
+                           + (f"--model {' or '.join(users)}" if users else "other models") + f", not {args.model}")
+    return {dest: getattr(args, dest) for dest in MODEL_OPTIONS} | {"seed": args.seed}
+
+
 def _train(args: argparse.Namespace) -> int:
-    default_epochs, default_batch = TRAIN_DEFAULTS[args.dataset]
-    epochs = args.epochs if args.epochs is not None else default_epochs
-    batch_size = args.batch_size if args.batch_size is not None else default_batch
-    convnet = args.model != "mlp"
-    if convnet and args.dataset == "mnist1d":
-        raise CommandError(f"--model {args.model} needs images; mnist1d is 1-D signals (use --model mlp)")
-    if convnet and (args.batchnorm or args.dropout):
-        raise CommandError("--batchnorm and --dropout apply to --model mlp")
+    from .registry import DATASETS
+
+    dataset = DATASETS[args.dataset]
+    epochs = args.epochs if args.epochs is not None else dataset.epochs
+    batch_size = args.batch_size if args.batch_size is not None else dataset.batch_size
+    options = _model_options(args, args.defaults)
     plot = _plot_module() if args.plot else None  # a missing matplotlib is said now, not after training
     out = Path(args.out)
     checkpoint = out / "checkpoint.safetensors"
@@ -44,16 +61,16 @@ def _train(args: argparse.Namespace) -> int:
         raise CommandError(f"--resume: no checkpoint at {checkpoint} (write one with --checkpoint-every)")
     with _claim_output_folder(out, ["model.safetensors", "history.json", "checkpoint.safetensors"]
                               + (["curves.png"] if args.plot else [])):
-        return _train_into(out, args, epochs, batch_size, plot)
+        return _train_into(out, args, epochs, batch_size, plot, options)
 
 
-def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: int, plot) -> int:
+def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: int, plot, options: dict) -> int:
     import handgrad as hg
-    from .data import load_dataset
+    from .registry import build_model, load_task
 
-    convnet = args.model != "mlp"
     checkpoint = out / "checkpoint.safetensors"
-    (x_train, t_train), (x_test, t_test) = load_dataset(args.dataset, data_dir=args.data_dir, flatten=not convnet)
+    task = load_task(args.dataset, args.data_dir)
+    (x_train, t_train), (x_test, t_test) = task.train, task.test
 
     val, val_name = (x_test, t_test), "test"
     if args.val_split:
@@ -69,19 +86,7 @@ def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: in
     elif args.early_stopping:
         raise CommandError("--early-stopping needs --val-split (stopping on the test set would leak it)")
 
-    if args.model == "cnn":
-        model = hg.model.SimpleConvNet(input_dim=x_train.shape[1:], init=args.init, seed=args.seed,
-                                       weight_decay=args.weight_decay_l2)
-        description = "SimpleConvNet"
-    elif args.model == "deep-cnn":
-        model = hg.model.DeepConvNet(input_dim=x_train.shape[1:], init=args.init, seed=args.seed,
-                                     weight_decay=args.weight_decay_l2)
-        description = "DeepConvNet"
-    else:
-        model = hg.mlp(x_train.shape[1], args.hidden, 10, activation=args.activation, init=args.init, seed=args.seed,
-                       batchnorm=args.batchnorm, dropout=args.dropout, weight_decay=args.weight_decay_l2)
-        description = (f"mlp {'-'.join(map(str, [x_train.shape[1], *args.hidden, 10]))} {args.activation}"
-                       + (" batchnorm" if args.batchnorm else "") + (f" dropout {args.dropout:g}" if args.dropout else ""))
+    model, description = build_model(args.model, task, options)
     lr = args.lr if args.lr is not None else (0.1 if args.optimizer in ("sgd", "momentum", "nesterov") else
                                               0.01 if args.optimizer == "adagrad" else 1e-3)
     optimizer = hg.optim.OPTIMIZERS[args.optimizer](lr=lr, weight_decay=args.weight_decay)
@@ -98,14 +103,14 @@ def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: in
                      seed=args.seed, early_stopping=args.early_stopping, scheduler=scheduler,
                      checkpoint=checkpoint if (args.checkpoint_every or args.resume) else None,
                      checkpoint_every=args.checkpoint_every, resume=args.resume, log=log)
-    test_accuracy = model.accuracy(x_test, t_test)
+    test_accuracy = hg.train.evaluate(model, x_test, t_test)[1]
     if (out / "model.safetensors").is_file() and not args.resume:
         print(f"replacing the model of an earlier run in {out}")
     hg.save(model, out / "model.safetensors", metadata={"dataset": args.dataset})
     from .serialize import atomic_write_bytes
 
     # The settings as used (defaults resolved), so that history.json says what really ran.
-    arguments = {k: v for k, v in vars(args).items() if k != "handler"}
+    arguments = {k: v for k, v in vars(args).items() if k not in ("handler", "defaults")}
     arguments.update(epochs=epochs, batch_size=batch_size, lr=lr)
     summary = {"dataset": args.dataset, "test_accuracy": test_accuracy, **history.to_dict(), "arguments": arguments}
     atomic_write_bytes(out / "history.json", [json.dumps(summary, indent=2, default=str).encode()])
@@ -389,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .data.images import PREPROCESSING_HELP
     from .model import ACTIVATIONS
     from .optim import OPTIMIZERS
+    from .registry import DATASETS as TRAINABLE, MODELS
 
     parser = _Parser(prog="handgrad",
                                      description="Neural networks in NumPy with gradients written by hand, layer by layer.")
@@ -398,9 +404,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train an MLP and save it (default: the embedded digits, in seconds)",
                                 description="Train a multilayer perceptron; print per-epoch loss and accuracies; "
                                 "write model.safetensors and history.json into --out.")
-    train.add_argument("--dataset", choices=DATASETS, default="digits")
-    train.add_argument("--model", choices=["mlp", "cnn", "deep-cnn"], default="mlp",
-                       help="mlp (default), cnn (the book's SimpleConvNet) or deep-cnn (its DeepConvNet)")
+    train.add_argument("--dataset", choices=list(TRAINABLE), default="digits")
+    train.add_argument("--model", choices=list(MODELS), default="mlp",
+                       help="; ".join(f"{entry.name}: {entry.help}" for entry in MODELS.values()))
     train.add_argument("--batchnorm", action="store_true", help="BatchNorm after every hidden Affine (mlp)")
     train.add_argument("--dropout", type=_fraction, default=0.0, metavar="P", help="dropout after every hidden layer (mlp)")
     train.add_argument("--hidden", type=_positive_int, nargs="*", default=[100], metavar="N",
@@ -432,6 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue from the checkpoint in --out, with the same settings (others are refused)")
     train.add_argument("--plot", action="store_true", help="also write training curves to --out/curves.png (matplotlib)")
     train.set_defaults(handler=_train)
+    train.set_defaults(defaults={dest: train.get_default(dest) for dest in MODEL_OPTIONS})
 
     evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a saved model")
     evaluate.add_argument("model", help="a model.safetensors written by handgrad")

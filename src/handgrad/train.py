@@ -55,8 +55,30 @@ class History:
         return {"epochs": self.records, "best_epoch": self.best_epoch}
 
 
-def _labels(t: np.ndarray) -> np.ndarray:
-    return t.argmax(axis=-1) if t.ndim == 2 else t
+def scores_and_targets(model, x, t):
+    """What the loss layer compares for a batch: ``model.scores_and_targets(x, t)`` when the
+    model defines it (a seq2seq model feeds the answer to its decoder and predicts it shifted
+    by one: teacher forcing), else ``(model.predict(x), t)``."""
+    method = getattr(model, "scores_and_targets", None)
+    return method(x, t) if method is not None else (model.predict(x), t)
+
+
+def count_correct(model, x, t, scores, targets) -> tuple[int, int]:
+    """``(correct, counted)`` for a batch, as the task counts: ``model.count_correct`` when the
+    model defines it (a seq2seq model counts whole answers); otherwise one prediction per
+    sample for scores ``(N, C)``, or one per token for ``(N, T, C)``, leaving out positions whose
+    target is the loss's ``ignore_index``. Never more correct than counted."""
+    method = getattr(model, "count_correct", None)
+    if method is not None:
+        return method(x, t, scores, targets)
+    targets = np.asarray(targets)
+    labels = targets.argmax(axis=-1) if targets.shape == scores.shape else targets
+    hits = scores.argmax(axis=-1) == labels
+    ignore_index = getattr(model.loss_layer, "ignore_index", None)
+    if ignore_index is not None and labels.dtype.kind in "iu":
+        counted = labels != ignore_index
+        return int(np.sum(hits & counted)), int(np.sum(counted))
+    return int(np.sum(hits)), int(hits.size)
 
 
 def confusion_matrix(labels, predicted) -> np.ndarray:
@@ -76,14 +98,16 @@ def evaluate(model, x, t, batch_size: int = 1000) -> tuple[float, float]:
     as in ``fit``'s history, so that losses compare across penalties and with other libraries."""
     if len(x) == 0:
         raise ValueError("evaluate: no samples to evaluate")
-    loss_sum, correct = 0.0, 0
+    loss_sum, correct, counted = 0.0, 0, 0
     with model.mode(False):
         for start in range(0, len(x), batch_size):
             xb, tb = x[start:start + batch_size], t[start:start + batch_size]
-            scores = model.predict(xb)
-            loss_sum += model.loss_layer.forward(scores, tb) * len(xb)
-            correct += int(np.sum(scores.argmax(axis=-1) == _labels(tb)))
-    return loss_sum / len(x), correct / len(x)
+            scores, targets = scores_and_targets(model, xb, tb)
+            loss = model.loss_layer.forward(scores, targets)
+            hits, count = count_correct(model, xb, tb, scores, targets)
+            loss_sum += loss * len(xb)
+            correct, counted = correct + hits, counted + count
+    return loss_sum / len(x), correct / max(counted, 1)
 
 
 def _copy_params(model) -> dict:
@@ -148,15 +172,14 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
         started = time.perf_counter()
         last_good = _copy_params(model)
         order = rng.permutation(len(x))
-        loss_sum, correct = 0.0, 0
-        seen = 0
+        loss_sum, correct, counted, seen = 0.0, 0, 0, 0
         batches = range(0, len(x), batch_size)
         bar = _progress_bar(batches, epoch, epochs) if show_progress else None
         for step, start in enumerate(batches, 1):
             index = order[start:start + batch_size]
             xb, tb = x[index], t[index]
-            scores = model.predict(xb)
-            loss = model.loss_layer.forward(scores, tb)
+            scores, targets = scores_and_targets(model, xb, tb)
+            loss = model.loss_layer.forward(scores, targets)
             if not math.isfinite(loss):
                 _restore_params(model, last_good)
                 raise TrainingDiverged(
@@ -164,9 +187,9 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
                     f"to those at the start of epoch {epoch}. Try a smaller learning rate.")
             model.backward(input_grad=False)
             optimizer.update(model.params, model.grads)
+            hits, count = count_correct(model, xb, tb, scores, targets)
             loss_sum += loss * len(index)
-            correct += int(np.sum(scores.argmax(axis=-1) == _labels(tb)))
-            seen += len(index)
+            correct, counted, seen = correct + hits, counted + count, seen + len(index)
             state["global_step"] += 1
             if bar is not None:
                 bar.update(1)
@@ -177,7 +200,7 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
         if bar is not None:
             bar.close()
 
-        record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+        record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / max(counted, 1),
                   "val_loss": None, "val_accuracy": None, "lr": optimizer.lr, "steps": state["global_step"]}
         if val is not None:
             record["val_loss"], record["val_accuracy"] = evaluate(model, *val)

@@ -1,0 +1,147 @@
+"""The one registry of ready-made models and datasets, read by the CLI (and by any front end):
+a dataset name gives its loader and the kind of task it poses; a model name gives a builder
+that takes the task's shapes and the options, and returns the model.
+
+Adding a model or a dataset is one entry here; ``handgrad train --model NAME --dataset NAME``
+then works, with the options the entry accepts and a clear refusal of the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["Task", "DatasetEntry", "ModelEntry", "DATASETS", "MODELS", "load_task", "build_model"]
+
+
+@dataclass
+class Task:
+    """A dataset ready to train on: ``train`` and ``test`` are ``(x, t)`` pairs.
+
+    ``kind``: ``"images"`` (x ``(N, C, H, W)`` floats, t class labels), ``"signals"`` (x
+    ``(N, L)`` floats), or ``"seq2seq"`` (x ``(N, Tq)`` and t ``(N, Ta)`` character ids).
+    ``sample_shape``: one sample's shape; ``num_classes``: classes, or the vocabulary's size;
+    ``vocab``: the character vocabulary of text tasks."""
+
+    name: str
+    kind: str
+    train: tuple
+    test: tuple
+    sample_shape: tuple
+    num_classes: int
+    vocab: object = None
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    name: str
+    kind: str
+    load: Callable  # (data_dir) -> Task
+    epochs: int     # defaults for `handgrad train`: seconds on the small sets, the book's on the large
+    batch_size: int
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    help: str
+    kinds: tuple                      # the dataset kinds it can learn
+    build: Callable                   # (task, options) -> (model, one-line description)
+    options: frozenset = field(default_factory=frozenset)  # the model options it reads
+
+
+# --- datasets -------------------------------------------------------------------------------------
+
+
+def _image_task(name: str):
+    def load(data_dir) -> Task:
+        from .data import load_dataset
+
+        train, test = load_dataset(name, data_dir=data_dir, flatten=False)
+        return Task(name, "images", train, test, train[0].shape[1:], 10)
+    return load
+
+
+def _mnist1d(data_dir) -> Task:
+    from .data import load_dataset
+
+    train, test = load_dataset("mnist1d")
+    return Task("mnist1d", "signals", train, test, train[0].shape[1:], 10)
+
+
+def _seq2seq_task(name: str):
+    def load(data_dir) -> Task:
+        from .data import load_seq2seq
+
+        train, test, vocab = load_seq2seq(name, data_dir=data_dir)
+        return Task(name, "seq2seq", train, test, train[0].shape[1:], len(vocab), vocab)
+    return load
+
+
+DATASETS = {entry.name: entry for entry in (
+    DatasetEntry("digits", "images", _image_task("digits"), 30, 32),
+    DatasetEntry("mnist", "images", _image_task("mnist"), 5, 100),
+    DatasetEntry("fashion-mnist", "images", _image_task("fashion-mnist"), 5, 100),
+    DatasetEntry("mnist1d", "signals", _mnist1d, 60, 100),
+    DatasetEntry("addition", "seq2seq", _seq2seq_task("addition"), 25, 128),
+    DatasetEntry("dates", "seq2seq", _seq2seq_task("dates"), 10, 128),
+)}
+
+
+def load_task(name: str, data_dir=None) -> Task:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    return DATASETS[name].load(data_dir)
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+
+def _mlp(task: Task, options: dict):
+    from .model import mlp
+
+    features = int(np.prod(task.sample_shape))
+    hidden = options["hidden"]
+    model = mlp(features, hidden, task.num_classes, activation=options["activation"], init=options["init"],
+                seed=options["seed"], batchnorm=options["batchnorm"], dropout=options["dropout"],
+                weight_decay=options["weight_decay_l2"])
+    description = (f"mlp {'-'.join(map(str, [features, *hidden, task.num_classes]))} {options['activation']}"
+                   + (" batchnorm" if options["batchnorm"] else "")
+                   + (f" dropout {options['dropout']:g}" if options["dropout"] else ""))
+    return model, description
+
+
+def _convnet(kind: str):
+    def build(task: Task, options: dict):
+        from .model import DeepConvNet, SimpleConvNet
+
+        cls = SimpleConvNet if kind == "cnn" else DeepConvNet
+        model = cls(input_dim=task.sample_shape, init=options["init"], seed=options["seed"],
+                    weight_decay=options["weight_decay_l2"])
+        return model, cls.__name__
+    return build
+
+
+_MLP_OPTIONS = frozenset({"hidden", "activation", "init", "seed", "batchnorm", "dropout", "weight_decay_l2"})
+_CONV_OPTIONS = frozenset({"init", "seed", "weight_decay_l2"})
+
+MODELS = {entry.name: entry for entry in (
+    ModelEntry("mlp", "a multilayer perceptron (--hidden, --activation, --batchnorm, --dropout)",
+               ("images", "signals"), _mlp, _MLP_OPTIONS),
+    ModelEntry("cnn", "the book's SimpleConvNet", ("images",), _convnet("cnn"), _CONV_OPTIONS),
+    ModelEntry("deep-cnn", "the book's DeepConvNet", ("images",), _convnet("deep-cnn"), _CONV_OPTIONS),
+)}
+
+
+def build_model(name: str, task: Task, options: dict):
+    """``(model, description)`` of the model ``name`` for ``task``; refuses a model that cannot
+    learn this kind of data, naming what would."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    entry = MODELS[name]
+    if task.kind not in entry.kinds:
+        fitting = [m.name for m in MODELS.values() if task.kind in m.kinds]
+        raise ValueError(f"--model {name} cannot learn {task.name} ({task.kind}); use --model {' or '.join(fitting)}")
+    return entry.build(task, options)
