@@ -9,11 +9,11 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from . import functions as F
-from . import init as initializers
-from .gradcheck import numerical_gradient as _numerical_gradient
-from .layers.base import with_layer_path
-from .layers import (Affine, BatchNorm, Convolution, Dropout, Flatten, Layer, Pooling, Relu, Sigmoid,
+from .. import functions as F
+from .. import init as initializers
+from ..gradcheck import numerical_gradient as _numerical_gradient
+from ..layers.base import with_layer_path
+from ..layers import (Affine, BatchNorm, Convolution, Dropout, Flatten, Layer, Pooling, Relu, Sigmoid,
                      SoftmaxWithLoss, Tanh)
 
 __all__ = ["Sequential", "mlp", "TwoLayerNet", "SimpleConvNet", "DeepConvNet", "ACTIVATIONS"]
