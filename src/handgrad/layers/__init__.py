@@ -14,10 +14,11 @@ from .dense import Affine
 from .losses import SoftmaxWithLoss
 from .regularization import BatchNorm, Dropout
 from .embedding import Embedding
+from .normalization import LayerNorm
 
 #: Every layer type that ``handgrad.load`` may rebuild, by the name in a saved architecture.
 LAYER_TYPES = {cls.__name__: cls for cls in (Affine, Relu, Sigmoid, Tanh, SoftmaxWithLoss, Dropout, BatchNorm,
-                                             Convolution, Pooling, AvgPooling, Flatten, Chain, Residual, Embedding)}
+                                             Convolution, Pooling, AvgPooling, Flatten, Chain, Residual, Embedding, LayerNorm)}
 
 __all__ = ["LAYER_TYPES", "Layer", "Affine", "Relu", "Sigmoid", "Tanh", "SoftmaxWithLoss", "Dropout", "BatchNorm",
-           "Convolution", "Pooling", "AvgPooling", "Flatten", "Chain", "Residual", "Embedding"]
+           "Convolution", "Pooling", "AvgPooling", "Flatten", "Chain", "Residual", "Embedding", "LayerNorm"]

@@ -1,0 +1,106 @@
+"""Normalisation over the features of each position: LayerNorm.
+
+(BatchNorm, which normalises over the batch, lives in regularization.py for now.)"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Layer, check_sizes
+
+
+class LayerNorm(Layer):
+    """Layer normalisation (Ba, Kiros and Hinton 2016) over the last axis, as PyTorch's
+    ``nn.LayerNorm(num_features)``: each position is normalised by its own mean and (biased)
+    variance over its D = ``num_features`` values, then scaled and shifted per feature:
+
+        ``x_hat = (x - mean(x)) / sqrt(var(x) + eps)``,  ``y = gamma * x_hat + beta``.
+
+    The same in training and evaluation (no running statistics).
+
+    Shapes:
+        gamma, beta: ``(D,)``, ones and zeros at first.
+        x: ``(..., D)``, any leading shape (``(N, D)``, ``(N, T, D)``); y has x's shape.
+
+    Backward, with ``dout = dL/dy``, ``g = dout * gamma`` and ``r = 1 / sqrt(var + eps)`` per
+    position, means taken over the last axis:
+        ``dx = r * (g - mean(g) - x_hat * mean(g * x_hat))``
+    (the two subtracted terms are the paths through the mean and through the variance);
+        ``dgamma += sum over positions of dout * x_hat``,  ``dbeta += sum over positions of dout``.
+
+    The layer computes in its parameters' dtype (``dtype``, float32 unless asked): the input is
+    cast to it. ``forward`` zeroes dgamma and dbeta first.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, dtype=np.float32) -> None:
+        super().__init__()
+        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
+            raise ValueError(f"LayerNorm: num_features must be a positive integer, got {num_features!r:.40}")
+        if not eps > 0:
+            raise ValueError(f"LayerNorm: eps must be > 0, got {eps}")
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"LayerNorm: dtype must be a float type, got {dtype}")
+        self.num_features, self.eps = int(num_features), float(eps)
+        self.params = {"gamma": np.ones(self.num_features, dtype), "beta": np.zeros(self.num_features, dtype)}
+        self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
+        self._cache = None
+
+    @property
+    def gamma(self) -> np.ndarray:
+        return self.params["gamma"]
+
+    @property
+    def beta(self) -> np.ndarray:
+        return self.params["beta"]
+
+    def spec(self) -> dict:
+        return {"type": self.name, "num_features": self.num_features, "eps": self.eps}
+
+    @classmethod
+    def param_shapes(cls, spec: dict) -> dict:
+        (n,) = check_sizes(spec, "num_features")
+        return {"gamma": (n,), "beta": (n,)}
+
+    @classmethod
+    def from_spec(cls, spec: dict, dtype=np.float32) -> "LayerNorm":
+        return cls(spec["num_features"], eps=spec.get("eps", 1e-5), dtype=dtype)
+
+    def forward(self, x):
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        x = self._input(x).astype(gamma.dtype, copy=False)
+        D = self.num_features
+        if x.shape[-1] != D:
+            raise ValueError(f"LayerNorm: expected input of shape (..., {D}) (the last axis normalised), got {x.shape}")
+        self._zero_own_grads()
+        rows = x.reshape(-1, D)
+        # x_hat is built in one buffer: centred, then scaled in place. The variance comes from an
+        # einsum over the centred rows (one read, no squared temporary).
+        x_hat = rows - rows.mean(axis=1, keepdims=True)
+        var = np.einsum("md,md->m", x_hat, x_hat) / D
+        inv_std = 1.0 / np.sqrt(var + x.dtype.type(self.eps))
+        x_hat *= inv_std[:, None]
+        self._cache = (x_hat, inv_std, x.shape)
+        y = x_hat * gamma
+        y += beta
+        return y.reshape(x.shape)
+
+    def backward(self, dout):
+        self._require_forward(self._cache)
+        x_hat, inv_std, shape = self._cache
+        gamma = self.params["gamma"]
+        D = self.num_features
+        dout = self._check_dout(dout, shape).reshape(-1, D).astype(gamma.dtype, copy=False)
+        dout_xhat = dout * x_hat
+        self.grads["gamma"] += dout_xhat.sum(axis=0)
+        self.grads["beta"] += dout.sum(axis=0)
+        # mean(g) and mean(g x_hat) with g = dout * gamma are matrix-vector products with gamma
+        # (BLAS, and no g temporary): sum_d dout_d gamma_d and sum_d (dout x_hat)_d gamma_d.
+        mean_g = (dout @ gamma) / D
+        mean_g_xhat = (dout_xhat @ gamma) / D
+        dx = dout * gamma
+        dx -= mean_g[:, None]
+        np.multiply(x_hat, mean_g_xhat[:, None], out=dout_xhat)  # reuse the buffer
+        dx -= dout_xhat
+        dx *= inv_std[:, None]
+        return dx.reshape(shape)
