@@ -24,6 +24,9 @@ __all__ = [
     "relu",
     "tanh",
     "one_hot",
+    "erf",
+    "normal_cdf",
+    "gelu",
     "cross_entropy_error",
     "cross_entropy",
     "softmax_cross_entropy",
@@ -94,6 +97,161 @@ def relu(x) -> np.ndarray:
 def tanh(x) -> np.ndarray:
     """Hyperbolic tangent, element-wise (NumPy's, which never overflows). Shapes: any."""
     return np.tanh(as_float_array(x, "tanh"))
+
+
+# --- the error function and GELU ---------------------------------------------------------------
+# NumPy has no erf. W. J. Cody's rational approximations ("Rational Chebyshev approximations for
+# the error function", Math. Comp. 23, 1969; his CALERF routine) are good to about 1e-16
+# relative in float64 on three ranges of |z|: erf itself below 0.46875, erfc above it (so the
+# tail of the normal distribution keeps its relative precision where 1 + erf(z) would cancel).
+_ERF_A = (3.16112374387056560e00, 1.13864154151050156e02, 3.77485237685302021e02, 3.20937758913846947e03,
+          1.85777706184603153e-1)
+_ERF_B = (2.36012909523441209e01, 2.44024637934444173e02, 1.28261652607737228e03, 2.84423683343917062e03)
+_ERFC_C = (5.64188496988670089e-1, 8.88314979438837594e00, 6.61191906371416295e01, 2.98635138197400131e02,
+           8.81952221241769090e02, 1.71204761263407058e03, 2.05107837782607147e03, 1.23033935479799725e03,
+           2.15311535474403846e-8)
+_ERFC_D = (1.57449261107098347e01, 1.17693950891312499e02, 5.37181101862009858e02, 1.62138957456669019e03,
+           3.29079923573345963e03, 4.36261909014324716e03, 3.43936767414372164e03, 1.23033935480374942e03)
+_ERFC_P = (3.05326634961232344e-1, 3.60344899949804439e-1, 1.25781726111229246e-1, 1.60837851487422766e-2,
+           6.58749161529837803e-4, 1.63153871373020978e-2)
+_ERFC_Q = (2.56852019228982242e00, 1.87295284992346047e00, 5.27905102951428412e-1, 6.05183413124413191e-2,
+           2.33520497626869185e-3)
+_ERF_SMALL = 0.46875
+_RSQRT_PI = 0.56418958354775628695
+
+
+def _rational(u, num, den, lead):
+    """Cody's ``(num[-1] u^(n) + num[0] u^(n-1) + ...) / (u^(n) + den[0] u^(n-1) + ...)`` by Horner,
+    in place (two passes per coefficient, no temporaries): ``lead`` is num's leading index."""
+    top = u * num[lead]
+    bottom = u.copy()
+    for a, b in zip(num[:lead - 1], den[:lead - 1]):
+        top += a
+        top *= u
+        bottom += b
+        bottom *= u
+    top += num[lead - 1]
+    bottom += den[lead - 1]
+    top /= bottom
+    return top
+
+
+def _erf_small(z):
+    """erf(z) for |z| <= 0.46875: ``z * R(z^2)``."""
+    return z * _rational(z * z, _ERF_A, _ERF_B, 4)
+
+
+def _erfc_positive(w):
+    """erfc(w) for w > 0.46875 (w finite, 1-D): ``exp(-w^2) R(w)`` up to 4, beyond it
+    ``exp(-w^2) / w (1 / sqrt(pi) - R(1 / w^2) / w^2)``. ``exp(-w^2)`` is taken as
+    ``exp(-s^2) exp(-(w - s)(w + s))`` with s = w truncated to 1/16: s^2 is exact, so the
+    rounding of w^2 (which exp would amplify by w^2) never happens."""
+    far = np.flatnonzero(w > 4.0)
+    if far.size:
+        out = np.empty_like(w)
+        mid = np.flatnonzero(w <= 4.0)
+        out[mid] = _rational(w.take(mid), _ERFC_C, _ERFC_D, 8)
+        v = w.take(far)
+        inv_sq = 1.0 / (v * v)
+        tail = _rational(inv_sq, _ERFC_P, _ERFC_Q, 5)
+        tail *= inv_sq
+        out[far] = (_RSQRT_PI - tail) / v
+    else:
+        out = _rational(w, _ERFC_C, _ERFC_D, 8)
+    s = np.trunc(w * 16.0)
+    s /= 16.0
+    out *= np.exp(-s * s)
+    s -= w  # s - w, and (s - w)(s + w) = (s - w)(s - w + 2w) is the rest of -w^2
+    rest = s + 2 * w
+    rest *= s
+    out *= np.exp(rest, out=rest)
+    return out
+
+
+# Selecting the elements of a region: np.flatnonzero + take/put, not a boolean mask. With signs
+# and magnitudes mixed at random (GELU's input), x[mask] and np.where mispredict a branch per
+# element: 3.4 ms and 1.4 ms for 393k elements, against 0.14 + 0.07 ms (take) and 0.4 ms (put).
+
+
+def erf(x) -> np.ndarray:
+    """The error function ``erf(x) = 2 / sqrt(pi) int_0^x exp(-t^2) dt``, element-wise, by
+    W. J. Cody's rational approximations (about 1e-16 relative error in float64; float32 input
+    is computed in float32). Shapes: any; the result has x's shape."""
+    x = as_float_array(x, "erf")
+    flat = x.reshape(-1)
+    w = np.minimum(np.abs(flat), 27.0, dtype=x.dtype)  # erfc(27) underflows: erf is +-1 beyond
+    small = np.flatnonzero(w <= _ERF_SMALL)
+    big = np.flatnonzero(w > _ERF_SMALL)
+    out = np.empty_like(flat)
+    out[small] = _erf_small(flat.take(small))
+    one_minus = 1.0 - _erfc_positive(w.take(big))
+    out[big] = np.copysign(one_minus, flat.take(big), out=one_minus)
+    out[np.isnan(flat)] = np.nan  # nan is in neither region
+    return out.reshape(x.shape)
+
+
+def normal_cdf(x) -> np.ndarray:
+    """The standard normal distribution function ``Phi(x) = (1 + erf(x / sqrt 2)) / 2``,
+    element-wise, accurate to about 1e-16 relative in float64 also in the far left tail (as
+    ``erfc(-x / sqrt 2) / 2``, where ``1 + erf`` would cancel). Shapes: any."""
+    x = as_float_array(x, "normal_cdf")
+    z = np.multiply(x.reshape(-1), np.sqrt(0.5), dtype=x.dtype)
+    # Beyond |z| = 27, erfc(|z|) underflows to 0 in float64; clipping there keeps +-inf
+    # from becoming inf - inf = nan inside the approximation.
+    w = np.minimum(np.abs(z), 27.0, dtype=x.dtype)
+    small = np.flatnonzero(w <= _ERF_SMALL)
+    big = np.flatnonzero(w > _ERF_SMALL)
+    out = np.empty_like(z)
+    if small.size:
+        half_erf = _erf_small(z.take(small))
+        half_erf *= 0.5
+        half_erf += 0.5
+        out[small] = half_erf
+    if big.size:
+        # Phi = h on the left (z < 0) and 1 - h on the right, h = erfc(|z|) / 2, as
+        # h + right * (1 - 2h): branch-free, and exactly h on the left (no 0.5 - (0.5 - h)).
+        h = _erfc_positive(w.take(big))
+        h *= 0.5
+        right = (z.take(big) > 0).astype(x.dtype)
+        right *= 1.0 - 2.0 * h
+        h += right
+        out[big] = h
+    out[np.isnan(z)] = np.nan  # nan is in neither region
+    return out.reshape(x.shape)
+
+
+def gelu(x, approximate: str = "none") -> np.ndarray:
+    """Gaussian error linear unit, PyTorch's two formulas:
+    ``"none"``: ``x Phi(x) = x (1 + erf(x / sqrt 2)) / 2``;
+    ``"tanh"``: ``x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) / 2``. Shapes: any."""
+    x = as_float_array(x, "gelu")
+    if approximate == "none":
+        return x * normal_cdf(x)
+    if approximate == "tanh":
+        return x * tanh_gelu_gate(x)
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+_SQRT_2_OVER_PI = 0.7978845608028654  # sqrt(2 / pi)
+_GELU_KAPPA = 0.044715
+
+
+def tanh_gelu_inner_tanh(x) -> np.ndarray:
+    """``tanh(sqrt(2 / pi) (x + 0.044715 x^3))``, in place in one buffer (5 passes)."""
+    t = x * x
+    t *= _GELU_KAPPA
+    t += 1.0
+    t *= x
+    t *= _SQRT_2_OVER_PI
+    return np.tanh(t, out=t)
+
+
+def tanh_gelu_gate(x) -> np.ndarray:
+    """``(1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) / 2``: tanh-GELU is x times this."""
+    t = tanh_gelu_inner_tanh(x)
+    t += 1.0
+    t *= 0.5
+    return t
 
 
 def one_hot(labels, num_classes: int, dtype=np.float64) -> np.ndarray:

@@ -61,3 +61,76 @@ class Tanh(Layer):
     def backward(self, dout):
         self._require_forward(self.out)
         return self._check_dout(dout, self.out.shape) * (1.0 - self.out * self.out)
+
+
+class GELU(Layer):
+    """Gaussian error linear unit, with PyTorch's two formulas (``nn.GELU(approximate=...)``):
+
+        ``"none"`` (exact): ``y = x Phi(x)``, ``Phi(x) = (1 + erf(x / sqrt 2)) / 2`` the standard
+        normal distribution function;
+        ``"tanh"``: ``y = x (1 + tanh(u)) / 2`` with ``u = sqrt(2 / pi) (x + 0.044715 x^3)``.
+
+    Backward (``dout = dL/dy``):
+        exact: ``dx = dout * (Phi(x) + x phi(x))``, ``phi(x) = exp(-x^2 / 2) / sqrt(2 pi)``;
+        tanh: ``dx = dout * ((1 + tanh u) / 2 + x / 2 (1 - tanh^2 u) sqrt(2 / pi) (1 + 3 * 0.044715 x^2))``.
+
+    NumPy has no erf: Phi comes from :func:`handgrad.functions.normal_cdf` (W. J. Cody's
+    rational approximations, ~1e-16 relative in float64, and exact in the left tail where
+    PyTorch's ``1 + erf`` cancels). Caches x and Phi(x) (or tanh u), nothing else.
+    Shapes: any; y and dx have x's shape and dtype (integers become float64).
+    """
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+        self._cache = None
+
+    def spec(self) -> dict:
+        return {"type": self.name, "approximate": self.approximate}
+
+    @classmethod
+    def from_spec(cls, spec: dict, dtype=np.float32) -> "GELU":
+        return cls(approximate=spec.get("approximate", "none"))
+
+    def forward(self, x):
+        x = self._input(x)
+        if self.approximate == "none":
+            gate = F.normal_cdf(x)  # Phi(x)
+            self._cache = (x, gate)
+            return x * gate
+        tanh_u = F.tanh_gelu_inner_tanh(x)
+        self._cache = (x, tanh_u)
+        y = tanh_u + 1.0
+        y *= x
+        y *= 0.5
+        return y
+
+    def backward(self, dout):
+        self._require_forward(self._cache)
+        x, cached = self._cache
+        dout = self._check_dout(dout, x.shape)
+        # One buffer, updated in place: each line is one pass over memory.
+        if self.approximate == "none":
+            slope = x * x
+            slope *= -0.5
+            np.exp(slope, out=slope)
+            slope *= x
+            slope *= 1.0 / np.sqrt(2.0 * np.pi)  # x phi(x)
+            slope += cached  # + Phi(x)
+        else:
+            tanh_u = cached
+            slope = x * x
+            slope *= 3.0 * F._GELU_KAPPA
+            slope += 1.0
+            slope *= F._SQRT_2_OVER_PI  # du/dx
+            sech2 = tanh_u * tanh_u
+            np.subtract(1.0, sech2, out=sech2)  # 1 - tanh^2 u
+            slope *= sech2
+            slope *= x
+            slope += tanh_u
+            slope += 1.0
+            slope *= 0.5
+        slope *= dout
+        return slope
