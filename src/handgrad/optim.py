@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW",
-           "StepLR", "CosineAnnealingLR", "OPTIMIZERS"]
+           "StepLR", "CosineAnnealingLR", "OPTIMIZERS", "clip_grad_norm"]
 
 
 class Optimizer:
@@ -260,3 +260,65 @@ class CosineAnnealingLR(_Schedule):
 
     def lr_at(self, epoch: int) -> float:
         return self.eta_min + (self.base_lr - self.eta_min) * (1 + math.cos(math.pi * epoch / self.T_max)) / 2
+
+
+# --- gradient clipping ----------------------------------------------------------------------------
+
+
+def clip_grad_norm(grads, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False) -> float:
+    """Scale every gradient in place so that their total norm is at most ``max_norm``, as
+    ``torch.nn.utils.clip_grad_norm_``; returns the total norm *before* clipping, a float.
+
+    The total norm is the ``norm_type``-norm of all gradients taken together, as if they were
+    one long vector: ``(sum_i |g_i|^p)^(1/p)`` (``p = inf``: the largest ``|g_i|``). With
+    ``coef = max_norm / (total + 1e-6)``, every gradient is multiplied by ``coef`` when
+    ``coef < 1`` and left alone otherwise (the 1e-6 keeps a zero norm from dividing by zero).
+
+    ``grads``: a mapping (``model.grads``; its arrays are the layers' own, so the model sees the
+    clipped values), a list or tuple of arrays (None entries skipped, as PyTorch skips
+    parameters without a gradient), or one array. A non-finite total (a nan or inf gradient)
+    is handled as PyTorch does by default: the factor is nan or 0, so the gradients become
+    nan (or 0 where they were finite, for an inf norm); with ``error_if_nonfinite=True`` a
+    RuntimeError is raised instead and nothing is changed.
+    """
+    if isinstance(grads, np.ndarray):
+        arrays = [grads]
+    elif hasattr(grads, "values"):
+        arrays = [g for g in grads.values() if g is not None]
+    else:
+        arrays = [g for g in grads if g is not None]
+    for i, g in enumerate(arrays):
+        if not isinstance(g, np.ndarray) or g.dtype.kind != "f":
+            raise TypeError(f"clip_grad_norm: gradients must be float NumPy arrays (scaled in place), "
+                            f"got {type(g).__name__} {getattr(g, 'dtype', '')} at position {i}")
+    max_norm, p = float(max_norm), float(norm_type)
+    if not p > 0 and p != 0.0:
+        raise ValueError(f"clip_grad_norm: norm_type must be >= 0 or inf, got {norm_type}")
+    if not arrays:
+        return 0.0
+    # The norm of each gradient, then the norm of those norms (PyTorch's order of operations).
+    if p == math.inf:
+        norms = [float(np.max(np.abs(g))) if g.size else 0.0 for g in arrays]
+        total = max(norms)
+    else:
+        norms = [_vector_norm(g.reshape(-1), p) for g in arrays]
+        total = _vector_norm(np.array(norms), p)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"clip_grad_norm: the total norm of order {norm_type} of the gradients is non-finite "
+                           f"({total}), so it cannot be clipped. Set error_if_nonfinite=False to scale anyway.")
+    with np.errstate(invalid="ignore"):
+        coef = max_norm / (total + 1e-6)
+        if not coef >= 1.0:  # coef < 1, or nan (a nan norm makes every gradient nan, as in PyTorch)
+            for g in arrays:
+                g *= coef
+    return total
+
+
+def _vector_norm(v: np.ndarray, p: float) -> float:
+    if p == 2.0:
+        return math.sqrt(float(np.dot(v, v)))  # BLAS dot: one pass, no squared temporary
+    if p == 1.0:
+        return float(np.sum(np.abs(v)))
+    if p == 0.0:
+        return float(np.count_nonzero(v))
+    return float(np.sum(np.abs(v) ** p) ** (1.0 / p))
