@@ -137,24 +137,34 @@ def gradient_check(
 
     Every parameter (by its key in ``params``) and the input (``"x"``) get the maximum
     relative error of :func:`relative_error`; the report passes when all are below
-    ``threshold``. Parameters and ``x`` must be float64.
+    ``threshold``. Parameters and a float ``x`` must be float64.
+
+    Integer ``x`` (token ids) is passed on as it is, never cast to floats. If ``backward``
+    returns no input gradient (an Embedding, or a model that starts with one), only the
+    parameters are checked and the report has no ``"x"`` entry; if it does return one (integers
+    fed to an Affine), ``x`` is checked as its float64 copy, the values the layer computed with.
     """
-    x = np.array(x, dtype=np.float64) if np.asarray(x).dtype.kind in "iub" else np.array(x, copy=True)
-    _require_float64("x", x)
+    x = np.asarray(x)
+    if x.dtype.kind in "iu":
+        x = x.copy()  # ids stay integers: an Embedding refuses floats, even whole ones
+    else:
+        x = np.array(x, dtype=np.float64) if x.dtype.kind == "b" else np.array(x, copy=True)
+        _require_float64("x", x)
     params = target.params
     for name, value in params.items():
         _require_float64(f"parameter {name!r}", value)
+    inputs = {"x": x}  # what scalar() feeds the target; becomes float64 to check dx of integers
 
     is_model = hasattr(target, "loss") and callable(getattr(target, "loss"))
     if is_model:
         def scalar(_):
-            return target.loss(x, t)
+            return target.loss(inputs["x"], t)
 
         scalar(x)
         dx = target.backward()
     elif t is not None:
         def scalar(_):
-            return target.forward(x, t)
+            return target.forward(inputs["x"], t)
 
         scalar(x)
         dx = target.backward(1.0)
@@ -165,7 +175,7 @@ def gradient_check(
         dout = np.asarray(dout, dtype=np.float64)
 
         def scalar(_):
-            return float(np.sum(target.forward(x) * dout))
+            return float(np.sum(target.forward(inputs["x"]) * dout))
 
         dx = target.backward(dout)
 
@@ -174,6 +184,7 @@ def gradient_check(
         analytic["x"] = np.array(dx, dtype=np.float64)
     numerical = {name: numerical_gradient(scalar, params[name], eps) for name in target.grads}
     if "x" in analytic:
-        numerical["x"] = numerical_gradient(scalar, x, eps)
+        inputs["x"] = x.astype(np.float64)  # integers given to a float layer: their float copy
+        numerical["x"] = numerical_gradient(scalar, inputs["x"], eps)
     errors = {name: relative_error(analytic[name], numerical[name]) for name in analytic}
     return GradientCheckReport(errors=errors, threshold=threshold, analytic=analytic, numerical=numerical)
