@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import serialize
+from .optim import clip_grad_norm
 
 __all__ = ["fit", "evaluate", "confusion_matrix", "History", "TrainingDiverged", "ResumeMismatch"]
 
@@ -121,8 +122,8 @@ def _restore_params(model, saved: dict) -> None:
 
 def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int = 100, seed=0,
         scheduler=None, early_stopping: int | None = None, min_delta: float = 0.0, max_steps: int | None = None,
-        checkpoint=None, checkpoint_every: int = 0, resume: bool = False, progress: bool | None = None,
-        log=None) -> History:
+        checkpoint=None, checkpoint_every: int = 0, resume: bool = False, grad_clip: float | None = None,
+        progress: bool | None = None, log=None) -> History:
     """Train ``model`` with ``optimizer`` on ``train = (x, t)``; returns the :class:`History`.
 
     * ``val = (x, t)``: evaluated after every epoch (loss and accuracy, eval mode).
@@ -134,6 +135,9 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
       iterations, not epochs).
     * ``checkpoint=path`` with ``checkpoint_every=k``: write the whole training state every k
       epochs (atomically); ``resume=True`` continues from that file when it exists.
+    * ``grad_clip=max_norm``: before every update, scale the gradients down to this total norm
+      when above it (:func:`handgrad.optim.clip_grad_norm`, torch's ``clip_grad_norm_``), which
+      keeps recurrent networks from exploding.
     * ``progress``: a tqdm bar per epoch (default: only when stderr is a terminal and tqdm is
       installed). ``log``: called with each epoch's record (the CLI prints it).
 
@@ -151,6 +155,8 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
             _check_count(name, value, minimum=1)
     if early_stopping is not None and val is None:
         raise ValueError("fit: early_stopping needs validation data (val=...)")
+    if grad_clip is not None and not (isinstance(grad_clip, (int, float)) and grad_clip > 0):
+        raise ValueError(f"fit: grad_clip must be a number > 0, got {grad_clip!r}")
     if checkpoint_every and checkpoint is None:
         raise ValueError("fit: checkpoint_every needs a checkpoint path")
 
@@ -158,7 +164,7 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
     # What decides the trajectory of the run: a resumed run must have the very same.
     settings = {"batch_size": batch_size, "seed": seed if isinstance(seed, int) else repr(seed),
                 "optimizer": _settings_of(optimizer), "scheduler": _settings_of(scheduler),
-                "early_stopping": early_stopping, "min_delta": min_delta}
+                "early_stopping": early_stopping, "min_delta": min_delta, "grad_clip": grad_clip}
     state = {"epoch": 0, "global_step": 0, "best_loss": math.inf, "best_epoch": None, "wait": 0, "stopped_early": False}
     history, best_weights = History(), None
     if resume and checkpoint is not None and Path(checkpoint).exists():
@@ -186,6 +192,8 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
                     f"loss became {loss} at epoch {epoch}, step {step} (lr {optimizer.lr:g}); weights were restored "
                     f"to those at the start of epoch {epoch}. Try a smaller learning rate.")
             model.backward(input_grad=False)
+            if grad_clip is not None:
+                clip_grad_norm(model.grads, grad_clip)
             optimizer.update(model.params, model.grads)
             hits, count = count_correct(model, xb, tb, scores, targets)
             loss_sum += loss * len(index)

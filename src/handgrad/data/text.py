@@ -63,6 +63,11 @@ class CharVocab:
     def __len__(self) -> int:
         return len(self.chars)
 
+    def id_of(self, char: str) -> int:
+        if char not in self._ids:
+            raise ValueError(f"{char!r} is not in the vocabulary ({''.join(self.chars)!r})")
+        return self._ids[char]
+
     def __eq__(self, other) -> bool:
         return isinstance(other, CharVocab) and other.chars == self.chars
 
