@@ -179,7 +179,7 @@ def erf(x) -> np.ndarray:
     is computed in float32). Shapes: any; the result has x's shape."""
     x = as_float_array(x, "erf")
     flat = x.reshape(-1)
-    w = np.minimum(np.abs(flat), 27.0, dtype=x.dtype)  # erfc(27) underflows: erf is +-1 beyond
+    w = np.minimum(np.abs(flat), 28.0, dtype=x.dtype)  # erfc(28) underflows to 0: erf is +-1 beyond
     small = np.flatnonzero(w <= _ERF_SMALL)
     big = np.flatnonzero(w > _ERF_SMALL)
     out = np.empty_like(flat)
@@ -196,9 +196,9 @@ def normal_cdf(x) -> np.ndarray:
     ``erfc(-x / sqrt 2) / 2``, where ``1 + erf`` would cancel). Shapes: any."""
     x = as_float_array(x, "normal_cdf")
     z = np.multiply(x.reshape(-1), np.sqrt(0.5), dtype=x.dtype)
-    # Beyond |z| = 27, erfc(|z|) underflows to 0 in float64; clipping there keeps +-inf
+    # Beyond |z| = 28, erfc(|z|) underflows to 0 in float64; clipping there keeps +-inf
     # from becoming inf - inf = nan inside the approximation.
-    w = np.minimum(np.abs(z), 27.0, dtype=x.dtype)
+    w = np.minimum(np.abs(z), 28.0, dtype=x.dtype)
     small = np.flatnonzero(w <= _ERF_SMALL)
     big = np.flatnonzero(w > _ERF_SMALL)
     out = np.empty_like(z)
