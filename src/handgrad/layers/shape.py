@@ -1,0 +1,117 @@
+"""Layers that only rearrange values: a per-sample reshape, and the last step of a sequence.
+
+Their backward moves ``dout`` back to where each value came from; they have no parameters.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Layer
+
+
+def _per_sample_shape(shape, owner: str) -> tuple:
+    """``shape`` as a tuple of positive ints, at most one of them -1 (inferred, as NumPy's)."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (shape,)
+    if not isinstance(shape, (tuple, list)) or not shape:
+        raise ValueError(f"{owner}: shape must be a non-empty tuple of sizes, got {shape!r:.60}")
+    sizes = []
+    for size in shape:
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not (size >= 1 or size == -1) \
+                or size >= 2**40:
+            raise ValueError(f"{owner}: shape must hold positive sizes (one may be -1), got {tuple(shape)!r:.60}")
+        sizes.append(int(size))
+    if sizes.count(-1) > 1:
+        raise ValueError(f"{owner}: at most one size may be -1 (inferred), got {tuple(sizes)}")
+    return tuple(sizes)
+
+
+class Reshape(Layer):
+    """Reshape every sample: ``(N, *) -> (N, *shape)``, keeping the batch axis (PyTorch's
+    ``nn.Unflatten(1, shape)`` generalised). One size of ``shape`` may be -1, inferred.
+
+    Sequential MNIST reads each image as 28 rows of 28 pixels: ``Reshape((28, 28))`` turns
+    ``(N, 784)`` into ``(N, 28, 28)``, a sequence of T = 28 steps of D = 28 values.
+
+    Shapes: x ``(N, d1, d2, ...)`` with as many values per sample as ``shape`` holds; y
+    ``(N, *shape)``. Backward: ``dx`` is ``dout (N, *shape)`` reshaped to x's shape.
+
+    The values keep their dtype (integer token ids stay integers).
+    """
+
+    def __init__(self, shape) -> None:
+        super().__init__()
+        self.shape = _per_sample_shape(shape, "Reshape")
+        self._x_shape = None
+        self._out_shape = None
+
+    def spec(self) -> dict:
+        return {"type": "Reshape", "shape": list(self.shape)}
+
+    @classmethod
+    def param_shapes(cls, spec: dict) -> dict:
+        _per_sample_shape(spec.get("shape"), "Reshape")
+        return {}
+
+    @classmethod
+    def from_spec(cls, spec: dict, dtype=np.float32) -> Reshape:
+        return cls(spec.get("shape"))
+
+    def __repr__(self) -> str:
+        return f"Reshape({self.shape})"
+
+    def _output_shape(self, x_shape: tuple) -> tuple:
+        per_sample = int(np.prod(x_shape[1:]))
+        known = int(np.prod([s for s in self.shape if s != -1]))
+        shape = self.shape
+        if -1 in shape and known and per_sample % known == 0:
+            shape = tuple(per_sample // known if s == -1 else s for s in shape)
+        if int(np.prod(shape)) != per_sample or -1 in shape:
+            raise ValueError(
+                f"Reshape: expected input of shape (N, *) with {'a multiple of ' if -1 in self.shape else ''}"
+                f"{known} values per sample, to reshape each to {self.shape}; got {x_shape} "
+                f"({per_sample} values per sample)")
+        return (x_shape[0],) + shape
+
+    def forward(self, x):
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"Reshape: expected a numeric array, got dtype {x.dtype}")
+        if x.ndim < 1:
+            raise ValueError("Reshape: expected an input with a batch axis (N, *), got a scalar")
+        out_shape = self._output_shape(x.shape)
+        self._x_shape, self._out_shape = x.shape, out_shape
+        return x.reshape(out_shape)
+
+    def backward(self, dout):
+        self._require_forward(self._x_shape)
+        return self._check_dout(dout, self._out_shape).reshape(self._x_shape)
+
+
+class LastStep(Layer):
+    """The last time step of a sequence: ``y = x[:, T - 1]`` (a many-to-one RNN: the LSTM's last
+    hidden state feeds the classifier).
+
+    Shapes: x ``(N, T, *)`` (usually ``(N, T, H)``) with T >= 1; y ``(N, *)``.
+    Backward: ``dx`` is zeros of x's shape with ``dout`` at ``t = T - 1`` (the other steps did
+    not reach the output).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._x_shape = None
+
+    def forward(self, x):
+        x = self._input(x)
+        if x.ndim < 2 or x.shape[1] == 0:
+            raise ValueError(f"LastStep: expected input of shape (N, T, *) with T >= 1, got {x.shape}")
+        self._x_shape = x.shape
+        return x[:, -1].copy()  # a copy: writing into y must not change the layer below's output
+
+    def backward(self, dout):
+        self._require_forward(self._x_shape)
+        dout = self._check_dout(dout, (self._x_shape[0],) + self._x_shape[2:])
+        dx = np.zeros(self._x_shape, dout.dtype)
+        dx[:, -1] = dout
+        return dx
