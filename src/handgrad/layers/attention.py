@@ -311,8 +311,10 @@ class MultiHeadAttention(Layer):
         Returns ``(y_new, cache)``: ``y_new`` (N, T_new, D) equals the last T_new positions of
         ``forward`` on the whole sequence, and the new cache holds T_past + T_new positions.
         With ``causal=True`` the new positions see the cache and the new positions up to their
-        own; otherwise they see everything in the cache and in ``x_new``. Cropping a context
-        that outgrows its block (nanoGPT) is the caller's: slice the cache's time axis.
+        own; otherwise they see everything in the cache and in ``x_new``. Cropping a context that
+        outgrows its block is the caller's. With learned absolute positions (nanoGPT) the cached
+        keys carry the positions they were computed at, so slicing the cache is NOT nanoGPT's
+        crop: rebuild it from the cropped window (``forward_step(x_window)``) instead.
 
         Inference only: no backward, gradients and ``.attention`` are left as they were."""
         x = self._check_x(x_new, "x_new")
