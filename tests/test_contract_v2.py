@@ -140,6 +140,15 @@ def example_layers():
         "Convolution": L.Convolution(rng.standard_normal((2, 1, 3, 3)), np.zeros(2), stride=2, pad=1),
         "Pooling": L.Pooling(2, 2, stride=2), "AvgPooling": L.AvgPooling(2, 2, stride=1, pad=1), "Flatten": L.Flatten(),
         "Chain": Chain([affine(rng, 3, 3), Relu()]), "Residual": Residual([affine(rng, 3, 3), Tanh()]),
+        "Embedding": L.Embedding(rng.standard_normal((7, 3))), "LayerNorm": L.LayerNorm(4, eps=1e-6),
+        "GELU": L.GELU("tanh"),
+        "MultiHeadAttention": L.MultiHeadAttention(rng.standard_normal((4, 12)), np.zeros(12), rng.standard_normal((4, 4)),
+                                                   np.zeros(4), n_heads=2, causal=True),
+        "Attention": L.Attention(),
+        "RNN": L.RNN(rng.standard_normal((3, 5)), rng.standard_normal((5, 5)), np.zeros(5)),
+        "LSTM": L.LSTM(rng.standard_normal((3, 20)), rng.standard_normal((5, 20)), np.zeros(20), stateful=True),
+        "GRU": L.GRU(rng.standard_normal((3, 15)), rng.standard_normal((5, 15)), np.zeros(15), np.zeros(15)),
+        "Reshape": L.Reshape((2, 3)), "LastStep": L.LastStep(),
     }
 
 

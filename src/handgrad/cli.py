@@ -25,7 +25,8 @@ class CommandError(Exception):
 
 #: Model options of `handgrad train` (argparse dest -> flag), each read only by some models.
 MODEL_OPTIONS = {"hidden": "--hidden", "activation": "--activation", "batchnorm": "--batchnorm",
-                 "dropout": "--dropout", "init": "--init", "weight_decay_l2": "--weight-decay-l2"}
+                 "dropout": "--dropout", "init": "--init", "weight_decay_l2": "--weight-decay-l2",
+                 "embed": "--embed", "peeky": "--peeky", "reverse_input": "--reverse-input"}
 
 
 def _model_options(args: argparse.Namespace, parser_defaults: dict) -> dict:
@@ -100,7 +101,7 @@ def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: in
               f"({record['seconds']:.2f} s)", flush=True)
 
     history = hg.fit(model, optimizer, (x_train, t_train), val=val, epochs=epochs, batch_size=batch_size,
-                     seed=args.seed, early_stopping=args.early_stopping, scheduler=scheduler,
+                     seed=args.seed, early_stopping=args.early_stopping, scheduler=scheduler, grad_clip=args.grad_clip,
                      checkpoint=checkpoint if (args.checkpoint_every or args.resume) else None,
                      checkpoint_every=args.checkpoint_every, resume=args.resume, log=log)
     test_accuracy = hg.train.evaluate(model, x_test, t_test)[1]
@@ -198,11 +199,43 @@ def _as_model_input(model, x: np.ndarray) -> np.ndarray:
     return x.reshape((len(x),) + model.input_shape) if model.input_shape else x
 
 
+def _dataset_of(args: argparse.Namespace) -> str:
+    """--dataset, else the dataset the model file records, else the embedded digits."""
+    from .serialize import read_metadata
+
+    return args.dataset or read_metadata(args.model).get("dataset") or "digits"
+
+
+def _evaluate_seq2seq(model, args: argparse.Namespace, dataset: str) -> int:
+    from .data import load_seq2seq
+
+    _, (x_test, t_test), vocab = load_seq2seq(dataset, data_dir=args.data_dir)
+    if tuple(vocab.chars) != tuple(model.vocab.chars) or x_test.shape[1] != model.question_length:
+        raise CommandError(f"the model was trained on other text than {dataset} (its vocabulary or lengths differ)")
+    answers = np.concatenate([model.generate(x_test[i:i + 1000]) for i in range(0, len(x_test), 1000)])
+    right = np.all(answers == t_test, axis=1)
+    print(f"{dataset} test set, {len(t_test)} questions")
+    print(f"exact answers: {right.mean():.4f}  ({int(right.sum())}/{len(right)})")
+    print("examples (question -> answer, expected):")
+    for i in list(range(5)) + list(np.flatnonzero(~right)[:5]):
+        mark = "ok" if right[i] else "WRONG"
+        print(f"  {vocab.decode(x_test[i]).strip()!r} -> {vocab.decode(answers[i, 1:]).strip()!r}, "
+              f"expected {vocab.decode(t_test[i, 1:]).strip()!r}  {mark}")
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
-    from .data import load_dataset
+    from .data import SEQ2SEQ_DATASETS, load_dataset
+    from .model import Seq2seq
     from .train import confusion_matrix
 
     model = _load_model(args.model)
+    dataset = _dataset_of(args)
+    if isinstance(model, Seq2seq) != (dataset in SEQ2SEQ_DATASETS):
+        raise CommandError(f"a {type(model).__name__} model cannot be evaluated on {dataset}")
+    if isinstance(model, Seq2seq):
+        return _evaluate_seq2seq(model, args, dataset)
+    args.dataset = dataset
     _, (x_test, t_test) = load_dataset(args.dataset, data_dir=args.data_dir)
     _check_fits(model, x_test.shape[1], f"dataset {args.dataset}")
     confusion = confusion_matrix(t_test, model.predict_classes(_as_model_input(model, x_test)))
@@ -265,7 +298,20 @@ def _image_style(args: argparse.Namespace, model) -> str:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from .model import Seq2seq
+
     model = _load_model(args.model)
+    if args.text is not None or isinstance(model, Seq2seq):
+        if not isinstance(model, Seq2seq) or args.files or args.text is None:
+            raise CommandError("--text goes with a seq2seq model, and a seq2seq model takes --text (no files)")
+        for text in args.text:
+            try:
+                print(model.answer(text))
+            except ValueError as error:
+                raise CommandError(f"--text {text!r}: {error}") from error
+        return 0
+    if not args.files:
+        raise CommandError("give FILE(s) to classify")
     features = model.input_size
     style = None
     for name in args.files:
@@ -324,6 +370,14 @@ def _trace(args: argparse.Namespace) -> int:
 def _plot(args: argparse.Namespace) -> int:
     plot = _plot_module()
     model = _load_model(args.model)
+    if args.what == "attention" or args.text is not None:
+        if args.what != "attention" or args.text is None:
+            raise CommandError("--what attention needs --text QUESTION, and --text goes with --what attention")
+        try:
+            print(f"wrote {plot.attention_map(model, args.text, Path(args.out or 'attention.png'))}")
+        except ValueError as error:
+            raise CommandError(str(error)) from error
+        return 0
     x, t, names = _test_samples(model, args, args.samples if args.what == "activations" else None)
     out = Path(args.out or f"{args.what}.png")
     if args.what == "confusion":
@@ -409,8 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="; ".join(f"{entry.name}: {entry.help}" for entry in MODELS.values()))
     train.add_argument("--batchnorm", action="store_true", help="BatchNorm after every hidden Affine (mlp)")
     train.add_argument("--dropout", type=_fraction, default=0.0, metavar="P", help="dropout after every hidden layer (mlp)")
-    train.add_argument("--hidden", type=_positive_int, nargs="*", default=[100], metavar="N",
-                       help="hidden layer widths (default: 100)")
+    train.add_argument("--hidden", type=_positive_int, nargs="*", metavar="N",
+                       help="hidden layer widths (mlp, default: 100), or the state size (lstm: 128, "
+                       "seq2seq: 128, seq2seq-attention: 256)")
+    train.add_argument("--embed", type=_positive_int, metavar="D", help="character embedding size (seq2seq, default: 16)")
+    train.add_argument("--peeky", action="store_true", help="feed the encoder's state to every decoder step (seq2seq)")
+    train.add_argument("--reverse-input", action="store_true", help="read each question backwards (seq2seq)")
+    train.add_argument("--grad-clip", type=float, metavar="MAX_NORM",
+                       help="scale the gradients down to this total norm when above it (as torch's clip_grad_norm_)")
     train.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
     train.add_argument("--init", default="he", help="he, he_uniform, xavier, xavier_uniform (default: he)")
     train.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
@@ -442,7 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="accuracy, per-class accuracy and confusion matrix of a saved model")
     evaluate.add_argument("model", help="a model.safetensors written by handgrad")
-    evaluate.add_argument("--dataset", choices=DATASETS, default="digits")
+    evaluate.add_argument("--dataset", choices=DATASETS,
+                          help="default: the dataset recorded in the model file, else digits")
     evaluate.add_argument("--data-dir")
     evaluate.set_defaults(handler=_evaluate)
 
@@ -451,7 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "model takes them) or images (PNG, JPEG, ... with the 'images' extra). "
                                   + PREPROCESSING_HELP)
     predict.add_argument("model", help="a model.safetensors written by handgrad")
-    predict.add_argument("files", nargs="+", metavar="FILE")
+    predict.add_argument("files", nargs="*", metavar="FILE")
+    predict.add_argument("--text", action="append", metavar="TEXT",
+                         help="a question for a seq2seq model, e.g. \"september 27, 1994\" (repeatable)")
     predict.add_argument("--dataset", choices=["mnist", "fashion-mnist", "digits"],
                          help="prepare images as this dataset's were made (default: the dataset recorded in the "
                          "model file, else guessed from its input size)")
@@ -469,7 +532,9 @@ def build_parser() -> argparse.ArgumentParser:
     plot = commands.add_parser("plot", help="pictures of a saved model: confusion, mistakes, weights, activations")
     plot.add_argument("model", help="a model.safetensors written by handgrad")
     plot.add_argument("--dataset", choices=DATASETS, default="digits")
-    plot.add_argument("--what", choices=["confusion", "mistakes", "weights", "activations"], default="confusion")
+    plot.add_argument("--what", choices=["confusion", "mistakes", "weights", "activations", "attention"],
+                      default="confusion")
+    plot.add_argument("--text", metavar="QUESTION", help="for --what attention: a question for a seq2seq-attention model")
     plot.add_argument("--samples", type=_positive_int, default=1000, help="samples for --what activations")
     plot.add_argument("--out", help="PNG file to write (default: WHAT.png)")
     plot.add_argument("--data-dir")

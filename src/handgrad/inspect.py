@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .layers import Relu, Sigmoid, SoftmaxWithLoss, Tanh
+from .layers import GRU, LSTM, RNN, Relu, Sigmoid, SoftmaxWithLoss, Tanh
 from .model import Sequential
 
 __all__ = ["trace", "Trace", "LayerTrace", "stats"]
@@ -43,6 +43,9 @@ class LayerTrace:
     grad_output: dict | None = None   # dL/d(output), what backward received
     grad_input: dict | None = None    # dL/d(input), what backward returned
     params: dict = field(default_factory=dict)   # name -> {"norm", "grad_norm", "update_ratio"}
+    # For sequence layers (gradients (N, T, F)): the rms of dL/d input at each time step, where
+    # gradients that vanish back through time show as a fall from the last step to the first.
+    grad_input_by_step: list | None = None
     dead_fraction: float | None = None            # Relu: units that are 0 for every sample
     saturated_fraction: float | None = None       # Sigmoid / Tanh: outputs within 1 % of a bound
     values: dict = field(default_factory=dict)    # full arrays (as lists) when small
@@ -89,6 +92,11 @@ class Trace:
             params = "; ".join(f"{k}: {v['grad_norm']:.3g}, " + (f"{v['update_ratio']:.2g}" if v["update_ratio"] is not None
                                                                   else "- (w = 0)") for k, v in layer.params.items())
             lines.append(f"{layer.index} {layer.name:<16} {grad_in} {layer.grad_output['rms']:15.3g}  {params}")
+        steps = [layer for layer in reversed(self.layers) if layer.grad_input_by_step]
+        if steps:
+            lines += ["", "dL/d input rms by time step (first ... last), sequence layers:"]
+        for layer in steps:
+            lines.append(f"{layer.index} {layer.name:<16} " + " ".join(f"{v:.2g}" for v in layer.grad_input_by_step))
         lines += ["", "warnings:" if self.warnings else "warnings: none"]
         lines += [f"  - {w}" for w in self.warnings]
         return "\n".join(lines)
@@ -141,6 +149,10 @@ def trace(model, x, t, lr: float = 1e-3, train: bool = False, max_values: int = 
         for record, (grad_out, grad_in) in zip(records, _backward_by_layer(model)):
             record.grad_output = stats(grad_out)
             record.grad_input = stats(grad_in) if grad_in is not None else None
+            layer = model.layers[record.index]
+            if grad_in is not None and isinstance(layer, (RNN, LSTM, GRU)):
+                by_step = np.asarray(grad_in, dtype=np.float64)
+                record.grad_input_by_step = np.sqrt(np.mean(by_step * by_step, axis=(0, 2))).tolist()
             if grad_out.size <= max_values:
                 record.values["grad_output"] = np.asarray(grad_out).tolist()
             if grad_in is not None and grad_in.size <= max_values:
@@ -185,6 +197,10 @@ def _warnings(records, loss, probabilities) -> list:
         if r.saturated_fraction is not None and r.saturated_fraction > SATURATION_WARNING:
             warnings.append(f"layer {r.index} {r.name}: {100 * r.saturated_fraction:.0f}% of outputs are saturated; "
                             "their gradients nearly vanish")
+        steps = r.grad_input_by_step
+        if steps and len(steps) > 1 and steps[-1] > 0 and steps[0] / steps[-1] < VANISHING_RATIO:
+            warnings.append(f"layer {r.index} {r.name}: gradients vanish back through time: dL/d input rms "
+                            f"{steps[-1]:.3g} at the last step, {steps[0]:.3g} at the first")
         for key, p in r.params.items():
             if p["grad_norm"] > EXPLODING_NORM:
                 warnings.append(f"layer {r.index} {r.name}: exploding gradient, |d{key}| = {p['grad_norm']:.3g}")

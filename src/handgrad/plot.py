@@ -255,3 +255,29 @@ def activations(model, x, path, bins: int = 30) -> Path:
         ax.set_yticks([])
     fig.suptitle(f"activation distributions on {len(x)} samples")
     return _save(fig, path)
+
+
+def attention_map(model, question: str, path) -> Path:
+    """Where an attention seq2seq model looks: for each character of its answer (rows), the
+    attention weights over the characters of the question (columns), the second book's
+    figure of chapter 8. The answer is the model's own (greedy)."""
+    path = _output_path(path, "attention")
+    if not getattr(model, "attention", False) or not hasattr(model, "generate"):
+        raise ValueError("attention pictures need a seq2seq model with attention (--model seq2seq-attention)")
+    plt = _pyplot()
+    answer = model.answer(question)  # refuses a question too long or with unknown characters
+    padded = question.ljust(model.question_length)
+    ids = model.vocab.encode(padded)[None]
+    with model.mode(False):
+        generated = model.generate(ids)
+        model.decode(model.encode(ids), generated[:, :-1])
+    weights = model._children["attention"].attention[0]  # (answer steps, question characters)
+    columns = list(padded[::-1] if model.reverse_input else padded)
+    rows = list(model.vocab.decode(generated[0, 1:]))
+    fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(columns)), max(3, 0.4 * len(rows))), layout="constrained")
+    image = ax.imshow(weights, cmap="Greys", vmin=0, vmax=1, aspect="auto")
+    fig.colorbar(image, ax=ax, label="attention weight")
+    ax.set(xticks=range(len(columns)), yticks=range(len(rows)), xticklabels=columns, yticklabels=rows,
+           xlabel="question" + (" (read backwards)" if model.reverse_input else ""), ylabel="answer",
+           title=f"{question.strip()!r} -> {answer!r}")
+    return _save(fig, path)

@@ -103,7 +103,7 @@ def _mlp(task: Task, options: dict):
     from .model import mlp
 
     features = int(np.prod(task.sample_shape))
-    hidden = options["hidden"]
+    hidden = options["hidden"] if options["hidden"] is not None else [100]
     model = mlp(features, hidden, task.num_classes, activation=options["activation"], init=options["init"],
                 seed=options["seed"], batchnorm=options["batchnorm"], dropout=options["dropout"],
                 weight_decay=options["weight_decay_l2"])
@@ -124,14 +124,62 @@ def _convnet(kind: str):
     return build
 
 
+def _lstm(task: Task, options: dict):
+    """Read each sample as a sequence and classify it from the LSTM's last state: an image's
+    rows (sequential MNIST: 28 steps of 28 pixels), or a signal's values one at a time."""
+    from .layers import LSTM, Affine, LastStep, Reshape
+    from .model import Sequential
+
+    if task.kind == "images":
+        steps, width = task.sample_shape[-2], int(np.prod(task.sample_shape)) // task.sample_shape[-2]
+    else:
+        steps, width = int(np.prod(task.sample_shape)), 1
+    hidden = options["hidden"] if options["hidden"] is not None else [128]
+    if len(hidden) != 1:
+        raise ValueError(f"--model lstm takes one --hidden size, got {len(hidden)}")
+    H = hidden[0]
+    rng = np.random.default_rng(options["seed"])
+    bound = 1 / np.sqrt(H)  # PyTorch's LSTM initialisation, so that curves compare
+
+    def uniform(*shape):
+        return rng.uniform(-bound, bound, shape).astype(np.float32)
+
+    layers = [Reshape((steps, width)), LSTM(uniform(width, 4 * H), uniform(H, 4 * H), uniform(4 * H) + uniform(4 * H)),
+              LastStep(), Affine(uniform(H, task.num_classes), uniform(task.num_classes))]
+    model = Sequential(layers, seed=options["seed"], input_shape=task.sample_shape)
+    return model, f"LSTM {H} over {steps} steps of {width} values, last state -> Affine {task.num_classes}"
+
+
+def _seq2seq(attention: bool):
+    def build(task: Task, options: dict):
+        from .model import Seq2seq
+
+        hidden = options["hidden"] if options["hidden"] is not None else [256 if attention else 128]
+        if len(hidden) != 1:
+            raise ValueError(f"--model seq2seq takes one --hidden size, got {len(hidden)}")
+        (x, t), _ = task.train, task.test
+        model = Seq2seq(task.vocab, x.shape[1], t.shape[1], embed=options["embed"] or 16, hidden=hidden[0],
+                        peeky=options["peeky"], attention=attention, reverse_input=options["reverse_input"],
+                        seed=options["seed"])
+        return model, model.describe()
+    return build
+
+
 _MLP_OPTIONS = frozenset({"hidden", "activation", "init", "seed", "batchnorm", "dropout", "weight_decay_l2"})
 _CONV_OPTIONS = frozenset({"init", "seed", "weight_decay_l2"})
+_SEQ2SEQ_OPTIONS = frozenset({"hidden", "embed", "reverse_input", "seed"})
 
 MODELS = {entry.name: entry for entry in (
     ModelEntry("mlp", "a multilayer perceptron (--hidden, --activation, --batchnorm, --dropout)",
                ("images", "signals"), _mlp, _MLP_OPTIONS),
     ModelEntry("cnn", "the book's SimpleConvNet", ("images",), _convnet("cnn"), _CONV_OPTIONS),
     ModelEntry("deep-cnn", "the book's DeepConvNet", ("images",), _convnet("deep-cnn"), _CONV_OPTIONS),
+    ModelEntry("lstm", "an LSTM reading each image row by row (or a signal value by value), then Affine",
+               ("images", "signals"), _lstm, frozenset({"hidden", "seed"})),
+    ModelEntry("seq2seq", "the second book's seq2seq: LSTM encoder and decoder (--peeky, --reverse-input)",
+               ("seq2seq",), _seq2seq(False), _SEQ2SEQ_OPTIONS | {"peeky"}),
+    ModelEntry("seq2seq-attention", "seq2seq with the second book's attention over the encoder's states",
+               ("seq2seq",), _seq2seq(True), _SEQ2SEQ_OPTIONS),
 )}
 
 

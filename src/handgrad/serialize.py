@@ -321,10 +321,13 @@ def read_safetensors(path) -> tuple[dict, dict]:
 
 
 def layer_tensors(model, prefix: str = "") -> dict:
-    """Every layer's parameters and buffers (running statistics) keyed ``"<index>.<name>"``,
-    whatever names the model itself shows."""
-    return {f"{prefix}{i}.{key}": value for i, layer in enumerate(model.layers)
-            for key, value in {**layer.params, **getattr(layer, "buffers", {})}.items()}
+    """Every parameter and buffer (running statistics) of the model, keyed by path
+    (``"<index>.<name>"`` for a Sequential, ``"decoder.Wx"`` for a composite model)."""
+    from .model import Sequential
+
+    # A Sequential's by layer index, whatever names a subclass shows (TwoLayerNet's "W1").
+    params = Sequential.params.fget(model) if isinstance(model, Sequential) else model.params
+    return {f"{prefix}{key}": value for key, value in {**params, **model.buffers}.items()}
 
 
 def _is_own_key(key: str) -> bool:
@@ -367,9 +370,40 @@ def _expected_shapes(path, where: str, layer_spec) -> dict:
     return {name: tuple(shape) for name, shape in shapes.items()}
 
 
+def _model_class(path, spec):
+    """The registered model class a spec names (``{"model": "Seq2seq", ...}``), or None for a
+    Sequential's spec (``{"layers": [...], ...}``)."""
+    from .model import MODEL_TYPES
+
+    if not isinstance(spec, dict) or "model" not in spec:
+        return None
+    kind = spec["model"]
+    if not isinstance(kind, str) or kind not in MODEL_TYPES:
+        raise SerializationError(f"{path}: unknown model type {str(kind)[:80]!r}; known: {', '.join(sorted(MODEL_TYPES))}")
+    return MODEL_TYPES[kind]
+
+
+def _compare_shapes(path, expected: dict, tensors: dict) -> None:
+    if set(tensors) != set(expected):
+        raise SerializationError(f"{path}: weights {sorted(set(tensors) ^ set(expected))[:20]} do not match "
+                                 f"the architecture")
+    for name, shape in expected.items():
+        if tensors[name].shape != tuple(shape):
+            raise SerializationError(f"{path}: weight {name!r} has shape {tensors[name].shape}, "
+                                     f"the architecture needs {tuple(shape)}")
+
+
 def _check_spec(path, spec, tensors: dict) -> None:
     """Everything in the architecture that could allocate or misbehave, checked against the
     stored tensors before a single layer is built."""
+    model_class = _model_class(path, spec)
+    if model_class is not None:
+        try:
+            expected = model_class.param_shapes(spec)
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as error:
+            raise SerializationError(f"{path}: {spec['model']} has a bad description: {error}") from error
+        _compare_shapes(path, expected, tensors)
+        return
     if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list):
         raise SerializationError(f"{path}: architecture has no list of layers")
     expected = {}
@@ -378,13 +412,7 @@ def _check_spec(path, spec, tensors: dict) -> None:
             expected[f"{i}.{name}"] = shape
     if _expected_shapes(path, "the loss layer", spec.get("loss", {"type": "SoftmaxWithLoss"})):
         raise SerializationError(f"{path}: the loss layer has parameters, which a model file does not store")
-    if set(tensors) != set(expected):
-        raise SerializationError(f"{path}: weights {sorted(set(tensors) ^ set(expected))[:20]} do not match "
-                                 f"the architecture")
-    for name, shape in expected.items():
-        if tensors[name].shape != shape:
-            raise SerializationError(f"{path}: weight {name!r} has shape {tensors[name].shape}, "
-                                     f"the architecture needs {shape}")
+    _compare_shapes(path, expected, tensors)
     decay = spec.get("weight_decay", 0.0)
     if not (isinstance(decay, (int, float)) and not isinstance(decay, bool) and decay >= 0):
         raise SerializationError(f"{path}: weight_decay must be a number >= 0, got {str(decay)[:40]}")
@@ -403,7 +431,13 @@ def build_model(spec, path="model", dtype=np.float32, tensors: dict | None = Non
 
     if tensors is not None:
         _check_spec(path, spec, tensors)
-    elif not isinstance(spec, dict) or not isinstance(spec.get("layers"), list):
+    model_class = _model_class(path, spec)
+    if model_class is not None:
+        try:
+            return model_class.from_spec(spec, dtype)
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as error:
+            raise SerializationError(f"{path}: {spec['model']} has a bad description: {error}") from error
+    if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list):
         raise SerializationError(f"{path}: architecture has no list of layers")
 
     def make(layer_spec, where):

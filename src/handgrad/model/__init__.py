@@ -101,6 +101,11 @@ class Sequential:
         return {f"{i}.{key}": value for i, layer in enumerate(self.layers) for key, value in layer.grads.items()}
 
     @property
+    def buffers(self) -> dict[str, np.ndarray]:
+        """State saved with the model but not trained (BatchNorm's running statistics), by path."""
+        return {f"{i}.{key}": value for i, layer in enumerate(self.layers) for key, value in layer.buffers.items()}
+
+    @property
     def num_params(self) -> int:
         return int(sum(value.size for value in self.params.values()))
 
@@ -398,3 +403,12 @@ class DeepConvNet(Sequential):
         layers += [Flatten(), _affine(channels * h * w, hidden_size, rng, init, dtype), Relu(), Dropout(dropout),
                    _affine(hidden_size, output_size, rng, init, dtype), Dropout(dropout)]
         super().__init__(layers, weight_decay=weight_decay, seed=rng, input_shape=input_dim)
+
+
+from .seq2seq import Seq2seq  # noqa: E402  (it builds on the layers above)
+
+#: Every model type besides Sequential that ``handgrad.load`` may rebuild, by the name its spec
+#: gives (``{"model": "Seq2seq", ...}``). One place, as LAYER_TYPES is for layers.
+MODEL_TYPES = {cls.__name__: cls for cls in (Seq2seq,)}
+
+__all__ += ["Seq2seq", "MODEL_TYPES"]

@@ -1,0 +1,77 @@
+"""Seq2seq (the second book's chapters 7 and 8): gradients against numerical ones for every
+variant, greedy answers, exact-answer accuracy, save/load, and learning a task for real."""
+
+import numpy as np
+import pytest
+
+import handgrad as hg
+from handgrad.data import CharVocab
+from handgrad.gradcheck import numerical_gradient
+from handgrad.model import Seq2seq
+
+VOCAB = CharVocab("0123456789+ _")
+
+
+def toy_sums(n, seed=0):
+    """Questions 'a+b' (one digit each, 3 characters) and answers '_s ' padded to 4: a small
+    problem of the book's kind that a seq2seq learns in seconds."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, 10, n), rng.integers(0, 10, n)
+    x = np.stack([VOCAB.encode(f"{i}+{j}") for i, j in zip(a, b)])
+    t = np.stack([VOCAB.encode(f"_{i + j}".ljust(4)) for i, j in zip(a, b)])
+    return x, t
+
+
+VARIANTS = [dict(), dict(peeky=True), dict(attention=True), dict(reverse_input=True), dict(peeky=True, reverse_input=True)]
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: "-".join(v) or "plain")
+def test_every_gradient_matches_the_numerical_one(variant):
+    model = Seq2seq(VOCAB, 3, 4, embed=3, hidden=5, seed=1, dtype=np.float64, **variant)
+    rng = np.random.default_rng(2)
+    for value in model.params.values():  # weights of order 1: gradients well above rounding
+        value[...] = rng.standard_normal(value.shape)
+    x, t = toy_sums(4, seed=3)
+    model.loss(x, t)
+    model.backward()
+    analytic = {name: grad.copy() for name, grad in model.grads.items()}
+    for name, value in model.params.items():
+        numerical = numerical_gradient(lambda _: model.loss(x, t), value)
+        error = np.abs(analytic[name] - numerical).max() / np.abs(numerical).max()
+        assert error < 1e-6, (name, error)
+
+
+def test_generation_is_greedy_decoding_of_the_models_own_scores():
+    model = Seq2seq(VOCAB, 3, 4, embed=4, hidden=6, attention=True, seed=0, dtype=np.float64)
+    x, _ = toy_sums(5)
+    answers = model.generate(x)
+    assert answers.shape == (5, 4) and answers.dtype == np.int64 and np.all(answers[:, 0] == VOCAB.id_of("_"))
+    with model.mode(False):  # step by step: each character is the argmax given the ones before it
+        scores = model.decode(model.encode(x), answers[:, :-1])
+    np.testing.assert_array_equal(scores.argmax(axis=-1), answers[:, 1:])
+
+
+def test_learns_one_digit_sums_and_answers_in_text(tmp_path):
+    x, t = toy_sums(2000)
+    x_test, t_test = toy_sums(300, seed=9)
+    model = Seq2seq(VOCAB, 3, 4, embed=8, hidden=32, attention=True, seed=0)
+    history = hg.fit(model, hg.optim.Adam(lr=1e-2), (x, t), val=(x_test, t_test), epochs=8, batch_size=64, seed=0)
+    assert history["val_accuracy"][-1] >= 0.9  # whole answers right, generated
+    assert history["val_accuracy"][-1] == pytest.approx(model.accuracy(x_test, t_test))
+    assert model.answer("3+4") == "7" and model.answer("9+8") == "17"
+    hg.save(model, tmp_path / "s2s.safetensors")
+    again = hg.load(tmp_path / "s2s.safetensors")
+    assert again.spec() == model.spec()
+    np.testing.assert_array_equal(again.generate(x_test), model.generate(x_test))
+
+
+def test_bad_questions_are_refused_clearly():
+    model = Seq2seq(VOCAB, 3, 4, embed=4, hidden=6, seed=0)
+    with pytest.raises(ValueError, match="the question has 5 characters; this model reads at most 3"):
+        model.answer("12+34")
+    with pytest.raises(ValueError, match="characters 'x' are not in the vocabulary"):
+        model.answer("1+x")
+    with pytest.raises(ValueError, match=r"Seq2seq: expected questions of shape \(N, 3\), got \(2, 4\)"):
+        model.generate(np.zeros((2, 4), dtype=np.int64))
+    with pytest.raises(ValueError, match="choose peeky or attention, not both"):
+        Seq2seq(VOCAB, 3, 4, peeky=True, attention=True)
