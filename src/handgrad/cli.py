@@ -67,7 +67,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: int, plot, options: dict) -> int:
     import handgrad as hg
-    from .registry import build_model, load_task
+    from .registry import MODELS, build_model, load_task
 
     checkpoint = out / "checkpoint.safetensors"
     task = load_task(args.dataset, args.data_dir)
@@ -88,6 +88,7 @@ def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: in
         raise CommandError("--early-stopping needs --val-split (stopping on the test set would leak it)")
 
     model, description = build_model(args.model, task, options)
+    grad_clip = args.grad_clip if args.grad_clip is not None else MODELS[args.model].grad_clip
     lr = args.lr if args.lr is not None else (0.1 if args.optimizer in ("sgd", "momentum", "nesterov") else
                                               0.01 if args.optimizer == "adagrad" else 1e-3)
     optimizer = hg.optim.OPTIMIZERS[args.optimizer](lr=lr, weight_decay=args.weight_decay)
@@ -101,7 +102,7 @@ def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: in
               f"({record['seconds']:.2f} s)", flush=True)
 
     history = hg.fit(model, optimizer, (x_train, t_train), val=val, epochs=epochs, batch_size=batch_size,
-                     seed=args.seed, early_stopping=args.early_stopping, scheduler=scheduler, grad_clip=args.grad_clip,
+                     seed=args.seed, early_stopping=args.early_stopping, scheduler=scheduler, grad_clip=grad_clip,
                      checkpoint=checkpoint if (args.checkpoint_every or args.resume) else None,
                      checkpoint_every=args.checkpoint_every, resume=args.resume, log=log)
     test_accuracy = hg.train.evaluate(model, x_test, t_test)[1]
@@ -470,7 +471,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--peeky", action="store_true", help="feed the encoder's state to every decoder step (seq2seq)")
     train.add_argument("--reverse-input", action="store_true", help="read each question backwards (seq2seq)")
     train.add_argument("--grad-clip", type=float, metavar="MAX_NORM",
-                       help="scale the gradients down to this total norm when above it (as torch's clip_grad_norm_)")
+                       help="scale the gradients down to this total norm when above it (as torch's clip_grad_norm_; "
+                       "default: none, 5 for seq2seq models as in the book)")
     train.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
     train.add_argument("--init", default="he", help="he, he_uniform, xavier, xavier_uniform (default: he)")
     train.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")

@@ -50,6 +50,7 @@ class ModelEntry:
     kinds: tuple                      # the dataset kinds it can learn
     build: Callable                   # (task, options) -> (model, one-line description)
     options: frozenset = field(default_factory=frozenset)  # the model options it reads
+    grad_clip: float | None = None    # the default --grad-clip (the book clips seq2seq at 5)
 
 
 # --- datasets -------------------------------------------------------------------------------------
@@ -177,9 +178,9 @@ MODELS = {entry.name: entry for entry in (
     ModelEntry("lstm", "an LSTM reading each image row by row (or a signal value by value), then Affine",
                ("images", "signals"), _lstm, frozenset({"hidden", "seed"})),
     ModelEntry("seq2seq", "the second book's seq2seq: LSTM encoder and decoder (--peeky, --reverse-input)",
-               ("seq2seq",), _seq2seq(False), _SEQ2SEQ_OPTIONS | {"peeky"}),
+               ("seq2seq",), _seq2seq(False), _SEQ2SEQ_OPTIONS | {"peeky"}, grad_clip=5.0),
     ModelEntry("seq2seq-attention", "seq2seq with the second book's attention over the encoder's states",
-               ("seq2seq",), _seq2seq(True), _SEQ2SEQ_OPTIONS),
+               ("seq2seq",), _seq2seq(True), _SEQ2SEQ_OPTIONS, grad_clip=5.0),
 )}
 
 

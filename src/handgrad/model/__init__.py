@@ -205,14 +205,16 @@ class Sequential:
             layer.zero_grad()
 
     def backward(self, dout: float = 1.0, input_grad: bool = True) -> np.ndarray | None:
-        """Backpropagate; returns dL/dx. ``input_grad=False`` (what ``fit`` uses) lets the first
-        layer skip computing dx, which only a caller inspecting the input would need."""
+        """Backpropagate; returns dL/dx. ``input_grad=False`` (what ``fit`` uses) stops at the
+        first layer with parameters, which skips computing its dx: below it nothing needs a
+        gradient (a Reshape or Embedding before an LSTM, say); None is returned."""
         self.zero_grad()
         dout = self.loss_layer.backward(dout)
-        for index in range(len(self.layers) - 1, -1, -1):
-            dout = self.layer_backward(index, dout, input_grad=input_grad or index > 0)
+        first = next((i for i, layer in enumerate(self.layers) if layer.params), 0) if not input_grad else 0
+        for index in range(len(self.layers) - 1, first - 1, -1):
+            dout = self.layer_backward(index, dout, input_grad=input_grad or index > first)
         self.add_weight_decay_grads()
-        return dout
+        return dout if input_grad else None
 
     def accuracy(self, x, t, batch_size: int = 1000) -> float:
         """Fraction of samples whose highest score is the target class, over every sample
