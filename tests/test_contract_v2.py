@@ -165,3 +165,14 @@ def test_every_exported_layer_is_registered_once_and_survives_its_spec():
         assert rebuilt.spec() == spec, name
         shapes = L.LAYER_TYPES[name].param_shapes(spec)
         assert shapes == {k: v.shape for k, v in {**rebuilt.params, **rebuilt.buffers}.items()}, name
+
+
+def test_summary_lists_nested_layers_by_path():
+    text = nested_model().summary_text()
+    lines = text.splitlines()
+    assert any(line.startswith("1 Residual") and "(N, 4)" in line for line in lines)
+    nested = [line.split()[0] for line in lines if line.startswith("  ")]
+    assert nested == ["1.body", "1.body.0", "1.body.1", "1.body.2"]
+    assert lines[-1] == f"total parameters: {nested_model().num_params:,}"
+    ids_first = hg.Sequential([L.Embedding(np.ones((5, 3))), affine(np.random.default_rng(0), 3, 2)])
+    assert "(N, 4, 3)" in ids_first.summary_text(input_shape=(4,))  # ids stay integers

@@ -13,7 +13,7 @@ from .. import functions as F
 from .. import init as initializers
 from ..gradcheck import numerical_gradient as _numerical_gradient
 from ..layers.base import with_layer_path
-from ..layers import (Affine, BatchNorm, Convolution, Dropout, Flatten, Layer, Pooling, Relu, Sigmoid,
+from ..layers import (Affine, BatchNorm, Convolution, Dropout, Embedding, Flatten, Layer, Pooling, Relu, Sigmoid,
                      SoftmaxWithLoss, Tanh)
 
 __all__ = ["Sequential", "mlp", "TwoLayerNet", "SimpleConvNet", "DeepConvNet", "ACTIVATIONS"]
@@ -251,8 +251,9 @@ class Sequential:
 
     def summary_text(self, input_shape: tuple | None = None) -> str:
         """A table as a string: each layer, its output shape for one sample, its parameter
-        count; then the total. ``input_shape``: one sample's shape, needed only when the model
-        has no ``input_shape`` and no Affine layer to read it from."""
+        count, and below a composite layer its nested layers by path (``1.body.0``); then the
+        total. ``input_shape``: one sample's shape, needed only when the model has no
+        ``input_shape`` and no Affine layer to read it from."""
         if input_shape is None:
             input_shape = self.input_shape
         if input_shape is None:
@@ -260,6 +261,8 @@ class Sequential:
                 raise ValueError("summary: give input_shape (the model has no Affine layer to read it from)")
             input_shape = (self.input_size,)
         dtype = next(iter(self.params.values())).dtype if self.params else np.float32
+        if self.layers and isinstance(self.layers[0], Embedding):
+            dtype = np.int64  # token ids stay integers
         x = np.zeros((1,) + tuple(input_shape), dtype=dtype)
         rows = [("layer", "output shape", "params")]
         with self.mode(False):
@@ -267,6 +270,9 @@ class Sequential:
                 x = self.layer_forward(index, x)
                 count = sum(v.size for v in layer.params.values())
                 rows.append((f"{index} {layer!r}", str(("N",) + x.shape[1:]).replace("'", ""), f"{count:,}"))
+                for path, child in layer.named_layers(f"{index}."):
+                    label = repr(child) if not child.children() else child.name
+                    rows.append((f"  {path} {label}", "", f"{sum(v.size for v in child.params.values()):,}"))
         rows.append(("loss " + self.loss_layer.name, "", ""))
         widths = [max(len(row[i]) for row in rows) for i in range(3)]
         lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}".rstrip() for a, b, c in rows]
