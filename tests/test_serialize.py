@@ -205,7 +205,9 @@ def test_model_files_written_by_release_0_1_0_still_load_and_predict_the_same(na
     expected = np.load(FIXTURES / f"{name}_probabilities.npy")
     # float32 models: the same numbers up to float32 rounding, whatever the processor's SIMD paths.
     np.testing.assert_allclose(model.predict_proba(x), expected, rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(model.predict_proba(x).argmax(axis=1), expected.argmax(axis=1))
+    top_two = np.sort(expected, axis=1)[:, -2:]
+    clear = top_two[:, 1] - top_two[:, 0] > 1e-3  # a near tie may fall either way on another processor
+    np.testing.assert_array_equal(model.predict_proba(x).argmax(axis=1)[clear], expected.argmax(axis=1)[clear])
 
 
 def test_release_0_1_0_files_are_checked_by_their_data_digest(tmp_path):
