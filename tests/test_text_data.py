@@ -75,3 +75,12 @@ def test_shakespeare_follows_nanogpts_convention():
     assert len(vocab) == 65 and vocab.chars[:3] == ("\n", " ", "!")
     assert len(train) == 1003854 and len(val) == 111540 and train.dtype == np.int64
     assert vocab.decode(train[:14]) == "First Citizen:"
+
+
+@needs_shakespeare
+def test_shakespeare_through_load_dataset_is_inputs_and_next_tokens():
+    (x, t), (x_val, t_val) = D.load_dataset("shakespeare", data_dir=SHARED_DATA)
+    train, val, _ = D.load_shakespeare(data_dir=SHARED_DATA)
+    np.testing.assert_array_equal(x, train[:-1])
+    np.testing.assert_array_equal(t, train[1:])
+    assert len(x_val) == len(val) - 1 and x.dtype == np.int64

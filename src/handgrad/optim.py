@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam", "AdamW",
-           "StepLR", "CosineAnnealingLR", "OPTIMIZERS", "clip_grad_norm"]
+           "StepLR", "CosineAnnealingLR", "WarmupCosineLR", "OPTIMIZERS", "clip_grad_norm"]
 
 
 class Optimizer:
@@ -175,6 +175,7 @@ class Adam(Optimizer):
     ``p -= lr / (1 - β1^t) * m / (sqrt(v) / sqrt(1 - β2^t) + eps)``."""
 
     decoupled_weight_decay = False
+    matrices_only = False
 
     def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0) -> None:
         super().__init__(lr, weight_decay)
@@ -186,7 +187,8 @@ class Adam(Optimizer):
     def _update_one(self, name, param, grad, state):
         beta1, beta2 = self.betas
         if self.decoupled_weight_decay:
-            param *= 1.0 - self.lr * self.weight_decay
+            if self.weight_decay and (not self.matrices_only or param.ndim >= 2):
+                param *= 1.0 - self.lr * self.weight_decay
             g = grad
         else:
             g = self._decayed(param, grad)
@@ -204,12 +206,41 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """torch.optim.AdamW: Adam whose weight decay is decoupled, ``p -= lr λ p`` before the step."""
+    """torch.optim.AdamW: Adam whose weight decay is decoupled, ``p -= lr λ p`` before the step.
+
+    ``matrices_only=True`` decays only parameters of two or more dimensions (weight matrices
+    and embeddings), not biases or LayerNorm's gains: nanoGPT's two parameter groups."""
 
     decoupled_weight_decay = True
 
-    def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01) -> None:
+    def __init__(self, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01,
+                 matrices_only: bool = False) -> None:
         super().__init__(lr, betas, eps, weight_decay)
+        self.matrices_only = bool(matrices_only)
+
+
+class WarmupCosineLR:
+    """nanoGPT's learning rate by step: linear warmup, then cosine decay to ``min_lr``.
+
+    ``lr_at(it) = base_lr (it + 1) / (warmup + 1)`` while ``it < warmup``; ``min_lr`` after
+    ``decay_steps``; in between ``min_lr + (base_lr - min_lr) (1 + cos(pi r)) / 2`` with
+    ``r = (it - warmup) / (decay_steps - warmup)``. Stateless: the trainer sets the optimizer's
+    ``lr = lr_at(step)`` before every step (so a resumed run needs only the step count)."""
+
+    def __init__(self, base_lr: float, warmup_steps: int, decay_steps: int, min_lr: float = 0.0) -> None:
+        if not (0 <= warmup_steps <= decay_steps) or decay_steps < 1 or not 0 <= min_lr <= base_lr:
+            raise ValueError(f"WarmupCosineLR: need 0 <= warmup_steps <= decay_steps, decay_steps >= 1 and "
+                             f"0 <= min_lr <= base_lr; got {warmup_steps}, {decay_steps}, {min_lr}, {base_lr}")
+        self.base_lr, self.warmup_steps = float(base_lr), int(warmup_steps)
+        self.decay_steps, self.min_lr = int(decay_steps), float(min_lr)
+
+    def lr_at(self, it: int) -> float:
+        if it < self.warmup_steps:
+            return self.base_lr * (it + 1) / (self.warmup_steps + 1)
+        if it > self.decay_steps:
+            return self.min_lr
+        ratio = (it - self.warmup_steps) / max(self.decay_steps - self.warmup_steps, 1)
+        return self.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (self.base_lr - self.min_lr)
 
 
 OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad": AdaGrad,

@@ -20,7 +20,7 @@ import numpy as np
 from . import serialize
 from .optim import clip_grad_norm
 
-__all__ = ["fit", "evaluate", "confusion_matrix", "History", "TrainingDiverged", "ResumeMismatch"]
+__all__ = ["fit", "fit_lm", "lm_batch", "estimate_loss", "evaluate", "confusion_matrix", "History", "TrainingDiverged", "ResumeMismatch"]
 
 CHECKPOINT_FORMAT = "handgrad.checkpoint"
 
@@ -162,7 +162,7 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
 
     rng = np.random.default_rng(seed)
     # What decides the trajectory of the run: a resumed run must have the very same.
-    settings = {"batch_size": batch_size, "seed": seed if isinstance(seed, int) else repr(seed),
+    settings = {"unit": "epochs", "batch_size": batch_size, "seed": seed if isinstance(seed, int) else repr(seed),
                 "optimizer": _settings_of(optimizer), "scheduler": _settings_of(scheduler),
                 "early_stopping": early_stopping, "min_delta": min_delta, "grad_clip": grad_clip}
     state = {"epoch": 0, "global_step": 0, "best_loss": math.inf, "best_epoch": None, "wait": 0, "stopped_early": False}
@@ -324,9 +324,10 @@ def _check_resumable(path, saved: dict, settings: dict, epochs: int, epochs_done
     if differences:
         raise ResumeMismatch(f"{path}: cannot resume with other settings than the checkpoint's run: "
                              + "; ".join(differences) + ". Use the same settings, or start a new run (another --out).")
+    unit, asked = ("steps", "max_steps") if saved.get("unit") == "steps" else ("epochs", "epochs")
     if epochs < epochs_done:
-        raise ResumeMismatch(f"{path}: the checkpoint has already trained {epochs_done} epochs; "
-                             f"epochs={epochs} asks for fewer. Ask for {epochs_done} or more.")
+        raise ResumeMismatch(f"{path}: the checkpoint has already trained {epochs_done} {unit}; "
+                             f"{asked}={epochs} asks for fewer. Ask for {epochs_done} or more.")
 
 
 def _load_checkpoint(path, model, optimizer, scheduler, rng, settings, epochs):
@@ -336,7 +337,7 @@ def _load_checkpoint(path, model, optimizer, scheduler, rng, settings, epochs):
     try:
         architecture = json.loads(metadata["architecture"])
         meta = json.loads(metadata["training"])
-        done = int(meta["state"]["epoch"])
+        done = int(meta["state"]["step" if "step" in meta["state"] else "epoch"])
     except (KeyError, TypeError, ValueError) as error:  # a file that passed its digest but is not ours
         raise serialize.SerializationError(f"{path}: checkpoint metadata missing or malformed ({error!r})") from error
     if architecture != model.spec():
@@ -365,3 +366,110 @@ def _load_checkpoint(path, model, optimizer, scheduler, rng, settings, epochs):
         raise serialize.SerializationError(f"{path}: checkpoint training state malformed ({error!r})") from error
     best = {k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")} or None
     return state, history, best
+
+
+# --- language models: training by steps on a token stream (nanoGPT's loop) ----------------------
+
+
+def lm_batch(x, t, block_size: int, batch_size: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """nanoGPT's ``get_batch``: ``batch_size`` windows of ``block_size`` tokens at random
+    starts (uniform over every start that fits) of the aligned streams ``x`` and ``t``
+    (``t[i]`` is the token after ``x[i]``); (N, T) int64 each."""
+    starts = rng.integers(0, len(x) - block_size + 1, size=batch_size)
+    window = starts[:, None] + np.arange(block_size)
+    return x[window], t[window]
+
+
+def estimate_loss(model, x, t, block_size: int, batch_size: int, iters: int, rng) -> float:
+    """nanoGPT's ``estimate_loss`` for one split: the mean loss over ``iters`` random batches,
+    in evaluation mode."""
+    losses = []
+    with model.mode(False):
+        for _ in range(iters):
+            xb, tb = lm_batch(x, t, block_size, batch_size, rng)
+            losses.append(model.loss_layer.forward(*scores_and_targets(model, xb, tb)))
+    return float(np.mean(losses))
+
+
+def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 12, max_steps: int = 2000,
+           eval_interval: int = 250, eval_iters: int = 200, schedule=None, grad_clip: float | None = None,
+           seed=0, checkpoint=None, resume: bool = False, log=None) -> History:
+    """Train a language model by steps, as nanoGPT's ``train.py``; returns the :class:`History`
+    with one record per evaluation (``step``, ``train_loss``, ``val_loss``, ``lr``, ``seconds``,
+    ``tokens_per_second``).
+
+    * ``train``, ``val``: aligned token streams ``(x, t)`` with ``t[i]`` the token after ``x[i]``
+      (``hg.data.load_dataset("shakespeare")``); batches are random windows (:func:`lm_batch`)
+      drawn from ``numpy.random.default_rng(seed)``.
+    * Every ``eval_interval`` steps and after the last: the mean loss over ``eval_iters`` random
+      batches of each split (:func:`estimate_loss`, evaluation mode, its own seeded generator).
+    * ``schedule``: an ``optim.WarmupCosineLR``; the optimizer's lr is set from it before each step.
+    * ``grad_clip``: clip the gradients' total norm before each update.
+    * ``checkpoint=path``: written (atomically) at every evaluation; ``resume=True`` continues
+      from it exactly (the same batches, the same evaluations), refusing other settings.
+    """
+    _check_count("block_size", block_size, minimum=1)
+    _check_count("batch_size", batch_size, minimum=1)
+    _check_count("max_steps", max_steps, minimum=0)
+    _check_count("eval_interval", eval_interval, minimum=1)
+    _check_count("eval_iters", eval_iters, minimum=1)
+    streams = {}
+    for name, pair in (("training", train), ("validation", val)):
+        x, t = (np.asarray(a) for a in pair)
+        if x.ndim != 1 or x.shape != t.shape or x.dtype.kind not in "iu" or t.dtype.kind not in "iu":
+            raise ValueError(f"fit_lm: the {name} data must be two aligned 1-D streams of token ids, got "
+                             f"{x.shape} {x.dtype} and {t.shape} {t.dtype}")
+        if len(x) < block_size:
+            raise ValueError(f"fit_lm: the {name} stream has {len(x)} tokens, fewer than block_size={block_size}")
+        streams[name] = (x, t)
+    if grad_clip is not None and not grad_clip > 0:
+        raise ValueError(f"fit_lm: grad_clip must be a number > 0, got {grad_clip!r}")
+    settings = {"unit": "steps", "block_size": block_size, "batch_size": batch_size, "seed": seed,
+                "eval_interval": eval_interval, "eval_iters": eval_iters, "grad_clip": grad_clip,
+                "optimizer": _settings_of(optimizer), "schedule": _settings_of(schedule)}
+    rng = np.random.default_rng(seed)
+    state = {"step": 0}
+    history = History()
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        state, history, _ = _load_checkpoint(checkpoint, model, optimizer, None, rng, settings, max_steps)
+
+    def evaluate_both(step, started, tokens):
+        # Evaluation batches come from their own generator, seeded by the step, so that they
+        # neither disturb the training batches nor differ between a run and its resumption.
+        eval_rng = np.random.default_rng([seed if isinstance(seed, int) else 0, step])
+        record = {"step": step, "lr": optimizer.lr,
+                  "train_loss": estimate_loss(model, *streams["training"], block_size, batch_size, eval_iters, eval_rng),
+                  "val_loss": estimate_loss(model, *streams["validation"], block_size, batch_size, eval_iters, eval_rng),
+                  "seconds": time.perf_counter() - started}
+        record["tokens_per_second"] = tokens / record["seconds"] if tokens and record["seconds"] > 0 else None
+        history.records.append(record)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, model, optimizer, None, rng, state, history, None, settings)
+        if log is not None:
+            log(record)
+
+    model.train()
+    started, tokens = time.perf_counter(), 0
+    if state["step"] == 0 and not history.records:
+        evaluate_both(0, started, 0)
+        model.train()
+        started = time.perf_counter()
+    while state["step"] < max_steps:
+        if schedule is not None:
+            optimizer.lr = schedule.lr_at(state["step"])
+        xb, tb = lm_batch(*streams["training"], block_size, batch_size, rng)
+        loss = model.loss_layer.forward(*scores_and_targets(model, xb, tb))
+        if not math.isfinite(loss):
+            raise TrainingDiverged(f"loss became {loss} at step {state['step'] + 1} (lr {optimizer.lr:g}). "
+                                   "Try a smaller learning rate or --grad-clip.")
+        model.backward(input_grad=False)
+        if grad_clip is not None:
+            clip_grad_norm(model.grads, grad_clip)
+        optimizer.update(model.params, model.grads)
+        state["step"] += 1
+        tokens += xb.size
+        if state["step"] % eval_interval == 0 or state["step"] == max_steps:
+            evaluate_both(state["step"], started, tokens)
+            model.train()
+            started, tokens = time.perf_counter(), 0
+    return history

@@ -14,6 +14,10 @@ with float32 inputs and int64 labels:
   answers as int64 character ids, ``(N, Tq)`` and ``(N, Ta)``, the book's split (45000 / 5000)
   and vocabulary (``load_seq2seq`` also returns it).
 
+* ``shakespeare``: Tiny Shakespeare as aligned token streams ``(x, t)``, ``t[i]`` the character
+  after ``x[i]`` (int64 ids, nanoGPT's vocabulary and 90 % / 10 % split; ``load_shakespeare``
+  also returns the vocabulary). Language models train on random windows of them.
+
 ``flatten=False`` keeps images as ``(N, 1, H, W)`` (signals as ``(N, 1, 40)``); text is never
 flattened.
 """
@@ -77,7 +81,7 @@ REMOTE_DATASETS = {
     ),
 }
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "mnist1d", "addition", "dates")
+DATASETS = ("digits", "mnist", "fashion-mnist", "mnist1d", "addition", "dates", "shakespeare")
 SEQ2SEQ_DATASETS = ("addition", "dates")
 
 CLASS_NAMES = {
@@ -136,6 +140,10 @@ def load_dataset(name: str, data_dir=None, flatten: bool = True, download: bool 
         train, test = _load_idx_dataset(key, data_dir, download)
     elif key == "mnist1d" or key == "mnist-1d":
         train, test = _load_mnist1d()
+    elif key == "shakespeare":
+        train_ids, val_ids, _ = load_shakespeare(data_dir, download)
+        # A corpus is a stream: inputs, and the next token as the target of each.
+        return (train_ids[:-1], train_ids[1:]), (val_ids[:-1], val_ids[1:])
     elif key in SEQ2SEQ_DATASETS:
         train, test, _ = load_seq2seq(key, data_dir, download)
         return train, test
