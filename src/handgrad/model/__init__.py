@@ -414,9 +414,10 @@ class DeepConvNet(Sequential):
 
 
 from .seq2seq import Seq2seq  # noqa: E402  (it builds on the layers above)
+from .gpt import GPT  # noqa: E402
 
 #: Every model type besides Sequential that ``handgrad.load`` may rebuild, by the name its spec
 #: gives (``{"model": "Seq2seq", ...}``). One place, as LAYER_TYPES is for layers.
-MODEL_TYPES = {cls.__name__: cls for cls in (Seq2seq,)}
+MODEL_TYPES = {cls.__name__: cls for cls in (Seq2seq, GPT)}
 
-__all__ += ["Seq2seq", "MODEL_TYPES"]
+__all__ += ["Seq2seq", "GPT", "MODEL_TYPES"]

@@ -1,0 +1,176 @@
+"""Bridges to PyTorch checkpoints: nanoGPT's state dicts and Hugging Face GPT-2 files.
+
+Names and layouts, nanoGPT (``nn.Linear`` stores ``weight`` as (out, in), handgrad's Affine
+``W`` as (in, out), so every Linear weight is transposed) -> handgrad's :class:`GPT`:
+
+    transformer.wte.weight (V, C)          -> wte.W            (lm_head.weight: the same, tied)
+    transformer.wpe.weight (B, C)          -> wpe.W
+    transformer.h.<i>.ln_1.weight / .bias  -> h.<i>.ln_1.gamma / .beta       (ln_2, ln_f alike)
+    transformer.h.<i>.attn.c_attn.weight (3C, C) -> h.<i>.attn.W_qkv (C, 3C) = weight^T; .bias -> b_qkv
+    transformer.h.<i>.attn.c_proj.weight (C, C)  -> h.<i>.attn.W_o = weight^T;  .bias -> b_o
+    transformer.h.<i>.mlp.c_fc.weight (4C, C)    -> h.<i>.mlp.c_fc.W = weight^T; .bias -> .b
+    transformer.h.<i>.mlp.c_proj.weight (C, 4C)  -> h.<i>.mlp.c_proj.W = weight^T; .bias -> .b
+
+Hugging Face's GPT-2 uses the same names but ``Conv1D`` layers, which store (in, out) already:
+no transpose. Buffers (``attn.bias``, the causal mask; ``attn.masked_bias``) are ignored.
+Arrays keep their dtype (all must share one). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .model.gpt import GPT
+
+__all__ = ["from_nanogpt", "to_nanogpt", "from_huggingface_gpt2"]
+
+# (name inside a block, handgrad's name inside a block, a Linear/Conv1D weight?, a bias?)
+_BLOCK = (
+    ("ln_1.weight", "ln_1.gamma", False, False), ("ln_1.bias", "ln_1.beta", False, True),
+    ("attn.c_attn.weight", "attn.W_qkv", True, False), ("attn.c_attn.bias", "attn.b_qkv", False, True),
+    ("attn.c_proj.weight", "attn.W_o", True, False), ("attn.c_proj.bias", "attn.b_o", False, True),
+    ("ln_2.weight", "ln_2.gamma", False, False), ("ln_2.bias", "ln_2.beta", False, True),
+    ("mlp.c_fc.weight", "mlp.c_fc.W", True, False), ("mlp.c_fc.bias", "mlp.c_fc.b", False, True),
+    ("mlp.c_proj.weight", "mlp.c_proj.W", True, False), ("mlp.c_proj.bias", "mlp.c_proj.b", False, True),
+)
+_IGNORED = re.compile(r"(^|\.)h\.\d+\.attn\.(bias|masked_bias)$")  # causal-mask buffers, not parameters
+
+
+def _layout(n_layer: int, bias: bool, prefix: str = "transformer."):
+    """``(their name, handgrad's name, transposed?)`` for every parameter, in model order."""
+    rows = [(prefix + "wte.weight", "wte.W", False), (prefix + "wpe.weight", "wpe.W", False)]
+    for i in range(n_layer):
+        rows += [(f"{prefix}h.{i}.{theirs}", f"h.{i}.{ours}", is_weight)
+                 for theirs, ours, is_weight, is_bias in _BLOCK if bias or not is_bias]
+    rows.append((prefix + "ln_f.weight", "ln_f.gamma", False))
+    if bias:
+        rows.append((prefix + "ln_f.bias", "ln_f.beta", False))
+    return rows
+
+
+def _as_array(key: str, value) -> np.ndarray:
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor slipped in: no import needed
+        value = value.detach().cpu().numpy()
+    array = np.asarray(value)
+    if array.dtype.kind != "f":
+        raise TypeError(f"{key}: expected a float array, got dtype {array.dtype}")
+    return array
+
+
+def _load_state(state_dict: dict, n_head: int, vocab, transpose: bool, gelu: str, eps: float, who: str,
+                block_size: int | None = None) -> GPT:
+    """A GPT from ``{their name: array}`` (nanoGPT's names; ``transpose``: Linear layouts)."""
+    state = {}
+    for key, value in state_dict.items():
+        key = key.removeprefix("_orig_mod.")  # a state dict of a torch.compile'd model (nanoGPT strips it too)
+        if not _IGNORED.search(key):
+            state[key] = value
+    prefix = "transformer." if any(k.startswith("transformer.") for k in state) else ""
+    for needed in ("wte.weight", "wpe.weight", "ln_f.weight"):
+        if prefix + needed not in state:
+            raise ValueError(f"{who}: no {prefix + needed!r} in the state dict (keys: {sorted(state)[:8]} ...)")
+    wte = _as_array(prefix + "wte.weight", state[prefix + "wte.weight"])
+    wpe = _as_array(prefix + "wpe.weight", state[prefix + "wpe.weight"])
+    if wte.ndim != 2 or wpe.ndim != 2 or wte.shape[1] != wpe.shape[1]:
+        raise ValueError(f"{who}: {prefix}wte.weight (V, C) and {prefix}wpe.weight (block_size, C) must share C, "
+                         f"got {wte.shape} and {wpe.shape}")
+    (V, C), B = wte.shape, wpe.shape[0]
+    if block_size is not None and block_size != B:
+        raise ValueError(f"{who}: config says {block_size} positions, {prefix}wpe.weight has {B}")
+    layers = {int(m.group(1)) for k in state for m in [re.match(re.escape(prefix) + r"h\.(\d+)\.", k)] if m}
+    n_layer = len(layers)
+    if layers != set(range(n_layer)) or not n_layer:
+        raise ValueError(f"{who}: blocks must be numbered 0 .. n_layer - 1, found {sorted(layers)[:20]}")
+    bias = prefix + "ln_f.bias" in state
+    if isinstance(n_head, bool) or not isinstance(n_head, (int, np.integer)) or n_head < 1 or C % n_head:
+        raise ValueError(f"{who}: n_head must be a positive integer dividing n_embd = {C}, got {n_head!r}")
+    model = GPT(V, B, n_layer, int(n_head), C, bias=bias, dtype=wte.dtype, vocab=vocab, gelu=gelu, eps=eps,
+                init="zeros")
+    params = model.params
+    rows = _layout(n_layer, bias, prefix)
+    expected = {theirs for theirs, _, _ in rows} | {"lm_head.weight"}
+    unknown = sorted(set(state) - expected)
+    if unknown:
+        raise ValueError(f"{who}: unexpected keys {unknown[:10]} (bias={bias}, {n_layer} layers: not a GPT-2 / "
+                         "nanoGPT state dict, or a different architecture)")
+    for theirs, ours, transposed in rows:
+        if theirs not in state:
+            raise ValueError(f"{who}: missing {theirs!r} (a model with bias={bias} and {n_layer} layers has it)")
+        array = _as_array(theirs, state[theirs])
+        if array.dtype != wte.dtype:
+            raise TypeError(f"{who}: {theirs} has dtype {array.dtype}, {prefix}wte.weight has {wte.dtype}; a "
+                            "model's parameters share one dtype (convert the state dict first)")
+        array = array.T if transposed and transpose else array
+        if array.shape != params[ours].shape:
+            shape = params[ours].shape[::-1] if transposed and transpose else params[ours].shape
+            raise ValueError(f"{who}: {theirs} has shape {state[theirs].shape if hasattr(state[theirs], 'shape') else array.shape}, "
+                             f"expected {tuple(shape)} for n_embd = {C}, vocab_size = {V}")
+        params[ours][...] = array
+    if "lm_head.weight" in state:
+        head = _as_array("lm_head.weight", state["lm_head.weight"])
+        if head.shape != wte.shape or not np.array_equal(head, wte):
+            raise ValueError(f"{who}: lm_head.weight differs from {prefix}wte.weight; handgrad's GPT ties the output "
+                             "layer to the token embedding, as nanoGPT and GPT-2 do")
+    return model
+
+
+def from_nanogpt(state_dict: dict, n_head: int, vocab=None) -> GPT:
+    """A :class:`GPT` with nanoGPT's weights: ``state_dict`` maps nanoGPT's names to arrays
+    (``{k: v.numpy() for k, v in model.state_dict().items()}``; tensors are accepted too).
+    The architecture (vocab_size, block_size, n_layer, n_embd, bias) is read from the shapes;
+    ``n_head`` cannot be, so it is given. dtype kept. ``lm_head.weight``, when present, must
+    equal ``transformer.wte.weight`` (tied); the causal-mask buffers are ignored. Errors name
+    the key: missing, unexpected, or of the wrong shape."""
+    return _load_state(state_dict, n_head, vocab, transpose=True, gelu="none", eps=1e-5, who="from_nanogpt")
+
+
+def to_nanogpt(model: GPT, grads: bool = False) -> dict:
+    """nanoGPT's state dict of ``model`` as NumPy arrays (new arrays, Linear weights transposed to
+    (out, in)), with ``lm_head.weight`` the same array as ``transformer.wte.weight`` (tied).
+    ``grads=True``: the gradients under the same names and layouts (the tied weight's is the sum
+    of its two uses, as PyTorch's ``.grad`` of the shared parameter). Feed it to PyTorch with
+    ``{k: torch.from_numpy(v) for k, v in sd.items()}``."""
+    if not isinstance(model, GPT):
+        raise TypeError(f"to_nanogpt: expected a handgrad GPT, got {type(model).__name__}")
+    source = model.grads if grads else model.params
+    out = {}
+    for theirs, ours, transposed in _layout(model.n_layer, model.bias):
+        out[theirs] = np.ascontiguousarray(source[ours].T) if transposed else source[ours].copy()
+    out["lm_head.weight"] = out["transformer.wte.weight"]
+    return out
+
+
+_HF_GELUS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}
+
+
+def from_huggingface_gpt2(directory, vocab=None) -> GPT:
+    """A :class:`GPT` from a local Hugging Face GPT-2 checkpoint: ``directory/config.json`` and
+    ``directory/model.safetensors``, read with handgrad's own safetensors reader (no torch).
+
+    GPT-2's Conv1D weights are stored (in, out) already, handgrad's layout: no transpose. Keys
+    may or may not start with ``transformer.`` (GPT2LMHeadModel or GPT2Model). From the config:
+    ``n_head``, ``layer_norm_epsilon`` (-> ``eps``), ``activation_function`` (``gelu_new`` and
+    ``gelu_pytorch_tanh`` -> ``gelu="tanh"``, ``gelu`` -> exact). Variants handgrad's GPT does not
+    compute (``scale_attn_by_inverse_layer_idx``, unscaled attention) are refused."""
+    from .serialize import read_safetensors
+
+    directory = Path(directory)
+    try:
+        config = json.loads((directory / "config.json").read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"from_huggingface_gpt2: no config.json in {directory}") from None
+    activation = config.get("activation_function", "gelu_new")
+    if activation not in _HF_GELUS:
+        raise ValueError(f"from_huggingface_gpt2: activation_function {activation!r} is not supported "
+                         f"(known: {sorted(_HF_GELUS)})")
+    if config.get("scale_attn_by_inverse_layer_idx") or not config.get("scale_attn_weights", True):
+        raise ValueError("from_huggingface_gpt2: only GPT-2's standard attention scaling (1 / sqrt(head_dim)) "
+                         "is supported")
+    tensors, _ = read_safetensors(directory / "model.safetensors")
+    return _load_state(tensors, config.get("n_head"), vocab, transpose=False, gelu=_HF_GELUS[activation],
+                       eps=float(config.get("layer_norm_epsilon", 1e-5)), who="from_huggingface_gpt2",
+                       block_size=config.get("n_positions"))

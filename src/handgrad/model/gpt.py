@@ -1,0 +1,508 @@
+"""A GPT whose every gradient is written out by hand: nanoGPT's model (Radford et al. 2019's
+GPT-2 architecture) in NumPy, in llm.c's spirit.
+
+The model, for token ids ``idx`` (N, T) with T <= block_size and C = n_embd:
+
+    x = wte[idx] + wpe[0 .. T-1]                       token + position embeddings   (N, T, C)
+    for each block:  x = x + attn(ln_1(x))              causal self-attention, pre-norm
+                     x = x + mlp(ln_2(x))               mlp = c_proj(gelu(c_fc(.))), 4C wide
+    logits = ln_f(x) wte^T                              output layer tied to wte      (N, T, V)
+
+Backward retraces it in reverse order, one child layer at a time (each child's backward is its
+derivative written out, see the layers); the gradients of wte are the sum of its two uses.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+import numpy as np
+
+from .. import functions as F
+from .. import init as initializers
+from ..data.text import CharVocab
+from ..layers import GELU, Affine, Chain, Dropout, Embedding, Layer, LayerNorm, MultiHeadAttention, SoftmaxWithLoss
+from ..layers.base import check_sizes
+
+__all__ = ["GPT"]
+
+_GELUS = ("none", "tanh")
+
+
+# --- pure inference helpers (generation): they read the layers' parameters and touch nothing else
+
+
+def _layernorm(x: np.ndarray, ln: LayerNorm) -> np.ndarray:
+    """LayerNorm's forward formula on ``x`` (..., C), without caching or zeroing anything."""
+    centred = x - x.mean(axis=-1, keepdims=True)
+    var = np.einsum("...d,...d->...", centred, centred)[..., None] / x.shape[-1]
+    centred *= 1.0 / np.sqrt(var + x.dtype.type(ln.eps))
+    centred *= ln.params["gamma"]
+    centred += ln.params["beta"]
+    return centred
+
+
+def _affine(x: np.ndarray, layer: Affine) -> np.ndarray:
+    y = x @ layer.params["W"]
+    y += layer.params["b"]
+    return y
+
+
+class _MLP(Layer):
+    """The block's feed-forward part: ``c_proj(gelu(c_fc(x)))``, x (N, T, C) -> (N, T, 4C) ->
+    (N, T, C). Backward in reverse: ``dx = c_fc'(gelu'(c_proj'(dy)))``."""
+
+    def __init__(self, c_fc: Affine, gelu: GELU, c_proj: Affine) -> None:
+        super().__init__()
+        self.add_child("c_fc", c_fc)
+        self.add_child("gelu", gelu)
+        self.add_child("c_proj", c_proj)
+
+    def forward(self, x):
+        for name, layer in self._children.items():
+            x = self.call_child(name, layer.forward, x)
+        return x
+
+    def backward(self, dout):
+        for name, layer in reversed(self._children.items()):
+            dout = self.call_child(name, layer.backward, dout)
+        return dout
+
+    def step(self, x: np.ndarray) -> np.ndarray:
+        """Forward for inference, caching nothing."""
+        c = self._children
+        return _affine(F.gelu(_affine(x, c["c_fc"]), c["gelu"].approximate), c["c_proj"])
+
+
+class _Block(Layer):
+    """One pre-norm Transformer block (nanoGPT's ``Block``), on the residual stream x (N, T, C):
+
+        ``x1 = x + drop(attn(ln_1(x)))``;  ``y = x1 + drop(mlp(ln_2(x1)))``
+
+    Backward, with ``dy = dL/dy``: each residual connection passes its gradient straight through
+    AND through its branch, so the two add:
+        ``dx1 = dy + ln_2'(mlp'(drop'(dy)))``;  ``dx = dx1 + ln_1'(attn'(drop'(dx1)))``.
+    Dropout children exist only when p > 0 (p = 0 is then exactly the identity, no copy)."""
+
+    def __init__(self, ln_1, attn, ln_2, mlp, dropout: float, rng) -> None:
+        super().__init__()
+        self.add_child("ln_1", ln_1)
+        self.add_child("attn", attn)
+        if dropout > 0:
+            self.add_child("drop_attn", Dropout(dropout, rng=rng))  # nanoGPT's attn.resid_dropout
+        self.add_child("ln_2", ln_2)
+        self.add_child("mlp", mlp)
+        if dropout > 0:
+            self.add_child("drop_mlp", Dropout(dropout, rng=rng))  # nanoGPT's mlp.dropout
+
+    def _call(self, name: str, method: str, x):
+        layer = self._children.get(name)
+        return x if layer is None else self.call_child(name, getattr(layer, method), x)
+
+    def forward(self, x):                               # x (N, T, C)
+        a = self._call("ln_1", "forward", x)            # (N, T, C)
+        a = self._call("attn", "forward", a)            # (N, T, C), a new array
+        a = self._call("drop_attn", "forward", a)
+        a += x                                          # x1 = x + attn(ln_1(x)), in the new array
+        m = self._call("ln_2", "forward", a)
+        m = self._call("mlp", "forward", m)             # (N, T, C): via (N, T, 4C)
+        m = self._call("drop_mlp", "forward", m)
+        m += a                                          # y = x1 + mlp(ln_2(x1))
+        return m
+
+    def backward(self, dout):                           # dout (N, T, C) = dL/dy
+        dm = self._call("drop_mlp", "backward", dout)
+        dm = self._call("mlp", "backward", dm)
+        dx1 = self._call("ln_2", "backward", dm)        # a new array
+        dx1 += dout                                     # the skip path of y = x1 + ...
+        da = self._call("drop_attn", "backward", dx1)
+        da = self._call("attn", "backward", da)
+        dx = self._call("ln_1", "backward", da)
+        dx += dx1                                       # the skip path of x1 = x + ...
+        return dx
+
+    def step(self, x: np.ndarray, cache):
+        """Inference forward of new positions ``x`` (N, T_new, C) after those in ``cache`` (the
+        attention's keys and values, or None): ``(y, new cache)``. Caches and gradients of the
+        layers are left alone."""
+        c = self._children
+        a, cache = c["attn"].forward_step(_layernorm(x, c["ln_1"]), cache)
+        a += x
+        m = c["mlp"].step(_layernorm(a, c["ln_2"]))
+        m += a
+        return m, cache
+
+
+class GPT(Layer):
+    """nanoGPT's GPT: token and position embeddings, ``n_layer`` pre-norm Transformer blocks, a
+    final LayerNorm and an output layer tied to the token embedding.
+
+    Arguments: ``vocab_size`` V, ``block_size`` B (the longest context: B learned positions),
+    ``n_layer``, ``n_head``, ``n_embd`` C (divisible by n_head). ``dropout`` p (see below).
+    ``bias=False``: no biases in LayerNorm and Affine (nanoGPT's option). ``seed``: an int or a
+    ``numpy.random.Generator``, for the initial weights and then for the dropout masks.
+    ``dtype``: the parameters' (float32 to train, float64 for gradient checks). ``vocab``:
+    optional characters of the ids (a string, a sequence of single characters or a CharVocab of
+    V characters), saved with the model: :meth:`encode` / :meth:`decode` use it. ``gelu``:
+    ``"none"`` (exact, nanoGPT's ``nn.GELU()``) or ``"tanh"`` (GPT-2's ``gelu_new``, for
+    Hugging Face checkpoints). ``eps``: LayerNorm's (GPT-2's ``layer_norm_epsilon``).
+    ``init``: ``"nanogpt"`` or ``"zeros"`` (to load weights into; :meth:`from_spec` uses it).
+
+    Children (paths of ``params``): ``wte.W`` (V, C), ``wpe.W`` (B, C), ``h.<i>.ln_1.gamma/beta``,
+    ``h.<i>.attn.W_qkv`` (C, 3C) / ``b_qkv`` / ``W_o`` (C, C) / ``b_o``, ``h.<i>.ln_2.*``,
+    ``h.<i>.mlp.c_fc.W`` (C, 4C) / ``b``, ``h.<i>.mlp.c_proj.W`` (4C, C) / ``b``,
+    ``ln_f.gamma/beta``. There is no lm_head entry: the output layer uses ``wte.W`` and adds its
+    gradient into ``wte``'s (one owner), so ``params`` lists the array once.
+
+    Initialisation (nanoGPT's): every weight matrix and embedding N(0, 0.02); the two residual
+    projections of each block (``attn.W_o``, ``mlp.c_proj.W``) N(0, 0.02 / sqrt(2 n_layer));
+    biases 0; LayerNorm gains 1.
+
+    Dropout (p > 0, training mode only; masks drawn from the model's generator ``rng``, which
+    checkpoints save): after the embeddings' sum, on the attention's output projection
+    (nanoGPT's ``resid_dropout``) and on the MLP's output (nanoGPT's ``mlp.dropout``). NOT on
+    the attention weights (nanoGPT's ``attn_dropout``): MultiHeadAttention has no dropout inside,
+    so with p > 0 this model regularises a little less than nanoGPT. p = 0 adds no layer at all:
+    exactly nanoGPT's deterministic model.
+
+    ``bias=False``: the LayerNorm and Affine layers keep their bias arrays, fixed at zero, and the
+    model does not list them in ``params``/``grads`` (they are never trained, saved or decayed);
+    adding an exact zero changes nothing, so this is nanoGPT's bias-free model.
+
+    Model protocol (``handgrad.fit``, ``save``/``load``): ``predict(idx)`` -> logits (N, T, V);
+    ``loss(idx, targets)`` mean cross-entropy over targets (N, T), positions with target -100
+    ignored; ``backward()``; ``scores_and_targets``; ``loss_layer``; ``mode``; ``params``,
+    ``grads``, ``buffers``; ``spec`` / ``param_shapes`` / ``from_spec``.
+    """
+
+    can_skip_input_grad = True
+
+    def __init__(self, vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int,
+                 dropout: float = 0.0, bias: bool = True, seed=None, dtype=np.float32, vocab=None,
+                 gelu: str = "none", eps: float = 1e-5, init: str = "nanogpt") -> None:
+        super().__init__()
+        config = {"vocab_size": vocab_size, "block_size": block_size, "n_layer": n_layer, "n_head": n_head,
+                  "n_embd": n_embd}
+        for key, value in config.items():
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"GPT: {key} must be a positive integer, got {value!r:.40}")
+        V, B, L, H, C = (int(v) for v in config.values())
+        if C % H:
+            raise ValueError(f"GPT: n_embd = {C} must be divisible by n_head = {H} (each head takes n_embd / n_head)")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"GPT: dropout must be in [0, 1), got {dropout}")
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"GPT: bias must be True or False, got {bias!r}")
+        if gelu not in _GELUS:
+            raise ValueError(f"GPT: gelu must be 'none' (exact, nanoGPT) or 'tanh' (GPT-2's gelu_new), got {gelu!r}")
+        if init not in ("nanogpt", "zeros"):
+            raise ValueError(f"GPT: init must be 'nanogpt' or 'zeros', got {init!r}")
+        dtype = np.dtype(dtype)
+        if dtype.kind != "f":
+            raise TypeError(f"GPT: dtype must be a float type, got {dtype}")
+        if vocab is not None:
+            vocab = vocab if isinstance(vocab, CharVocab) else CharVocab(vocab)
+            if len(vocab) != V or any(len(ch) != 1 for ch in vocab.chars):
+                raise ValueError(f"GPT: vocab must list vocab_size = {V} single characters, got {len(vocab)} entries")
+        self.vocab_size, self.block_size, self.n_layer, self.n_head, self.n_embd = V, B, L, H, C
+        self.dropout, self.bias, self.gelu, self.eps = float(dropout), bool(bias), gelu, float(eps)
+        self.vocab = vocab
+        self.rng = initializers.as_generator(seed)
+
+        def normal(shape, std):
+            if init == "zeros":
+                return np.zeros(shape, dtype)
+            return (self.rng.standard_normal(shape) * std).astype(dtype)
+
+        zeros = lambda n: np.zeros(n, dtype)  # noqa: E731
+        proj_std = 0.02 / math.sqrt(2 * L)
+        self.add_child("wte", Embedding(normal((V, C), 0.02)))
+        self.add_child("wpe", Embedding(normal((B, C), 0.02)))
+        if dropout > 0:
+            self.add_child("drop", Dropout(dropout, rng=self.rng))  # nanoGPT's transformer.drop
+        blocks = []
+        for _ in range(L):
+            attn = MultiHeadAttention(normal((C, 3 * C), 0.02), zeros(3 * C), normal((C, C), proj_std), zeros(C),
+                                      n_heads=H, causal=True)
+            mlp = _MLP(Affine(normal((C, 4 * C), 0.02), zeros(4 * C)), GELU(gelu),
+                       Affine(normal((4 * C, C), proj_std), zeros(C)))
+            blocks.append(_Block(LayerNorm(C, eps, dtype), attn, LayerNorm(C, eps, dtype), mlp, dropout, self.rng))
+        self.add_child("h", Chain(blocks))
+        self.add_child("ln_f", LayerNorm(C, eps, dtype))
+        self.loss_layer = SoftmaxWithLoss()
+        # bias=False: the bias arrays stay zero and are not the model's parameters (see above).
+        everything = super().params
+        self._fixed_zero = frozenset(k for k in everything if k.endswith((".beta", ".b", ".b_qkv", ".b_o"))) \
+            if not self.bias else frozenset()
+        self._positions = np.arange(B)[None, :]  # (1, B): the position ids wpe looks up
+        self._xf = None
+        self._nt = None  # (N, T) of the last predict
+
+    # --- parameters ----------------------------------------------------------------------------
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        flat = super().params
+        return {k: v for k, v in flat.items() if k not in self._fixed_zero} if self._fixed_zero else flat
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:
+        flat = super().grads
+        return {k: v for k, v in flat.items() if k not in self._fixed_zero} if self._fixed_zero else flat
+
+    @property
+    def num_params(self) -> int:
+        """Parameters, each array once (the tied wte counted once, as nanoGPT's count with
+        position embeddings included)."""
+        return int(sum(value.size for value in self.params.values()))
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._children["wte"].W.dtype
+
+    @property
+    def blocks(self) -> list[_Block]:
+        return self._children["h"].layers
+
+    # --- description -----------------------------------------------------------------------------
+
+    def spec(self) -> dict:
+        return {"model": "GPT", "vocab_size": self.vocab_size, "block_size": self.block_size,
+                "n_layer": self.n_layer, "n_head": self.n_head, "n_embd": self.n_embd, "dropout": self.dropout,
+                "bias": self.bias, "gelu": self.gelu, "eps": self.eps,
+                "vocab": None if self.vocab is None else "".join(self.vocab.chars)}
+
+    @classmethod
+    def _check_spec(cls, spec: dict):
+        V, B, L, H, C = check_sizes(spec, "vocab_size", "block_size", "n_layer", "n_head", "n_embd")
+        if L > 10_000 or C % H:
+            raise ValueError(f"GPT: n_layer = {L} must be <= 10000 and n_embd = {C} divisible by n_head = {H}")
+        dropout, eps = spec.get("dropout", 0.0), spec.get("eps", 1e-5)
+        for key, value, ok in (("dropout", dropout, lambda v: 0 <= v < 1), ("eps", eps, lambda v: 0 < v < 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+                raise ValueError(f"GPT: {key} out of range, got {str(value)[:40]}")
+        if not isinstance(spec.get("bias", True), bool) or spec.get("gelu", "none") not in _GELUS:
+            raise ValueError(f"GPT: bias must be true or false and gelu one of {_GELUS}, got "
+                             f"{str(spec.get('bias'))[:20]}, {str(spec.get('gelu'))[:20]}")
+        vocab = spec.get("vocab")
+        if vocab is not None and not (isinstance(vocab, str) and len(vocab) == V and len(set(vocab)) == V):
+            raise ValueError(f"GPT: vocab must be null or a string of vocab_size = {V} distinct characters")
+        return V, B, L, H, C
+
+    @classmethod
+    def param_shapes(cls, spec: dict) -> dict:
+        V, B, L, H, C = cls._check_spec(spec)
+        bias = spec.get("bias", True)
+        shapes = {"wte.W": (V, C), "wpe.W": (B, C)}
+        for i in range(L):
+            p = f"h.{i}."
+            shapes.update({p + "ln_1.gamma": (C,), p + "ln_1.beta": (C,), p + "attn.W_qkv": (C, 3 * C),
+                           p + "attn.b_qkv": (3 * C,), p + "attn.W_o": (C, C), p + "attn.b_o": (C,),
+                           p + "ln_2.gamma": (C,), p + "ln_2.beta": (C,), p + "mlp.c_fc.W": (C, 4 * C),
+                           p + "mlp.c_fc.b": (4 * C,), p + "mlp.c_proj.W": (4 * C, C), p + "mlp.c_proj.b": (C,)})
+        shapes.update({"ln_f.gamma": (C,), "ln_f.beta": (C,)})
+        if not bias:
+            shapes = {k: v for k, v in shapes.items() if not k.endswith((".beta", ".b", ".b_qkv", ".b_o"))}
+        return shapes
+
+    @classmethod
+    def from_spec(cls, spec: dict, dtype=np.float32) -> "GPT":
+        cls._check_spec(spec)
+        return cls(spec["vocab_size"], spec["block_size"], spec["n_layer"], spec["n_head"], spec["n_embd"],
+                   dropout=spec.get("dropout", 0.0), bias=spec.get("bias", True), dtype=dtype,
+                   vocab=spec.get("vocab"), gelu=spec.get("gelu", "none"), eps=spec.get("eps", 1e-5), init="zeros")
+
+    def describe(self) -> str:
+        return (f"GPT: {self.n_layer} layers, {self.n_head} heads, {self.n_embd} wide, context {self.block_size}, "
+                f"vocabulary {self.vocab_size}, {self.num_params:,} parameters")
+
+    def __repr__(self) -> str:
+        return (f"GPT(vocab_size={self.vocab_size}, block_size={self.block_size}, n_layer={self.n_layer}, "
+                f"n_head={self.n_head}, n_embd={self.n_embd}, dropout={self.dropout}, bias={self.bias})")
+
+    # --- text ---------------------------------------------------------------------------------------
+
+    def _require_vocab(self):
+        if self.vocab is None:
+            raise ValueError("GPT: this model has no vocabulary (create it with vocab=...) to encode or decode text")
+        return self.vocab
+
+    def encode(self, text: str) -> np.ndarray:
+        """Ids (T,) int64 of ``text``, with the model's character vocabulary."""
+        return self._require_vocab().encode(text)
+
+    def decode(self, ids) -> str:
+        """The text of ids (any shape, read in order)."""
+        return self._require_vocab().decode(ids)
+
+    # --- modes ----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def mode(self, training: bool):
+        """``with gpt.mode(False): ...``: the block in evaluation mode, the mode restored after."""
+        was_training = self.training
+        self.train(training)
+        try:
+            yield self
+        finally:
+            self.train(was_training)
+
+    # --- forward --------------------------------------------------------------------------------------
+
+    def _check_idx(self, idx, what: str = "token ids") -> np.ndarray:
+        idx = np.asarray(idx)
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"GPT: {what} must be integers in [0, {self.vocab_size}), got dtype {idx.dtype}")
+        if idx.ndim != 2 or 0 in idx.shape:
+            hint = " (one sequence: idx[None])" if idx.ndim == 1 else ""
+            raise ValueError(f"GPT: expected {what} of shape (N, T) with N, T >= 1, got {idx.shape}{hint}")
+        if idx.min() < 0 or idx.max() >= self.vocab_size:
+            raise ValueError(f"GPT: {what} must lie in [0, {self.vocab_size}), got values from {idx.min()} "
+                             f"to {idx.max()}")
+        return idx
+
+    def _check_length(self, t: int) -> None:
+        if t > self.block_size:
+            raise ValueError(f"GPT: sequence length T = {t} exceeds block_size = {self.block_size} (the model has "
+                             f"{self.block_size} learned positions); crop the context to its last "
+                             f"{self.block_size} tokens")
+
+    def predict(self, idx) -> np.ndarray:
+        """Logits (N, T, V) of the next token after each position of ``idx`` (N, T) ints,
+        T <= block_size. Keeps what :meth:`backward` needs (dropout active in training mode)."""
+        idx = self._check_idx(idx)
+        n, t = idx.shape
+        self._check_length(t)
+        c = self._children
+        x = self.call_child("wte", c["wte"].forward, idx)                        # (N, T, C)
+        x += self.call_child("wpe", c["wpe"].forward, self._positions[:, :t])     # + (1, T, C)
+        if "drop" in c:
+            x = self.call_child("drop", c["drop"].forward, x)
+        x = self.call_child("h", c["h"].forward, x)                              # (N, T, C)
+        x = self.call_child("ln_f", c["ln_f"].forward, x)                        # (N, T, C)
+        self._xf, self._nt = x.reshape(n * t, self.n_embd), (n, t)
+        return (self._xf @ c["wte"].W.T).reshape(n, t, self.vocab_size)        # lm_head: x wte^T
+
+    forward = predict
+
+    def scores_and_targets(self, x, t):
+        """What ``fit`` trains on: the logits of ``x`` and the targets as given (N, T)."""
+        return self.predict(x), t
+
+    def loss(self, idx, targets) -> float:
+        """Mean cross-entropy of the next tokens ``targets`` (N, T) ints (-100: ignored)."""
+        return self.loss_layer.forward(self.predict(idx), targets)
+
+    # --- backward -------------------------------------------------------------------------------------
+
+    def backward(self, dout: float = 1.0, input_grad: bool = False):
+        """Backpropagate the last loss (times ``dout``) into every gradient; returns None (ids
+        have no gradient)."""
+        self._require_forward(self._xf)
+        return self.backward_from_logits(self.loss_layer.backward(dout))
+
+    def backward_from_logits(self, dlogits) -> None:
+        """Backpropagate ``dL/dlogits`` (N, T, V) of the last :meth:`predict` into every
+        gradient (zeroed first, so they hold this one backward's)."""
+        self._require_forward(self._xf)
+        c = self._children
+        (n, t), C = self._nt, self.n_embd
+        dlogits = self._check_dout(dlogits, (n, t, self.vocab_size))
+        self.zero_grad()
+        dlogits = dlogits.reshape(n * t, self.vocab_size).astype(self.dtype, copy=False)
+        wte = c["wte"]
+        # lm_head, logits = x_f wte^T: its share of the tied weight's gradient, and dx_f.
+        wte.grads["W"] += dlogits.T @ self._xf                                   # (V, C)
+        dx = (dlogits @ wte.W).reshape(n, t, C)                                  # (N, T, C)
+        dx = self.call_child("ln_f", c["ln_f"].backward, dx)
+        dx = self.call_child("h", c["h"].backward, dx)
+        if "drop" in c:
+            dx = self.call_child("drop", c["drop"].backward, dx)
+        # Every sequence used the same positions: their gradients add over the batch.
+        self.call_child("wpe", c["wpe"].backward, dx.sum(axis=0, keepdims=True))  # (1, T, C)
+        self.call_child("wte", wte.backward, dx)                                  # the embedding's share
+        return None
+
+    # --- generation -----------------------------------------------------------------------------------
+
+    def _step_logits(self, idx: np.ndarray, caches, start: int):
+        """Inference: logits (N, V) after the last of ``idx`` (N, T_new), which sit at positions
+        ``start ..`` after the cached ones; returns ``(logits, new caches)``."""
+        c = self._children
+        x = c["wte"].W[idx] + c["wpe"].W[start:start + idx.shape[1]]            # (N, T_new, C)
+        new_caches = []
+        for i, block in enumerate(self.blocks):
+            x, cache = block.step(x, None if caches is None else caches[i])
+            new_caches.append(cache)
+        last = _layernorm(x[:, -1], c["ln_f"])                                   # (N, C)
+        return last @ c["wte"].W.T, new_caches                                   # (N, V)
+
+    def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None, seed=None,
+                 use_cache: bool = True, return_logits: bool = False):
+        """Continue each sequence of ``idx`` (N, T) by ``max_new_tokens`` sampled tokens:
+        ids (N, T + max_new_tokens) int64 (and, with ``return_logits``, the logits (N,
+        max_new_tokens, V) each new token was drawn from, before temperature and top-k).
+
+        As nanoGPT's ``generate``: the context is cropped to its last ``block_size`` tokens;
+        the last position's logits are divided by ``temperature``, all but the ``top_k`` largest
+        (ties with the k-th kept) set to -inf, turned into probabilities by a softmax, and one
+        token drawn from them. ``temperature=0`` means greedy decoding (the argmax; nanoGPT
+        would divide by zero). ``seed``: an int or a Generator for the draws (None: fresh
+        entropy); the model's own generator (dropout's) is not touched. Runs in evaluation mode:
+        no dropout.
+
+        Key/value cache (``use_cache=True``): each block keeps the keys and values of the
+        positions seen so far, so one new token costs O(T), not a whole forward. Positions are
+        learned and absolute, so once the context outgrows ``block_size`` the cropped window's
+        tokens sit at new positions and every cached key is stale: the cache is then rebuilt
+        from the window at each step (a forward over block_size tokens, what nanoGPT does at
+        every step). ``use_cache=False`` runs :meth:`predict` on the cropped window every step
+        (nanoGPT's way; it overwrites what a pending backward would need, as any forward does).
+        """
+        idx = self._check_idx(idx, "the prompt")
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+            raise ValueError(f"GPT.generate: max_new_tokens must be an integer >= 0, got {max_new_tokens!r:.40}")
+        if not (isinstance(temperature, (int, float, np.floating)) and temperature >= 0 and math.isfinite(temperature)):
+            raise ValueError(f"GPT.generate: temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+            raise ValueError(f"GPT.generate: top_k must be None or an integer >= 1, got {top_k!r:.40}")
+        rng = initializers.as_generator(seed)
+        n, t0 = idx.shape
+        B = self.block_size
+        out = np.empty((n, t0 + max_new_tokens), dtype=np.int64)
+        out[:, :t0] = idx
+        all_logits = np.empty((n, max_new_tokens, self.vocab_size), self.dtype) if return_logits else None
+        caches = None
+        with self.mode(False):
+            for step in range(max_new_tokens):
+                length = t0 + step
+                start = max(0, length - B)
+                if not use_cache:
+                    logits = self.predict(out[:, start:length])[:, -1]
+                elif caches is None or length > B:  # the start, or a window whose positions moved
+                    logits, caches = self._step_logits(out[:, start:length], None, 0)
+                else:                               # the cache holds positions 0 .. length - 2
+                    logits, caches = self._step_logits(out[:, length - 1:length], caches, length - 1)
+                if return_logits:
+                    all_logits[:, step] = logits
+                out[:, length] = _sample(logits, temperature, top_k, rng)
+        return (out, all_logits) if return_logits else out
+
+
+def _sample(logits: np.ndarray, temperature: float, top_k, rng: np.random.Generator) -> np.ndarray:
+    """One token per row of ``logits`` (N, V), as nanoGPT: softmax(logits / temperature) over
+    the top_k largest, drawn by inverting the cumulative sum with one uniform number per row
+    (float64). temperature = 0: the argmax."""
+    if temperature == 0:
+        return logits.argmax(axis=-1)
+    z = logits.astype(np.float64) / temperature
+    V = z.shape[-1]
+    if top_k is not None and top_k < V:
+        kth = np.partition(z, V - top_k, axis=-1)[:, V - top_k, None]  # the k-th largest of each row
+        z[z < kth] = -np.inf
+    z -= z.max(axis=-1, keepdims=True)
+    cdf = np.cumsum(np.exp(z), axis=-1)
+    total = cdf[:, -1:]
+    u = np.minimum(rng.random((len(z), 1)) * total, np.nextafter(total, 0))  # in [0, total)
+    return (cdf <= u).sum(axis=-1)  # the first index whose cumulative sum exceeds u

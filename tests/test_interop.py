@@ -1,0 +1,236 @@
+"""GPT against PyTorch: nanoGPT's architecture rebuilt in PyTorch here (from the GPT-2 paper and
+nanoGPT's description), loaded with handgrad's weights through to_nanogpt; from_nanogpt and
+from_huggingface_gpt2."""
+
+import math
+
+import numpy as np
+import pytest
+
+from handgrad import interop
+from handgrad.model import GPT
+
+
+def nanogpt_mirror(torch):
+    """nanoGPT's model in PyTorch: ``GPT(V, B, L, H, C, bias, gelu)``; ``forward(idx, targets)``
+    returns ``(logits, loss)`` (loss: mean cross-entropy, target -100 ignored)."""
+    nn, fn = torch.nn, torch.nn.functional
+
+    class CausalSelfAttention(nn.Module):
+        def __init__(self, C, H, bias):
+            super().__init__()
+            self.c_attn, self.c_proj, self.n_head = nn.Linear(C, 3 * C, bias=bias), nn.Linear(C, C, bias=bias), H
+
+        def forward(self, x):
+            N, T, C = x.shape
+            q, k, v = (z.view(N, T, self.n_head, C // self.n_head).transpose(1, 2)
+                       for z in self.c_attn(x).split(C, dim=2))
+            att = (q @ k.transpose(-2, -1)) / math.sqrt(C // self.n_head)
+            att = att.masked_fill(~torch.ones(T, T, dtype=torch.bool).tril(), float("-inf")).softmax(dim=-1)
+            return self.c_proj((att @ v).transpose(1, 2).reshape(N, T, C))
+
+    class FlashSelfAttention(CausalSelfAttention):  # nanoGPT's path on PyTorch >= 2 (for speed)
+        def forward(self, x):
+            N, T, C = x.shape
+            q, k, v = (z.view(N, T, self.n_head, C // self.n_head).transpose(1, 2)
+                       for z in self.c_attn(x).split(C, dim=2))
+            y = fn.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.c_proj(y.transpose(1, 2).reshape(N, T, C))
+
+    class MLP(nn.Module):
+        def __init__(self, C, bias, gelu):
+            super().__init__()
+            self.c_fc, self.gelu = nn.Linear(C, 4 * C, bias=bias), nn.GELU(approximate=gelu)
+            self.c_proj = nn.Linear(4 * C, C, bias=bias)
+
+        def forward(self, x):
+            return self.c_proj(self.gelu(self.c_fc(x)))
+
+    class Block(nn.Module):
+        def __init__(self, C, H, bias, gelu, flash):
+            super().__init__()
+            self.ln_1, self.ln_2 = nn.LayerNorm(C, bias=bias), nn.LayerNorm(C, bias=bias)
+            self.attn = (FlashSelfAttention if flash else CausalSelfAttention)(C, H, bias)
+            self.mlp = MLP(C, bias, gelu)
+
+        def forward(self, x):
+            x = x + self.attn(self.ln_1(x))
+            return x + self.mlp(self.ln_2(x))
+
+    class MirrorGPT(nn.Module):
+        def __init__(self, V, B, L, H, C, bias=True, gelu="none", flash=False):
+            super().__init__()
+            self.transformer = nn.ModuleDict(dict(
+                wte=nn.Embedding(V, C), wpe=nn.Embedding(B, C),
+                h=nn.ModuleList([Block(C, H, bias, gelu, flash) for _ in range(L)]),
+                ln_f=nn.LayerNorm(C, bias=bias)))
+            self.lm_head = nn.Linear(C, V, bias=False)
+            self.lm_head.weight = self.transformer.wte.weight  # tied
+
+        def forward(self, idx, targets=None):
+            t = self.transformer
+            x = t.wte(idx) + t.wpe(torch.arange(idx.shape[1]))
+            for block in t.h:
+                x = block(x)
+            logits = self.lm_head(t.ln_f(x))
+            loss = None if targets is None else fn.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1))
+            return logits, loss
+
+    return MirrorGPT
+
+
+def randomize(gpt, seed=0):
+    """Every parameter random (gains around 1): zero biases and unit gains would hide mistakes."""
+    rng = np.random.default_rng(seed)
+    for name, value in gpt.params.items():
+        value[...] = rng.normal(1.0 if name.endswith("gamma") else 0.0, 0.3, value.shape)
+    return gpt
+
+
+def mirror_of(torch, gpt, flash=False):
+    mirror = nanogpt_mirror(torch)(gpt.vocab_size, gpt.block_size, gpt.n_layer, gpt.n_head, gpt.n_embd,
+                                   bias=gpt.bias, gelu=gpt.gelu, flash=flash)
+    mirror = mirror.to(torch.float64 if gpt.dtype == np.float64 else torch.float32)
+    mirror.load_state_dict({k: torch.from_numpy(v) for k, v in interop.to_nanogpt(gpt).items()})
+    return mirror
+
+
+CONFIGS = [  # (vocab_size, block_size, n_layer, n_head, n_embd, bias, gelu)
+    (11, 9, 1, 1, 6, True, "none"),
+    (13, 7, 2, 3, 9, False, "none"),
+    (7, 6, 2, 2, 10, True, "tanh"),
+    (5, 5, 1, 3, 3, False, "tanh"),
+]
+
+
+@pytest.mark.parametrize("V, B, L, H, C, bias, gelu", CONFIGS)
+def test_logits_loss_and_every_gradient_equal_nanogpt_float64(torch, V, B, L, H, C, bias, gelu):
+    gpt = randomize(GPT(V, B, L, H, C, bias=bias, gelu=gelu, seed=1, dtype=np.float64), seed=L + H)
+    rng = np.random.default_rng(3)
+    idx = rng.integers(0, V, (3, B - 1))
+    targets = rng.integers(0, V, (3, B - 1))
+    targets[0, 2] = targets[2, 0] = -100  # ignored positions
+    mirror = mirror_of(torch, gpt)
+
+    logits = gpt.predict(idx)  # before loss/backward: a forward zeroes the layers' gradients
+    loss = gpt.loss(idx, targets)
+    gpt.backward()
+    t_logits, t_loss = mirror(torch.from_numpy(idx), torch.from_numpy(targets))
+    t_loss.backward()
+
+    np.testing.assert_allclose(logits, t_logits.detach().numpy(), rtol=1e-9, atol=1e-12)
+    assert loss == pytest.approx(t_loss.item(), rel=1e-9, abs=1e-12)
+    ours = interop.to_nanogpt(gpt, grads=True)
+    theirs = {name: p.grad.numpy() for name, p in mirror.named_parameters()}
+    assert set(theirs) == set(ours) - {"lm_head.weight"}  # PyTorch lists the tied weight once
+    for name, grad in theirs.items():
+        np.testing.assert_allclose(ours[name], grad, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_float32_logits_match_nanogpt_and_flash_attention(torch):
+    gpt = randomize(GPT(17, 8, 2, 2, 12, seed=0), seed=5)
+    assert gpt.dtype == np.float32
+    idx = np.random.default_rng(0).integers(0, 17, (4, 8))
+    for flash in (False, True):
+        t_logits, _ = mirror_of(torch, gpt, flash=flash)(torch.from_numpy(idx))
+        np.testing.assert_allclose(gpt.predict(idx), t_logits.detach().numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_from_nanogpt_reads_a_pytorch_state_dict(torch):
+    gpt = randomize(GPT(9, 6, 2, 2, 8, seed=0, dtype=np.float64))
+    mirror = mirror_of(torch, gpt)
+    state = {k: v.numpy() for k, v in mirror.state_dict().items()}
+    assert "lm_head.weight" in state
+    state["transformer.h.0.attn.bias"] = np.tril(np.ones((1, 1, 6, 6)))  # nanoGPT's mask buffer: ignored
+    again = interop.from_nanogpt(state, n_head=2, vocab="abcdefghi")
+    assert (again.vocab_size, again.block_size, again.n_layer, again.n_embd, again.bias) == (9, 6, 2, 8, True)
+    assert again.dtype == np.float64 and again.decode([0, 8]) == "ai"
+    for name, value in gpt.params.items():
+        np.testing.assert_array_equal(again.params[name], value, err_msg=name)
+    # float32 and bias=False survive the round trip too; the compiled-model prefix is accepted.
+    small = randomize(GPT(5, 4, 1, 1, 4, bias=False, seed=0))
+    state = {"_orig_mod." + k: v for k, v in interop.to_nanogpt(small).items()}
+    back = interop.from_nanogpt(state, n_head=1)
+    assert back.bias is False and back.dtype == np.float32
+    assert all(np.array_equal(back.params[k], v) for k, v in small.params.items())
+
+
+def test_to_nanogpt_layouts_and_tied_head():
+    gpt = randomize(GPT(7, 5, 1, 2, 4, seed=0))
+    state = interop.to_nanogpt(gpt)
+    assert state["transformer.h.0.attn.c_attn.weight"].shape == (12, 4)
+    np.testing.assert_array_equal(state["transformer.h.0.attn.c_attn.weight"], gpt.params["h.0.attn.W_qkv"].T)
+    np.testing.assert_array_equal(state["transformer.h.0.mlp.c_proj.weight"], gpt.params["h.0.mlp.c_proj.W"].T)
+    assert state["lm_head.weight"] is state["transformer.wte.weight"]
+    assert state["transformer.wte.weight"] is not gpt.params["wte.W"]  # a copy, not the model's array
+    assert not any(k.endswith("bias") for k in interop.to_nanogpt(GPT(7, 5, 1, 2, 4, bias=False)))
+
+
+def test_from_nanogpt_errors_name_the_key():
+    state = interop.to_nanogpt(GPT(7, 5, 2, 2, 4, seed=0))
+    bad = dict(state)
+    bad["transformer.h.1.mlp.c_fc.weight"] = np.zeros((16, 5), np.float32)
+    with pytest.raises(ValueError, match=r"transformer\.h\.1\.mlp\.c_fc\.weight has shape \(16, 5\)"):
+        interop.from_nanogpt(bad, n_head=2)
+    bad = {k: v for k, v in state.items() if k != "transformer.h.0.ln_2.weight"}
+    with pytest.raises(ValueError, match=r"missing 'transformer\.h\.0\.ln_2\.weight'"):
+        interop.from_nanogpt(bad, n_head=2)
+    with pytest.raises(ValueError, match=r"unexpected keys \['transformer\.h\.0\.attn\.rotary'\]"):
+        interop.from_nanogpt({**state, "transformer.h.0.attn.rotary": np.zeros(3, np.float32)}, n_head=2)
+    bad = dict(state, **{"lm_head.weight": state["lm_head.weight"] + 1})
+    with pytest.raises(ValueError, match="lm_head.weight differs"):
+        interop.from_nanogpt(bad, n_head=2)
+    with pytest.raises(ValueError, match="n_head must be a positive integer dividing n_embd = 4"):
+        interop.from_nanogpt(state, n_head=3)
+    bad = dict(state, **{"transformer.ln_f.weight": state["transformer.ln_f.weight"].astype(np.float64)})
+    with pytest.raises(TypeError, match="transformer.ln_f.weight has dtype float64"):
+        interop.from_nanogpt(bad, n_head=2)
+    with pytest.raises(ValueError, match="no 'transformer.wpe.weight'"):
+        interop.from_nanogpt({"transformer.wte.weight": state["transformer.wte.weight"]}, n_head=2)
+    with pytest.raises(TypeError, match="expected a handgrad GPT"):
+        interop.to_nanogpt(object())
+
+
+def test_from_huggingface_gpt2_logits_match_transformers(torch, tmp_path):
+    transformers = pytest.importorskip("transformers", reason="transformers is a test-only dependency, "
+                                                              "not installed here")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=31, n_positions=12, n_embd=24, n_layer=2, n_head=3,
+                                     layer_norm_epsilon=1e-6, activation_function="gelu_new")
+    model = transformers.GPT2LMHeadModel(config).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # biases and gains away from 0 and 1
+    model.save_pretrained(tmp_path, safe_serialization=True)
+    gpt = interop.from_huggingface_gpt2(tmp_path)
+    assert (gpt.gelu, gpt.eps, gpt.n_head, gpt.block_size) == ("tanh", 1e-6, 3, 12)
+    idx = np.random.default_rng(0).integers(0, 31, (2, 12))
+    with torch.no_grad():
+        expected = model(torch.from_numpy(idx)).logits.numpy()
+    np.testing.assert_allclose(gpt.predict(idx), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_from_huggingface_gpt2_without_prefix_and_refusals(tmp_path):
+    import json
+
+    from handgrad.serialize import write_safetensors
+
+    gpt = randomize(GPT(6, 4, 1, 2, 4, gelu="tanh", seed=0))
+    # GPT2Model's names: no "transformer." prefix, Conv1D (in, out) layouts = handgrad's.
+    tensors = {k.removeprefix("transformer."): (v.T.copy() if k.endswith(("c_attn.weight", "c_proj.weight",
+                                                                            "c_fc.weight")) else v)
+               for k, v in interop.to_nanogpt(gpt).items() if k != "lm_head.weight"}
+    write_safetensors(tmp_path / "model.safetensors", tensors)
+    (tmp_path / "config.json").write_text(json.dumps({"n_head": 2, "n_positions": 4, "layer_norm_epsilon": 1e-5,
+                                                      "activation_function": "gelu_new"}))
+    back = interop.from_huggingface_gpt2(tmp_path)
+    idx = np.array([[1, 2, 3, 4]])
+    np.testing.assert_allclose(back.predict(idx), gpt.predict(idx), rtol=1e-6, atol=1e-6)
+    (tmp_path / "config.json").write_text(json.dumps({"n_head": 2, "activation_function": "relu"}))
+    with pytest.raises(ValueError, match="activation_function 'relu' is not supported"):
+        interop.from_huggingface_gpt2(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"n_head": 2, "scale_attn_by_inverse_layer_idx": True}))
+    with pytest.raises(ValueError, match="attention scaling"):
+        interop.from_huggingface_gpt2(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        interop.from_huggingface_gpt2(tmp_path / "nowhere")
