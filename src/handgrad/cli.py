@@ -26,7 +26,13 @@ class CommandError(Exception):
 #: Model options of `handgrad train` (argparse dest -> flag), each read only by some models.
 MODEL_OPTIONS = {"hidden": "--hidden", "activation": "--activation", "batchnorm": "--batchnorm",
                  "dropout": "--dropout", "init": "--init", "weight_decay_l2": "--weight-decay-l2",
-                 "embed": "--embed", "peeky": "--peeky", "reverse_input": "--reverse-input"}
+                 "embed": "--embed", "peeky": "--peeky", "reverse_input": "--reverse-input",
+                 "n_layer": "--n-layer", "n_head": "--n-head", "n_embd": "--n-embd", "block_size": "--block-size",
+                 "no_bias": "--no-bias"}
+
+#: Options of training by steps (language models), as nanoGPT's train.py: dest -> (flag, default).
+LM_OPTIONS = {"eval_interval": ("--eval-interval", 250), "eval_iters": ("--eval-iters", 200),
+              "warmup": ("--warmup", 100), "min_lr": ("--min-lr", None)}
 
 
 def _model_options(args: argparse.Namespace, parser_defaults: dict) -> dict:
@@ -42,7 +48,8 @@ def _model_options(args: argparse.Namespace, parser_defaults: dict) -> dict:
     ignored = [flag for dest, flag in MODEL_OPTIONS.items()
                if dest not in entry.options and getattr(args, dest) != parser_defaults[dest]]
     if ignored:
-        users = [m.name for m in MODELS.values() if all(d in m.options for d, f in MODEL_OPTIONS.items() if f in ignored)]
+        users = [m.name for m in MODELS.values() if kind in m.kinds
+                 and all(d in m.options for d, f in MODEL_OPTIONS.items() if f in ignored)]
         raise CommandError(f"{' and '.join(ignored)} appl{'ies' if len(ignored) == 1 else 'y'} to "
                            + (f"--model {' or '.join(users)}" if users else "other models") + f", not {args.model}")
     return {dest: getattr(args, dest) for dest in MODEL_OPTIONS} | {"seed": args.seed}
@@ -52,6 +59,14 @@ def _train(args: argparse.Namespace) -> int:
     from .registry import DATASETS
 
     dataset = DATASETS[args.dataset]
+    language_model = dataset.kind == "text"
+    if language_model and args.epochs is not None:
+        raise CommandError(f"--dataset {args.dataset} trains by steps: give --max-steps, not --epochs")
+    if not language_model:
+        given = [flag for dest, (flag, _) in LM_OPTIONS.items() if getattr(args, dest) is not None]
+        if given:
+            raise CommandError(f"{' and '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to training a language "
+                               "model by steps (--dataset shakespeare)")
     epochs = args.epochs if args.epochs is not None else dataset.epochs
     batch_size = args.batch_size if args.batch_size is not None else dataset.batch_size
     options = _model_options(args, args.defaults)
@@ -62,7 +77,59 @@ def _train(args: argparse.Namespace) -> int:
         raise CommandError(f"--resume: no checkpoint at {checkpoint} (write one with --checkpoint-every)")
     with _claim_output_folder(out, ["model.safetensors", "history.json", "checkpoint.safetensors"]
                               + (["curves.png"] if args.plot else [])):
+        if language_model:
+            return _train_language_model(out, args, batch_size, options)
         return _train_into(out, args, epochs, batch_size, plot, options)
+
+
+def _train_language_model(out: Path, args: argparse.Namespace, batch_size: int, options: dict) -> int:
+    """nanoGPT's train.py: AdamW (decay on matrices only), warmup then cosine decay, clipping,
+    evaluation every --eval-interval steps; ends with the line ``val loss: X``."""
+    import handgrad as hg
+    from .registry import MODELS, build_model, load_task
+
+    lm = {dest: (getattr(args, dest) if getattr(args, dest) is not None else default)
+          for dest, (_, default) in LM_OPTIONS.items()}
+    task = load_task(args.dataset, args.data_dir)
+    model, description = build_model(args.model, task, options)
+    max_steps = args.max_steps if args.max_steps is not None else 2000
+    lr = args.lr if args.lr is not None else 1e-3
+    min_lr = lm["min_lr"] if lm["min_lr"] is not None else lr / 10
+    if args.optimizer not in (None, "adamw"):
+        raise CommandError(f"--dataset {args.dataset} trains with adamw (nanoGPT's); --optimizer {args.optimizer} "
+                           "is not offered here")
+    optimizer = hg.optim.AdamW(lr=lr, betas=(0.9, args.beta2 if args.beta2 is not None else 0.99),
+                               weight_decay=args.weight_decay if args.weight_decay is not None else 0.1,
+                               matrices_only=True)
+    schedule = hg.optim.WarmupCosineLR(lr, min(lm["warmup"], max_steps), max(max_steps, 1), min_lr)
+    grad_clip = args.grad_clip if args.grad_clip is not None else MODELS[args.model].grad_clip
+    block_size = model.block_size
+    print(f"dataset {args.dataset}: {len(task.train[0]):,} train, {len(task.test[0]):,} val tokens; model {description}; "
+          f"adamw lr {lr:g} -> {min_lr:g} (warmup {lm['warmup']}), {max_steps} steps of {batch_size} x {block_size} tokens")
+
+    def log(record):
+        speed = f", {record['tokens_per_second']:,.0f} tokens/s" if record["tokens_per_second"] else ""
+        print(f"step {record['step']:5d}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}  "
+              f"(lr {record['lr']:.2e}{speed})", flush=True)
+
+    checkpoint = out / "checkpoint.safetensors"
+    history = hg.train.fit_lm(model, optimizer, task.train, task.test, block_size=block_size, batch_size=batch_size,
+                              max_steps=max_steps, eval_interval=lm["eval_interval"], eval_iters=lm["eval_iters"],
+                              schedule=schedule, grad_clip=grad_clip, seed=args.seed,
+                              checkpoint=checkpoint if (args.checkpoint_every or args.resume) else None,
+                              resume=args.resume, log=log)
+    if (out / "model.safetensors").is_file() and not args.resume:
+        print(f"replacing the model of an earlier run in {out}")
+    hg.save(model, out / "model.safetensors", metadata={"dataset": args.dataset})
+    from .serialize import atomic_write_bytes
+
+    arguments = {k: v for k, v in vars(args).items() if k not in ("handler", "defaults")}
+    arguments.update(batch_size=batch_size, lr=lr, max_steps=max_steps, **lm, min_lr=min_lr, grad_clip=grad_clip)
+    summary = {"dataset": args.dataset, "val_loss": history["val_loss"][-1], **history.to_dict(), "arguments": arguments}
+    atomic_write_bytes(out / "history.json", [json.dumps(summary, indent=2, default=str).encode()])
+    print(f"wrote {out / 'model.safetensors'} and {out / 'history.json'}")
+    print(f"val loss: {history['val_loss'][-1]:.4f}")
+    return 0
 
 
 def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: int, plot, options: dict) -> int:
@@ -89,12 +156,16 @@ def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: in
 
     model, description = build_model(args.model, task, options)
     grad_clip = args.grad_clip if args.grad_clip is not None else MODELS[args.model].grad_clip
-    lr = args.lr if args.lr is not None else (0.1 if args.optimizer in ("sgd", "momentum", "nesterov") else
-                                              0.01 if args.optimizer == "adagrad" else 1e-3)
-    optimizer = hg.optim.OPTIMIZERS[args.optimizer](lr=lr, weight_decay=args.weight_decay)
+    name = args.optimizer or "adam"
+    lr = args.lr if args.lr is not None else (0.1 if name in ("sgd", "momentum", "nesterov") else
+                                              0.01 if name == "adagrad" else 1e-3)
+    extra = {"betas": (0.9, args.beta2)} if args.beta2 is not None else {}
+    if extra and name not in ("adam", "adamw"):
+        raise CommandError(f"--beta2 applies to --optimizer adam or adamw, not {name}")
+    optimizer = hg.optim.OPTIMIZERS[name](lr=lr, weight_decay=args.weight_decay or 0.0, **extra)
     scheduler = hg.optim.CosineAnnealingLR(optimizer, epochs) if args.schedule == "cosine" else None
     print(f"dataset {args.dataset}: {len(x_train)} train, {len(val[0])} {val_name} samples; model {description}; "
-          f"{args.optimizer} lr {lr:g}; {epochs} epochs of batch {batch_size}")
+          f"{name} lr {lr:g}; {epochs} epochs of batch {batch_size}")
 
     def log(record):
         print(f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  train acc {record['train_accuracy']:.4f}  "
@@ -104,7 +175,7 @@ def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: in
     history = hg.fit(model, optimizer, (x_train, t_train), val=val, epochs=epochs, batch_size=batch_size,
                      seed=args.seed, early_stopping=args.early_stopping, scheduler=scheduler, grad_clip=grad_clip,
                      checkpoint=checkpoint if (args.checkpoint_every or args.resume) else None,
-                     checkpoint_every=args.checkpoint_every, resume=args.resume, log=log)
+                     checkpoint_every=args.checkpoint_every, resume=args.resume, max_steps=args.max_steps, log=log)
     test_accuracy = hg.train.evaluate(model, x_test, t_test)[1]
     if (out / "model.safetensors").is_file() and not args.resume:
         print(f"replacing the model of an earlier run in {out}")
@@ -398,6 +469,30 @@ def _plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- generate -----------------------------------------------------------------------------------
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from .model import GPT
+
+    model = _load_model(args.model)
+    if not isinstance(model, GPT):
+        raise CommandError(f"{args.model}: generate needs a language model (--model gpt), this is a {type(model).__name__}")
+    if model.vocab is None:
+        raise CommandError(f"{args.model}: the model has no vocabulary saved with it, so text cannot be encoded")
+    try:
+        prompt = model.encode(args.prompt)[None] if args.prompt else None
+    except ValueError as error:
+        raise CommandError(f"--prompt: {error}") from error
+    if prompt is None:  # nanoGPT starts from a newline when there is no prompt
+        prompt = model.encode("\n" if "\n" in model.vocab.chars else model.vocab.chars[0])[None]
+    if args.top_k is not None and not 1 <= args.top_k <= model.vocab_size:
+        raise CommandError(f"--top-k must be between 1 and the vocabulary size {model.vocab_size}, got {args.top_k}")
+    ids = model.generate(prompt, args.tokens, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    print(model.decode(ids[0]))
+    return 0
+
+
 # --- walkthrough ---------------------------------------------------------------------------------
 
 
@@ -475,15 +570,28 @@ def build_parser() -> argparse.ArgumentParser:
                        "default: none, 5 for seq2seq models as in the book)")
     train.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
     train.add_argument("--init", default="he", help="he, he_uniform, xavier, xavier_uniform (default: he)")
-    train.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam")
+    train.add_argument("--optimizer", choices=list(OPTIMIZERS), help="default: adam (adamw for gpt)")
     train.add_argument("--lr", type=float, help="learning rate (default: 1e-3 for adam/adamw/rmsprop, 0.1 for sgd)")
-    train.add_argument("--weight-decay", type=float, default=0.0,
-                       help="the optimizer's weight decay, on every parameter (torch.optim's)")
+    train.add_argument("--beta2", type=float, help="Adam's second-moment decay (default: 0.999; 0.99 for gpt)")
+    train.add_argument("--weight-decay", type=float,
+                       help="the optimizer's weight decay, on every parameter (torch.optim's; default 0; "
+                       "gpt: 0.1, on weight matrices only, as nanoGPT)")
     train.add_argument("--weight-decay-l2", type=float, default=0.0, metavar="LAMBDA",
                        help="the model's L2 penalty LAMBDA/2 |W|^2 on the weights only (the book's)")
     train.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
                        help="learning rate: constant, or cosine annealing to 0 over the epochs")
     train.add_argument("--epochs", type=_positive_int, help="default: 30 for digits, 5 for mnist / fashion-mnist")
+    train.add_argument("--max-steps", type=_non_negative_int, metavar="N",
+                       help="stop after N optimizer steps (language models train by steps: default 2000)")
+    train.add_argument("--n-layer", type=_positive_int, help="gpt: blocks (default: 4)")
+    train.add_argument("--n-head", type=_positive_int, help="gpt: attention heads (default: 4)")
+    train.add_argument("--n-embd", type=_positive_int, help="gpt: width (default: 128)")
+    train.add_argument("--block-size", type=_positive_int, help="gpt: context length in tokens (default: 64)")
+    train.add_argument("--no-bias", action="store_true", help="gpt: no biases in LayerNorm and Affine (nanoGPT's bias=False)")
+    train.add_argument("--eval-interval", type=_positive_int, help="language models: evaluate every N steps (default: 250)")
+    train.add_argument("--eval-iters", type=_positive_int, help="language models: batches per evaluation (default: 200)")
+    train.add_argument("--warmup", type=_non_negative_int, help="language models: warmup steps (default: 100)")
+    train.add_argument("--min-lr", type=float, help="language models: the lr the cosine decays to (default: lr / 10)")
     train.add_argument("--batch-size", type=_positive_int, help="default: 32 for digits, 100 otherwise")
     train.add_argument("--seed", type=_non_negative_int, default=0)
     train.add_argument("--val-split", type=_fraction, default=0.0,
@@ -541,6 +649,16 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--out", help="PNG file to write (default: WHAT.png)")
     plot.add_argument("--data-dir")
     plot.set_defaults(handler=_plot)
+
+    generate = commands.add_parser("generate", help="text from a trained language model (--model gpt)")
+    generate.add_argument("model", help="a model.safetensors written by handgrad train --model gpt")
+    generate.add_argument("--prompt", default="", help="the text to continue (default: a newline)")
+    generate.add_argument("--tokens", type=_non_negative_int, default=500, help="characters to generate (default: 500)")
+    generate.add_argument("--temperature", type=float, default=0.8,
+                          help="divide the logits by this (default: 0.8; 0: always the most likely)")
+    generate.add_argument("--top-k", type=_positive_int, default=200, help="sample among the k most likely (default: 200)")
+    generate.add_argument("--seed", type=_non_negative_int, default=0)
+    generate.set_defaults(handler=_generate)
 
     walk = commands.add_parser("walkthrough", help="the tutorial's two-layer network, every gradient beside its numerical check",
                                description="Reproduce the tutorial's two-layer example: forward, loss, every backprop "

@@ -81,6 +81,13 @@ def _seq2seq_task(name: str):
     return load
 
 
+def _shakespeare(data_dir) -> Task:
+    from .data import load_shakespeare
+
+    train_ids, val_ids, vocab = load_shakespeare(data_dir=data_dir)
+    return Task("shakespeare", "text", (train_ids[:-1], train_ids[1:]), (val_ids[:-1], val_ids[1:]), (), len(vocab), vocab)
+
+
 DATASETS = {entry.name: entry for entry in (
     DatasetEntry("digits", "images", _image_task("digits"), 30, 32),
     DatasetEntry("mnist", "images", _image_task("mnist"), 5, 100),
@@ -88,6 +95,7 @@ DATASETS = {entry.name: entry for entry in (
     DatasetEntry("mnist1d", "signals", _mnist1d, 60, 100),
     DatasetEntry("addition", "seq2seq", _seq2seq_task("addition"), 25, 128),
     DatasetEntry("dates", "seq2seq", _seq2seq_task("dates"), 10, 128),
+    DatasetEntry("shakespeare", "text", _shakespeare, 0, 12),  # trained by steps (--max-steps), not epochs
 )}
 
 
@@ -166,6 +174,15 @@ def _seq2seq(attention: bool):
     return build
 
 
+def _gpt(task: Task, options: dict):
+    from .model import GPT
+
+    model = GPT(task.num_classes, options["block_size"] or 64, options["n_layer"] or 4, options["n_head"] or 4,
+                options["n_embd"] or 128, dropout=options["dropout"], bias=not options["no_bias"], seed=options["seed"],
+                vocab=task.vocab)
+    return model, model.describe()
+
+
 _MLP_OPTIONS = frozenset({"hidden", "activation", "init", "seed", "batchnorm", "dropout", "weight_decay_l2"})
 _CONV_OPTIONS = frozenset({"init", "seed", "weight_decay_l2"})
 _SEQ2SEQ_OPTIONS = frozenset({"hidden", "embed", "reverse_input", "seed"})
@@ -181,6 +198,9 @@ MODELS = {entry.name: entry for entry in (
                ("seq2seq",), _seq2seq(False), _SEQ2SEQ_OPTIONS | {"peeky"}, grad_clip=5.0),
     ModelEntry("seq2seq-attention", "seq2seq with the second book's attention over the encoder's states",
                ("seq2seq",), _seq2seq(True), _SEQ2SEQ_OPTIONS, grad_clip=5.0),
+    ModelEntry("gpt", "nanoGPT's model, every backward by hand (--n-layer, --n-head, --n-embd, --block-size)",
+               ("text",), _gpt, frozenset({"n_layer", "n_head", "n_embd", "block_size", "dropout", "no_bias", "seed"}),
+               grad_clip=1.0),
 )}
 
 
