@@ -1,0 +1,207 @@
+"""The GPT model: gradients by central differences, the tied weight, dropout, generation with a
+key/value cache and nanoGPT's crop, sampling, save/load and messages. (PyTorch parity of logits,
+loss and every gradient: test_interop.py.)"""
+
+import numpy as np
+import pytest
+
+import handgrad as hg
+from handgrad.gradcheck import gradient_check, numerical_gradient, relative_error
+from handgrad.layers import Dropout
+from handgrad.model import GPT, MODEL_TYPES
+from handgrad.model.gpt import _sample
+
+
+def randomize(gpt, seed=0, scale=0.3):
+    rng = np.random.default_rng(seed)
+    for name, value in gpt.params.items():
+        value[...] = rng.normal(1.0 if name.endswith("gamma") else 0.0, scale, value.shape)
+    return gpt
+
+
+def data(V, N, T, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, V, (N, T)), rng.integers(0, V, (N, T))
+
+
+@pytest.mark.parametrize("bias, gelu", [(True, "none"), (False, "tanh")])
+def test_numerical_gradients_of_a_tiny_gpt(bias, gelu):
+    gpt = randomize(GPT(5, 4, 2, 2, 4, bias=bias, gelu=gelu, seed=0, dtype=np.float64))
+    idx, targets = data(5, 2, 4)
+    targets[1, 1] = -100
+    report = gradient_check(gpt, idx, targets)
+    assert set(report.errors) == set(gpt.params)  # ids have no gradient: no "x" entry
+    assert report.passed, report.errors
+
+
+def test_dropout_gradients_with_the_masks_held_fixed():
+    gpt = randomize(GPT(5, 4, 1, 2, 4, dropout=0.3, seed=0, dtype=np.float64))
+    assert sum(isinstance(layer, Dropout) for _, layer in gpt.named_layers()) == 3
+    idx, targets = data(5, 2, 4)
+    state = gpt.rng.bit_generator.state
+
+    def loss(_):
+        gpt.rng.bit_generator.state = state  # the same masks at every evaluation
+        return gpt.loss(idx, targets)
+
+    loss(None)
+    gpt.backward()
+    analytic = {name: grad.copy() for name, grad in gpt.grads.items()}  # a forward zeroes them
+    for name in ("wte.W", "wpe.W", "h.0.attn.W_qkv", "h.0.attn.b_o", "h.0.mlp.c_fc.W", "ln_f.gamma"):
+        assert relative_error(analytic[name], numerical_gradient(loss, gpt.params[name])) < 1e-6, name
+    first = loss(None)
+    assert loss(None) == first and gpt.loss(idx, targets) != first  # fresh masks differ
+    with gpt.mode(False):  # evaluation: no dropout, the deterministic model
+        plain = GPT(5, 4, 1, 2, 4, seed=0, dtype=np.float64)
+        for name, value in gpt.params.items():
+            plain.params[name][...] = value
+        np.testing.assert_array_equal(gpt.predict(idx), plain.predict(idx))
+
+
+def test_dropout_zero_adds_no_layer_and_is_exact():
+    gpt = GPT(7, 5, 2, 1, 4, dropout=0.0, seed=0)
+    assert not any(isinstance(layer, Dropout) for _, layer in gpt.named_layers())
+    idx, _ = data(7, 2, 5)
+    np.testing.assert_array_equal(gpt.predict(idx), gpt.predict(idx))
+
+
+def test_tied_weight_is_listed_once_and_gets_both_uses():
+    gpt = randomize(GPT(9, 6, 1, 2, 4, seed=0, dtype=np.float64))
+    assert [k for k in gpt.params if "wte" in k or "lm_head" in k] == ["wte.W"]
+    assert len({id(v) for v in gpt.params.values()}) == len(gpt.params)
+    assert set(gpt.params) == set(gpt.grads)
+    idx = np.array([[0, 1, 2, 1, 0, 2], [2, 2, 1, 0, 0, 1]])  # tokens 3 .. 8 never read
+    targets = np.array([[1, 2, 3, 4, 5, 6], [7, 8, 0, 1, 2, 3]])
+    gpt.loss(idx, targets)
+    gpt.backward()
+    dlogits = gpt.loss_layer.backward(1.0).reshape(-1, 9)
+    head_share = dlogits.T @ gpt._xf  # logits = x_f wte^T: dwte = dlogits^T x_f
+    grad = gpt.grads["wte.W"]
+    np.testing.assert_allclose(grad[3:], head_share[3:], rtol=1e-12, atol=1e-15)  # unused rows: the head only
+    assert np.abs(grad[3:]).min() > 0
+    assert np.abs(grad[:3] - head_share[:3]).min() > 1e-6  # used rows: the embedding's share added
+
+
+def test_backward_leaves_one_steps_gradients():
+    gpt = randomize(GPT(6, 4, 1, 2, 4, seed=0))
+    idx, targets = data(6, 3, 4)
+    gpt.loss(idx, targets)
+    gpt.backward()
+    first = {k: v.copy() for k, v in gpt.grads.items()}
+    gpt.backward()  # twice: zeroed first, not doubled
+    gpt.loss(idx, targets)
+    gpt.backward()
+    for name, value in gpt.grads.items():
+        np.testing.assert_allclose(value, first[name], rtol=1e-6, atol=1e-9, err_msg=name)
+
+
+def test_nanogpt_initialisation_and_bias_option():
+    gpt = GPT(50, 16, 3, 4, 64, seed=0)
+    p = gpt.params
+    for name, value in p.items():
+        assert value.dtype == np.float32, name
+        if name.endswith(("W_o", "c_proj.W")):
+            assert value.std() == pytest.approx(0.02 / np.sqrt(6), rel=0.05), name
+        elif name.endswith((".W", "W_qkv")):
+            assert value.std() == pytest.approx(0.02, rel=0.05), name
+        elif name.endswith("gamma"):
+            assert np.all(value == 1)
+        else:
+            assert np.all(value == 0), name
+    no_bias = GPT(50, 16, 3, 4, 64, bias=False, seed=0)
+    assert set(no_bias.params) == {k for k in p if not k.endswith((".b", ".beta", "b_qkv", "b_o"))}
+    assert GPT(50, 16, 3, 4, 64, seed=0).num_params == gpt.num_params == sum(v.size for v in p.values())
+    np.testing.assert_array_equal(GPT(50, 16, 3, 4, 64, seed=7).params["wte.W"],
+                                  GPT(50, 16, 3, 4, 64, seed=7).params["wte.W"])
+
+
+def test_cached_generation_equals_uncached_and_greedy_is_argmax_step_by_step():
+    gpt = randomize(GPT(11, 6, 2, 2, 8, seed=0, dtype=np.float64), scale=0.5)
+    prompt, _ = data(11, 2, 3, seed=4)
+    # 3 + 8 tokens: the context outgrows block_size = 6, so both paths crop (the cache is rebuilt).
+    cached, logits = gpt.generate(prompt, 8, temperature=0, return_logits=True)
+    uncached, logits_uncached = gpt.generate(prompt, 8, temperature=0, use_cache=False, return_logits=True)
+    np.testing.assert_array_equal(cached, uncached)
+    np.testing.assert_allclose(logits, logits_uncached, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(cached[:, :3], prompt)
+    ids = prompt
+    for step in range(8):
+        full = gpt.predict(ids[:, -6:])[:, -1]  # nanoGPT's crop: the last block_size tokens
+        np.testing.assert_allclose(logits[:, step], full, rtol=1e-10, atol=1e-12)
+        ids = np.concatenate([ids, full.argmax(axis=-1)[:, None]], axis=1)
+    np.testing.assert_array_equal(ids, cached)
+
+
+def test_sampled_generation_is_seeded_and_cache_independent():
+    gpt = randomize(GPT(13, 5, 1, 2, 6, seed=0), scale=0.5)
+    prompt = np.array([[1, 2], [3, 4], [5, 6]])
+    a = gpt.generate(prompt, 9, temperature=0.8, top_k=5, seed=3)
+    assert a.shape == (3, 11) and a.dtype == np.int64
+    np.testing.assert_array_equal(a, gpt.generate(prompt, 9, temperature=0.8, top_k=5, seed=3))
+    np.testing.assert_array_equal(a, gpt.generate(prompt, 9, temperature=0.8, top_k=5, seed=3, use_cache=False))
+    assert not np.array_equal(a, gpt.generate(prompt, 9, temperature=0.8, top_k=5, seed=4))
+    np.testing.assert_array_equal(gpt.generate(prompt, 4, top_k=1, seed=0), gpt.generate(prompt, 4, temperature=0))
+    assert gpt.generate(prompt, 0).shape == (3, 2)
+
+
+def test_sampling_follows_softmax_of_the_top_k():
+    logits = np.log(np.array([[0.1, 0.4, 0.2, 0.3]]))
+    rng = np.random.default_rng(0)
+    draws = _sample(np.repeat(logits, 40_000, axis=0), 1.0, None, rng)
+    np.testing.assert_allclose(np.bincount(draws, minlength=4) / 40_000, [0.1, 0.4, 0.2, 0.3], atol=0.01)
+    draws = _sample(np.repeat(logits, 40_000, axis=0), 0.5, 2, rng)  # top 2: p^2 renormalised
+    np.testing.assert_allclose(np.bincount(draws, minlength=4) / 40_000, [0, 16 / 25, 0, 9 / 25], atol=0.01)
+    tied = np.array([[1.0, 3.0, 3.0, 0.0]])  # ties with the k-th value are kept, as nanoGPT
+    assert set(_sample(np.repeat(tied, 1000, axis=0), 1.0, 1, rng)) == {1, 2}
+
+
+def test_save_and_load_round_trip(tmp_path):
+    for kwargs in ({}, {"bias": False, "dropout": 0.1, "gelu": "tanh", "eps": 1e-6, "vocab": "abcdefg"}):
+        gpt = randomize(GPT(7, 6, 2, 2, 4, seed=0, **kwargs))
+        hg.save(gpt, tmp_path / "gpt.safetensors")
+        back = hg.load(tmp_path / "gpt.safetensors")
+        assert isinstance(back, GPT) and MODEL_TYPES["GPT"] is GPT
+        assert back.spec() == gpt.spec() and set(back.params) == set(gpt.params)
+        for name, value in gpt.params.items():
+            np.testing.assert_array_equal(back.params[name], value, err_msg=name)
+        idx, _ = data(7, 2, 6)
+        with gpt.mode(False), back.mode(False):
+            np.testing.assert_allclose(back.predict(idx), gpt.predict(idx), rtol=1e-6, atol=1e-7)
+    assert back.decode(back.encode("gafe")) == "gafe"
+    with pytest.raises(ValueError, match="bad description"):
+        hg.serialize.build_model({**gpt.spec(), "n_head": 3}, tensors={})
+
+
+def test_fit_trains_it():
+    gpt = GPT(8, 8, 1, 2, 16, seed=0)
+    x = np.tile(np.arange(8), (32, 1))
+    t = (x + 1) % 8
+    before = gpt.loss(x, t)
+    hg.fit(gpt, hg.optim.Adam(lr=1e-2), (x, t), epochs=15, batch_size=8, seed=0, progress=False)
+    assert gpt.loss(x, t) < 0.3 * np.log(8) < before
+
+
+def test_messages():
+    gpt = GPT(10, 4, 1, 2, 4, seed=0)
+    with pytest.raises(ValueError, match=r"T = 5 exceeds block_size = 4 .* crop the context"):
+        gpt.predict(np.zeros((1, 5), int))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 10\), got values from 0 to 10"):
+        gpt.predict(np.array([[0, 10]]))
+    with pytest.raises(TypeError, match="must be integers"):
+        gpt.predict(np.zeros((1, 2)))
+    with pytest.raises(ValueError, match=r"shape \(N, T\).*idx\[None\]"):
+        gpt.predict(np.zeros(3, int))
+    with pytest.raises(ValueError, match="n_embd = 6 must be divisible by n_head = 4"):
+        GPT(10, 4, 1, 4, 6)
+    with pytest.raises(ValueError, match="vocab must list vocab_size = 10"):
+        GPT(10, 4, 1, 1, 4, vocab="abc")
+    with pytest.raises(ValueError, match="no vocabulary"):
+        gpt.encode("hi")
+    with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
+        gpt.generate(np.zeros((1, 1), int), 2, temperature=-1)
+    with pytest.raises(ValueError, match="top_k must be None or an integer >= 1"):
+        gpt.generate(np.zeros((1, 1), int), 2, top_k=0)
+    with pytest.raises(RuntimeError, match="backward\\(\\) called before forward"):
+        GPT(10, 4, 1, 2, 4).backward()
+    with pytest.raises(ValueError, match="SoftmaxWithLoss|label"):
+        gpt.loss(np.zeros((1, 3), int), np.zeros((1, 2), int))
