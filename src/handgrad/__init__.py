@@ -1,16 +1,18 @@
 """handgrad: neural networks in NumPy whose gradients are written by hand, layer by layer.
 
-``import handgrad as hg`` gives ``hg.functions``, ``hg.layers``, ``hg.optim``, ``hg.data``,
-``hg.init``, ``hg.gradcheck``, ``hg.inspect`` and ``hg.plot`` (matplotlib only when drawing), and at the top ``hg.Sequential``, ``hg.mlp``, ``hg.fit``,
-``hg.save`` and ``hg.load``.
+``import handgrad as hg`` gives ``hg.functions``, ``hg.layers``, ``hg.model``, ``hg.optim``,
+``hg.data``, ``hg.init``, ``hg.gradcheck``, ``hg.train``, ``hg.interop``, ``hg.inspect`` and
+``hg.plot`` (matplotlib only when drawing), and at the top ``hg.Sequential``, ``hg.mlp``,
+``hg.fit``, ``hg.save`` and ``hg.load``.
 """
 
 __version__ = "0.1.0"
 
-from . import data, functions, gradcheck, init, inspect, layers, optim, plot  # noqa: E402
+from . import data, functions, gradcheck, init, inspect, interop, layers, model, optim, plot, train  # noqa: E402
 from .model import Sequential, TwoLayerNet, mlp  # noqa: E402
 from .serialize import load, save  # noqa: E402
 from .train import History, evaluate, fit  # noqa: E402
 
-__all__ = ["functions", "layers", "gradcheck", "init", "optim", "data", "inspect", "plot", "Sequential", "TwoLayerNet", "mlp",
+__all__ = ["functions", "layers", "model", "gradcheck", "init", "optim", "data", "train", "interop", "inspect", "plot",
+           "Sequential", "TwoLayerNet", "mlp",
            "fit", "evaluate", "History", "save", "load", "__version__"]
