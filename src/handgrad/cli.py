@@ -48,10 +48,10 @@ def _model_options(args: argparse.Namespace, parser_defaults: dict) -> dict:
     ignored = [flag for dest, flag in MODEL_OPTIONS.items()
                if dest not in entry.options and getattr(args, dest) != parser_defaults[dest]]
     if ignored:
-        users = [m.name for m in MODELS.values() if kind in m.kinds
-                 and all(d in m.options for d, f in MODEL_OPTIONS.items() if f in ignored)]
+        readers = [m for m in MODELS.values() if all(d in m.options for d, f in MODEL_OPTIONS.items() if f in ignored)]
+        users = [m.name for m in readers if kind in m.kinds] or [m.name for m in readers]
         raise CommandError(f"{' and '.join(ignored)} appl{'ies' if len(ignored) == 1 else 'y'} to "
-                           + (f"--model {' or '.join(users)}" if users else "other models") + f", not {args.model}")
+                           + (f"--model {' or '.join(users)}" if users else "no one model") + f", not {args.model}")
     return {dest: getattr(args, dest) for dest in MODEL_OPTIONS} | {"seed": args.seed}
 
 
@@ -124,7 +124,8 @@ def _train_language_model(out: Path, args: argparse.Namespace, batch_size: int, 
     from .serialize import atomic_write_bytes
 
     arguments = {k: v for k, v in vars(args).items() if k not in ("handler", "defaults")}
-    arguments.update(batch_size=batch_size, lr=lr, max_steps=max_steps, **lm, min_lr=min_lr, grad_clip=grad_clip)
+    arguments.update({**lm, "batch_size": batch_size, "lr": lr, "max_steps": max_steps, "min_lr": min_lr,
+                      "grad_clip": grad_clip})
     summary = {"dataset": args.dataset, "val_loss": history["val_loss"][-1], **history.to_dict(), "arguments": arguments}
     atomic_write_bytes(out / "history.json", [json.dumps(summary, indent=2, default=str).encode()])
     print(f"wrote {out / 'model.safetensors'} and {out / 'history.json'}")
@@ -486,9 +487,10 @@ def _generate(args: argparse.Namespace) -> int:
         raise CommandError(f"--prompt: {error}") from error
     if prompt is None:  # nanoGPT starts from a newline when there is no prompt
         prompt = model.encode("\n" if "\n" in model.vocab.chars else model.vocab.chars[0])[None]
-    if args.top_k is not None and not 1 <= args.top_k <= model.vocab_size:
-        raise CommandError(f"--top-k must be between 1 and the vocabulary size {model.vocab_size}, got {args.top_k}")
-    ids = model.generate(prompt, args.tokens, temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    if not args.temperature >= 0:
+        raise CommandError(f"--temperature must be >= 0, got {args.temperature}")
+    top_k = min(args.top_k, model.vocab_size)  # as nanoGPT: k above the vocabulary means all of it
+    ids = model.generate(prompt, args.tokens, temperature=args.temperature, top_k=top_k, seed=args.seed)
     print(model.decode(ids[0]))
     return 0
 

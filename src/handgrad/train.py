@@ -450,6 +450,8 @@ def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 1
 
     model.train()
     started, tokens = time.perf_counter(), 0
+    if schedule is not None:
+        optimizer.lr = schedule.lr_at(state["step"])  # so that the first record shows the lr the step will use
     if state["step"] == 0 and not history.records:
         evaluate_both(0, started, 0)
         model.train()
