@@ -3,6 +3,8 @@ bad input into a message naming the layer."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 from ..functions import as_float_array
@@ -138,6 +140,17 @@ class Layer:
     def eval(self) -> "Layer":
         """Switch to evaluation mode."""
         return self.train(False)
+
+    @contextmanager
+    def mode(self, training: bool):
+        """``with model.mode(False): ...`` runs the block in evaluation mode (``True``: training
+        mode) and puts the layer (or model) back in the mode it had, even if the block raises."""
+        was_training = self.training
+        self.train(training)
+        try:
+            yield self
+        finally:
+            self.train(was_training)
 
     # --- description, for summaries and save/load ----------------------------------------------
 

@@ -5,7 +5,6 @@ Data flows one way: a model calls its layers; layers never know about the model.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -134,16 +133,7 @@ class Sequential:
     def eval(self) -> "Sequential":
         return self.train(False)
 
-    @contextmanager
-    def mode(self, training: bool):
-        """``with model.mode(False): ...`` runs the block in evaluation mode (``True``: training
-        mode) and puts the model back in the mode it had, even if the block raises."""
-        was_training = self.training
-        self.train(training)
-        try:
-            yield self
-        finally:
-            self.train(was_training)
+    mode = Layer.mode  # ``with model.mode(False): ...``: evaluation mode for the block, then restored
 
     # --- forward and backward ------------------------------------------------------------------
 

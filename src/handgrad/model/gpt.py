@@ -15,7 +15,6 @@ derivative written out, see the layers); the gradients of wte are the sum of its
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -337,16 +336,6 @@ class GPT(Layer):
         return self._require_vocab().decode(ids)
 
     # --- modes ----------------------------------------------------------------------------------------
-
-    @contextmanager
-    def mode(self, training: bool):
-        """``with gpt.mode(False): ...``: the block in evaluation mode, the mode restored after."""
-        was_training = self.training
-        self.train(training)
-        try:
-            yield self
-        finally:
-            self.train(was_training)
 
     # --- forward --------------------------------------------------------------------------------------
 

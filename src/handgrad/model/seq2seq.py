@@ -9,7 +9,6 @@ reads the question backwards, which the book shows helps. Batch-first, token ids
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 
 import numpy as np
 
@@ -111,15 +110,6 @@ class Seq2seq(Layer):
     @property
     def input_shape(self) -> tuple:
         return (self.question_length,)
-
-    @contextmanager
-    def mode(self, training: bool):
-        was_training = self.training
-        self.train(training)
-        try:
-            yield self
-        finally:
-            self.train(was_training)
 
     # --- forward and backward -------------------------------------------------------------------
 
