@@ -41,6 +41,13 @@ def test_train_a_small_gpt_by_steps_then_generate(tmp_path, capsys):
     assert capsys.readouterr().out == text  # seeded: the same text again
     assert main(["generate", str(out / "model.safetensors"), "--prompt", "€uro"]) == 1
     assert "--prompt: characters '€' are not in the vocabulary" in capsys.readouterr().err
+    pytest.importorskip("matplotlib")
+    assert main(["plot", str(out / "model.safetensors"), "--what", "attention", "--text", "ROMEO: hi",
+                 "--out", str(tmp_path / "heads.png")]) == 0
+    assert (tmp_path / "heads.png").stat().st_size > 1000
+    assert main(["plot", str(out / "model.safetensors"), "--what", "attention", "--text", "x" * 17,
+                 "--out", str(tmp_path / "long.png")]) == 1
+    assert "the prompt has 17 characters; the model's context is 16" in capsys.readouterr().err
 
 
 def test_language_model_options_are_refused_where_they_do_not_apply(tmp_path, capsys):

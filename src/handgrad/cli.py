@@ -78,11 +78,11 @@ def _train(args: argparse.Namespace) -> int:
     with _claim_output_folder(out, ["model.safetensors", "history.json", "checkpoint.safetensors"]
                               + (["curves.png"] if args.plot else [])):
         if language_model:
-            return _train_language_model(out, args, batch_size, options)
+            return _train_language_model(out, args, batch_size, options, plot)
         return _train_into(out, args, epochs, batch_size, plot, options)
 
 
-def _train_language_model(out: Path, args: argparse.Namespace, batch_size: int, options: dict) -> int:
+def _train_language_model(out: Path, args: argparse.Namespace, batch_size: int, options: dict, plot) -> int:
     """nanoGPT's train.py: AdamW (decay on matrices only), warmup then cosine decay, clipping,
     evaluation every --eval-interval steps; ends with the line ``val loss: X``."""
     import handgrad as hg
@@ -129,6 +129,8 @@ def _train_language_model(out: Path, args: argparse.Namespace, batch_size: int, 
     summary = {"dataset": args.dataset, "val_loss": history["val_loss"][-1], **history.to_dict(), "arguments": arguments}
     atomic_write_bytes(out / "history.json", [json.dumps(summary, indent=2, default=str).encode()])
     print(f"wrote {out / 'model.safetensors'} and {out / 'history.json'}")
+    if plot is not None:
+        print(f"wrote {plot.lm_curves(history, out / 'curves.png')}")
     print(f"val loss: {history['val_loss'][-1]:.4f}")
     return 0
 
@@ -646,7 +648,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--dataset", choices=DATASETS, default="digits")
     plot.add_argument("--what", choices=["confusion", "mistakes", "weights", "activations", "attention"],
                       default="confusion")
-    plot.add_argument("--text", metavar="QUESTION", help="for --what attention: a question for a seq2seq-attention model")
+    plot.add_argument("--text", metavar="TEXT",
+                      help="for --what attention: a question for a seq2seq-attention model, or a prompt for a gpt")
     plot.add_argument("--samples", type=_positive_int, default=1000, help="samples for --what activations")
     plot.add_argument("--out", help="PNG file to write (default: WHAT.png)")
     plot.add_argument("--data-dir")

@@ -78,9 +78,24 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def lm_curves(history, path) -> Path:
+    """A language model's loss by step (``fit_lm``'s history): train and validation."""
+    path = _output_path(path, "lm_curves")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    for key, label in (("train_loss", "train"), ("val_loss", "validation")):
+        ax.plot(history["step"], history[key], marker="o", label=label)
+    ax.set(xlabel="step", ylabel="cross-entropy loss (nats per character)", title="loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
 def training_curves(history, path, val_label: str = "validation") -> Path:
     """Training loss, and train / validation accuracy, per epoch (``val_label`` names the
-    evaluation set, e.g. "test")."""
+    evaluation set, e.g. "test"); a language model's history (by step) gets :func:`lm_curves`."""
+    if history.records and "step" in history.records[0] and "epoch" not in history.records[0]:
+        return lm_curves(history, path)
     path = _output_path(path, "training_curves")
     plt = _pyplot()
     epochs = history["epoch"]
@@ -257,10 +272,41 @@ def activations(model, x, path, bins: int = 30) -> Path:
     return _save(fig, path)
 
 
+def gpt_attention(model, prompt: str, path) -> Path:
+    """Every head of every layer of a GPT on ``prompt``: for each position (rows), the weights
+    over the positions it may see (columns, the causal mask leaves the upper triangle empty)."""
+    path = _output_path(path, "attention")
+    plt = _pyplot()
+    ids = model.encode(prompt)[None]  # refuses unknown characters
+    if ids.shape[1] > model.block_size:
+        raise ValueError(f"the prompt has {ids.shape[1]} characters; the model's context is {model.block_size}")
+    with model.mode(False):
+        model.predict(ids)
+    blocks = model.blocks
+    chars = [repr(c)[1:-1] for c in prompt]
+    fig, axes = plt.subplots(len(blocks), model.n_head, squeeze=False, layout="constrained",
+                             figsize=(2.6 * model.n_head, 2.6 * len(blocks)))
+    for layer, block in enumerate(blocks):
+        weights = dict(block.children())["attn"].attention[0]  # (heads, T, T)
+        for head in range(model.n_head):
+            ax = axes[layer, head]
+            ax.imshow(weights[head], cmap="Greys", vmin=0, vmax=1)
+            ax.set_title(f"layer {layer}, head {head}", fontsize=9)
+            ticks = range(len(chars)) if len(chars) <= 24 else []
+            ax.set(xticks=ticks, yticks=ticks)
+            if ticks:
+                ax.set_xticklabels(chars, fontsize=6)
+                ax.set_yticklabels(chars, fontsize=6)
+    fig.suptitle(f"attention of every head on {prompt!r} (rows: position, columns: positions attended)")
+    return _save(fig, path)
+
+
 def attention_map(model, question: str, path) -> Path:
     """Where an attention seq2seq model looks: for each character of its answer (rows), the
     attention weights over the characters of the question (columns), the second book's
     figure of chapter 8. The answer is the model's own (greedy)."""
+    if hasattr(model, "blocks") and hasattr(model, "n_head"):  # a GPT: every head of every layer
+        return gpt_attention(model, question, path)
     path = _output_path(path, "attention")
     if not getattr(model, "attention", False) or not hasattr(model, "generate"):
         raise ValueError("attention pictures need a seq2seq model with attention (--model seq2seq-attention)")
