@@ -4,12 +4,13 @@
                                    [--only lstm|dates|addition] [--quick]
 
 Rows (float32, 2 threads; each PyTorch mirror starts from the very same weights and sees the
-same batches in the same order, so the two columns differ only by arithmetic):
+same batches in the same order, so the two columns differ only by arithmetic; PyTorch's LSTM has
+two biases that add up, the mirrors train one, as handgrad's LSTM and the book's have one):
   sequential MNIST  each image read as 28 rows of 28 pixels: LSTM 128 -> last state -> Affine 10,
                     Adam 1e-3, batch 100, 10 epochs; test accuracy after each epoch (goal >= 98.5 %
                     within 10) and seconds per training epoch of both, measured alternately with a
                     pause between them (goal: no slower than 1.5x PyTorch's time)
-  dates             attention seq2seq (embedding 16, LSTM 256), questions read backwards, Adam 1e-3,
+  dates             attention seq2seq (embedding 16, LSTM 256), questions read backwards, Adam 1e-3, 10 epochs,
                     batch 128, clip 5: the book's chapter 8 script; exact answers on the test split
                     after each epoch (>= 99 %)
   addition          seq2seq (embedding 16, LSTM 128), Adam 1e-3, batch 128, clip 5, 25 epochs:
@@ -56,6 +57,7 @@ def torch_lstm_classifier(torch, model):
         net.lstm.bias_hh_l0.zero_()
         net.head.weight.copy_(torch.from_numpy(head.W.T.copy()))
         net.head.bias.copy_(torch.from_numpy(head.b))
+    net.lstm.bias_hh_l0.requires_grad_(False)  # one bias b, as handgrad's (and the book's) LSTM
     return net
 
 
@@ -103,6 +105,7 @@ def torch_seq2seq(torch, model: Seq2seq):
             module.weight_hh_l0.copy_(torch.from_numpy(children[name].params["Wh"].T.copy()))
             module.bias_ih_l0.copy_(torch.from_numpy(children[name].params["b"]))
             module.bias_hh_l0.zero_()
+            module.bias_hh_l0.requires_grad_(False)  # one bias b per LSTM, as handgrad's and the book's
         net.out.weight.copy_(torch.from_numpy(children["out"].W.T.copy()))
         net.out.bias.copy_(torch.from_numpy(children["out"].b))
     return net
@@ -119,7 +122,7 @@ def torch_epoch(torch, net, optimizer, x, t, order, batch_size, loss_of, clip=No
         loss = loss_of(net, torch.from_numpy(x[index]), torch.from_numpy(t[index]))
         loss.backward()
         if clip:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+            torch.nn.utils.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], clip)
         optimizer.step()
 
 
@@ -137,7 +140,7 @@ def sequential_mnist(torch, data_dir, quick: bool) -> dict:
     model = Sequential([Reshape((28, 28)), LSTM(uniform(28, 4 * H), uniform(H, 4 * H), uniform(4 * H)), LastStep(),
                         Affine(uniform(H, 10), uniform(10))], seed=0)
     net = torch_lstm_classifier(torch, model)
-    ours, theirs = hg.optim.Adam(lr=1e-3), torch.optim.Adam(net.parameters(), lr=1e-3)
+    ours, theirs = hg.optim.Adam(lr=1e-3), torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
     cross_entropy = torch.nn.functional.cross_entropy
     orders = np.random.default_rng(0)
     row = {"run": "sequential MNIST, LSTM 128, Adam 1e-3, batch 100", "epochs": epochs, "handgrad": [], "torch": []}
@@ -176,7 +179,7 @@ def seq2seq_run(torch, name, data, label, epochs, **options) -> dict:
     (x, t), (x_test, t_test), vocab = data
     model = Seq2seq(vocab, x.shape[1], t.shape[1], seed=0, **options)
     net = torch_seq2seq(torch, model)
-    ours, theirs = hg.optim.Adam(lr=1e-3), torch.optim.Adam(net.parameters(), lr=1e-3)
+    ours, theirs = hg.optim.Adam(lr=1e-3), torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
     start_id = vocab.id_of("_")
     orders = np.random.default_rng(0)
 
@@ -230,7 +233,7 @@ def main() -> None:
     if args.only in (None, "dates"):
         data = subset(hg.data.load_seq2seq("dates", data_dir=args.data_dir))
         rows.append(seq2seq_run(torch, "dates", data, "attention seq2seq, LSTM 256, reversed input",
-                                1 if args.quick else 4, embed=16, hidden=256, attention=True, reverse_input=True))
+                                1 if args.quick else 10, embed=16, hidden=256, attention=True, reverse_input=True))
     if args.only in (None, "addition"):
         data = subset(hg.data.load_seq2seq("addition", data_dir=args.data_dir))
         for label, options in (("plain", {}), ("reversed", {"reverse_input": True}),
