@@ -75,3 +75,36 @@ def test_bad_questions_are_refused_clearly():
         model.generate(np.zeros((2, 4), dtype=np.int64))
     with pytest.raises(ValueError, match="choose peeky or attention, not both"):
         Seq2seq(VOCAB, 3, 4, peeky=True, attention=True)
+
+
+@pytest.mark.parametrize("variant", VARIANTS[:3], ids=["plain", "peeky", "attention"])
+def test_loss_and_every_gradient_equal_pytorchs_mirror_in_float64(torch, variant):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from sequences import torch_seq2seq  # the mirror benchmarks/sequences.py trains beside handgrad
+
+    model = Seq2seq(VOCAB, 3, 4, embed=5, hidden=7, seed=3, dtype=np.float64, reverse_input=True, **variant)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # the mirror's modules are built in float64, not rounded to float32
+    try:
+        net = torch_seq2seq(torch, model)
+    finally:
+        torch.set_default_dtype(previous)
+    x, t = toy_sums(6, seed=4)
+    loss = model.loss(x, t)
+    model.backward()
+    X, T = torch.from_numpy(x), torch.from_numpy(t)
+    scores = net(X, T[:, :-1])
+    torch_loss = torch.nn.functional.cross_entropy(scores.reshape(-1, scores.shape[-1]), T[:, 1:].reshape(-1))
+    torch_loss.backward()
+    assert loss == pytest.approx(torch_loss.item(), rel=1e-12)
+    theirs = {"enc_embed.W": net.enc_embed.weight.grad, "dec_embed.W": net.dec_embed.weight.grad,
+              "out.W": net.out.weight.grad.T, "out.b": net.out.bias.grad}
+    for name, lstm in (("encoder", net.encoder), ("decoder", net.decoder)):
+        theirs.update({f"{name}.Wx": lstm.weight_ih_l0.grad.T, f"{name}.Wh": lstm.weight_hh_l0.grad.T,
+                       f"{name}.b": lstm.bias_ih_l0.grad})
+    assert set(theirs) == set(model.grads)
+    for name, grad in theirs.items():
+        np.testing.assert_allclose(model.grads[name], grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
