@@ -66,3 +66,60 @@ def test_generate_refuses_a_model_that_is_not_a_language_model(tmp_path, capsys)
     capsys.readouterr()
     assert main(["generate", str(tmp_path / "mlp" / "model.safetensors")]) == 1
     assert "generate needs a language model (--model gpt), this is a Sequential" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory):
+    """A GPT and a seq2seq model saved as files (untrained: what the commands do with them
+    matters here, not what they say)."""
+    from handgrad.data import CharVocab
+    from handgrad.model import GPT, Seq2seq
+
+    folder = tmp_path_factory.mktemp("models")
+    chars = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    hg.save(GPT(65, 16, 1, 2, 8, seed=0, vocab=CharVocab(chars)), folder / "gpt.safetensors",
+            metadata={"dataset": "shakespeare"})
+    hg.save(Seq2seq(CharVocab("0123456789+ _"), 3, 4, embed=3, hidden=4, seed=0), folder / "s2s.safetensors",
+            metadata={"dataset": "addition"})
+    return folder
+
+
+@pytest.mark.parametrize("args, message", [
+    (["trace", "{gpt}"], "trace works on classifiers (mlp, cnn, lstm); this is a language model"),
+    (["trace", "{s2s}"], "trace works on classifiers (mlp, cnn, lstm); this is a seq2seq model"),
+    (["plot", "{gpt}", "--what", "weights"], "plot works on classifiers"),
+    (["plot", "{s2s}", "--what", "confusion"], "plot works on classifiers"),
+    (["evaluate", "{gpt}", "--dataset", "digits"], "a language model is evaluated on text (shakespeare), not digits"),
+    (["predict", "{gpt}", "--text", "ROMEO"], "use 'handgrad generate MODEL --prompt TEXT'"),
+    (["predict", "{s2s}", "--text", ""], "the question is empty"),
+    (["plot", "{gpt}", "--what", "attention", "--text", ""], "--text '': the prompt is empty"),
+])
+def test_commands_refuse_models_they_do_not_fit_in_one_line(tiny_models, capsys, args, message):
+    paths = {"gpt": tiny_models / "gpt.safetensors", "s2s": tiny_models / "s2s.safetensors"}
+    assert main([a.format(**paths) for a in args]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_a_classifier_is_not_run_on_text(tmp_path, capsys):
+    assert main(["train", "--epochs", "1", "--out", str(tmp_path / "mlp")]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "mlp" / "model.safetensors"), "--dataset", "shakespeare"]) == 1
+    assert "a classifier cannot be run on shakespeare (text)" in capsys.readouterr().err
+
+
+@needs_shakespeare
+def test_evaluate_a_gpt_gives_its_loss_on_both_splits(tiny_models, capsys):
+    assert main(["evaluate", str(tiny_models / "gpt.safetensors"), "--data-dir", str(SHARED_DATA)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    train_loss, val_loss = (float(line.split(": ")[1]) for line in lines[1:3])
+    assert lines[1].startswith("train loss:") and 3.5 < train_loss < 4.5 and 3.5 < val_loss < 4.5  # about ln 65
+
+
+@needs_shakespeare
+def test_language_model_settings_are_checked_before_building(tmp_path, capsys):
+    base = ["train", "--dataset", "shakespeare", "--model", "gpt", "--data-dir", str(SHARED_DATA), "--out", str(tmp_path)]
+    assert main(base + ["--block-size", "2000000"]) == 1
+    assert "--block-size 2000000 is longer than the validation text (111,539 tokens)" in capsys.readouterr().err
+    assert main(base + ["--min-lr", "1"]) == 1
+    assert "--min-lr must lie between 0 and the learning rate 0.001, got 1" in capsys.readouterr().err

@@ -48,7 +48,7 @@ def test_train_evaluate_predict_and_picture_an_attention_seq2seq(small_addition,
     assert json.loads((out / "history.json").read_text())["test_accuracy"] == pytest.approx(accuracy)
     assert main(["evaluate", str(model_file)]) == 0  # the dataset comes from the model file
     text = capsys.readouterr().out
-    assert f"exact answers: {accuracy:.4f}" in text and "examples (question -> answer, expected):" in text
+    assert f"exact answers: {accuracy:.4f}" in text and "examples (question -> answer, expected), the first five" in text
     assert main(["predict", str(model_file), "--text", "3+4", "--text", "9+9"]) == 0
     model = hg.load(model_file)
     assert capsys.readouterr().out.split() == [model.answer("3+4"), model.answer("9+9")]
@@ -74,7 +74,7 @@ def test_peeky_and_reversed_seq2seq_options(small_addition, tmp_path, capsys):
     assert main(["train", "--dataset", "addition", "--out", str(out)]) == 1
     assert "--model mlp cannot learn addition (seq2seq); use --model seq2seq or seq2seq-attention" in capsys.readouterr().err
     assert main(["predict", str(out / "model.safetensors"), "x.npy"]) == 1
-    assert "a seq2seq model takes --text" in capsys.readouterr().err
+    assert "a seq2seq model answers --text QUESTION (and takes no files)" in capsys.readouterr().err
 
 
 def test_an_lstm_reads_digits_row_by_row_and_trace_shows_gradients_by_time_step(tmp_path, capsys):

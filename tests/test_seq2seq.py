@@ -108,3 +108,11 @@ def test_loss_and_every_gradient_equal_pytorchs_mirror_in_float64(torch, variant
     assert set(theirs) == set(model.grads)
     for name, grad in theirs.items():
         np.testing.assert_allclose(model.grads[name], grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_a_crafted_spec_is_refused_before_building():
+    spec = Seq2seq(VOCAB, 3, 4, embed=4, hidden=6, seed=0).spec()
+    with pytest.raises(ValueError, match="start symbol '_'"):
+        Seq2seq.param_shapes({**spec, "vocab": "0123456789+ "})
+    with pytest.raises(ValueError, match="answer_length must be a positive integer"):
+        Seq2seq.param_shapes({**spec, "answer_length": 10**9})

@@ -91,6 +91,9 @@ def _train_language_model(out: Path, args: argparse.Namespace, batch_size: int, 
     lm = {dest: (getattr(args, dest) if getattr(args, dest) is not None else default)
           for dest, (_, default) in LM_OPTIONS.items()}
     task = load_task(args.dataset, args.data_dir)
+    shortest = min(len(task.train[0]), len(task.test[0]))
+    if (args.block_size or 0) > shortest:  # say so before building a model that size
+        raise CommandError(f"--block-size {args.block_size} is longer than the validation text ({shortest:,} tokens)")
     model, description = build_model(args.model, task, options)
     max_steps = args.max_steps if args.max_steps is not None else 2000
     lr = args.lr if args.lr is not None else 1e-3
@@ -101,11 +104,14 @@ def _train_language_model(out: Path, args: argparse.Namespace, batch_size: int, 
     optimizer = hg.optim.AdamW(lr=lr, betas=(0.9, args.beta2 if args.beta2 is not None else 0.99),
                                weight_decay=args.weight_decay if args.weight_decay is not None else 0.1,
                                matrices_only=True)
-    schedule = hg.optim.WarmupCosineLR(lr, min(lm["warmup"], max_steps), max(max_steps, 1), min_lr)
+    if not 0 <= min_lr <= lr:
+        raise CommandError(f"--min-lr must lie between 0 and the learning rate {lr:g}, got {min_lr:g}")
+    warmup = min(lm["warmup"], max_steps)  # a run shorter than the warmup warms up all along
+    schedule = hg.optim.WarmupCosineLR(lr, warmup, max(max_steps, 1), min_lr)
     grad_clip = args.grad_clip if args.grad_clip is not None else MODELS[args.model].grad_clip
     block_size = model.block_size
     print(f"dataset {args.dataset}: {len(task.train[0]):,} train, {len(task.test[0]):,} val tokens; model {description}; "
-          f"adamw lr {lr:g} -> {min_lr:g} (warmup {lm['warmup']}), {max_steps} steps of {batch_size} x {block_size} tokens")
+          f"adamw lr {lr:g} -> {min_lr:g} (warmup {warmup}), {max_steps} steps of {batch_size} x {block_size} tokens")
 
     def log(record):
         speed = f", {record['tokens_per_second']:,.0f} tokens/s" if record["tokens_per_second"] else ""
@@ -291,11 +297,29 @@ def _evaluate_seq2seq(model, args: argparse.Namespace, dataset: str) -> int:
     right = np.all(answers == t_test, axis=1)
     print(f"{dataset} test set, {len(t_test)} questions")
     print(f"exact answers: {right.mean():.4f}  ({int(right.sum())}/{len(right)})")
-    print("examples (question -> answer, expected):")
-    for i in list(range(5)) + list(np.flatnonzero(~right)[:5]):
+    print("examples (question -> answer, expected), the first five and the first five wrong ones:")
+    for i in dict.fromkeys(list(range(5)) + list(np.flatnonzero(~right)[:5])):
         mark = "ok" if right[i] else "WRONG"
         print(f"  {vocab.decode(x_test[i]).strip()!r} -> {vocab.decode(answers[i, 1:]).strip()!r}, "
               f"expected {vocab.decode(t_test[i, 1:]).strip()!r}  {mark}")
+    return 0
+
+
+def _evaluate_language_model(model, args: argparse.Namespace, dataset: str) -> int:
+    """A GPT's loss on both splits, as nanoGPT's estimate_loss: 200 random batches of 12."""
+    from .data import load_dataset
+    from .train import estimate_loss
+
+    if dataset != "shakespeare":
+        raise CommandError(f"a language model is evaluated on text (shakespeare), not {dataset}")
+    (x, t), (x_val, t_val) = load_dataset(dataset, data_dir=args.data_dir)
+    if model.vocab is None or len(model.vocab) != 65:
+        raise CommandError("the model's vocabulary is not Tiny Shakespeare's 65 characters")
+    rng = np.random.default_rng(0)
+    train_loss = estimate_loss(model, x, t, model.block_size, 12, 200, rng)
+    val_loss = estimate_loss(model, x_val, t_val, model.block_size, 12, 200, rng)
+    print(f"{dataset}, 200 random batches of 12 x {model.block_size} characters per split (seed 0)")
+    print(f"train loss: {train_loss:.4f}\nval loss: {val_loss:.4f}")
     return 0
 
 
@@ -304,12 +328,17 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .model import Seq2seq
     from .train import confusion_matrix
 
+    from .model import GPT
+
     model = _load_model(args.model)
     dataset = _dataset_of(args)
+    if isinstance(model, GPT):
+        return _evaluate_language_model(model, args, dataset)
     if isinstance(model, Seq2seq) != (dataset in SEQ2SEQ_DATASETS):
         raise CommandError(f"a {type(model).__name__} model cannot be evaluated on {dataset}")
     if isinstance(model, Seq2seq):
         return _evaluate_seq2seq(model, args, dataset)
+    _require_classifier(model, "handgrad evaluate", dataset)
     args.dataset = dataset
     _, (x_test, t_test) = load_dataset(args.dataset, data_dir=args.data_dir)
     _check_fits(model, x_test.shape[1], f"dataset {args.dataset}")
@@ -377,11 +406,16 @@ def _predict(args: argparse.Namespace) -> int:
 
     model = _load_model(args.model)
     if args.text is not None or isinstance(model, Seq2seq):
-        if not isinstance(model, Seq2seq) or args.files or args.text is None:
-            raise CommandError("--text goes with a seq2seq model, and a seq2seq model takes --text (no files)")
+        if type(model).__name__ == "GPT":
+            raise CommandError("a language model continues text: use 'handgrad generate MODEL --prompt TEXT'")
+        if not isinstance(model, Seq2seq):
+            raise CommandError(f"--text is a question for a seq2seq model; this {type(model).__name__} takes FILEs")
+        if args.files or args.text is None:
+            raise CommandError("a seq2seq model answers --text QUESTION (and takes no files)")
         for text in args.text:
             try:
-                print(model.answer(text))
+                answer = model.answer(text)
+                print(answer if answer else "(an empty answer)")
             except ValueError as error:
                 raise CommandError(f"--text {text!r}: {error}") from error
         return 0
@@ -422,9 +456,26 @@ def _plot_module():
     return plot
 
 
+def _require_classifier(model, command: str, dataset: str) -> None:
+    """trace, plot and evaluate's per-class report work on classifiers (Sequential models) of
+    the image and signal datasets; say so instead of failing inside."""
+    from .model import Sequential
+    from .registry import DATASETS
+
+    if not isinstance(model, Sequential):
+        other = {"GPT": "a language model: try 'handgrad generate', or 'plot --what attention --text PROMPT'",
+                 "Seq2seq": "a seq2seq model: try 'handgrad evaluate', 'predict --text' or 'plot --what attention'"}
+        raise CommandError(f"{command} works on classifiers (mlp, cnn, lstm); this is "
+                           + other.get(type(model).__name__, f"a {type(model).__name__}"))
+    if dataset in DATASETS and DATASETS[dataset].kind not in ("images", "signals"):
+        raise CommandError(f"a classifier cannot be run on {dataset} ({DATASETS[dataset].kind}); "
+                           "choose an image or signal dataset")
+
+
 def _test_samples(model, args, count=None):
     from .data import CLASS_NAMES, load_dataset
 
+    _require_classifier(model, f"handgrad {args.command}", args.dataset)
     _, (x_test, t_test) = load_dataset(args.dataset, data_dir=args.data_dir)
     _check_fits(model, x_test.shape[1], f"dataset {args.dataset}")
     if count is not None:
@@ -451,7 +502,7 @@ def _plot(args: argparse.Namespace) -> int:
         try:
             print(f"wrote {plot.attention_map(model, args.text, Path(args.out or 'attention.png'))}")
         except ValueError as error:
-            raise CommandError(str(error)) from error
+            raise CommandError(f"--text {args.text!r}: {error}") from error
         return 0
     x, t, names = _test_samples(model, args, args.samples if args.what == "activations" else None)
     out = Path(args.out or f"{args.what}.png")
@@ -536,6 +587,11 @@ def _fraction(text: str) -> float:
     return value
 
 
+_positive_int.__name__ = "positive integer"  # argparse says "invalid positive integer value: 'x'"
+_non_negative_int.__name__ = "integer >= 0"
+_fraction.__name__ = "fraction in [0, 1)"
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with usage mistakes reported in one line instead of the whole usage text."""
 
@@ -555,9 +611,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"handgrad {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    train = commands.add_parser("train", help="train an MLP and save it (default: the embedded digits, in seconds)",
-                                description="Train a multilayer perceptron; print per-epoch loss and accuracies; "
-                                "write model.safetensors and history.json into --out.")
+    train = commands.add_parser("train", help="train a model and save it (default: an MLP on the embedded digits, "
+                                "in seconds)",
+                                description="Train a model (--model) on a dataset (--dataset): classifiers and seq2seq "
+                                "models by epochs, printing loss and accuracy; a GPT on text by steps, printing train "
+                                "and validation loss. Writes model.safetensors and history.json into --out.")
     train.add_argument("--dataset", choices=list(TRAINABLE), default="digits")
     train.add_argument("--model", choices=list(MODELS), default="mlp",
                        help="; ".join(f"{entry.name}: {entry.help}" for entry in MODELS.values()))
@@ -596,7 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-iters", type=_positive_int, help="language models: batches per evaluation (default: 200)")
     train.add_argument("--warmup", type=_non_negative_int, help="language models: warmup steps (default: 100)")
     train.add_argument("--min-lr", type=float, help="language models: the lr the cosine decays to (default: lr / 10)")
-    train.add_argument("--batch-size", type=_positive_int, help="default: 32 for digits, 100 otherwise")
+    train.add_argument("--batch-size", type=_positive_int,
+                       help="default: 32 for digits, 100 for the image sets and mnist1d, 128 for seq2seq, 12 for gpt")
     train.add_argument("--seed", type=_non_negative_int, default=0)
     train.add_argument("--val-split", type=_fraction, default=0.0,
                        help="hold out this fraction of the training set for validation (default: report the test set)")
@@ -607,7 +666,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="output folder (default: handgrad-run); a model there from an earlier run is replaced, "
                        "and two runs at once on one folder are refused")
     train.add_argument("--checkpoint-every", type=_non_negative_int, default=0, metavar="K",
-                       help="write a checkpoint every K epochs (0: none)")
+                       help="write a checkpoint every K epochs (0: none; a gpt checkpoints at every evaluation "
+                       "when K > 0)")
     train.add_argument("--resume", action="store_true",
                        help="continue from the checkpoint in --out, with the same settings (others are refused)")
     train.add_argument("--plot", action="store_true", help="also write training curves to --out/curves.png (matplotlib)")
@@ -621,7 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir")
     evaluate.set_defaults(handler=_evaluate)
 
-    predict = commands.add_parser("predict", help="classify .npy arrays or PNG/JPEG digit images",
+    predict = commands.add_parser("predict", help="classify .npy arrays or PNG/JPEG digit images; answer --text "
+                                  "with a seq2seq model",
                                   description="Classify samples: .npy arrays (one sample, or rows of samples, as the "
                                   "model takes them) or images (PNG, JPEG, ... with the 'images' extra). "
                                   + PREPROCESSING_HELP)

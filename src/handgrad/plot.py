@@ -94,7 +94,8 @@ def lm_curves(history, path) -> Path:
 def training_curves(history, path, val_label: str = "validation") -> Path:
     """Training loss, and train / validation accuracy, per epoch (``val_label`` names the
     evaluation set, e.g. "test"); a language model's history (by step) gets :func:`lm_curves`."""
-    if history.records and "step" in history.records[0] and "epoch" not in history.records[0]:
+    records = getattr(history, "records", None)  # a History, or a plain dict of columns
+    if records and "step" in records[0] and "epoch" not in records[0]:
         return lm_curves(history, path)
     path = _output_path(path, "training_curves")
     plt = _pyplot()
@@ -278,6 +279,8 @@ def gpt_attention(model, prompt: str, path) -> Path:
     path = _output_path(path, "attention")
     plt = _pyplot()
     ids = model.encode(prompt)[None]  # refuses unknown characters
+    if ids.shape[1] == 0:
+        raise ValueError("the prompt is empty; give at least one character")
     if ids.shape[1] > model.block_size:
         raise ValueError(f"the prompt has {ids.shape[1]} characters; the model's context is {model.block_size}")
     with model.mode(False):
@@ -309,7 +312,8 @@ def attention_map(model, question: str, path) -> Path:
         return gpt_attention(model, question, path)
     path = _output_path(path, "attention")
     if not getattr(model, "attention", False) or not hasattr(model, "generate"):
-        raise ValueError("attention pictures need a seq2seq model with attention (--model seq2seq-attention)")
+        raise ValueError("attention pictures need a seq2seq model with attention (--model seq2seq-attention) "
+                         "or a gpt")
     plt = _pyplot()
     answer = model.answer(question)  # refuses a question too long or with unknown characters
     padded = question.ljust(model.question_length)

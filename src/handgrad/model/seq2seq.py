@@ -19,6 +19,9 @@ from ..layers.base import check_sizes
 
 __all__ = ["Seq2seq"]
 
+#: The longest question or answer a model may be built for (the book's are 29 and 11).
+MAX_LENGTH = 4096
+
 
 class Seq2seq(Layer):
     """A character-level seq2seq model trained with teacher forcing.
@@ -76,12 +79,13 @@ class Seq2seq(Layer):
     @classmethod
     def _sizes(cls, spec: dict):
         vocab = spec.get("vocab")
-        if not isinstance(vocab, str) or not 1 <= len(vocab) < 2**16:
-            raise ValueError(f"vocab must be a string of characters, got {str(vocab)[:40]}")
+        if not isinstance(vocab, str) or not 1 <= len(vocab) < 2**16 or "_" not in vocab:
+            raise ValueError(f"vocab must be a string of characters with the start symbol '_', got {str(vocab)[:40]}")
         for key in ("peeky", "attention", "reverse_input"):
             if not isinstance(spec.get(key), bool):
                 raise ValueError(f"{key} must be true or false, got {str(spec.get(key))[:20]}")
-        D, H, _, _ = check_sizes(spec, "embed", "hidden", "question_length", "answer_length")
+        D, H = check_sizes(spec, "embed", "hidden")
+        check_sizes(spec, "question_length", "answer_length", limit=MAX_LENGTH + 1)  # generation loops over them
         return len(vocab), D, H
 
     @classmethod
@@ -214,6 +218,8 @@ class Seq2seq(Layer):
     def answer(self, question: str) -> str:
         """The model's answer to one question written as text (padded with spaces as the
         book's data are; a question too long or with unknown characters is refused)."""
+        if not question:
+            raise ValueError("the question is empty")
         if len(question) > self.question_length:
             raise ValueError(f"the question has {len(question)} characters; this model reads at most "
                              f"{self.question_length}")
