@@ -217,3 +217,11 @@ def test_predict_refuses_a_blank_drawing_and_reads_a_transparent_one(digits_mode
     assert main(["predict", str(digits_model), str(tmp_path / "canvas.png"), str(tmp_path / "paper.png")]) == 0
     canvas, paper = capsys.readouterr().out.strip().splitlines()
     assert canvas.split("class ")[1].split()[0] == paper.split("class ")[1].split()[0]
+
+
+def test_trace_and_plot_take_the_dataset_the_model_was_trained_on(tmp_path, capsys):
+    out = tmp_path / "m1d"
+    assert main(["train", "--dataset", "mnist1d", "--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["trace", str(out / "model.safetensors"), "--samples", "5"]) == 0  # mnist1d, not digits
+    assert "0 Affine" in capsys.readouterr().out

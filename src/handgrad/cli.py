@@ -475,6 +475,7 @@ def _require_classifier(model, command: str, dataset: str) -> None:
 def _test_samples(model, args, count=None):
     from .data import CLASS_NAMES, load_dataset
 
+    args.dataset = _dataset_of(args)
     _require_classifier(model, f"handgrad {args.command}", args.dataset)
     _, (x_test, t_test) = load_dataset(args.dataset, data_dir=args.data_dir)
     _check_fits(model, x_test.shape[1], f"dataset {args.dataset}")
@@ -697,7 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     trace = commands.add_parser("trace", help="every layer's values and gradients on a few samples, with warnings")
     trace.add_argument("model", help="a model.safetensors written by handgrad")
-    trace.add_argument("--dataset", choices=DATASETS, default="digits")
+    trace.add_argument("--dataset", choices=DATASETS, help="default: the dataset recorded in the model file, else digits")
     trace.add_argument("--samples", type=_positive_int, default=10, help="test samples to trace (default: 10)")
     trace.add_argument("--lr", type=float, default=1e-3, help="learning rate for the update-to-weight ratios")
     trace.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -706,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser("plot", help="pictures of a saved model: confusion, mistakes, weights, activations")
     plot.add_argument("model", help="a model.safetensors written by handgrad")
-    plot.add_argument("--dataset", choices=DATASETS, default="digits")
+    plot.add_argument("--dataset", choices=DATASETS, help="default: the dataset recorded in the model file, else digits")
     plot.add_argument("--what", choices=["confusion", "mistakes", "weights", "activations", "attention"],
                       default="confusion")
     plot.add_argument("--text", metavar="TEXT",
