@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 from hypothesis import HealthCheck, settings
 
@@ -25,3 +26,8 @@ def torch():
     else:
         module = pytest.importorskip("torch")
     return module
+
+
+#: The shared data root the tests read, as a user would pass it with --data-dir: HANDGRAD_TEST_DATA,
+#: else ../shared/data beside the checkout. Tests that need a dataset skip when it is absent.
+SHARED_DATA = Path(os.environ.get("HANDGRAD_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))

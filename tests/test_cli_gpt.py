@@ -2,15 +2,13 @@
 what does not fit."""
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 import handgrad as hg
 from handgrad.cli import main
 
-SHARED_DATA = Path(os.environ.get("HANDGRAD_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+from conftest import SHARED_DATA  # noqa: E402
 needs_shakespeare = pytest.mark.skipif(not (SHARED_DATA / "tinyshakespeare" / "input.txt").is_file(),
                                        reason=f"tinyshakespeare not found under {SHARED_DATA}")
 

@@ -176,3 +176,15 @@ def test_summary_lists_nested_layers_by_path():
     assert lines[-1] == f"total parameters: {nested_model().num_params:,}"
     ids_first = hg.Sequential([L.Embedding(np.ones((5, 3))), affine(np.random.default_rng(0), 3, 2)])
     assert "(N, 4, 3)" in ids_first.summary_text(input_shape=(4,))  # ids stay integers
+
+
+def test_a_chain_with_named_children_keeps_its_names_through_its_spec():
+    rng = np.random.default_rng(7)
+    chain = Chain({"c_fc": affine(rng, 3, 4), "gelu": L.GELU(), "c_proj": affine(rng, 4, 3)})
+    assert list(chain.params) == ["c_fc.W", "c_fc.b", "c_proj.W", "c_proj.b"]
+    spec = chain.spec()
+    assert spec["names"] == ["c_fc", "gelu", "c_proj"]
+    assert list(Chain.from_spec(spec).params) == list(chain.params)
+    assert Chain.param_shapes(spec) == {k: v.shape for k, v in chain.params.items()}
+    with pytest.raises(ValueError, match="names must be 3 distinct strings"):
+        Chain.param_shapes({**spec, "names": ["a", "a", "b"]})

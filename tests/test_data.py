@@ -5,7 +5,6 @@ data root when present (HANDGRAD_TEST_DATA, or ../shared/data beside the checkou
 import gzip
 import hashlib
 import http.server
-import os
 import struct
 import threading
 from pathlib import Path
@@ -18,7 +17,7 @@ from handgrad.data import fetch
 from handgrad.data.fetch import DataError, DataFile, RemoteDataset
 from handgrad.data.idx import IdxError, read_idx
 
-SHARED_DATA = Path(os.environ.get("HANDGRAD_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+from conftest import SHARED_DATA  # noqa: E402
 needs_mnist = pytest.mark.skipif(not (SHARED_DATA / "mnist" / "train-images-idx3-ubyte.gz").is_file(),
                                  reason=f"full MNIST not found under {SHARED_DATA}")
 

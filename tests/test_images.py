@@ -4,7 +4,6 @@ measured on digits drawn the way a user draws them. Every image is built here wi
 MNIST checks read the shared data root when present (HANDGRAD_TEST_DATA, or ../shared/data
 beside the checkout) and skip otherwise."""
 
-import os
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from handgrad.data import images as I
 
 Image = pytest.importorskip("PIL.Image")
 
-SHARED_DATA = Path(os.environ.get("HANDGRAD_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+from conftest import SHARED_DATA  # noqa: E402
 needs_mnist = pytest.mark.skipif(not (SHARED_DATA / "mnist" / "t10k-images-idx3-ubyte.gz").is_file(),
                                  reason=f"full MNIST not found under {SHARED_DATA}")
 

@@ -116,3 +116,8 @@ def test_a_crafted_spec_is_refused_before_building():
         Seq2seq.param_shapes({**spec, "vocab": "0123456789+ "})
     with pytest.raises(ValueError, match="answer_length must be a positive integer"):
         Seq2seq.param_shapes({**spec, "answer_length": 10**9})
+
+
+def test_a_vocabulary_without_the_start_symbol_is_refused():
+    with pytest.raises(ValueError, match="the vocabulary needs the start symbol '_'"):
+        Seq2seq(CharVocab("0123456789+ "), 3, 4)

@@ -1,8 +1,6 @@
 """The second book's seq2seq data and Tiny Shakespeare: verified files, the book's vocabulary and
 split, ids that stay integers."""
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +8,7 @@ import pytest
 from handgrad import data as D
 from handgrad.data.fetch import DataError
 
-SHARED_DATA = Path(os.environ.get("HANDGRAD_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+from conftest import SHARED_DATA  # noqa: E402
 needs_book2 = pytest.mark.skipif(not (SHARED_DATA / "book2-seq2seq" / "addition.txt").is_file(),
                                  reason=f"book2-seq2seq not found under {SHARED_DATA}")
 needs_shakespeare = pytest.mark.skipif(not (SHARED_DATA / "tinyshakespeare" / "input.txt").is_file(),

@@ -402,11 +402,11 @@ def _image_style(args: argparse.Namespace, model) -> str:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from .model import Seq2seq
+    from .model import GPT, Seq2seq
 
     model = _load_model(args.model)
     if args.text is not None or isinstance(model, Seq2seq):
-        if type(model).__name__ == "GPT":
+        if isinstance(model, GPT):
             raise CommandError("a language model continues text: use 'handgrad generate MODEL --prompt TEXT'")
         if not isinstance(model, Seq2seq):
             raise CommandError(f"--text is a question for a seq2seq model; this {type(model).__name__} takes FILEs")

@@ -308,7 +308,9 @@ def attention_map(model, question: str, path) -> Path:
     """Where an attention seq2seq model looks: for each character of its answer (rows), the
     attention weights over the characters of the question (columns), the second book's
     figure of chapter 8. The answer is the model's own (greedy)."""
-    if hasattr(model, "blocks") and hasattr(model, "n_head"):  # a GPT: every head of every layer
+    from .model import GPT
+
+    if isinstance(model, GPT):  # every head of every layer
         return gpt_attention(model, question, path)
     path = _output_path(path, "attention")
     if not getattr(model, "attention", False) or not hasattr(model, "generate"):
@@ -321,7 +323,7 @@ def attention_map(model, question: str, path) -> Path:
     with model.mode(False):
         generated = model.generate(ids)
         model.decode(model.encode(ids), generated[:, :-1])
-    weights = model._children["attention"].attention[0]  # (answer steps, question characters)
+    weights = dict(model.children())["attention"].attention[0]  # (answer steps, question characters)
     columns = list(padded[::-1] if model.reverse_input else padded)
     rows = list(model.vocab.decode(generated[0, 1:]))
     fig, ax = plt.subplots(figsize=(max(6, 0.3 * len(columns)), max(3, 0.4 * len(rows))), layout="constrained")

@@ -34,7 +34,8 @@ def child_param_shapes(name: str, spec) -> dict:
 
 class Chain(Layer):
     """Layers applied in order, used as one layer (PyTorch's ``nn.Sequential``; handgrad's
-    ``Sequential`` is a whole model, with a loss). Children are named ``"0"``, ``"1"``, ...
+    ``Sequential`` is a whole model, with a loss). Children are named ``"0"``, ``"1"``, ...,
+    or as given by a dict ``{name: layer}`` (GPT's MLP: ``c_fc``, ``gelu``, ``c_proj``).
 
     Forward: ``y = f_k(... f_1(f_0(x)))``. Backward, in reverse order:
     ``dx = f_0'(... f_k'(dout))``, each child adding into its own gradients.
@@ -44,8 +45,9 @@ class Chain(Layer):
         super().__init__()
         if isinstance(layers, Layer):
             layers = [layers]
-        for index, layer in enumerate(layers):
-            self.add_child(str(index), layer)
+        named = layers.items() if isinstance(layers, dict) else ((str(i), layer) for i, layer in enumerate(layers))
+        for name, layer in named:
+            self.add_child(name, layer)
         if not self._children:
             raise ValueError("Chain: needs at least one layer")
 
@@ -54,7 +56,11 @@ class Chain(Layer):
         return list(self._children.values())
 
     def spec(self) -> dict:
-        return {"type": self.name, "layers": [layer.spec() for layer in self.layers]}
+        spec = {"type": self.name, "layers": [layer.spec() for layer in self.layers]}
+        names = list(self._children)
+        if names != [str(i) for i in range(len(names))]:
+            spec["names"] = names
+        return spec
 
     @classmethod
     def _layer_specs(cls, spec: dict) -> list:
@@ -64,15 +70,25 @@ class Chain(Layer):
         return layers
 
     @classmethod
+    def _names(cls, spec: dict) -> list:
+        count = len(cls._layer_specs(spec))
+        names = spec.get("names", [str(i) for i in range(count)])
+        if not (isinstance(names, list) and len(names) == count and all(isinstance(n, str) for n in names)
+                and len(set(names)) == count):
+            raise ValueError(f"{cls.__name__} names must be {count} distinct strings, got {str(names)[:60]}")
+        return names
+
+    @classmethod
     def param_shapes(cls, spec: dict) -> dict:
         shapes = {}
-        for index, layer_spec in enumerate(cls._layer_specs(spec)):
-            shapes.update(child_param_shapes(str(index), layer_spec))
+        for name, layer_spec in zip(cls._names(spec), cls._layer_specs(spec)):
+            shapes.update(child_param_shapes(name, layer_spec))
         return shapes
 
     @classmethod
     def from_spec(cls, spec: dict, dtype=np.float32) -> "Chain":
-        return cls([layer_from_spec(layer_spec, dtype) for layer_spec in cls._layer_specs(spec)])
+        return cls({name: layer_from_spec(layer_spec, dtype)
+                    for name, layer_spec in zip(cls._names(spec), cls._layer_specs(spec))})
 
     def forward(self, x):
         for name, layer in self._children.items():

@@ -48,25 +48,12 @@ def _affine(x: np.ndarray, layer: Affine) -> np.ndarray:
     return y
 
 
-class _MLP(Layer):
+class _MLP(Chain):
     """The block's feed-forward part: ``c_proj(gelu(c_fc(x)))``, x (N, T, C) -> (N, T, 4C) ->
-    (N, T, C). Backward in reverse: ``dx = c_fc'(gelu'(c_proj'(dy)))``."""
+    (N, T, C); a Chain with nanoGPT's names. Backward in reverse: ``dx = c_fc'(gelu'(c_proj'(dy)))``."""
 
     def __init__(self, c_fc: Affine, gelu: GELU, c_proj: Affine) -> None:
-        super().__init__()
-        self.add_child("c_fc", c_fc)
-        self.add_child("gelu", gelu)
-        self.add_child("c_proj", c_proj)
-
-    def forward(self, x):
-        for name, layer in self._children.items():
-            x = self.call_child(name, layer.forward, x)
-        return x
-
-    def backward(self, dout):
-        for name, layer in reversed(self._children.items()):
-            dout = self.call_child(name, layer.backward, dout)
-        return dout
+        super().__init__({"c_fc": c_fc, "gelu": gelu, "c_proj": c_proj})
 
     def step(self, x: np.ndarray) -> np.ndarray:
         """Forward for inference, caching nothing."""

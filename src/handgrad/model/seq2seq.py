@@ -46,6 +46,8 @@ class Seq2seq(Layer):
         if peeky and attention:
             raise ValueError("Seq2seq: choose peeky or attention, not both")
         self.vocab = vocab if isinstance(vocab, CharVocab) else CharVocab(vocab)
+        if "_" not in self.vocab.chars:
+            raise ValueError("Seq2seq: the vocabulary needs the start symbol '_' (answers begin with it)")
         self.question_length, self.answer_length = int(question_length), int(answer_length)
         self.embed, self.hidden = int(embed), int(hidden)
         self.peeky, self.attention, self.reverse_input = bool(peeky), bool(attention), bool(reverse_input)
@@ -198,7 +200,7 @@ class Seq2seq(Layer):
         """Greedy answers (N, Ta) for questions ``x`` (N, Tq): the start symbol, then at each
         step the most likely next character given the ones chosen so far."""
         x = self._check_ids(x, self.question_length, "questions")
-        start = self.vocab.id_of("_") if "_" in self.vocab.chars else 0
+        start = self.vocab.id_of("_")
         answers = np.full((len(x), self.answer_length), start, dtype=np.int64)
         with self.mode(False):
             hs = self.encode(x)
