@@ -549,6 +549,22 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- serve ----------------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import MissingServeExtra, serve
+
+    for name in args.models:
+        if not Path(name).is_file():
+            raise CommandError(f"{name}: no such model file")
+    try:
+        serve(args.models, host=args.host, port=args.port, copies=args.copies, data_dir=args.data_dir)
+    except MissingServeExtra as error:
+        raise CommandError(str(error)) from None
+    return 0
+
+
 # --- walkthrough ---------------------------------------------------------------------------------
 
 
@@ -726,6 +742,19 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-k", type=_positive_int, default=200, help="sample among the k most likely (default: 200)")
     generate.add_argument("--seed", type=_non_negative_int, default=0)
     generate.set_defaults(handler=_generate)
+
+    serve = commands.add_parser("serve", help="a web page: draw a digit or type a prompt, watch every layer and gradient",
+                                description="Serve a web page and its JSON API for the given models (image classifiers "
+                                "and GPTs): draw a digit and see the probabilities, every layer's activations and the "
+                                "saliency map computed by the model's own backward; or type a prompt and watch a GPT "
+                                "write, with each character's probability and every head's attention.")
+    serve.add_argument("models", nargs="+", metavar="MODEL", help="model.safetensors files written by handgrad train")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    serve.add_argument("--port", type=_positive_int, default=8000, help="default: 8000")
+    serve.add_argument("--copies", type=_positive_int, default=2,
+                       help="independent copies of each model, one per concurrent request (default: 2)")
+    serve.add_argument("--data-dir", help="data root holding mnist/ etc., for the random test images")
+    serve.set_defaults(handler=_serve)
 
     walk = commands.add_parser("walkthrough", help="the tutorial's two-layer network, every gradient beside its numerical check",
                                description="Reproduce the tutorial's two-layer example: forward, loss, every backprop "

@@ -1,0 +1,327 @@
+"""What the web page shows, computed with NumPy and the models' own forward and backward: no
+web framework here, so all of it can be tested (and used) without a server.
+
+Two kinds of served model:
+
+* :class:`ImageModel`, a classifier of pictures (a ``Sequential`` whose inputs are 8x8 digits
+  or 28x28 MNIST-style images): probabilities, every layer's output, the trace's warnings, and
+  the saliency map ``dS_c / dx``, the gradient of class c's score S_c (the last layer's output,
+  before the softmax; Simonyan et al. 2013) with respect to every input pixel, computed by the
+  layers' own hand-written ``backward`` from ``dS / dS = e_c`` (one-hot) down to the input.
+* :class:`TextModel`, a GPT with a character vocabulary: tokens one at a time, each with its
+  probability and the 5 most likely alternatives, and every head's attention weights.
+
+Layers keep one call's values between forward and backward, so a model object serves one
+request at a time. Each served model is a :class:`ModelPool`: a few independent copies loaded
+from the same file; a request borrows one and gives it back, and waits while all are busy.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import math
+import queue
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from .. import functions as F
+
+__all__ = ["RequestError", "ModelPool", "ImageModel", "TextModel", "load_served_model", "served_name",
+           "MAX_NEW_TOKENS", "TOP_ALTERNATIVES"]
+
+#: The most tokens one generation request may ask for (each costs a forward of the context).
+MAX_NEW_TOKENS = 2000
+#: Alternatives listed with each generated token.
+TOP_ALTERNATIVES = 5
+#: Data URLs of images decoded for predict (the body cap, 1 MiB, bounds them anyway).
+_DATA_URL_PREFIXES = ("data:image/png;base64,", "data:image/jpeg;base64,", "data:image/webp;base64,")
+#: Decimals kept in the JSON answers: enough for any picture, and it halves the answer's size.
+_DECIMALS = 6
+
+
+class RequestError(ValueError):
+    """A request the model cannot answer (a wrong size, NaN, an unknown character): the
+    server answers it with a 4xx status and this message."""
+
+    def __init__(self, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _rounded(array) -> list:
+    return np.round(np.asarray(array, dtype=np.float64), _DECIMALS).tolist()
+
+
+class ModelPool:
+    """``copies`` independent copies of one model, loaded from one file: ``with pool.borrow()
+    as model:`` hands a copy to one request at a time (waiting while all are busy)."""
+
+    def __init__(self, load, copies: int) -> None:
+        if copies < 1:
+            raise ValueError(f"ModelPool: copies must be >= 1, got {copies}")
+        self.first = load()
+        self._idle: queue.SimpleQueue = queue.SimpleQueue()
+        self._idle.put(self.first)
+        for _ in range(copies - 1):
+            self._idle.put(load())
+        self.copies = copies
+
+    @contextmanager
+    def borrow(self):
+        model = self._idle.get()
+        try:
+            yield model
+        finally:
+            self._idle.put(model)
+
+
+def served_name(path: Path, taken) -> str:
+    """A short name for the model at ``path``: the file's stem, or its folder's name for the
+    ``model.safetensors`` that ``handgrad train`` writes; ``-2``, ``-3``... when already taken."""
+    path = Path(path)
+    stem = path.parent.name if path.stem == "model" and path.parent.name else path.stem
+    base = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in stem) or "model"
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}-{n}"
+    return name
+
+
+def load_served_model(path, name: str, copies: int = 2, data_dir=None):
+    """The :class:`ImageModel` or :class:`TextModel` for the handgrad model file at ``path``;
+    a ``ValueError`` naming the file when it is neither an image classifier nor a GPT with a
+    vocabulary."""
+    from ..data import DataError
+    from ..data.images import STYLE_SHAPES, image_style
+    from ..model import GPT, Sequential
+    from ..serialize import load, read_metadata
+
+    path = Path(path)
+    pool = ModelPool(lambda: load(path), copies)
+    model, dataset = pool.first, read_metadata(path).get("dataset")
+    if isinstance(model, GPT):
+        if model.vocab is None:
+            raise ValueError(f"{path}: this GPT has no vocabulary saved with it, so text cannot be typed to it")
+        return TextModel(name, path, pool, dataset)
+    if not isinstance(model, Sequential):
+        raise ValueError(f"{path}: serve shows image classifiers and GPTs; this is a {type(model).__name__}")
+    try:
+        style = image_style(dataset if dataset in STYLE_SHAPES else None, input_size=model.input_size)
+    except DataError as error:
+        raise ValueError(f"{path}: serve shows image classifiers and GPTs: {error}") from None
+    return ImageModel(name, path, pool, dataset or ("digits" if style == "digits" else "mnist"), style, data_dir)
+
+
+class _LabelledTestImages:
+    """The test images of a dataset, loaded on first use (MNIST's take a second): ``(x, t)``."""
+
+    def __init__(self, dataset: str, data_dir) -> None:
+        self.dataset, self.data_dir = dataset, data_dir
+        self._data, self._lock = None, threading.Lock()
+
+    def get(self):
+        from ..data import load_dataset
+
+        with self._lock:
+            if self._data is None:
+                try:
+                    _, self._data = load_dataset(self.dataset, data_dir=self.data_dir, download=False)
+                except (OSError, ValueError) as error:
+                    raise RequestError(f"no test images of {self.dataset} here ({error}); start the server with "
+                                       f"--data-dir DIR holding {self.dataset}/", status=404) from None
+            return self._data
+
+
+class ImageModel:
+    """A served image classifier (see the module docstring)."""
+
+    kind = "image"
+
+    def __init__(self, name: str, path: Path, pool: ModelPool, dataset: str, style: str, data_dir=None) -> None:
+        from ..data import CLASS_NAMES
+        from ..data.images import STYLE_SHAPES
+
+        self.name, self.path, self.pool, self.dataset, self.style = name, path, pool, dataset, style
+        model = pool.first
+        self.image_shape = STYLE_SHAPES[style]                           # (H, W)
+        self.input_shape = model.input_shape or (model.input_size,)      # one sample, as the model takes it
+        with model.mode(False):
+            classes = model.predict(np.zeros((1, *self.input_shape), np.float32)).shape[-1]
+        self.class_names = list(CLASS_NAMES.get(dataset, [str(c) for c in range(classes)]))
+        self.test_images = _LabelledTestImages(dataset, data_dir)
+
+    def describe(self) -> dict:
+        model = self.pool.first
+        return {"name": self.name, "kind": self.kind, "file": self.path.name, "dataset": self.dataset,
+                "image_shape": list(self.image_shape), "class_names": self.class_names,
+                "layers": [f"{i} {layer!r}" for i, layer in enumerate(model.layers)],
+                "parameters": model.num_params, "copies": self.pool.copies}
+
+    # --- inputs ---------------------------------------------------------------------------------------
+
+    def pixels_from_array(self, values) -> np.ndarray:
+        """The model's input image (H, W) from numbers as given: (H, W) or H*W of them, finite."""
+        try:
+            x = np.asarray(values, dtype=np.float64)
+        except (ValueError, TypeError):
+            raise RequestError("pixels must be a list of numbers (rows of the image, or one flat list)") from None
+        h, w = self.image_shape
+        if x.size != h * w:
+            raise RequestError(f"model {self.name} takes {h}x{w} images ({h * w} pixels), got {x.size} pixels "
+                               f"(shape {list(x.shape)})")
+        if not np.isfinite(x).all():
+            raise RequestError("pixels contain NaN or infinity; a prediction of them would mean nothing")
+        return x.reshape(h, w).astype(np.float32)
+
+    def pixels_from_data_url(self, url: str) -> tuple[np.ndarray, list]:
+        """A drawing sent as a data URL, prepared exactly as ``handgrad predict`` prepares an
+        image file for this dataset (ink found, cropped, scaled; MNIST centred by mass)."""
+        from ..data import DataError
+        from ..data.images import read_image
+
+        prefix = next((p for p in _DATA_URL_PREFIXES if url.startswith(p)), None)
+        if prefix is None:
+            raise RequestError(f"image must be a data URL starting with one of {', '.join(_DATA_URL_PREFIXES)}; "
+                               f"got {url[:30]!r}")
+        try:
+            data = base64.b64decode(url[len(prefix):], validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError("image: the data URL's base64 is malformed") from None
+        try:
+            return read_image(_NamedBytes(data, "the drawing"), self.style)
+        except DataError as error:
+            raise RequestError(str(error)) from None
+
+    def test_image(self, index: int | None, rng: np.random.Generator) -> dict:
+        """One test image of the model's dataset and its true label (a random one without index)."""
+        x, t = self.test_images.get()
+        if index is None:
+            index = int(rng.integers(len(x)))
+        if not 0 <= index < len(x):
+            raise RequestError(f"index must be in [0, {len(x)}), got {index}")
+        label = int(t[index])
+        return {"index": index, "label": label, "class_name": self.class_names[label],
+                "pixels": _rounded(x[index].reshape(self.image_shape)), "dataset": self.dataset}
+
+    # --- the pass -------------------------------------------------------------------------------------
+
+    def explain(self, pixels: np.ndarray, saliency_classes=()) -> dict:
+        """Everything the page shows for one image (H, W): the probabilities, each layer's
+        output for this image, the saliency map of the predicted class and of each class in
+        ``saliency_classes``, and the warnings of :func:`handgrad.inspect.trace`."""
+        from ..inspect import trace
+
+        classes = len(self.class_names)
+        for c in saliency_classes:
+            if not 0 <= c < classes:
+                raise RequestError(f"saliency class {c} is not one of the model's classes 0..{classes - 1}")
+        x = pixels.reshape(1, *self.input_shape)
+        with self.pool.borrow() as model, model.mode(False):
+            outputs, value = [], x
+            for index in range(len(model.layers)):
+                value = model.layer_forward(index, value)
+                outputs.append(value[0])
+            scores = value[0]                                            # (classes,), before the softmax
+            probabilities = F.softmax(scores.astype(np.float64))
+            predicted = int(probabilities.argmax())
+            wanted = list(dict.fromkeys([predicted, *saliency_classes]))
+            saliency = [{"class": c, "gradient": _rounded(self._score_gradient(model, c, classes))} for c in wanted]
+            warnings = trace(model, x, np.array([predicted]), max_values=0).warnings
+        layers = [{"index": i, "name": layer.name, "shape": list(out.shape), "values": _rounded(out)}
+                  for i, (layer, out) in enumerate(zip(model.layers, outputs))]
+        return {"model": self.name, "input": _rounded(pixels), "probabilities": probabilities.tolist(),
+                "predicted": predicted, "class_names": self.class_names, "layers": layers, "saliency": saliency,
+                "warnings": warnings}
+
+    def _score_gradient(self, model, c: int, classes: int) -> np.ndarray:
+        """dS_c/dx (H, W) of the last forward: each layer's backward, last to first, from e_c."""
+        grad = np.zeros((1, classes), dtype=np.float32)
+        grad[0, c] = 1.0                                                 # dS_c / dS = e_c
+        for index in range(len(model.layers) - 1, -1, -1):
+            grad = model.layer_backward(index, grad)
+        return np.asarray(grad).reshape(self.image_shape)
+
+
+class _NamedBytes(io.BytesIO):
+    """Bytes that Pillow opens as a file and that error messages name like one."""
+
+    def __init__(self, data: bytes, name: str) -> None:
+        super().__init__(data)
+        self._name = name
+
+    def __str__(self) -> str:
+        return self._name
+
+
+class TextModel:
+    """A served GPT with a character vocabulary (see the module docstring)."""
+
+    kind = "text"
+
+    def __init__(self, name: str, path: Path, pool: ModelPool, dataset: str | None) -> None:
+        self.name, self.path, self.pool, self.dataset = name, path, pool, dataset
+
+    def describe(self) -> dict:
+        model = self.pool.first
+        return {"name": self.name, "kind": self.kind, "file": self.path.name, "dataset": self.dataset,
+                "description": model.describe(), "block_size": model.block_size, "n_layer": model.n_layer,
+                "n_head": model.n_head, "vocab": "".join(model.vocab.chars), "parameters": model.num_params,
+                "copies": self.pool.copies, "max_new_tokens": MAX_NEW_TOKENS}
+
+    def encode(self, prompt: str) -> np.ndarray:
+        """Ids (T,) of ``prompt``; an empty prompt starts from a newline, as nanoGPT's sample.py."""
+        vocab = self.pool.first.vocab
+        if not prompt:
+            prompt = "\n" if "\n" in vocab.chars else vocab.chars[0]
+        unknown = sorted(set(prompt) - set(vocab.chars))
+        if unknown:
+            raise RequestError(f"prompt: characters {''.join(unknown)!r} are not in the vocabulary of model "
+                               f"{self.name} ({len(vocab)} characters)")
+        return vocab.encode(prompt)
+
+    def check_generation(self, length: int, temperature: float, top_k: int | None) -> None:
+        if not 0 <= length <= MAX_NEW_TOKENS:
+            raise RequestError(f"length {length} is over the cap of {MAX_NEW_TOKENS} tokens per request"
+                               if length > MAX_NEW_TOKENS else f"length must be >= 0, got {length}")
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise RequestError(f"temperature must be a finite number >= 0 (0: always the most likely), got {temperature}")
+        if top_k is not None and top_k < 1:
+            raise RequestError(f"top_k must be >= 1 (or null: all tokens), got {top_k}")
+
+    def tokens(self, prompt: str, length: int, temperature: float = 0.8, top_k: int | None = 200, seed=None):
+        """Yield ``length`` generated tokens, one dict each: the character, its id, the model's
+        probability of it (softmax of its logits, before temperature and top-k: how sure the
+        model itself was) and the :data:`TOP_ALTERNATIVES` most likely characters with theirs.
+        Sampling is ``GPT.generate``'s (temperature, top-k, seed), one token per call, each
+        call on a borrowed copy, so a long stream does not hold a copy from other requests."""
+        self.check_generation(length, temperature, top_k)
+        ids = self.encode(prompt)[None]                                 # (1, T)
+        rng = np.random.default_rng(seed)
+        vocab = self.pool.first.vocab
+        top_k = None if top_k is None else min(top_k, len(vocab))
+        for _ in range(length):
+            with self.pool.borrow() as model:
+                ids, logits = model.generate(ids[:, -model.block_size:], 1, temperature=temperature, top_k=top_k,
+                                             seed=rng, return_logits=True)
+            p = F.softmax(logits[0, -1].astype(np.float64))             # (V,)
+            token = int(ids[0, -1])
+            best = np.argsort(-p, kind="stable")[:TOP_ALTERNATIVES]
+            yield {"token": vocab.chars[token], "id": token, "probability": float(p[token]),
+                   "top": [{"token": vocab.chars[i], "probability": float(p[i])} for i in best]}
+
+    def attention(self, prompt: str) -> dict:
+        """Every head's attention weights on the last ``block_size`` characters of ``prompt``:
+        ``weights[layer][head]`` (T, T), row i the weights position i gives positions 0..i."""
+        ids = self.encode(prompt)
+        with self.pool.borrow() as model, model.mode(False):
+            start = max(0, len(ids) - model.block_size)
+            model.predict(ids[None, start:])
+            weights = [_rounded(dict(block.children())["attn"].attention[0]) for block in model.blocks]
+        return {"model": self.name, "tokens": list(model.vocab.decode(ids[start:])), "start": start,
+                "weights": weights}
