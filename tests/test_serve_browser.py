@@ -1,0 +1,165 @@
+"""The page in a real browser: `handgrad serve` started as a command on a free port, headless
+Chromium (Debian's package, driven by Playwright's Python package) drawing with the mouse and
+typing a prompt. Skips only when Chromium or Playwright is absent; with
+HANDGRAD_REQUIRE_BROWSER=1 (CI, see .ci/run) it fails instead of skipping.
+
+HANDGRAD_SCREENSHOTS=DIR also copies the screenshots there (README's come from this test)."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REQUIRED = bool(os.environ.get("HANDGRAD_REQUIRE_BROWSER"))
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+if not REQUIRED:
+    if CHROMIUM is None:
+        pytest.skip("Debian's chromium is not installed", allow_module_level=True)
+    pytest.importorskip("playwright.sync_api")
+    pytest.importorskip("fastapi")
+assert CHROMIUM is not None, "HANDGRAD_REQUIRE_BROWSER is set but chromium is not installed"
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from test_serve import make_models  # noqa: E402
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`handgrad serve` on the test's models, as a user starts it; stopped with Ctrl-C's signal."""
+    paths = make_models(tmp_path_factory.mktemp("browser"))
+    port = free_port()
+    command = [sys.executable, "-m", "handgrad", "serve", str(paths["digits-cnn"]), str(paths["digits-mlp"]),
+               str(paths["mnist-cnn"]), str(paths["tiny-gpt"]), "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/api/models", timeout=2).read()
+            break
+        except OSError:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "handgrad serve did not answer within 60 s"
+            time.sleep(0.1)
+    yield url
+    process.send_signal(2)  # SIGINT: what Ctrl-C sends
+    out, err = process.communicate(timeout=20)
+    assert f"serving digits-cnn, digits-mlp, mnist-cnn, tiny-gpt at {url}/" in out
+    assert process.returncode in (0, 130), err
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def check_screenshot(path: Path, width: int, height: int):
+    """A real picture: the size asked for and far from one flat colour."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        assert image.size == (width, height)
+        grey = np.asarray(image.convert("L"), dtype=float)
+    assert grey.std() > 10 and len(np.unique(grey)) > 20
+    if os.environ.get("HANDGRAD_SCREENSHOTS"):
+        shutil.copy(path, Path(os.environ["HANDGRAD_SCREENSHOTS"]) / path.name)
+
+
+NON_BLANK = """(selector) => [...document.querySelectorAll(selector)].map((canvas) => {
+    const data = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+    const colours = new Set();
+    for (let i = 0; i < data.length; i += 4) colours.add(data[i] << 16 | data[i + 1] << 8 | data[i + 2]);
+    return colours.size;
+})"""
+
+
+def draw_stroke(page, points):
+    box = page.locator("#draw").bounding_box()
+    page.mouse.move(box["x"] + points[0][0] * box["width"], box["y"] + points[0][1] * box["height"])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(box["x"] + x * box["width"], box["y"] + y * box["height"], steps=4)
+    page.mouse.up()
+
+
+def test_draw_a_digit_and_see_every_layer(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{server}/?model=digits-cnn")
+    page.wait_for_selector("#image-view:not([hidden])")
+    draw_stroke(page, [(0.5, 0.15), (0.5, 0.5), (0.45, 0.85)])   # a 1
+    draw_stroke(page, [(0.4, 0.15), (0.5, 0.15)])
+    page.wait_for_function("document.querySelectorAll('#bars .bar').length === 10")
+    page.wait_for_function("document.querySelectorAll('#layers .layer').length === 7")
+    probabilities = page.eval_on_selector_all("#bars .bar", "rows => rows.map(r => Number(r.dataset.probability))")
+    assert abs(sum(probabilities) - 1) < 1e-6 and len(probabilities) == 10
+    assert page.text_content("#prediction") == str(int(np.argmax(probabilities)))
+    colours = page.evaluate(NON_BLANK, "#layers canvas, #seen, #saliency")
+    assert len(colours) == 9 and min(colours) > 1, colours  # each layer's picture, the input and the saliency
+    page.screenshot(path=tmp_path / "serve-digits.png")
+    check_screenshot(tmp_path / "serve-digits.png", 1280, 1000)
+
+    page.click("#random")  # a test image with its true label, then its prediction
+    page.wait_for_function("document.querySelector('#truth').textContent.includes('true label')")
+    label = page.get_attribute("#truth", "data-label")
+    assert label in [str(c) for c in range(10)]
+    page.click("#bars .bar:nth-child(3)")  # the saliency map of class 2
+    page.wait_for_function("document.querySelector('#saliency-class').textContent.startsWith('of 2')")
+    assert errors == []
+
+
+def test_an_mnist_model_takes_the_drawing_centred_by_mass(server, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(f"{server}/?model=mnist-cnn")
+    page.wait_for_selector("#image-view:not([hidden])")
+    draw_stroke(page, [(0.2, 0.2), (0.3, 0.6)])  # in a corner: the model still sees it centred
+    page.wait_for_function("document.querySelectorAll('#layers .layer').length === 7")
+    shape = page.text_content("#layers .layer h3")
+    assert shape == "0 Convolution (4×24×24)"
+    assert page.evaluate(NON_BLANK, "#seen")[0] > 2
+
+
+def test_type_a_prompt_and_watch_tokens_stream(server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{server}/?model=tiny-gpt")
+    page.wait_for_selector("#text-view:not([hidden])")
+    page.fill("#prompt", "to be or not")
+    page.fill("#length", "40")
+    page.fill("#seed", "1")
+    page.click("#generate")
+    page.wait_for_function("document.querySelectorAll('#output .tok').length === 40")
+    page.wait_for_function("document.querySelectorAll('#attention canvas').length === 4")  # 2 layers x 2 heads
+    probabilities = page.eval_on_selector_all("#output .tok", "spans => spans.map(s => Number(s.dataset.probability))")
+    assert all(0 < p <= 1 for p in probabilities)
+    page.hover("#output .tok >> nth=3")
+    assert "the 5 most likely" in page.text_content("#tooltip")
+    assert page.locator("#tooltip div").count() == 6
+    assert min(page.evaluate(NON_BLANK, "#attention canvas")) > 1
+    page.screenshot(path=tmp_path / "serve-gpt.png")
+    check_screenshot(tmp_path / "serve-gpt.png", 1280, 900)
+    page.fill("#prompt", "ÉÉ")  # a character the model does not know: said on the page
+    page.click("#generate")
+    page.wait_for_function("!document.querySelector('#error').hidden")
+    assert "not in the vocabulary" in page.text_content("#error")
+    assert errors == []
