@@ -340,3 +340,33 @@ def test_50_concurrent_requests_each_get_the_sequential_answer(live_server):
     assert len({json.dumps(a["probabilities"]) for a in alone}) > 10  # the requests do differ
     for one, other in zip(alone, together):
         assert one == other  # the same process, model and input: the same numbers
+
+
+# --- the command ------------------------------------------------------------------------------------
+
+
+def test_serve_command_binds_this_machine_by_default_and_warns_for_another_host(model_files, monkeypatch, capsys):
+    import uvicorn
+
+    from handgrad.cli import main
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    assert main(["serve", str(model_files["digits-mlp"]), "--port", "8123"]) == 0
+    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8123
+    captured = capsys.readouterr()
+    assert "serving digits-mlp at http://127.0.0.1:8123/ (API: http://127.0.0.1:8123/docs)" in captured.out
+    assert "warning" not in captured.err
+    assert main(["serve", str(model_files["digits-mlp"]), "--host", "0.0.0.0"]) == 0
+    assert calls[-1]["host"] == "0.0.0.0"
+    assert "warning: serving on 0.0.0.0: the page and its API are reachable from other machines" in capsys.readouterr().err
+
+
+def test_serve_command_refuses_a_missing_file_or_a_model_it_cannot_show(tmp_path, capsys):
+    from handgrad.cli import main
+
+    assert main(["serve", str(tmp_path / "nothing.safetensors")]) == 1
+    assert "nothing.safetensors: no such model file" in capsys.readouterr().err
+    hg.save(hg.mlp(40, [8], 10, seed=0), tmp_path / "m1d.safetensors", metadata={"dataset": "mnist1d"})
+    assert main(["serve", str(tmp_path / "m1d.safetensors")]) == 1
+    assert "serve shows image classifiers and GPTs" in capsys.readouterr().err

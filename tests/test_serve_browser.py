@@ -7,7 +7,6 @@ HANDGRAD_SCREENSHOTS=DIR also copies the screenshots there (README's come from t
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -28,13 +27,7 @@ assert CHROMIUM is not None, "HANDGRAD_REQUIRE_BROWSER is set but chromium is no
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from test_serve import make_models  # noqa: E402
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from test_serve import free_port, make_models  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +84,16 @@ NON_BLANK = """(selector) => [...document.querySelectorAll(selector)].map((canva
 })"""
 
 
+def open_page(browser, url, height, view):
+    """A page showing the model named in ``url``, and the list its JavaScript errors go to."""
+    page = browser.new_page(viewport={"width": 1280, "height": height})
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(url)
+    page.wait_for_selector(f"#{view}-view:not([hidden])")
+    return page, errors
+
+
 def draw_stroke(page, points):
     box = page.locator("#draw").bounding_box()
     page.mouse.move(box["x"] + points[0][0] * box["width"], box["y"] + points[0][1] * box["height"])
@@ -101,11 +104,7 @@ def draw_stroke(page, points):
 
 
 def test_draw_a_digit_and_see_every_layer(server, browser, tmp_path):
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{server}/?model=digits-cnn")
-    page.wait_for_selector("#image-view:not([hidden])")
+    page, errors = open_page(browser, f"{server}/?model=digits-cnn", 1000, "image")
     draw_stroke(page, [(0.5, 0.15), (0.5, 0.5), (0.45, 0.85)])   # a 1
     draw_stroke(page, [(0.4, 0.15), (0.5, 0.15)])
     page.wait_for_function("document.querySelectorAll('#bars .bar').length === 10")
@@ -128,22 +127,16 @@ def test_draw_a_digit_and_see_every_layer(server, browser, tmp_path):
 
 
 def test_an_mnist_model_takes_the_drawing_centred_by_mass(server, browser):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    page.goto(f"{server}/?model=mnist-cnn")
-    page.wait_for_selector("#image-view:not([hidden])")
+    page, errors = open_page(browser, f"{server}/?model=mnist-cnn", 900, "image")
     draw_stroke(page, [(0.2, 0.2), (0.3, 0.6)])  # in a corner: the model still sees it centred
     page.wait_for_function("document.querySelectorAll('#layers .layer').length === 7")
     shape = page.text_content("#layers .layer h3")
     assert shape == "0 Convolution (4×24×24)"
-    assert page.evaluate(NON_BLANK, "#seen")[0] > 2
+    assert page.evaluate(NON_BLANK, "#seen")[0] > 2 and errors == []
 
 
 def test_type_a_prompt_and_watch_tokens_stream(server, browser, tmp_path):
-    page = browser.new_page(viewport={"width": 1280, "height": 900})
-    errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.goto(f"{server}/?model=tiny-gpt")
-    page.wait_for_selector("#text-view:not([hidden])")
+    page, errors = open_page(browser, f"{server}/?model=tiny-gpt", 900, "text")
     page.fill("#prompt", "to be or not")
     page.fill("#length", "40")
     page.fill("#seed", "1")
