@@ -370,3 +370,16 @@ def test_serve_command_refuses_a_missing_file_or_a_model_it_cannot_show(tmp_path
     hg.save(hg.mlp(40, [8], 10, seed=0), tmp_path / "m1d.safetensors", metadata={"dataset": "mnist1d"})
     assert main(["serve", str(tmp_path / "m1d.safetensors")]) == 1
     assert "serve shows image classifiers and GPTs" in capsys.readouterr().err
+
+
+def test_a_model_with_nan_weights_answers_null_values_and_says_where(tmp_path):
+    """JSON has no NaN: the answer carries null there, and the trace's warnings name the layer."""
+    model = hg.mlp(64, [8], 10, seed=0)
+    model.layers[2].W[0, 0] = np.nan
+    hg.save(model, tmp_path / "broken.safetensors")
+    with TestClient(create_app([tmp_path / "broken.safetensors"], copies=1)) as c:
+        response = c.post("/api/models/broken/predict", json={"pixels": [0.5] * 64})
+    assert response.status_code == 200
+    answer = response.json()
+    assert None in answer["probabilities"] and None in answer["layers"][2]["values"]
+    assert any("layer 2 Affine: NaN or infinity in its output" in w for w in answer["warnings"])

@@ -53,8 +53,14 @@ class RequestError(ValueError):
         self.status = status
 
 
-def _rounded(array) -> list:
-    return np.round(np.asarray(array, dtype=np.float64), _DECIMALS).tolist()
+def _rounded(array, decimals: int | None = _DECIMALS) -> list:
+    """``array`` as nested lists of floats for JSON, rounded to ``decimals`` (None: as is);
+    NaN and infinity, which JSON cannot carry, become null (the warnings say where they came from)."""
+    a = np.asarray(array, dtype=np.float64)
+    if decimals is not None:
+        a = np.round(a, decimals)
+    finite = np.isfinite(a)
+    return a.tolist() if finite.all() else np.where(finite, a, None).tolist()
 
 
 class ModelPool:
@@ -235,7 +241,7 @@ class ImageModel:
             warnings = trace(model, x, np.array([predicted]), max_values=0).warnings
         layers = [{"index": i, "name": layer.name, "shape": list(out.shape), "values": _rounded(out)}
                   for i, (layer, out) in enumerate(zip(model.layers, outputs))]
-        return {"model": self.name, "input": _rounded(pixels), "probabilities": probabilities.tolist(),
+        return {"model": self.name, "input": _rounded(pixels), "probabilities": _rounded(probabilities, None),
                 "predicted": predicted, "class_names": self.class_names, "layers": layers, "saliency": saliency,
                 "warnings": warnings}
 
