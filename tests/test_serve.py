@@ -383,3 +383,13 @@ def test_a_model_with_nan_weights_answers_null_values_and_says_where(tmp_path):
     answer = response.json()
     assert None in answer["probabilities"] and None in answer["layers"][2]["values"]
     assert any("layer 2 Affine: NaN or infinity in its output" in w for w in answer["warnings"])
+
+
+def test_without_the_serve_extra_the_command_says_what_to_install(model_files, monkeypatch, capsys):
+    import sys
+
+    from handgrad.cli import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if it were not installed
+    assert main(["serve", str(model_files["digits-mlp"])]) == 1
+    assert 'uvicorn is missing): pip install "handgrad[serve]"' in capsys.readouterr().err
