@@ -189,6 +189,13 @@ def test_small_gpt_logits_for_any_batch_and_length_up_to_block_size(options):
     assert {p.key: p.value for p in proto.metadata_props}["handgrad.block_size"] == "8"
 
 
+def test_gpt_input_longer_than_block_size_fails_in_the_runtime_not_silently():
+    model = GPT(vocab_size=5, block_size=4, n_layer=1, n_head=1, n_embd=4, seed=0)
+    sess = session(to_onnx(model))
+    with pytest.raises(Exception, match="(?i)broadcast|shape|dimension"):
+        sess.run(None, {"idx": np.zeros((1, 5), np.int64)})
+
+
 # --- what the file says ----------------------------------------------------------------------------
 
 
