@@ -1,6 +1,6 @@
 """The ``handgrad`` command (also ``python -m handgrad``).
 
-Commands: ``train`` (the main job), ``evaluate``, ``predict``, ``walkthrough``. Wrong arguments
+Commands: ``train`` (the main job), ``evaluate``, ``predict``, ``export``, ``walkthrough``, ... Wrong arguments
 or inputs end with a one-line error and a non-zero exit status, never a traceback.
 """
 
@@ -562,6 +562,19 @@ def _serve(args: argparse.Namespace) -> int:
         serve(args.models, host=args.host, port=args.port, copies=args.copies, data_dir=args.data_dir)
     except MissingServeExtra as error:
         raise CommandError(str(error)) from None
+
+# --- export --------------------------------------------------------------------------------------
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .onnx_export import OPSET, export_onnx, signature
+
+    model = _load_model(args.model)
+    try:
+        path = export_onnx(model, args.onnx)
+    except ImportError as error:  # the onnx extra is missing: say which, in one line
+        raise CommandError(str(error)) from error
+    print(f"wrote {path} (ONNX opset {OPSET}): {signature(path)}; the scores before any softmax")
     return 0
 
 
@@ -755,6 +768,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="independent copies of each model, one per concurrent request (default: 2)")
     serve.add_argument("--data-dir", help="data root holding mnist/ etc., for the random test images")
     serve.set_defaults(handler=_serve)
+
+    export = commands.add_parser("export", help="write a saved model as an ONNX file, to run it outside Python",
+                                 description="Export a saved model (a Sequential model or a gpt) to ONNX (opset "
+                                 "17, float32): its scores / logits before any softmax, for any batch size. "
+                                 "Needs the 'onnx' extra: pip install \"handgrad[onnx]\".")
+    export.add_argument("model", help="a model.safetensors written by handgrad")
+    export.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write (replaced if it exists)")
+    export.set_defaults(handler=_export)
 
     walk = commands.add_parser("walkthrough", help="the tutorial's two-layer network, every gradient beside its numerical check",
                                description="Reproduce the tutorial's two-layer example: forward, loss, every backprop "

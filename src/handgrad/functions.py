@@ -56,6 +56,13 @@ def softmax(x, axis: int = -1) -> np.ndarray:
     keeps every exponent <= 0, so ``[1000, 1010]`` or ``-1000`` neither overflow nor warn.
 
     Shapes: any; the result has the shape of ``x``, and each slice along ``axis`` sums to 1.
+
+    Example:
+        >>> import numpy as np
+        >>> from handgrad import functions as F
+        >>> F.softmax(np.array([[1.0, 2.0, 3.0], [1000.0, 1000.0, 1000.0]])).round(3)
+        array([[0.09 , 0.245, 0.665],
+               [0.333, 0.333, 0.333]])
     """
     x = as_float_array(x, "softmax")
     shifted = x - np.max(x, axis=axis, keepdims=True)
@@ -259,6 +266,13 @@ def one_hot(labels, num_classes: int, dtype=np.float64) -> np.ndarray:
 
     ``labels`` of shape ``(N,)`` (or a scalar) with values in ``[0, num_classes)`` give an array
     of shape ``(N, num_classes)`` (or ``(num_classes,)``) with a single 1 per row.
+
+    Example:
+        >>> import numpy as np
+        >>> from handgrad import functions as F
+        >>> F.one_hot(np.array([0, 2]), 3)
+        array([[1., 0., 0.],
+               [0., 0., 1.]])
     """
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise ValueError(f"one_hot: num_classes must be a positive integer, got {num_classes!r}")
@@ -462,6 +476,17 @@ def cross_entropy(logits, t, reduction: str = "mean", label_smoothing: float = 0
     is nan (0 / 0, as PyTorch) and ``"sum"`` is 0.
     ``reduction``: ``"mean"`` (over the counted positions) or ``"sum"`` return a float;
     ``"none"`` returns the per-position losses, shape ``logits.shape[:-1]``.
+
+    Example:
+        Two samples, two classes; the first is right and confident, the second unsure:
+
+        >>> import numpy as np
+        >>> from handgrad import functions as F
+        >>> logits = np.array([[2.0, 0.0], [0.0, 0.0]])
+        >>> F.cross_entropy(logits, np.array([0, 1]), reduction="none").round(4)  # log(1 + e^-2), log 2
+        array([0.1269, 0.6931])
+        >>> round(F.cross_entropy(logits, np.array([0, 1])), 4)
+        0.41
     """
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")

@@ -40,6 +40,14 @@ def numerical_gradient(f, x: np.ndarray, eps: float = DEFAULT_EPS) -> np.ndarray
     Shapes: ``x`` any float array (it must be writeable); the result has x's shape, float64.
     Integer arrays are refused: ``x + eps`` would be truncated back to ``x`` and every gradient
     would silently be 0. Use float64 for meaningful digits; float32 warns.
+
+    Example:
+        The gradient of ``sum(x^2)`` is ``2 x``:
+
+        >>> import numpy as np
+        >>> from handgrad.gradcheck import numerical_gradient
+        >>> numerical_gradient(lambda x: float(np.sum(x ** 2)), np.array([1.0, -2.0, 0.5])).round(6)
+        array([ 2., -4.,  1.])
     """
     if not isinstance(x, np.ndarray):
         raise TypeError(f"numerical_gradient: x must be a NumPy array (it is perturbed in place), got {type(x).__name__}")

@@ -32,7 +32,13 @@ def as_generator(seed=None) -> np.random.Generator:
 
 
 def fans(shape: tuple) -> tuple[int, int]:
-    """(fan_in, fan_out) of a weight of this shape: (in, out) or (FN, C, FH, FW)."""
+    """(fan_in, fan_out) of a weight of this shape: (in, out) or (FN, C, FH, FW).
+
+    Example:
+        >>> from handgrad.init import fans
+        >>> fans((784, 100)), fans((30, 1, 5, 5))  # a filter sees C FH FW inputs
+        ((784, 100), (25, 750))
+    """
     if len(shape) == 2:
         return int(shape[0]), int(shape[1])
     if len(shape) >= 3:
@@ -50,19 +56,31 @@ def _uniform(shape, bound, rng, dtype):
 
 
 def he_normal(shape, rng, dtype=np.float32):
+    """He (Kaiming) normal: ``N(0, 2 / fan_in)``, for layers followed by ReLU.
+
+    Example:
+        >>> import numpy as np
+        >>> from handgrad.init import he_normal
+        >>> W = he_normal((784, 100), np.random.default_rng(0))
+        >>> W.shape, W.dtype, round(float(W.std() * 28 / np.sqrt(2)), 1)  # std sqrt(2 / 784)
+        ((784, 100), dtype('float32'), 1.0)
+    """
     return _normal(shape, math.sqrt(2.0 / fans(shape)[0]), rng, dtype)
 
 
 def he_uniform(shape, rng, dtype=np.float32):
+    """He uniform: ``U(-b, b)`` with ``b = sqrt(6 / fan_in)`` (the same variance, 2 / fan_in)."""
     return _uniform(shape, math.sqrt(6.0 / fans(shape)[0]), rng, dtype)
 
 
 def xavier_normal(shape, rng, dtype=np.float32):
+    """Xavier (Glorot) normal: ``N(0, 2 / (fan_in + fan_out))``, for sigmoid and tanh layers."""
     fan_in, fan_out = fans(shape)
     return _normal(shape, math.sqrt(2.0 / (fan_in + fan_out)), rng, dtype)
 
 
 def xavier_uniform(shape, rng, dtype=np.float32):
+    """Xavier uniform: ``U(-b, b)`` with ``b = sqrt(6 / (fan_in + fan_out))``."""
     fan_in, fan_out = fans(shape)
     return _uniform(shape, math.sqrt(6.0 / (fan_in + fan_out)), rng, dtype)
 

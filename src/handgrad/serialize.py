@@ -339,7 +339,22 @@ def save(model, path, *, metadata: dict | None = None) -> None:
 
     ``metadata``: extra ``{str: str}`` the user wants kept with the model (the CLI stores the
     dataset's name); :func:`read_metadata` gives it back. Keys handgrad uses itself (``format``,
-    ``architecture``, ``data_sha256``, ``handgrad_*``) are refused."""
+    ``architecture``, ``data_sha256``, ``handgrad_*``) are refused.
+
+    Example:
+        >>> import os, tempfile
+        >>> import numpy as np
+        >>> import handgrad as hg
+        >>> model = hg.mlp(4, [8], 3, seed=0)
+        >>> x = np.ones((2, 4), np.float32)
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     hg.save(model, os.path.join(folder, "model.safetensors"), metadata={"dataset": "mine"})
+        ...     loaded = hg.load(os.path.join(folder, "model.safetensors"))
+        ...     hg.serialize.read_metadata(os.path.join(folder, "model.safetensors"))
+        {'dataset': 'mine'}
+        >>> bool(np.array_equal(loaded.predict(x), model.predict(x)))
+        True
+    """
     extra = dict(metadata or {})
     for key, value in extra.items():
         if not isinstance(key, str) or not isinstance(value, str):

@@ -132,6 +132,14 @@ def load_dataset(name: str, data_dir=None, flatten: bool = True, download: bool 
     ``data_dir``: a data root (``DIR/mnist/...``) searched before ``HANDGRAD_DATA`` and the
     cache. ``download=False`` never touches the network. ``flatten``: ``(N, features)`` if
     True, ``(N, 1, H, W)`` (``(N, 1, L)`` for signals) otherwise.
+
+    Example:
+        The digits ship with handgrad (8 x 8 images, no download):
+
+        >>> from handgrad.data import load_dataset
+        >>> (x_train, t_train), (x_test, t_test) = load_dataset("digits", flatten=False)
+        >>> x_train.shape, x_train.dtype, t_train[:5]
+        ((1438, 1, 8, 8), dtype('float32'), array([0, 1, 2, 3, 4]))
     """
     key = name.lower().replace("_", "-")
     if key == "digits":

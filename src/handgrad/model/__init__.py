@@ -39,6 +39,19 @@ class Sequential:
 
     ``layers`` and ``loss`` must be :class:`handgrad.layers.Layer` instances (subclass ``Layer``
     to write your own); anything else is refused here, not halfway through a training run.
+
+    Example:
+        With zero weights every class gets the same score, so the loss is ``log 3``:
+
+        >>> import numpy as np
+        >>> import handgrad as hg
+        >>> from handgrad.layers import Affine, Relu
+        >>> model = hg.Sequential([Affine(np.zeros((4, 5)), np.zeros(5)), Relu(), Affine(np.zeros((5, 3)), np.zeros(3))])
+        >>> round(model.loss(np.ones((2, 4)), np.array([0, 2])), 6)
+        1.098612
+        >>> _ = model.backward()
+        >>> {name: grad.shape for name, grad in model.grads.items()}
+        {'0.W': (4, 5), '0.b': (5,), '2.W': (5, 3), '2.b': (3,)}
     """
 
     def __init__(self, layers, loss: Layer | None = None, weight_decay: float = 0.0, seed=None,
@@ -287,6 +300,15 @@ def mlp(input_size: int, hidden_sizes, output_size: int, activation: str = "relu
     ``numpy.random.Generator``, for the weights and then for dropout. ``dtype``: float32 for
     training, float64 for gradient checks. ``batchnorm`` and ``dropout=p`` add those layers to
     every hidden layer; ``weight_decay``: see :class:`Sequential`.
+
+    Example:
+        >>> import numpy as np
+        >>> import handgrad as hg
+        >>> model = hg.mlp(64, [100], 10, seed=0)
+        >>> model
+        Sequential([Affine(W=(64, 100), b=(100,)), Relu(), Affine(W=(100, 10), b=(10,))], loss=SoftmaxWithLoss)
+        >>> model.predict(np.zeros((2, 64), np.float32)).shape
+        (2, 10)
     """
     if isinstance(hidden_sizes, int):
         hidden_sizes = [hidden_sizes]
