@@ -32,21 +32,22 @@ def book_run(script, tmp_path, *args, seed=0):
     return done.returncode, done.stdout, done.stderr
 
 
-def printed_figures(stdout, separator):
-    """``{"W1": 2.5e-12, ...}`` from the script's ``key<separator>value`` lines."""
+def printed_figures(script, tmp_path, separator):
+    """Run ``script`` (it must succeed) and read ``{"W1": 2.5e-12, ...}`` from its
+    ``key<separator>value`` lines; also returns its stderr."""
+    status, stdout, stderr = book_run(script, tmp_path)
+    assert status == 0, stderr
     figures = {}
     for line in stdout.splitlines():
         key, _, value = line.partition(separator)
         figures[key.strip()] = float(value)
-    return figures
+    return figures, stderr
 
 
 @needs_book
 @needs_mnist
 def test_ch05_gradient_check_agrees_at_least_as_closely_as_the_books_own_code(tmp_path):
-    status, out, err = book_run(BOOK / "ch05" / "gradient_check.py", tmp_path)
-    assert status == 0, err
-    figures = printed_figures(out, ":")
+    figures, _ = printed_figures(BOOK / "ch05" / "gradient_check.py", tmp_path, ":")
     assert list(figures) == ["W1", "b1", "W2", "b2"]
     for key, books in BOOK_CH05.items():
         assert figures[key] <= books, (key, figures[key], books)
@@ -55,9 +56,7 @@ def test_ch05_gradient_check_agrees_at_least_as_closely_as_the_books_own_code(tm
 @needs_book
 @needs_mnist
 def test_ch06_batch_norm_gradient_check_explains_beta2(tmp_path):
-    status, out, err = book_run(BOOK / "ch06" / "batch_norm_gradient_check.py", tmp_path)
-    assert status == 0, err
-    figures = printed_figures(out, ":")
+    figures, err = printed_figures(BOOK / "ch06" / "batch_norm_gradient_check.py", tmp_path, ":")
     assert list(figures) == ["W1", "b1", "gamma1", "beta1", "W2", "b2", "gamma2", "beta2", "W3", "b3"]
     # A batch of one: every BatchNorm outputs beta (0), so all but beta2 and b3 have no gradient at all.
     for key, value in figures.items():
@@ -70,9 +69,7 @@ def test_ch06_batch_norm_gradient_check_explains_beta2(tmp_path):
 
 @needs_book
 def test_ch07_gradient_check(tmp_path):
-    status, out, err = book_run(BOOK / "ch07" / "gradient_check.py", tmp_path)
-    assert status == 0, err
-    figures = printed_figures(out, " ")
+    figures, _ = printed_figures(BOOK / "ch07" / "gradient_check.py", tmp_path, " ")
     assert list(figures) == ["W1", "b1", "W2", "b2", "W3", "b3"]
     # The book's own code prints 5e-11 to 1e-4 here (its ReLU and max-pooling kinks under a 1e-4 step).
     assert max(figures.values()) < 1e-9, figures
