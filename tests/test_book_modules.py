@@ -158,3 +158,15 @@ def test_load_mnist_returns_the_books_arrays(monkeypatch):
     (xn, tn), _ = mnist.load_mnist()
     assert xn.dtype == np.float32 and xn.shape == (60000, 784) and tn.dtype == np.uint8
     np.testing.assert_array_equal(np.rint(xn * 255).astype(np.uint8), x.reshape(60000, 784))
+
+
+def test_deep_convnet_builds_the_books_layers_and_its_gradients_fit():
+    from handgrad.book.deep_convnet import DeepConvNet
+
+    np.random.seed(7)
+    net = DeepConvNet()
+    assert [net.params[f"W{i}"].shape for i in (1, 4, 7, 8)] == [(16, 1, 3, 3), (32, 32, 3, 3), (1024, 50), (50, 10)]
+    x, t = np.random.rand(2, 1, 28, 28).astype(np.float32), np.array([3, 7])
+    grads = net.gradient(x, t)
+    assert {k: g.shape for k, g in grads.items()} == {k: p.shape for k, p in net.params.items()}
+    assert np.isfinite(net.loss(x, t)) and 0.0 <= net.accuracy(x, t) <= 1.0
