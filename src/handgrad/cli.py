@@ -593,6 +593,12 @@ def _walkthrough(args: argparse.Namespace) -> int:
     return 0
 
 
+def _book_run(args: argparse.Namespace) -> int:
+    from .book.run import run_script
+
+    return run_script(args.script, args.args, out=args.out, data_dir=args.data_dir)
+
+
 # --- parser --------------------------------------------------------------------------------------
 
 
@@ -782,6 +788,17 @@ def build_parser() -> argparse.ArgumentParser:
                                "gradient beside the numerical one, its cross-entropy examples and its pitfalls.")
     walk.add_argument("--json", action="store_true", help="print JSON instead of text")
     walk.set_defaults(handler=_walkthrough)
+
+    book = commands.add_parser("book-run", help="run a script of the book's repository, unchanged, on handgrad",
+                               description="Run a script of the Deep Learning from Scratch repository unchanged: "
+                               "its common.*, dataset.mnist and chapter modules are handgrad's (handgrad.book), the "
+                               "working directory is the script's folder, and plt.show() saves numbered PNGs in --out.")
+    book.add_argument("script", help="the book's script, e.g. ../book/ch05/gradient_check.py")
+    book.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed on to the script")
+    book.add_argument("--out", default="book-run-out",
+                      help="folder for the figures and saved parameters (default: book-run-out)")
+    book.add_argument("--data-dir", help="data root with mnist/ (default: $HANDGRAD_DATA, then the cache)")
+    book.set_defaults(handler=_book_run)
     return parser
 
 

@@ -39,7 +39,8 @@ def numerical_gradient(f, x: np.ndarray, eps: float = DEFAULT_EPS) -> np.ndarray
 
     Shapes: ``x`` any float array (it must be writeable); the result has x's shape, float64.
     Integer arrays are refused: ``x + eps`` would be truncated back to ``x`` and every gradient
-    would silently be 0. Use float64 for meaningful digits; float32 warns.
+    would silently be 0. Use float64: on float32 the result is not meaningful, and a
+    RuntimeWarning naming the dtype says so.
 
     Example:
         The gradient of ``sum(x^2)`` is ``2 x``:
@@ -58,7 +59,10 @@ def numerical_gradient(f, x: np.ndarray, eps: float = DEFAULT_EPS) -> np.ndarray
         )
     if x.dtype != np.float64:
         warnings.warn(
-            f"numerical_gradient: x has dtype {x.dtype}; central differences need float64 to be accurate",
+            f"numerical_gradient: x has dtype {x.dtype}, so the result is not meaningful: the loss's "
+            f"{x.dtype} rounding, divided by 2 eps, is as large as the gradient itself (differences "
+            "near 1e-3 from a correct backward). Central differences need float64: give the model "
+            "float64 parameters",
             RuntimeWarning,
             stacklevel=2,
         )
@@ -120,8 +124,9 @@ class GradientCheckReport:
 def _require_float64(name: str, array: np.ndarray) -> None:
     if array.dtype != np.float64:
         raise TypeError(
-            f"gradient_check: {name} has dtype {array.dtype}; gradient checks need float64 "
-            "(float32 rounding alone gives relative errors near 1e-3)"
+            f"gradient_check: {name} has dtype {array.dtype}; gradient checks need float64: in "
+            f"{array.dtype} the check's result is not meaningful (rounding alone gives relative errors "
+            "near 1e-3, so a correct backward would look broken)"
         )
 
 
