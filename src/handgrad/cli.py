@@ -562,6 +562,8 @@ def _serve(args: argparse.Namespace) -> int:
         serve(args.models, host=args.host, port=args.port, copies=args.copies, data_dir=args.data_dir)
     except MissingServeExtra as error:
         raise CommandError(str(error)) from None
+    return 0
+
 
 # --- export --------------------------------------------------------------------------------------
 
