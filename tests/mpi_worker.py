@@ -89,10 +89,22 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--checkpoint")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--fail-rank", type=int, help="this rank raises at its third training step")
     args = parser.parse_args(argv)
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
+    if args.fail_rank == comm.rank:
+        calls = {"n": 0}
+        original = hg.layers.SoftmaxWithLoss.forward
+
+        def failing(self, x, t):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError(f"rank {comm.rank} breaks down on purpose")
+            return original(self, x, t)
+
+        hg.layers.SoftmaxWithLoss.forward = failing
     model, history = run(args.scenario, args.epochs, args.checkpoint, args.resume, distributed=True)
     params = model.params
     mine = np.concatenate([value.ravel().astype(np.float64) for value in params.values()])

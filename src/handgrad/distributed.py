@@ -37,7 +37,7 @@ import numpy as np
 from .layers import Dropout
 from .train import count_correct
 
-__all__ = ["launched_by_mpi", "world", "DataParallel", "counted_targets", "abort_job"]
+__all__ = ["launched_by_mpi", "world", "DataParallel", "shard", "counted_targets", "abort_job"]
 
 EXTRA = 'pip install "handgrad[distributed]"'
 
@@ -165,15 +165,9 @@ class DataParallel:
 
     # --- one step ------------------------------------------------------------------------------
 
-    def shard(self, total: int) -> tuple[int, int]:
-        """This rank's rows ``(start, stop)`` of a global batch of ``total``: ``np.array_split``."""
-        size, extra = divmod(total, self.size)
-        start = self.rank * size + min(self.rank, extra)
-        return start, start + size + (self.rank < extra)
-
     def local_batch(self, x, t, index) -> tuple[np.ndarray, np.ndarray]:
         """This rank's samples of the global minibatch ``x[index], t[index]``."""
-        start, stop = self.shard(len(index))
+        start, stop = shard(len(index), self.rank, self.size)
         self._shard = (start, stop, len(index))
         rows = index[start:stop]
         return x[rows], t[rows]
@@ -215,6 +209,14 @@ class DataParallel:
             self.broadcast_generators()  # the idle ranks drew no masks: give them rank 0's stream
         loss = float(buffer[-4]) / weight_sum if weight_sum else float("nan")
         return loss, int(round(float(buffer[-2]))), int(round(float(buffer[-1])))
+
+
+def shard(total: int, rank: int, ranks: int) -> tuple[int, int]:
+    """Rank ``rank``'s rows ``(start, stop)`` of a global batch of ``total`` split across
+    ``ranks``, as ``np.array_split``: the first ``total mod ranks`` get one row more."""
+    size, extra = divmod(total, ranks)
+    start = rank * size + min(rank, extra)
+    return start, start + size + (rank < extra)
 
 
 def _in_place():
