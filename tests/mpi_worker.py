@@ -47,6 +47,11 @@ SCENARIOS = {
         lambda: hg.optim.Adam(lr=1e-2),
         lambda: _classification(7, (6,), 3, 4, np.float64),
         dict(batch_size=3, epochs=2)),
+    "mlp_batchnorm": (  # per-rank statistics: close to one process, not equal
+        lambda: hg.mlp(12, [24], 4, batchnorm=True, seed=0, dtype=np.float64),
+        lambda: hg.optim.SGD(lr=0.05),
+        lambda: _classification(103, (12,), 4, 1, np.float64),
+        dict(batch_size=26, epochs=2)),
     "batch_of_one": (
         lambda: hg.mlp(6, [8], 3, dropout=0.5, seed=3, dtype=np.float64),
         lambda: hg.optim.SGD(lr=0.1),
