@@ -172,10 +172,12 @@ class DataParallel:
         rows = index[start:stop]
         return x[rows], t[rows]
 
-    def forward_backward(self, model, xb, tb, step) -> tuple[float, int, int]:
+    def forward_backward(self, model, xb, tb, step=None) -> tuple[float, int, int]:
         """The global batch's mean loss, correct predictions and counted targets; ``model.grads``
-        then holds the gradient of that mean. ``step(model, xb, tb)`` is the trainer's own
-        ``(scores, targets, loss)`` forward and backward (it skips backward on a NaN loss)."""
+        then holds the gradient of that mean. ``step(model, xb, tb)`` returns ``(scores, targets,
+        loss)`` after forward and backward (default: ``fit``'s, which skips backward on a NaN loss)."""
+        if step is None:
+            from .train import _forward_backward as step
         start, stop, total = self._shard
         buffer, offsets = self._buffer, self._offsets
         buffer[:] = 0.0
