@@ -71,6 +71,9 @@ def abort_job(comm=None, status: int = 1) -> None:
     others waiting for it in the next all-reduce forever."""
     sys.stdout.flush()
     sys.stderr.flush()
+    # mpiexec kills every process at once on an abort, and may drop what it has not yet read
+    # from their pipes: give it a moment to forward the message that says why.
+    time.sleep(0.5)
     (comm or world()).Abort(status)
 
 
@@ -83,12 +86,14 @@ def _abort_on_uncaught_exception(comm) -> None:
     global _hooked
     if _hooked or comm.size == 1:
         return
-    previous = sys.excepthook
 
     def hook(kind, value, traceback):
-        previous(kind, value, traceback)
-        print(f"handgrad: rank {comm.rank} of {comm.size} failed ({kind.__name__}); aborting the whole MPI job. "
-              "A run that wrote checkpoints continues with --resume (fit(..., resume=True)).", file=sys.stderr)
+        import traceback as tb
+
+        # One write: the lines of a traceback written one by one may reach mpiexec cut short.
+        sys.stderr.write("".join(tb.format_exception(kind, value, traceback))
+                         + f"handgrad: rank {comm.rank} of {comm.size} failed ({kind.__name__}); aborting the whole "
+                         "MPI job. A run that wrote checkpoints continues with --resume (fit(..., resume=True)).\n")
         abort_job(comm)
 
     sys.excepthook = hook
