@@ -7,6 +7,7 @@ or inputs end with a one-line error and a non-zero exit status, never a tracebac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -73,10 +74,20 @@ def _train(args: argparse.Namespace) -> int:
     plot = _plot_module() if args.plot else None  # a missing matplotlib is said now, not after training
     out = Path(args.out)
     checkpoint = out / "checkpoint.safetensors"
-    if args.resume and not checkpoint.is_file():
+    # Under `mpiexec -n K`: every rank trains its share of each batch; rank 0 alone prints and
+    # writes into --out (the others' output goes nowhere, and they need not see --out).
+    comm = _mpi_world()
+    rank = comm.rank if comm is not None else 0
+    if args.resume and not rank and not checkpoint.is_file():
         raise CommandError(f"--resume: no checkpoint at {checkpoint} (write one with --checkpoint-every)")
-    with _claim_output_folder(out, ["model.safetensors", "history.json", "checkpoint.safetensors"]
-                              + (["curves.png"] if args.plot else [])):
+    with contextlib.ExitStack() as stack:
+        if rank:
+            stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
+        else:
+            stack.enter_context(_claim_output_folder(out, ["model.safetensors", "history.json",
+                                                           "checkpoint.safetensors"] + (["curves.png"] if args.plot else [])))
+        if comm is not None:
+            print(f"data-parallel training on {comm.size} MPI processes: each batch is split into {comm.size} shards")
         if language_model:
             return _train_language_model(out, args, batch_size, options, plot)
         return _train_into(out, args, epochs, batch_size, plot, options)
@@ -123,7 +134,9 @@ def _train_language_model(out: Path, args: argparse.Namespace, batch_size: int, 
                               max_steps=max_steps, eval_interval=lm["eval_interval"], eval_iters=lm["eval_iters"],
                               schedule=schedule, grad_clip=grad_clip, seed=args.seed,
                               checkpoint=checkpoint if (args.checkpoint_every or args.resume) else None,
-                              resume=args.resume, log=log)
+                              resume=args.resume, log=log, distributed=_mpi_world() is not None)
+    if _mpi_world() is not None and _mpi_world().rank:  # rank 0 alone writes
+        return 0
     if (out / "model.safetensors").is_file() and not args.resume:
         print(f"replacing the model of an earlier run in {out}")
     hg.save(model, out / "model.safetensors", metadata={"dataset": args.dataset})
@@ -184,7 +197,10 @@ def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: in
     history = hg.fit(model, optimizer, (x_train, t_train), val=val, epochs=epochs, batch_size=batch_size,
                      seed=args.seed, early_stopping=args.early_stopping, scheduler=scheduler, grad_clip=grad_clip,
                      checkpoint=checkpoint if (args.checkpoint_every or args.resume) else None,
-                     checkpoint_every=args.checkpoint_every, resume=args.resume, max_steps=args.max_steps, log=log)
+                     checkpoint_every=args.checkpoint_every, resume=args.resume, max_steps=args.max_steps, log=log,
+                     distributed=_mpi_world() is not None)
+    if _mpi_world() is not None and _mpi_world().rank:  # rank 0 alone evaluates and writes
+        return 0
     test_accuracy = hg.train.evaluate(model, x_test, t_test)[1]
     if (out / "model.safetensors").is_file() and not args.resume:
         print(f"replacing the model of an earlier run in {out}")
@@ -203,6 +219,18 @@ def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: in
         print(f"wrote {plot.training_curves(history, out / 'curves.png', val_label=val_name)}")
     print(f"test accuracy: {test_accuracy:.4f}")
     return 0
+
+
+def _mpi_world():
+    """``MPI.COMM_WORLD`` when ``mpiexec -n K`` (K > 1) started this process, else None."""
+    from . import distributed
+
+    if not distributed.launched_by_mpi():
+        return None
+    try:
+        return distributed.world()
+    except ImportError as error:
+        raise CommandError(str(error)) from error
 
 
 class _OutputLock:
@@ -887,6 +915,13 @@ def _fail(args, error: BaseException, message: str) -> int:
 
         traceback.print_exception(error)
     print(f"handgrad {args.command}: error: {message}", file=sys.stderr)
+    from . import distributed
+
+    if distributed.launched_by_mpi():  # the other ranks would wait for this one forever
+        try:
+            distributed.abort_job()
+        except ImportError:
+            pass
     return 1
 
 

@@ -123,7 +123,7 @@ def _restore_params(model, saved: dict) -> None:
 def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int = 100, seed=0,
         scheduler=None, early_stopping: int | None = None, min_delta: float = 0.0, max_steps: int | None = None,
         checkpoint=None, checkpoint_every: int = 0, resume: bool = False, grad_clip: float | None = None,
-        progress: bool | None = None, log=None) -> History:
+        progress: bool | None = None, log=None, distributed=False) -> History:
     """Train ``model`` with ``optimizer`` on ``train = (x, t)``; returns the :class:`History`.
 
     * ``val = (x, t)``: evaluated after every epoch (loss and accuracy, eval mode).
@@ -140,6 +140,11 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
       keeps recurrent networks from exploding.
     * ``progress``: a tqdm bar per epoch (default: only when stderr is a terminal and tqdm is
       installed). ``log``: called with each epoch's record (the CLI prints it).
+    * ``distributed=True`` (or an mpi4py communicator): data-parallel training over MPI, called
+      by every process of ``mpiexec -n K python script.py``; the same weights, history and
+      checkpoints as one process with the same ``batch_size`` (each global batch is split into
+      K shards; see :mod:`handgrad.distributed`). Rank 0 alone evaluates, writes the checkpoint,
+      shows progress and calls ``log``; every rank returns the same history and weights.
 
     A NaN or infinite loss raises :class:`TrainingDiverged` naming the epoch and step, with the
     weights restored to those at the start of that epoch (the last ones known to be good).
@@ -160,6 +165,7 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
     if checkpoint_every and checkpoint is None:
         raise ValueError("fit: checkpoint_every needs a checkpoint path")
 
+    parallel = _data_parallel(model, distributed)
     rng = np.random.default_rng(seed)
     # What decides the trajectory of the run: a resumed run must have the very same.
     settings = {"unit": "epochs", "batch_size": batch_size, "seed": seed if isinstance(seed, int) else repr(seed),
@@ -167,10 +173,13 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
                 "early_stopping": early_stopping, "min_delta": min_delta, "grad_clip": grad_clip}
     state = {"epoch": 0, "global_step": 0, "best_loss": math.inf, "best_epoch": None, "wait": 0, "stopped_early": False}
     history, best_weights = History(), None
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        state, history, best_weights = _load_checkpoint(checkpoint, model, optimizer, scheduler, rng, settings, epochs)
+    if resume and checkpoint is not None and _on_root(parallel, Path(checkpoint).exists):
+        state, history, best_weights = _on_root(parallel, lambda: _load_checkpoint(
+            checkpoint, model, optimizer, scheduler, rng, settings, epochs))
+    if parallel is not None:
+        _start_together(parallel, model, optimizer, scheduler, rng)
 
-    show_progress = _want_progress() if progress is None else progress
+    show_progress = (_want_progress() if progress is None else progress) and _is_root(parallel)
     stop = state.get("stopped_early", False) or (max_steps is not None and state["global_step"] >= max_steps)
     model.train()
     while state["epoch"] < epochs and not stop:
@@ -183,19 +192,22 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
         bar = _progress_bar(batches, epoch, epochs) if show_progress else None
         for step, start in enumerate(batches, 1):
             index = order[start:start + batch_size]
-            xb, tb = x[index], t[index]
-            scores, targets = scores_and_targets(model, xb, tb)
-            loss = model.loss_layer.forward(scores, targets)
+            if parallel is None:
+                xb, tb = x[index], t[index]
+                scores, targets, loss = _forward_backward(model, xb, tb)
+            else:  # this rank's shard; the loss, counts and gradients are then the whole batch's
+                xb, tb = parallel.local_batch(x, t, index)
+                loss, hits, count = parallel.forward_backward(model, xb, tb, _forward_backward)
             if not math.isfinite(loss):
                 _restore_params(model, last_good)
                 raise TrainingDiverged(
                     f"loss became {loss} at epoch {epoch}, step {step} (lr {optimizer.lr:g}); weights were restored "
                     f"to those at the start of epoch {epoch}. Try a smaller learning rate.")
-            model.backward(input_grad=False)
             if grad_clip is not None:
                 clip_grad_norm(model.grads, grad_clip)
             optimizer.update(model.params, model.grads)
-            hits, count = count_correct(model, xb, tb, scores, targets)
+            if parallel is None:
+                hits, count = count_correct(model, xb, tb, scores, targets)
             loss_sum += loss * len(index)
             correct, counted, seen = correct + hits, counted + count, seen + len(index)
             state["global_step"] += 1
@@ -211,7 +223,7 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
         record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / max(counted, 1),
                   "val_loss": None, "val_accuracy": None, "lr": optimizer.lr, "steps": state["global_step"]}
         if val is not None:
-            record["val_loss"], record["val_accuracy"] = evaluate(model, *val)
+            record["val_loss"], record["val_accuracy"] = _on_root(parallel, lambda: evaluate(model, *val))
         record["seconds"] = time.perf_counter() - started
         history.records.append(record)
         state["epoch"] = epoch
@@ -225,15 +237,60 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
                 state["wait"] += 1
                 if state["wait"] >= early_stopping:
                     stop = state["stopped_early"] = True
-        if checkpoint is not None and checkpoint_every and (epoch % checkpoint_every == 0 or stop or epoch == epochs):
+        if checkpoint is not None and checkpoint_every and (epoch % checkpoint_every == 0 or stop or epoch == epochs) \
+                and _is_root(parallel):
             _save_checkpoint(checkpoint, model, optimizer, scheduler, rng, state, history, best_weights, settings)
-        if log is not None:
+        if log is not None and _is_root(parallel):
             log(record)
 
     if early_stopping is not None and best_weights is not None:
         _restore_params(model, best_weights)
         history.best_epoch = state["best_epoch"]
     return history
+
+
+def _forward_backward(model, xb, tb):
+    """A batch's ``(scores, targets, loss)``, and unless the loss is NaN or infinite its
+    gradients in ``model.grads``."""
+    scores, targets = scores_and_targets(model, xb, tb)
+    loss = model.loss_layer.forward(scores, targets)
+    if math.isfinite(loss):
+        model.backward(input_grad=False)
+    return scores, targets, loss
+
+
+# --- several processes (MPI) ---------------------------------------------------------------------
+
+
+def _data_parallel(model, distributed):
+    """None for one process; for ``distributed=True`` or a communicator, the
+    :class:`handgrad.distributed.DataParallel` that splits each batch across the ranks."""
+    if distributed is False or distributed is None:
+        return None
+    from .distributed import DataParallel
+
+    return DataParallel(model, comm=None if distributed is True else distributed)
+
+
+def _is_root(parallel) -> bool:
+    return parallel is None or parallel.is_root
+
+
+def _on_root(parallel, compute):
+    """``compute()``: here for one process; under MPI on rank 0 alone, its result sent to all."""
+    return compute() if parallel is None else parallel.from_root(compute)
+
+
+def _start_together(parallel, model, optimizer, scheduler, rng) -> None:
+    """Every rank from rank 0's weights, optimizer state, schedule and random streams (fresh or
+    read from rank 0's checkpoint), so that the ranks take identical steps from here on."""
+    parallel.broadcast_model(model)
+    parallel.broadcast_generators(rng)
+    optimizer_state = parallel.from_root(optimizer.state_dict)
+    if not parallel.is_root:
+        optimizer.load_state_dict(optimizer_state)
+    if scheduler is not None:
+        scheduler.epoch = parallel.from_root(lambda: scheduler.epoch)
 
 
 def _check_count(name: str, value, minimum: int) -> None:
@@ -393,7 +450,7 @@ def estimate_loss(model, x, t, block_size: int, batch_size: int, iters: int, rng
 
 def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 12, max_steps: int = 2000,
            eval_interval: int = 250, eval_iters: int = 200, schedule=None, grad_clip: float | None = None,
-           seed=0, checkpoint=None, resume: bool = False, log=None) -> History:
+           seed=0, checkpoint=None, resume: bool = False, log=None, distributed=False) -> History:
     """Train a language model by steps, as nanoGPT's ``train.py``; returns the :class:`History`
     with one record per evaluation (``step``, ``train_loss``, ``val_loss``, ``lr``, ``seconds``,
     ``tokens_per_second``).
@@ -407,6 +464,8 @@ def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 1
     * ``grad_clip``: clip the gradients' total norm before each update.
     * ``checkpoint=path``: written (atomically) at every evaluation; ``resume=True`` continues
       from it exactly (the same batches, the same evaluations), refusing other settings.
+    * ``distributed=True``: data-parallel over MPI as in :func:`fit` (each batch's windows split
+      across the ranks); rank 0 alone evaluates, writes the checkpoint and calls ``log``.
     """
     _check_count("block_size", block_size, minimum=1)
     _check_count("batch_size", batch_size, minimum=1)
@@ -427,25 +486,35 @@ def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 1
     settings = {"unit": "steps", "block_size": block_size, "batch_size": batch_size, "seed": seed,
                 "eval_interval": eval_interval, "eval_iters": eval_iters, "grad_clip": grad_clip,
                 "optimizer": _settings_of(optimizer), "schedule": _settings_of(schedule)}
+    parallel = _data_parallel(model, distributed)
     rng = np.random.default_rng(seed)
     state = {"step": 0}
     history = History()
-    if resume and checkpoint is not None and Path(checkpoint).exists():
-        state, history, _ = _load_checkpoint(checkpoint, model, optimizer, None, rng, settings, max_steps)
+    if resume and checkpoint is not None and _on_root(parallel, Path(checkpoint).exists):
+        state, history, _ = _on_root(parallel, lambda: _load_checkpoint(
+            checkpoint, model, optimizer, None, rng, settings, max_steps))
+    if parallel is not None:
+        _start_together(parallel, model, optimizer, None, rng)
 
     def evaluate_both(step, started, tokens):
         # Evaluation batches come from their own generator, seeded by the step, so that they
         # neither disturb the training batches nor differ between a run and its resumption.
-        eval_rng = np.random.default_rng([seed if isinstance(seed, int) else 0, step])
-        record = {"step": step, "lr": optimizer.lr,
-                  "train_loss": estimate_loss(model, *streams["training"], block_size, batch_size, eval_iters, eval_rng),
-                  "val_loss": estimate_loss(model, *streams["validation"], block_size, batch_size, eval_iters, eval_rng),
-                  "seconds": time.perf_counter() - started}
-        record["tokens_per_second"] = tokens / record["seconds"] if tokens and record["seconds"] > 0 else None
+        def measure():
+            eval_rng = np.random.default_rng([seed if isinstance(seed, int) else 0, step])
+            record = {"step": step, "lr": optimizer.lr,
+                      "train_loss": estimate_loss(model, *streams["training"], block_size, batch_size, eval_iters,
+                                                  eval_rng),
+                      "val_loss": estimate_loss(model, *streams["validation"], block_size, batch_size, eval_iters,
+                                                eval_rng),
+                      "seconds": time.perf_counter() - started}
+            record["tokens_per_second"] = tokens / record["seconds"] if tokens and record["seconds"] > 0 else None
+            return record
+
+        record = _on_root(parallel, measure)
         history.records.append(record)
-        if checkpoint is not None:
+        if checkpoint is not None and _is_root(parallel):
             _save_checkpoint(checkpoint, model, optimizer, None, rng, state, history, None, settings)
-        if log is not None:
+        if log is not None and _is_root(parallel):
             log(record)
 
     model.train()
@@ -460,11 +529,14 @@ def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 1
         if schedule is not None:
             optimizer.lr = schedule.lr_at(state["step"])
         xb, tb = lm_batch(*streams["training"], block_size, batch_size, rng)
-        loss = model.loss_layer.forward(*scores_and_targets(model, xb, tb))
+        if parallel is None:
+            loss = _forward_backward(model, xb, tb)[2]
+        else:  # this rank's windows of the batch; the loss and gradients are then the whole batch's
+            local = parallel.local_batch(xb, tb, np.arange(len(xb)))
+            loss = parallel.forward_backward(model, *local, _forward_backward)[0]
         if not math.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss} at step {state['step'] + 1} (lr {optimizer.lr:g}). "
                                    "Try a smaller learning rate or --grad-clip.")
-        model.backward(input_grad=False)
         if grad_clip is not None:
             clip_grad_norm(model.grads, grad_clip)
         optimizer.update(model.params, model.grads)

@@ -23,6 +23,7 @@ class Dropout(Layer):
         self.p = float(p)
         self.rng = rng
         self._scale = None  # the mask m of the last training forward, or 1.0 in eval mode
+        self.batch_shard = None
 
     def spec(self) -> dict:
         return {"type": self.name, "p": self.p}
@@ -39,7 +40,11 @@ class Dropout(Layer):
             return x
         if self.rng is None:
             self.rng = np.random.default_rng()
-        keep = self.rng.random(x.shape, dtype=np.float32 if x.dtype == np.float32 else np.float64) >= self.p
+        uniform = np.float32 if x.dtype == np.float32 else np.float64
+        if self.batch_shard is None:
+            keep = self.rng.random(x.shape, dtype=uniform) >= self.p
+        else:
+            keep = self._own_rows_of_global_mask(x.shape, uniform, *self.batch_shard)
         self._scale = keep.astype(x.dtype) / x.dtype.type(1.0 - self.p)
         self._shape = x.shape
         return x * self._scale
@@ -47,6 +52,16 @@ class Dropout(Layer):
     def backward(self, dout):
         self._require_forward(self._scale)
         return self._check_dout(dout, self._shape) * self._scale
+
+    def _own_rows_of_global_mask(self, shape, uniform, start: int, stop: int, total: int) -> np.ndarray:
+        # One sample may be several rows of the input (an (N*T, D) reshape of (N, T, D)).
+        samples = stop - start
+        if samples < 1 or shape[0] % samples:
+            raise ValueError(f"Dropout: batch_shard {start}:{stop} of {total} samples does not match an input of "
+                             f"shape {shape} (its first axis must be a multiple of {samples})")
+        rows = shape[0] // samples
+        u = self.rng.random((total * rows,) + tuple(shape[1:]), dtype=uniform)
+        return u[start * rows:stop * rows] >= self.p
 
 
 class BatchNorm(Layer):
