@@ -218,3 +218,23 @@ def test_convnet_reads_images_in_every_layout(digits):
         plain.predict(X_test.reshape(-1, 8, 8)[:, :, :4])
     with pytest.raises(ValueError, match=r"image_shape \(3, 3\) does not hold the 64 features"):
         ConvNetClassifier(image_shape=(3, 3)).fit(X, y)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_diverging_run_is_stopped_with_the_learning_rate_named():
+    from handgrad.train import TrainingDiverged
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(50, 3)), rng.normal(size=50) * 1e3
+    with pytest.raises(TrainingDiverged, match=r"try a smaller learning_rate_init \(now 1e\+12\)"):
+        MLPRegressor(solver="sgd", momentum=0.0, learning_rate_init=1e12, max_iter=20, random_state=0).fit(X, y)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_warm_start_after_early_stopping_goes_on_by_the_training_loss(digits):
+    (X, y), _ = digits
+    clf = MLPClassifier(hidden_layer_sizes=(10,), early_stopping=True, max_iter=3, warm_start=True,
+                        random_state=0).fit(X / 16, y)
+    assert clf.best_loss_ is None
+    clf.set_params(early_stopping=False).fit(X / 16, y)
+    assert clf.n_iter_ == 6 and clf.best_loss_ == min(clf.loss_curve_[3:])

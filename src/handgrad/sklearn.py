@@ -216,6 +216,8 @@ class _HandgradNetwork(BaseEstimator):
             self.best_validation_score_ = -np.inf if self.best_validation_score_ is None else self.best_validation_score_
             self.best_loss_ = None
             best_weights = None
+        elif self.best_loss_ is None:  # a warm start after a run with early stopping
+            self.best_loss_ = np.inf
 
         for _ in range(1 if incremental else self.max_iter):
             loss = self._run_epoch(X, targets, batch_size)
