@@ -11,6 +11,7 @@ import pytest
 
 import handgrad as hg
 from handgrad.cli import main
+from handgrad.registry import DIGITS_MLP
 
 
 def run(*args, cwd=None, **kwargs):
@@ -124,7 +125,7 @@ def test_resume_with_another_learning_rate_is_refused_in_one_line(tmp_path, caps
     assert main(["train", "--epochs", "2", "--checkpoint-every", "1", "--out", out]) == 0
     capsys.readouterr()
     assert main(["train", "--epochs", "4", "--checkpoint-every", "1", "--out", out, "--resume", "--lr", "0.5"]) == 1
-    one_line_error(capsys, "cannot resume with other settings", "lr=0.001", "lr=0.5")
+    one_line_error(capsys, "cannot resume with other settings", f"lr={DIGITS_MLP['lr']}", "lr=0.5")
     assert main(["train", "--epochs", "1", "--checkpoint-every", "1", "--out", out, "--resume"]) == 1
     one_line_error(capsys, "already trained 2 epochs")
 

@@ -9,6 +9,7 @@ import pytest
 
 import handgrad as hg
 from handgrad.cli import main
+from handgrad.registry import DIGITS_MLP
 
 
 def run(*args, cwd=None):
@@ -28,14 +29,14 @@ def test_train_with_no_arguments_uses_the_embedded_digits(tmp_path):
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert lines[0].startswith("dataset digits: 1438 train, 359 test samples")
-    assert sum(line.startswith("epoch ") for line in lines) == 30
+    assert sum(line.startswith("epoch ") for line in lines) == DIGITS_MLP["epochs"]
     assert lines[-1].startswith("test accuracy: 0.9")
     accuracy = float(lines[-1].split(": ")[1])
     assert accuracy > 0.94
     assert (tmp_path / "handgrad-run" / "model.safetensors").is_file()
     history = json.loads((tmp_path / "handgrad-run" / "history.json").read_text())
     assert history["test_accuracy"] == pytest.approx(accuracy, abs=5e-5)
-    assert len(history["epochs"]) == 30
+    assert len(history["epochs"]) == DIGITS_MLP["epochs"]
 
 
 def test_saved_model_reproduces_the_reported_accuracy(trained):

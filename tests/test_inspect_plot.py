@@ -7,6 +7,7 @@ import pytest
 
 import handgrad as hg
 from handgrad.cli import main
+from handgrad.registry import DIGITS_MLP
 from handgrad.inspect import trace
 from handgrad.layers import Affine, Relu, Sigmoid
 
@@ -131,7 +132,7 @@ def test_trace_command_text_and_json(saved, capsys):
     assert "forward (loss" in text and "backward" in text and "1 Relu" in text
     assert main(["trace", str(saved / "model.safetensors"), "--samples", "4", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["layers"][0]["output"]["shape"] == [4, 100]
+    assert data["layers"][0]["output"]["shape"] == [4, DIGITS_MLP["hidden"][0]]  # `handgrad train`'s default width
 
 
 def test_without_matplotlib_the_message_names_the_extra(saved, monkeypatch, capsys):

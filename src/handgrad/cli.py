@@ -68,7 +68,8 @@ def _train(args: argparse.Namespace) -> int:
         if given:
             raise CommandError(f"{' and '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to training a language "
                                "model by steps (--dataset shakespeare)")
-    epochs = args.epochs if args.epochs is not None else dataset.epochs
+    tuned = dataset.mlp if args.model == "mlp" else {}  # the first run's defaults (registry.DIGITS_MLP)
+    epochs = args.epochs if args.epochs is not None else tuned.get("epochs", dataset.epochs)
     batch_size = args.batch_size if args.batch_size is not None else dataset.batch_size
     options = _model_options(args, args.defaults)
     plot = _plot_module() if args.plot else None  # a missing matplotlib is said now, not after training
@@ -90,7 +91,7 @@ def _train(args: argparse.Namespace) -> int:
             print(f"data-parallel training on {comm.size} MPI processes: each batch is split into {comm.size} shards")
         if language_model:
             return _train_language_model(out, args, batch_size, options, plot)
-        return _train_into(out, args, epochs, batch_size, plot, options)
+        return _train_into(out, args, epochs, batch_size, plot, options, adam_lr=tuned.get("lr", 1e-3))
 
 
 def _train_language_model(out: Path, args: argparse.Namespace, batch_size: int, options: dict, plot) -> int:
@@ -154,7 +155,8 @@ def _train_language_model(out: Path, args: argparse.Namespace, batch_size: int, 
     return 0
 
 
-def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: int, plot, options: dict) -> int:
+def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: int, plot, options: dict,
+                adam_lr: float = 1e-3) -> int:
     import handgrad as hg
     from .registry import MODELS, build_model, load_task
 
@@ -180,7 +182,8 @@ def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: in
     grad_clip = args.grad_clip if args.grad_clip is not None else MODELS[args.model].grad_clip
     name = args.optimizer or "adam"
     lr = args.lr if args.lr is not None else (0.1 if name in ("sgd", "momentum", "nesterov") else
-                                              0.01 if name == "adagrad" else 1e-3)
+                                              0.01 if name == "adagrad" else
+                                              adam_lr if name == "adam" else 1e-3)
     extra = {"betas": (0.9, args.beta2)} if args.beta2 is not None else {}
     if extra and name not in ("adam", "adamw"):
         raise CommandError(f"--beta2 applies to --optimizer adam or adamw, not {name}")
@@ -688,7 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batchnorm", action="store_true", help="BatchNorm after every hidden Affine (mlp)")
     train.add_argument("--dropout", type=_fraction, default=0.0, metavar="P", help="dropout after every hidden layer (mlp)")
     train.add_argument("--hidden", type=_positive_int, nargs="*", metavar="N",
-                       help="hidden layer widths (mlp, default: 100), or the state size (lstm: 128, "
+                       help="hidden layer widths (mlp, default: 512 on digits, 100 elsewhere), or the state size (lstm: 128, "
                        "seq2seq: 128, seq2seq-attention: 256)")
     train.add_argument("--embed", type=_positive_int, metavar="D", help="character embedding size (seq2seq, default: 16)")
     train.add_argument("--peeky", action="store_true", help="feed the encoder's state to every decoder step (seq2seq)")
@@ -699,7 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
     train.add_argument("--init", default="he", help="he, he_uniform, xavier, xavier_uniform (default: he)")
     train.add_argument("--optimizer", choices=list(OPTIMIZERS), help="default: adam (adamw for gpt)")
-    train.add_argument("--lr", type=float, help="learning rate (default: 1e-3 for adam/adamw/rmsprop, 0.1 for sgd)")
+    train.add_argument("--lr", type=float, help="learning rate (default: 1e-3 for adam/adamw/rmsprop, 0.1 for sgd; "
+                       "3e-3 for adam with mlp on digits)")
     train.add_argument("--beta2", type=float, help="Adam's second-moment decay (default: 0.999; 0.99 for gpt)")
     train.add_argument("--weight-decay", type=float,
                        help="the optimizer's weight decay, on every parameter (torch.optim's; default 0; "
@@ -708,7 +712,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the model's L2 penalty LAMBDA/2 |W|^2 on the weights only (the book's)")
     train.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
                        help="learning rate: constant, or cosine annealing to 0 over the epochs")
-    train.add_argument("--epochs", type=_positive_int, help="default: 30 for digits, 5 for mnist / fashion-mnist")
+    train.add_argument("--epochs", type=_positive_int,
+                       help="default: 100 for mlp on digits (30 for other models), 5 for mnist / fashion-mnist")
     train.add_argument("--max-steps", type=_non_negative_int, metavar="N",
                        help="stop after N optimizer steps (language models train by steps: default 2000)")
     train.add_argument("--n-layer", type=_positive_int, help="gpt: blocks (default: 4)")
