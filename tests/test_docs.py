@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Modules whose docstrings carry examples. Listed, not collected with --doctest-modules, so that
 #: modules of optional extras (matplotlib, onnx, scikit-learn) are never imported without them.
 DOCTEST_MODULES = ["handgrad.functions", "handgrad.gradcheck", "handgrad.init", "handgrad.model",
-                   "handgrad.serialize", "handgrad.data"]
+                   "handgrad.serialize", "handgrad.data", "handgrad.sklearn"]
 
 
 @pytest.mark.parametrize("name", DOCTEST_MODULES)
@@ -44,7 +44,7 @@ def _public_names() -> list[str]:
         if callable(value):
             names.append(f"handgrad.{name}")
     for module in ("functions", "layers", "model", "optim", "init", "gradcheck", "train", "data", "serialize",
-                   "onnx_export", "interop", "inspect", "registry", "serve", "book.run", "distributed"):
+                   "onnx_export", "interop", "inspect", "registry", "serve", "book.run", "distributed", "sklearn"):
         mod = importlib.import_module(f"handgrad.{module}")
         names += [f"handgrad.{module}.{n}" for n in getattr(mod, "__all__", []) if callable(getattr(mod, n))]
     return names
