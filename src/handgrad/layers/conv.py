@@ -1,10 +1,13 @@
 """Convolution, pooling and flattening for image batches of shape (N, C, H, W).
 
-Convolution is a matrix product after *im2col*: every receptive field becomes one row. The rows
+Convolution is a matrix product after *im2col*: every receptive field of an image becomes one
+column of that image's matrix (Caffe's layout; the book's rows are its transpose). The columns
 are read through a strided view of the padded input (``sliding_window_view``), never by Python
-loops over pixels or samples. Its adjoint, *col2im*, adds every row back onto the pixels it came
-from; overlapping windows (stride < kernel) accumulate, which a loop over the FH x FW kernel
-offsets does exactly, for any stride and padding.
+loops over pixels or samples, and the product ``W_col @ col`` is then one GEMM per image that
+lands directly in the (N, FN, OH, OW) layout, with no transpose of the output. Its adjoint,
+*col2im*, adds every column back onto the pixels it came from; overlapping windows
+(stride < kernel) accumulate, which a loop over the FH x FW kernel offsets does exactly, for any
+stride and padding.
 """
 
 from __future__ import annotations
@@ -33,11 +36,13 @@ def windows(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarra
 
 
 def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
-    """Rows of receptive fields: shape (N * OH * OW, C * kh * kw), row order (n, oh, ow)."""
+    """One matrix per image whose columns are its receptive fields: shape (N, C * kh * kw, OH * OW),
+    rows in W's order (c, i, j), columns in the output's order (oh, ow)."""
     n, c = x.shape[:2]
-    view = windows(x, kh, kw, stride, pad)
+    view = windows(x, kh, kw, stride, pad)  # (N, C, OH, OW, kh, kw)
     oh, ow = view.shape[2:4]
-    return view.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)
+    # The copy runs along OW, the longest contiguous axis of both source and destination.
+    return np.ascontiguousarray(view.transpose(0, 1, 4, 5, 2, 3)).reshape(n, c * kh * kw, oh * ow)
 
 
 def scatter_windows(dwin: np.ndarray, input_shape: tuple, stride: int, pad: int) -> np.ndarray:
@@ -53,10 +58,10 @@ def scatter_windows(dwin: np.ndarray, input_shape: tuple, stride: int, pad: int)
 
 
 def col2im(col: np.ndarray, input_shape: tuple, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
-    """The adjoint of :func:`im2col`: rows (N * OH * OW, C * kh * kw) back to (N, C, H, W)."""
+    """The adjoint of :func:`im2col`: columns (N, C * kh * kw, OH * OW) back to (N, C, H, W)."""
     n, c, h, w = input_shape
     oh, ow = output_size(h, kh, stride, pad), output_size(w, kw, stride, pad)
-    dwin = col.reshape(n, oh, ow, c, kh, kw).transpose(0, 3, 1, 2, 4, 5)
+    dwin = col.reshape(n, c, kh, kw, oh, ow).transpose(0, 1, 4, 5, 2, 3)
     return scatter_windows(dwin, input_shape, stride, pad)
 
 
@@ -89,9 +94,10 @@ class Convolution(WeightedLayer, _ImageLayer):
         W: ``(FN, C, FH, FW)``, b: ``(FN,)``; x: ``(N, C, H, W)``;
         y: ``(N, FN, OH, OW)`` with ``OH = (H + 2 pad - FH) // stride + 1`` (OW likewise).
 
-    With ``col = im2col(x)`` of shape ``(N OH OW, C FH FW)`` and ``W_col = W`` reshaped to
-    ``(FN, C FH FW)``: forward ``y = col W_col^T + b``; backward ``dW += dout^T col``,
-    ``db += sum(dout)``, ``dx = col2im(dout W_col)``. The layer computes in its parameters'
+    With ``col = im2col(x)`` of shape ``(N, C FH FW, OH OW)`` (image n's receptive fields as
+    columns), ``W_col = W`` reshaped to ``(FN, C FH FW)`` and ``dout`` read as ``(N, FN, OH OW)``:
+    forward ``y_n = W_col col_n + b``; backward ``dW += sum_n dout_n col_n^T``,
+    ``db += sum(dout)`` over samples and positions, ``dx = col2im(W_col^T dout_n)``. The layer computes in its parameters'
     dtype (the input is cast to it); ``forward`` zeroes dW and db, ``backward`` adds into them.
     """
 
@@ -129,12 +135,13 @@ class Convolution(WeightedLayer, _ImageLayer):
         x = self._image(x, c).astype(W.dtype, copy=False)
         oh, ow = _spatial_output(self.name, x.shape, fh, fw, self.stride, self.pad)
         self._zero_own_grads()
-        col = im2col(x, fh, fw, self.stride, self.pad)
-        out = col @ W.reshape(fn, -1).T + b
+        col = im2col(x, fh, fw, self.stride, self.pad)  # (N, C FH FW, OH OW)
+        # One GEMM per image, (FN, C FH FW) @ (C FH FW, OH OW): already the contiguous
+        # (N, FN, OH, OW) layout that the element-wise layers after it want.
+        out = np.matmul(W.reshape(fn, -1), col)
+        out += b[:, None]
         self._col, self._x_shape = col, x.shape
-        # A contiguous (N, FN, OH, OW) array: the element-wise layers after it run much faster
-        # on it than on a transposed view of the (N, OH, OW, FN) product.
-        return np.ascontiguousarray(out.reshape(x.shape[0], oh, ow, fn).transpose(0, 3, 1, 2))
+        return out.reshape(x.shape[0], fn, oh, ow)
 
     can_skip_input_grad = True  # see backward
 
@@ -147,12 +154,13 @@ class Convolution(WeightedLayer, _ImageLayer):
         oh, ow = _spatial_output(self.name, self._x_shape, fh, fw, self.stride, self.pad)
         W = self.params["W"]
         dout = self._check_dout(dout, (n, fn, oh, ow)).astype(W.dtype, copy=False)
-        dout_rows = dout.transpose(0, 2, 3, 1).reshape(-1, fn)
-        self.grads["b"] += dout_rows.sum(axis=0)
-        self.grads["W"] += (dout_rows.T @ self._col).reshape(W.shape)
+        dout_cols = dout.reshape(n, fn, oh * ow)
+        self.grads["b"] += dout_cols.sum(axis=(0, 2))
+        # sum_n dout_n col_n^T: batched GEMMs on a transposed view (no copy), then the sum over n.
+        self.grads["W"] += np.matmul(dout_cols, self._col.transpose(0, 2, 1)).sum(axis=0).reshape(W.shape)
         if not input_grad:
             return None
-        dcol = dout_rows @ W.reshape(fn, -1)
+        dcol = np.matmul(W.reshape(fn, -1).T, dout_cols)  # (N, C FH FW, OH OW)
         return col2im(dcol, self._x_shape, fh, fw, self.stride, self.pad)
 
 
