@@ -80,3 +80,56 @@ def test_ready_convnets_equal_the_books_layer_order(build):
     assert set(book.grads) == set(ours)
     for name, grad in book.grads.items():
         np.testing.assert_array_equal(ours[name], grad, err_msg=name)
+
+
+class GeneralPooling(Pooling):
+    """Max pooling forced onto the general path (any window, stride and padding)."""
+
+    tiles_2x2 = False
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("hw", [(6, 6), (7, 9), (2, 3), (9, 8)])
+def test_tiled_2x2_max_pooling_equals_the_general_path(hw, dtype):
+    rng = np.random.default_rng(hw[0] * 10 + hw[1])
+    x = tied_images(rng, (3, 4, *hw)).astype(dtype)
+    x[0, 0] = -1.0  # whole maps of ties, negative
+    x[1, 1] = 0.0
+    fast, general = Pooling(2, 2, stride=2), GeneralPooling(2, 2, stride=2)
+    assert fast.tiles_2x2 and not general.tiles_2x2
+    out = fast.forward(x)
+    np.testing.assert_array_equal(out, general.forward(x))
+    assert out.dtype == dtype
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx = fast.backward(dout)
+    np.testing.assert_array_equal(dx, general.backward(dout))
+    assert dx.dtype == dtype and dx.shape == x.shape
+    # Every window's gradient reaches exactly one pixel of it: the sums agree, nothing is doubled.
+    np.testing.assert_allclose(dx.sum(axis=(2, 3)), dout.sum(axis=(2, 3)), rtol=1e-5)
+    assert np.count_nonzero(dx) == np.count_nonzero(dout)
+
+
+@pytest.mark.parametrize("hw", [(6, 6), (7, 9)])
+def test_tiled_2x2_max_pooling_ties_go_where_torch_sends_them(hw, torch):
+    rng = np.random.default_rng(3)
+    x = tied_images(rng, (2, 3, *hw))
+    layer = Pooling(2, 2, stride=2)
+    out = layer.forward(x)
+    dout = rng.standard_normal(out.shape)
+    dx = layer.backward(dout)
+    x_t = torch.tensor(x, requires_grad=True)
+    out_t = torch.nn.functional.max_pool2d(x_t, 2, 2)
+    out_t.backward(torch.tensor(dout))
+    np.testing.assert_array_equal(out, out_t.detach().numpy())
+    np.testing.assert_allclose(dx, x_t.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_tiled_2x2_max_pooling_backward_leaves_dout_untouched_and_can_repeat():
+    rng = np.random.default_rng(4)
+    layer = Pooling(2, 2, stride=2)
+    out = layer.forward(rng.standard_normal((2, 2, 4, 4)))
+    dout = rng.standard_normal(out.shape)
+    kept = dout.copy()
+    first = layer.backward(dout)
+    np.testing.assert_array_equal(dout, kept)
+    np.testing.assert_array_equal(layer.backward(dout), first)

@@ -201,11 +201,69 @@ class Pooling(_WindowPooling):
     ``OH = (H + 2 pad - pool_h) // stride + 1`` rows (OW likewise). Backward sends each output's
     gradient to the position of its window's maximum (the first in row-major order, on ties, as
     PyTorch does) and adds where windows overlap. Shapes: x ``(N, C, H, W)``, y ``(N, C, OH, OW)``.
+
+    2x2 windows with stride 2 and no padding (windows that tile the map) take a faster path with
+    the same results: a two-round knockout whose comparisons are kept for the backward.
     """
 
     def __init__(self, pool_h: int, pool_w: int, stride: int = 1, pad: int = 0) -> None:
         super().__init__(pool_h, pool_w, stride, pad)
         self._padded = None
+        self._winners = None
+
+    @property
+    def tiles_2x2(self) -> bool:
+        """2x2 windows with stride 2 and no padding tile the map (the ConvNets' pools): they take
+        the fast path below, which gives exactly what the general path gives."""
+        return (self.pool_h, self.pool_w, self.stride, self.pad) == (2, 2, 2, 0)
+
+    def forward(self, x):
+        x = self._image(x)
+        oh, ow = self._output_size(x.shape)
+        self._x_shape = x.shape
+        self._out = self._forward_2x2(x, oh, ow) if self.tiles_2x2 else self._forward_any(x, oh, ow)
+        return self._out
+
+    def backward(self, dout):
+        self._require_forward(self._out)
+        dout = self._check_dout(dout, self._out.shape)
+        return self._backward_2x2(dout) if self.tiles_2x2 else self._backward_any(dout)
+
+    # --- 2x2 windows, stride 2, no padding ------------------------------------------------------
+
+    @staticmethod
+    def _quarters(x, oh, ow):
+        """The top-left, top-right, bottom-left and bottom-right pixels of every 2x2 window:
+        four strided views of x (a last odd row or column belongs to no window)."""
+        return [x[:, :, i:2 * oh:2, j:2 * ow:2] for i in (0, 1) for j in (0, 1)]
+
+    def _forward_2x2(self, x, oh, ow):
+        """A knockout in two rounds: left against right within each row, then top row against
+        bottom row. Each comparison is strict, so ties go to the left, then to the top: the
+        first maximum in row-major order, as the general path and PyTorch choose."""
+        top_left, top_right, bottom_left, bottom_right = self._quarters(x, oh, ow)
+        top, bottom = np.maximum(top_left, top_right), np.maximum(bottom_left, bottom_right)
+        self._winners = (top_right > top_left, bottom_right > bottom_left, bottom > top)
+        return np.maximum(top, bottom, out=top)
+
+    def _backward_2x2(self, dout):
+        """Route dout back through the knockout: to the winning row, then to the winning pixel
+        of that row. ``to_row - to_right`` is exactly to_row or 0 (to_right is one or the other)."""
+        right_wins_top, right_wins_bottom, bottom_wins = self._winners
+        h, w = self._x_shape[2:]
+        oh, ow = dout.shape[2:]
+        covered = (2 * oh, 2 * ow) == (h, w)  # else the last odd row or column gets no gradient
+        dx = (np.empty if covered else np.zeros)(self._x_shape, dtype=dout.dtype)
+        top_left, top_right, bottom_left, bottom_right = self._quarters(dx, oh, ow)
+        to_bottom = dout * bottom_wins
+        to_top = np.subtract(dout, to_bottom)
+        for to_row, right_wins, left, right in ((to_top, right_wins_top, top_left, top_right),
+                                                (to_bottom, right_wins_bottom, bottom_left, bottom_right)):
+            np.multiply(to_row, right_wins, out=right)
+            np.subtract(to_row, right, out=left)
+        return dx
+
+    # --- any window, stride and padding ---------------------------------------------------------
 
     def _offsets(self):
         """The (i, j) positions inside a window, in row-major order (the tie-break order)."""
@@ -216,9 +274,7 @@ class Pooling(_WindowPooling):
         return (slice(None), slice(None), slice(i, i + self.stride * oh, self.stride),
                 slice(j, j + self.stride * ow, self.stride))
 
-    def forward(self, x):
-        x = self._image(x)
-        oh, ow = self._output_size(x.shape)
+    def _forward_any(self, x, oh, ow):
         padded = _pad(x, self.pad, -np.inf)
         # The maximum over the kernel offsets: one element-wise maximum per offset, each over a
         # strided view (much faster in NumPy than an argmax over a window axis).
@@ -226,12 +282,10 @@ class Pooling(_WindowPooling):
         for i, j in self._offsets():
             candidate = padded[self._slice(oh, ow, i, j)]
             out = candidate.copy() if out is None else np.maximum(out, candidate, out=out)
-        self._padded, self._out, self._x_shape = padded, out, x.shape
+        self._padded = padded
         return out
 
-    def backward(self, dout):
-        self._require_forward(self._out)
-        dout = self._check_dout(dout, self._out.shape)
+    def _backward_any(self, dout):
         n, c, h, w = self._x_shape
         oh, ow = self._out.shape[2:]
         dx = np.zeros(self._padded.shape, dtype=dout.dtype)
