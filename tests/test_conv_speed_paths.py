@@ -133,3 +133,34 @@ def test_tiled_2x2_max_pooling_backward_leaves_dout_untouched_and_can_repeat():
     first = layer.backward(dout)
     np.testing.assert_array_equal(dout, kept)
     np.testing.assert_array_equal(layer.backward(dout), first)
+
+
+@pytest.mark.parametrize("optimizer_type, kwargs", [(hg.optim.Adam, dict(lr=0.01, weight_decay=0.1)),
+                                                    (hg.optim.AdamW, dict(lr=0.01, weight_decay=0.5))])
+def test_in_place_adam_equals_its_formula_written_out(optimizer_type, kwargs):
+    rng = np.random.default_rng(9)
+    params = {"W": rng.standard_normal((4, 3)), "b": rng.standard_normal(3)}
+    expected = {name: value.copy() for name, value in params.items()}
+    arrays = {name: value for name, value in params.items()}
+    optimizer = optimizer_type(**kwargs)
+    beta1, beta2, eps, lr, decay = 0.9, 0.999, 1e-8, kwargs["lr"], kwargs["weight_decay"]
+    m = {name: np.zeros_like(value) for name, value in params.items()}
+    v = {name: np.zeros_like(value) for name, value in params.items()}
+    for t in range(1, 6):
+        grads = {name: rng.standard_normal(value.shape) for name, value in params.items()}
+        optimizer.update(params, grads)
+        for name, p in expected.items():
+            g = grads[name]
+            if optimizer_type is hg.optim.AdamW:
+                p *= 1 - lr * decay
+            else:
+                g = g + decay * p
+            m[name] = beta1 * m[name] + (1 - beta1) * g
+            v[name] = beta2 * v[name] + (1 - beta2) * g * g
+            p -= lr / (1 - beta1**t) * m[name] / (np.sqrt(v[name]) / np.sqrt(1 - beta2**t) + eps)
+    for name, value in params.items():
+        assert value is arrays[name]  # updated in place
+        np.testing.assert_allclose(value, expected[name], rtol=1e-12, atol=1e-14)
+    # The scratch buffers hold nothing between steps: the saved state is m, v and the step count.
+    assert set(optimizer.state_dict()["state"]["W"]) == {"exp_avg", "exp_avg_sq"}
+    assert "scratch" not in repr(optimizer)
