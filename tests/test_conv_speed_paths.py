@@ -164,3 +164,23 @@ def test_in_place_adam_equals_its_formula_written_out(optimizer_type, kwargs):
     # The scratch buffers hold nothing between steps: the saved state is m, v and the step count.
     assert set(optimizer.state_dict()["state"]["W"]) == {"exp_avg", "exp_avg_sq"}
     assert "scratch" not in repr(optimizer)
+
+
+@pytest.mark.parametrize("kernel, pad", [((3, 3), 0), ((3, 3), 1), ((3, 3), 2), ((5, 5), 2), ((3, 5), 2),
+                                         ((2, 3), 1), ((1, 1), 0), ((5, 1), 0)])
+def test_stride_1_input_gradient_as_a_convolution_equals_col2im(kernel, pad, torch):
+    from handgrad.layers.conv import col2im
+
+    rng = np.random.default_rng(sum(kernel) + pad)
+    (kh, kw), n, c, fn = kernel, 2, 3, 4
+    W, b = rng.standard_normal((fn, c, kh, kw)), rng.standard_normal(fn)
+    x = rng.standard_normal((n, c, 7, 6))
+    layer = Convolution(W, b, pad=pad)
+    out = layer.forward(x)
+    dout = rng.standard_normal(out.shape)
+    dx = layer.backward(dout)
+    scattered = col2im(np.matmul(W.reshape(fn, -1).T, dout.reshape(n, fn, -1)), x.shape, kh, kw, 1, pad)
+    np.testing.assert_allclose(dx, scattered, rtol=1e-12, atol=1e-12)
+    x_t = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.conv2d(x_t, torch.tensor(W), torch.tensor(b), padding=pad).backward(torch.tensor(dout))
+    np.testing.assert_allclose(dx, x_t.grad.numpy(), rtol=1e-9, atol=1e-9)

@@ -23,19 +23,23 @@ def output_size(size: int, kernel: int, stride: int, pad: int) -> int:
     return (size + 2 * pad - kernel) // stride + 1
 
 
-def _pad(x: np.ndarray, pad: int, value=0.0) -> np.ndarray:
-    if pad == 0:
+def _pad(x: np.ndarray, pad, value=0.0) -> np.ndarray:
+    """x padded with ``value``: ``pad`` rows above and below and ``pad`` columns left and right,
+    or ``pad = (rows, columns)``."""
+    pad_h, pad_w = (pad, pad) if np.isscalar(pad) else pad
+    if pad_h == pad_w == 0:
         return x
-    return np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)), constant_values=value)
+    return np.pad(x, ((0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)), constant_values=value)
 
 
-def windows(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
-    """A view (N, C, OH, OW, kh, kw) of every kh x kw window of the zero-padded input."""
+def windows(x: np.ndarray, kh: int, kw: int, stride: int, pad) -> np.ndarray:
+    """A view (N, C, OH, OW, kh, kw) of every kh x kw window of the zero-padded input (``pad``
+    an int, or (rows, columns))."""
     view = sliding_window_view(_pad(x, pad), (kh, kw), axis=(2, 3))
     return view[:, :, ::stride, ::stride]
 
 
-def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad: int) -> np.ndarray:
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad) -> np.ndarray:
     """One matrix per image whose columns are its receptive fields: shape (N, C * kh * kw, OH * OW),
     rows in W's order (c, i, j), columns in the output's order (oh, ow)."""
     n, c = x.shape[:2]
@@ -160,8 +164,21 @@ class Convolution(WeightedLayer, _ImageLayer):
         self.grads["W"] += np.matmul(dout_cols, self._col.transpose(0, 2, 1)).sum(axis=0).reshape(W.shape)
         if not input_grad:
             return None
+        if self.stride == 1 and self.pad <= min(fh, fw) - 1:
+            return self._input_grad_as_convolution(dout)
         dcol = np.matmul(W.reshape(fn, -1).T, dout_cols)  # (N, C FH FW, OH OW)
         return col2im(dcol, self._x_shape, fh, fw, self.stride, self.pad)
+
+    def _input_grad_as_convolution(self, dout):
+        """With stride 1, ``dx = col2im(W_col^T dout)`` is itself a convolution: of dout,
+        zero-padded by ``kernel - 1 - pad`` on each side, with every filter flipped (rotated by
+        180 degrees) and the roles of input and output channels swapped. As im2col and one GEMM
+        per image it is about twice as fast as scattering the columns back (col2im's 9 or 25
+        read-modify-write passes over dx)."""
+        fn, c, fh, fw = self.params["W"].shape
+        flipped = self.params["W"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, FN, FH, FW)
+        dout_col = im2col(dout, fh, fw, 1, (fh - 1 - self.pad, fw - 1 - self.pad))  # (N, FN FH FW, H W)
+        return np.matmul(flipped.reshape(c, -1), dout_col).reshape(self._x_shape)
 
 
 class _WindowPooling(_ImageLayer):
