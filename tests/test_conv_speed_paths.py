@@ -184,3 +184,20 @@ def test_stride_1_input_gradient_as_a_convolution_equals_col2im(kernel, pad, tor
     x_t = torch.tensor(x, requires_grad=True)
     torch.nn.functional.conv2d(x_t, torch.tensor(W), torch.tensor(b), padding=pad).backward(torch.tensor(dout))
     np.testing.assert_allclose(dx, x_t.grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_convolution_work_arrays_follow_the_batch_size_and_hold_no_stale_values():
+    rng = np.random.default_rng(12)
+    W, b = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    reused = Convolution(W.copy(), b.copy(), pad=1)
+    for n in (4, 2, 4):  # a smaller last batch, then the full size again
+        x = rng.standard_normal((n, 2, 6, 5))
+        fresh = Convolution(W.copy(), b.copy(), pad=1)
+        out = reused.forward(x)
+        np.testing.assert_array_equal(out, fresh.forward(x))
+        dout = rng.standard_normal(out.shape)
+        np.testing.assert_array_equal(reused.backward(dout), fresh.backward(dout))
+        np.testing.assert_array_equal(reused.dW, fresh.dW)
+    first_out = reused.forward(x)
+    reused.forward(2 * x)  # the work arrays now hold the second input's columns
+    assert not np.shares_memory(first_out, reused.forward(x))  # outputs are never work arrays

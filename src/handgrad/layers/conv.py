@@ -39,14 +39,19 @@ def windows(x: np.ndarray, kh: int, kw: int, stride: int, pad) -> np.ndarray:
     return view[:, :, ::stride, ::stride]
 
 
-def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad) -> np.ndarray:
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad, out: np.ndarray | None = None) -> np.ndarray:
     """One matrix per image whose columns are its receptive fields: shape (N, C * kh * kw, OH * OW),
-    rows in W's order (c, i, j), columns in the output's order (oh, ow)."""
+    rows in W's order (c, i, j), columns in the output's order (oh, ow). ``out``, if given, is a
+    contiguous array of that shape to write into (and return)."""
     n, c = x.shape[:2]
     view = windows(x, kh, kw, stride, pad)  # (N, C, OH, OW, kh, kw)
     oh, ow = view.shape[2:4]
+    fields = view.transpose(0, 1, 4, 5, 2, 3)  # (N, C, kh, kw, OH, OW)
+    if out is None:
+        out = np.empty((n, c * kh * kw, oh * ow), dtype=x.dtype)
     # The copy runs along OW, the longest contiguous axis of both source and destination.
-    return np.ascontiguousarray(view.transpose(0, 1, 4, 5, 2, 3)).reshape(n, c * kh * kw, oh * ow)
+    np.copyto(out.reshape(fields.shape), fields)
+    return out
 
 
 def scatter_windows(dwin: np.ndarray, input_shape: tuple, stride: int, pad: int) -> np.ndarray:
@@ -112,6 +117,7 @@ class Convolution(WeightedLayer, _ImageLayer):
         self.stride, self.pad = int(stride), int(pad)
         self._col = None
         self._x_shape = None
+        self._work_arrays: dict[str, np.ndarray] = {}
 
     def spec(self) -> dict:
         fn, c, fh, fw = self.params["W"].shape
@@ -139,7 +145,8 @@ class Convolution(WeightedLayer, _ImageLayer):
         x = self._image(x, c).astype(W.dtype, copy=False)
         oh, ow = _spatial_output(self.name, x.shape, fh, fw, self.stride, self.pad)
         self._zero_own_grads()
-        col = im2col(x, fh, fw, self.stride, self.pad)  # (N, C FH FW, OH OW)
+        col = im2col(x, fh, fw, self.stride, self.pad,
+                     out=self._work_array("col", (x.shape[0], c * fh * fw, oh * ow)))  # (N, C FH FW, OH OW)
         # One GEMM per image, (FN, C FH FW) @ (C FH FW, OH OW): already the contiguous
         # (N, FN, OH, OW) layout that the element-wise layers after it want.
         out = np.matmul(W.reshape(fn, -1), col)
@@ -177,8 +184,20 @@ class Convolution(WeightedLayer, _ImageLayer):
         read-modify-write passes over dx)."""
         fn, c, fh, fw = self.params["W"].shape
         flipped = self.params["W"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, FN, FH, FW)
-        dout_col = im2col(dout, fh, fw, 1, (fh - 1 - self.pad, fw - 1 - self.pad))  # (N, FN FH FW, H W)
+        n, _, h, w = self._x_shape
+        dout_col = im2col(dout, fh, fw, 1, (fh - 1 - self.pad, fw - 1 - self.pad),
+                          out=self._work_array("dout_col", (n, fn * fh * fw, h * w)))  # (N, FN FH FW, H W)
         return np.matmul(flipped.reshape(c, -1), dout_col).reshape(self._x_shape)
+
+    def _work_array(self, key: str, shape: tuple) -> np.ndarray:
+        """An uninitialised array in the layer's dtype, kept from one step to the next while its
+        shape stays the same: the column matrices reach tens of MB (45 MB in DeepConvNet), and
+        fresh memory of that size costs a page fault per page, every step. Only this layer
+        reads them, and only between its forward and backward."""
+        array = self._work_arrays.get(key)
+        if array is None or array.shape != shape:
+            array = self._work_arrays[key] = np.empty(shape, dtype=self.params["W"].dtype)
+        return array
 
 
 class _WindowPooling(_ImageLayer):
