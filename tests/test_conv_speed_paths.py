@@ -201,3 +201,16 @@ def test_convolution_work_arrays_follow_the_batch_size_and_hold_no_stale_values(
     first_out = reused.forward(x)
     reused.forward(2 * x)  # the work arrays now hold the second input's columns
     assert not np.shares_memory(first_out, reused.forward(x))  # outputs are never work arrays
+
+
+def test_im2col_into_a_slice_of_a_larger_array_and_refusing_an_out_it_cannot_fill():
+    from handgrad.layers.conv import im2col
+
+    x = np.random.default_rng(13).standard_normal((2, 3, 5, 6))
+    expected = im2col(x, 3, 2, 1, 1)
+    larger = np.full((2, expected.shape[1] + 1, expected.shape[2]), 7.0)
+    im2col(x, 3, 2, 1, 1, out=larger[:, :-1])
+    np.testing.assert_array_equal(larger[:, :-1], expected)
+    np.testing.assert_array_equal(larger[:, -1], 7.0)  # the row after the slice is left alone
+    with pytest.raises(ValueError, match=r"im2col: out of shape \(2, 18, 42\) .* cannot be viewed as"):
+        im2col(x, 3, 2, 1, 1, out=np.empty(expected.shape, order="F"))

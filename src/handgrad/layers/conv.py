@@ -41,16 +41,20 @@ def windows(x: np.ndarray, kh: int, kw: int, stride: int, pad) -> np.ndarray:
 
 def im2col(x: np.ndarray, kh: int, kw: int, stride: int, pad, out: np.ndarray | None = None) -> np.ndarray:
     """One matrix per image whose columns are its receptive fields: shape (N, C * kh * kw, OH * OW),
-    rows in W's order (c, i, j), columns in the output's order (oh, ow). ``out``, if given, is a
-    contiguous array of that shape to write into (and return)."""
+    rows in W's order (c, i, j), columns in the output's order (oh, ow). ``out``, if given, is an
+    array of that shape to write into (and return); it may be a slice of a larger array."""
     n, c = x.shape[:2]
     view = windows(x, kh, kw, stride, pad)  # (N, C, OH, OW, kh, kw)
     oh, ow = view.shape[2:4]
     fields = view.transpose(0, 1, 4, 5, 2, 3)  # (N, C, kh, kw, OH, OW)
     if out is None:
         out = np.empty((n, c * kh * kw, oh * ow), dtype=x.dtype)
+    target = out.reshape(fields.shape)
+    if not np.may_share_memory(target, out):  # reshape had to copy: writing there would be lost
+        raise ValueError(f"im2col: out of shape {out.shape} and strides {out.strides} cannot be viewed as "
+                         f"{fields.shape}")
     # The copy runs along OW, the longest contiguous axis of both source and destination.
-    np.copyto(out.reshape(fields.shape), fields)
+    np.copyto(target, fields)
     return out
 
 
@@ -106,7 +110,12 @@ class Convolution(WeightedLayer, _ImageLayer):
     With ``col = im2col(x)`` of shape ``(N, C FH FW, OH OW)`` (image n's receptive fields as
     columns), ``W_col = W`` reshaped to ``(FN, C FH FW)`` and ``dout`` read as ``(N, FN, OH OW)``:
     forward ``y_n = W_col col_n + b``; backward ``dW += sum_n dout_n col_n^T``,
-    ``db += sum(dout)`` over samples and positions, ``dx = col2im(W_col^T dout_n)``. The layer computes in its parameters'
+    ``db += sum(dout)`` over samples and positions, ``dx = col2im(W_col^T dout_n)``.
+
+    The bias is the weight of a constant input 1: each column gets a last entry 1 and ``W_col``
+    a last column ``b``, so that ``y_n = [W_col | b] [col_n; 1]`` and
+    ``[dW | db] = sum_n dout_n [col_n; 1]^T``, one GEMM each, with no separate passes over y or
+    dout for the bias. The layer computes in its parameters'
     dtype (the input is cast to it); ``forward`` zeroes dW and db, ``backward`` adds into them.
     """
 
@@ -145,13 +154,14 @@ class Convolution(WeightedLayer, _ImageLayer):
         x = self._image(x, c).astype(W.dtype, copy=False)
         oh, ow = _spatial_output(self.name, x.shape, fh, fw, self.stride, self.pad)
         self._zero_own_grads()
-        col = im2col(x, fh, fw, self.stride, self.pad,
-                     out=self._work_array("col", (x.shape[0], c * fh * fw, oh * ow)))  # (N, C FH FW, OH OW)
-        # One GEMM per image, (FN, C FH FW) @ (C FH FW, OH OW): already the contiguous
+        fields = c * fh * fw
+        col_and_one = self._work_array("col", (x.shape[0], fields + 1, oh * ow))  # [col_n; 1]
+        im2col(x, fh, fw, self.stride, self.pad, out=col_and_one[:, :fields])  # (N, C FH FW, OH OW)
+        col_and_one[:, fields] = 1.0
+        # One GEMM per image, (FN, C FH FW + 1) @ (C FH FW + 1, OH OW): already the contiguous
         # (N, FN, OH, OW) layout that the element-wise layers after it want.
-        out = np.matmul(W.reshape(fn, -1), col)
-        out += b[:, None]
-        self._col, self._x_shape = col, x.shape
+        out = np.matmul(np.concatenate([W.reshape(fn, fields), b[:, None]], axis=1), col_and_one)
+        self._col, self._x_shape = col_and_one, x.shape
         return out.reshape(x.shape[0], fn, oh, ow)
 
     can_skip_input_grad = True  # see backward
@@ -166,9 +176,11 @@ class Convolution(WeightedLayer, _ImageLayer):
         W = self.params["W"]
         dout = self._check_dout(dout, (n, fn, oh, ow)).astype(W.dtype, copy=False)
         dout_cols = dout.reshape(n, fn, oh * ow)
-        self.grads["b"] += dout_cols.sum(axis=(0, 2))
-        # sum_n dout_n col_n^T: batched GEMMs on a transposed view (no copy), then the sum over n.
-        self.grads["W"] += np.matmul(dout_cols, self._col.transpose(0, 2, 1)).sum(axis=0).reshape(W.shape)
+        # [dW | db] = sum_n dout_n [col_n; 1]^T: batched GEMMs on a transposed view (no copy),
+        # then the sum over n.
+        dW_and_db = np.matmul(dout_cols, self._col.transpose(0, 2, 1)).sum(axis=0)  # (FN, C FH FW + 1)
+        self.grads["W"] += dW_and_db[:, :-1].reshape(W.shape)
+        self.grads["b"] += dW_and_db[:, -1]
         if not input_grad:
             return None
         if self.stride == 1 and self.pad <= min(fh, fw) - 1:
