@@ -112,7 +112,7 @@ def breakdown(model, x, t, batches, by_type=False):
         label = layer.name if by_type else f"{index} {layer.name}"
         layer.forward = timed(f"{label} forward", layer.forward)
         layer.backward = timed(f"{label} backward", layer.backward)
-    conv_module.im2col = timed("  conv im2col (inside forward)", originals["im2col"])
+    conv_module.im2col = timed("  conv im2col (forward; stride-1 dx)", originals["im2col"])
     conv_module.col2im = timed("  conv col2im (inside backward)", originals["col2im"])
     optimizer = hg.optim.Adam(lr=1e-3)
     update = timed("optimizer update", optimizer.update)
