@@ -1,11 +1,22 @@
-"""SimpleConvNet speed, handgrad against PyTorch CPU, side by side in one run; run by hand.
+"""ConvNet training speed, handgrad against PyTorch CPU, side by side in one run; run by hand.
 
-    python benchmarks/convnet_speed.py [--batches 30] [--repeats 5] [--json benchmarks/results/convnet_speed.json]
+    python benchmarks/convnet_speed.py [--batches 30] [--repeats 5] [--models simple deep]
+                                       [--json benchmarks/results/convnet_speed.json]
+                                       [--time-to 0.99 --data-dir ../shared/data]
 
 One step = forward + backward + Adam update on a batch of 100 MNIST-shaped images, float32,
-2 threads (set OMP_NUM_THREADS / torch.set_num_threads). handgrad and PyTorch alternate, with
-a 0.3 s pause before each, each repeat timing `--batches` steps; the table gives medians (and the spread) of the per-step time,
-then where handgrad's time goes, layer by layer and inside the convolution.
+2 threads (OMP_NUM_THREADS / torch.set_num_threads), for SimpleConvNet and DeepConvNet (the
+book's networks, as ``hg.model`` builds them, dropout in training mode). The PyTorch networks
+mirror handgrad's layers one for one, in the same order (Relu after each max pool: see
+``hg.model.SimpleConvNet``), from PyTorch's default initial weights. handgrad and PyTorch
+alternate, with a 0.3 s pause before each, each repeat timing ``--batches`` steps (DeepConvNet a
+third as many); the table gives medians and the spread (min-max) of the per-step time, then where
+handgrad's time goes, layer by layer (SimpleConvNet) or by layer type (DeepConvNet), and inside
+the convolution.
+
+``--time-to A``: also the seconds of training (evaluation excluded) until SimpleConvNet reaches
+test accuracy A on MNIST, checked every 100 steps, Adam 1e-3, batch 100, handgrad and PyTorch
+from the same initial weights (handgrad's, copied) and the same batch order, at most 8 epochs.
 """
 
 from __future__ import annotations
@@ -24,32 +35,56 @@ from handgrad.layers import conv as conv_module  # noqa: E402
 from machine import machine_line, write_results  # noqa: E402
 
 BATCH = 100
+MODELS = {"simple": "SimpleConvNet", "deep": "DeepConvNet"}
 
 
-def handgrad_stepper(x, t):
-    model = hg.model.SimpleConvNet(seed=0)
+def build_handgrad(model_name):
+    return getattr(hg.model, MODELS[model_name])(seed=0)
+
+
+def torch_network(torch, model_name):
+    """handgrad's network, layer for layer, as torch.nn modules."""
+    nn = torch.nn
+    if model_name == "simple":
+        return nn.Sequential(nn.Conv2d(1, 30, 5), nn.MaxPool2d(2, 2), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(30 * 12 * 12, 100), nn.ReLU(), nn.Linear(100, 10))
+    layers, channels = [], 1
+    for filters, (pad1, pad2) in ((16, (1, 1)), (32, (1, 2)), (64, (1, 1))):
+        layers += [nn.Conv2d(channels, filters, 3, padding=pad1), nn.ReLU(),
+                   nn.Conv2d(filters, filters, 3, padding=pad2), nn.MaxPool2d(2, 2), nn.ReLU()]
+        channels = filters
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(64 * 4 * 4, 50), nn.ReLU(), nn.Dropout(0.5),
+                         nn.Linear(50, 10), nn.Dropout(0.5))
+
+
+def batch_at(i, n):
+    start = (i * BATCH) % n
+    return slice(start, start + BATCH)
+
+
+def handgrad_stepper(model_name, x, t):
+    model = build_handgrad(model_name)
     optimizer = hg.optim.Adam(lr=1e-3)
 
     def step(i):
-        index = slice((i * BATCH) % len(x), (i * BATCH) % len(x) + BATCH)
+        index = batch_at(i, len(x))
         model.loss(x[index], t[index])
-        model.backward(input_grad=False)
+        model.backward(input_grad=False)  # as hg.fit does: the first layer computes no dx
         optimizer.update(model.params, model.grads)
-    return step, model
+    return step
 
 
-def torch_stepper(x, t):
+def torch_stepper(model_name, x, t):
     import torch
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(1, 30, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2, 2), torch.nn.Flatten(),
-                              torch.nn.Linear(30 * 12 * 12, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10))
+    net = torch_network(torch, model_name)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
     inputs, labels = torch.from_numpy(x), torch.from_numpy(t)
 
     def step(i):
-        index = slice((i * BATCH) % len(x), (i * BATCH) % len(x) + BATCH)
+        index = batch_at(i, len(x))
         optimizer.zero_grad()
         torch.nn.functional.cross_entropy(net(inputs[index]), labels[index]).backward()
         optimizer.step()
@@ -64,8 +99,9 @@ def time_steps(step, batches):
     return (time.perf_counter() - started) / batches
 
 
-def breakdown(model, x, t, batches):
-    """Seconds per step spent in each layer's forward and backward, and inside the convolution."""
+def breakdown(model, x, t, batches, by_type=False):
+    """Seconds per step spent in each layer's forward and backward (or each layer type's, summed),
+    in the optimizer, and inside the convolution (im2col, col2im)."""
     totals: dict[str, float] = {}
 
     def timed(name, fn):
@@ -78,18 +114,21 @@ def breakdown(model, x, t, batches):
 
     originals = {"im2col": conv_module.im2col, "col2im": conv_module.col2im}
     for index, layer in enumerate(model.layers):
-        layer.forward = timed(f"{index} {layer.name} forward", layer.forward)
-        layer.backward = timed(f"{index} {layer.name} backward", layer.backward)
-    conv_module.im2col = timed("  conv im2col (inside forward)", originals["im2col"])
+        label = layer.name if by_type else f"{index} {layer.name}"
+        layer.forward = timed(f"{label} forward", layer.forward)
+        layer.backward = timed(f"{label} backward", layer.backward)
+    conv_module.im2col = timed("  conv im2col (forward; stride-1 dx)", originals["im2col"])
     conv_module.col2im = timed("  conv col2im (inside backward)", originals["col2im"])
     optimizer = hg.optim.Adam(lr=1e-3)
     update = timed("optimizer update", optimizer.update)
-    loss_forward = timed("loss forward", model.loss_layer.forward)
-    loss_backward = timed("loss backward", model.loss_layer.backward)
-    model.loss_layer.forward, model.loss_layer.backward = loss_forward, loss_backward
+    loss_layer = model.loss_layer
+    loss_layer.forward = timed("loss forward", loss_layer.forward)
+    loss_layer.backward = timed("loss backward", loss_layer.backward)
     try:
-        for i in range(batches):
-            index = slice(i * BATCH, (i + 1) * BATCH)
+        for i in range(batches + 1):
+            if i == 1:  # the first step warms up (allocations, BLAS threads): not counted
+                totals.clear()
+            index = batch_at(i, len(x))
             model.loss(x[index], t[index])
             model.backward(input_grad=False)
             update(model.params, model.grads)
@@ -98,44 +137,126 @@ def breakdown(model, x, t, batches):
     return {name: seconds / batches for name, seconds in totals.items()}
 
 
+def train_until(step, accuracy, orders, target, check_every=100):
+    """Run ``step(index)`` over the batches of each epoch's order until ``accuracy()`` (checked
+    every ``check_every`` steps, not timed) reaches ``target``: (seconds of steps, steps, accuracy)."""
+    seconds, steps, reached = 0.0, 0, 0.0
+    for order in orders:
+        for start in range(0, len(order), BATCH):
+            began = time.perf_counter()
+            step(order[start:start + BATCH])
+            seconds += time.perf_counter() - began
+            steps += 1
+            if steps % check_every == 0:
+                reached = accuracy()
+                if reached >= target:
+                    return seconds, steps, reached
+    return seconds, steps, reached
+
+
+def time_to_accuracy(data_dir, target, max_epochs=8):
+    import torch
+
+    (x, t), (x_test, t_test) = hg.data.load_dataset("mnist", data_dir=data_dir, flatten=False, download=False)
+    model, optimizer = hg.model.SimpleConvNet(seed=0), hg.optim.Adam(lr=1e-3)
+    torch.set_num_threads(2)
+    net = torch_network(torch, "simple")
+    with torch.no_grad():  # handgrad's initial weights; Linear stores Affine's W transposed
+        for ours, theirs in zip([model.layers[0], model.layers[4], model.layers[6]], [net[0], net[4], net[6]]):
+            W = ours.params["W"]
+            theirs.weight.copy_(torch.from_numpy(W.T.copy() if W.ndim == 2 else W))
+            theirs.bias.copy_(torch.from_numpy(ours.params["b"]))
+    torch_optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    orders = [np.random.default_rng(epoch).permutation(len(x)) for epoch in range(max_epochs)]
+
+    def our_step(index):
+        model.loss(x[index], t[index])
+        model.backward(input_grad=False)
+        optimizer.update(model.params, model.grads)
+
+    inputs, labels = torch.from_numpy(x), torch.from_numpy(t)
+
+    def their_step(index):
+        index = torch.from_numpy(index)
+        torch_optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(net(inputs[index]), labels[index]).backward()
+        torch_optimizer.step()
+
+    def their_accuracy():
+        with torch.no_grad():
+            scores = [net(torch.from_numpy(x_test[i:i + 1000])).argmax(1).numpy() for i in range(0, len(x_test), 1000)]
+        return float((np.concatenate(scores) == t_test).mean())
+
+    rows = {}
+    for name, step, accuracy in (("handgrad", our_step, lambda: model.accuracy(x_test, t_test)),
+                                 ("PyTorch", their_step, their_accuracy)):
+        time.sleep(0.3)
+        seconds, steps, reached = train_until(step, accuracy, orders, target)
+        rows[name] = {"seconds": seconds, "steps": steps, "accuracy": reached, "reached": reached >= target}
+    return rows
+
+
+def compare(model_name, x, t, batches, repeats):
+    ours = handgrad_stepper(model_name, x, t)
+    theirs, torch_version = torch_stepper(model_name, x, t)
+    ours_times, theirs_times = [], []
+    for _ in range(repeats):
+        # A pause before each runner: idle-spinning OpenMP / OpenBLAS threads of the previous
+        # one would otherwise steal this one's cores.
+        time.sleep(0.3)
+        ours_times.append(time_steps(ours, batches))
+        time.sleep(0.3)
+        theirs_times.append(time_steps(theirs, batches))
+    ratios = [ours / theirs for ours, theirs in zip(ours_times, theirs_times)]
+    parts = breakdown(build_handgrad(model_name), x, t, batches, by_type=model_name != "simple")
+    return {"model": MODELS[model_name], "batch": BATCH, "steps_per_repeat": batches, "repeats": repeats,
+            "torch_version": torch_version,
+            "handgrad_ms": 1000 * float(np.median(ours_times)), "torch_ms": 1000 * float(np.median(theirs_times)),
+            "handgrad_runs_ms": [1000 * v for v in ours_times], "torch_runs_ms": [1000 * v for v in theirs_times],
+            "ratio": float(np.median(ours_times) / np.median(theirs_times)), "ratio_per_repeat": ratios,
+            "breakdown_ms": {k: 1000 * v for k, v in parts.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["simple", "deep"])
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "convnet_speed.json"))
+    parser.add_argument("--time-to", type=float, help="also time SimpleConvNet to this MNIST test accuracy")
+    parser.add_argument("--data-dir", default=os.environ.get("HANDGRAD_DATA"))
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
     x = rng.random((BATCH * (args.batches + 1), 1, 28, 28), dtype=np.float32)
     t = rng.integers(0, 10, len(x))
-    ours, model = handgrad_stepper(x, t)
-    theirs, torch_version = torch_stepper(x, t)
-    ours_times, theirs_times = [], []
-    for _ in range(args.repeats):
-        # A pause before each runner: idle-spinning OpenMP / OpenBLAS threads of the previous
-        # one would otherwise steal this one's cores.
-        time.sleep(0.3)
-        ours_times.append(time_steps(ours, args.batches))
-        time.sleep(0.3)
-        theirs_times.append(time_steps(theirs, args.batches))
-    ours_ms, theirs_ms = 1000 * np.median(ours_times), 1000 * np.median(theirs_times)
-    print(f"SimpleConvNet, batch {BATCH}, forward + backward + Adam update, float32, 2 threads")
-    print("| implementation | ms per step (median) | spread (min-max) |")
-    print("|---|---|---|")
-    print(f"| handgrad {hg.__version__} | {ours_ms:.2f} | {1000 * min(ours_times):.2f}-{1000 * max(ours_times):.2f} |")
-    print(f"| PyTorch {torch_version} | {theirs_ms:.2f} | {1000 * min(theirs_times):.2f}-{1000 * max(theirs_times):.2f} |")
-    ratios = [ours / theirs for ours, theirs in zip(ours_times, theirs_times)]
-    print(f"ratio handgrad / PyTorch time: {ours_ms / theirs_ms:.2f}x (ratio of medians; repeat by repeat "
-          f"{min(ratios):.2f}x-{max(ratios):.2f}x)")
-    parts = breakdown(hg.model.SimpleConvNet(seed=0), x, t, args.batches)
-    print("\nwhere handgrad's time goes (ms per step):")
-    for name, seconds in sorted(parts.items(), key=lambda item: item[0]):
-        print(f"  {name:<34} {1000 * seconds:6.2f}")
+    rows = [compare(name, x, t, args.batches if name == "simple" else max(args.batches // 3, 1), args.repeats)
+            for name in args.models]
+    print(f"batch {BATCH}, forward + backward + Adam update, float32, 2 threads; ms per step, median of "
+          f"{args.repeats} repeats (spread min-max)")
+    print(f"| network | handgrad {hg.__version__} | PyTorch {rows[0]['torch_version']} | handgrad / PyTorch time "
+          "(ratio of medians; repeat by repeat) |")
+    print("|---|---|---|---|")
+    for row in rows:
+        ours, theirs = row["handgrad_runs_ms"], row["torch_runs_ms"]
+        print(f"| {row['model']} | {row['handgrad_ms']:.2f} ({min(ours):.2f}-{max(ours):.2f}) | "
+              f"{row['torch_ms']:.2f} ({min(theirs):.2f}-{max(theirs):.2f}) | {row['ratio']:.2f}x "
+              f"({min(row['ratio_per_repeat']):.2f}x-{max(row['ratio_per_repeat']):.2f}x) |")
+    for row in rows:
+        print(f"\nwhere handgrad's time goes in a {row['model']} step (ms; total "
+              f"{sum(v for k, v in row['breakdown_ms'].items() if not k.startswith(' ')):.2f}):")
+        for name, ms in sorted(row["breakdown_ms"].items()):
+            print(f"  {name:<34} {ms:6.2f}")
+    results = {"rows": rows}
+    if args.time_to:
+        results["time_to_accuracy"] = time_to_accuracy(args.data_dir, args.time_to)
+        print(f"\nSimpleConvNet to {args.time_to:.1%} MNIST test accuracy (checked every 100 steps; Adam 1e-3, "
+              "batch 100, same initial weights and batch order):")
+        for name, row in results["time_to_accuracy"].items():
+            print(f"  {name:<9} {row['seconds']:6.1f} s of training, {row['steps']} steps, "
+                  f"accuracy {row['accuracy']:.4f}{'' if row['reached'] else ' (target not reached)'}")
     print(machine_line())
-    write_results(args.json, {"handgrad_ms": ours_ms, "torch_ms": theirs_ms, "ratio": ours_ms / theirs_ms,
-                              "ratio_per_repeat": ratios, "handgrad_runs_ms": [1000 * v for v in ours_times],
-                              "torch_runs_ms": [1000 * v for v in theirs_times],
-                              "breakdown_ms": {k: 1000 * v for k, v in parts.items()}})
+    write_results(args.json, results)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,15 @@ class Optimizer:
         self.weight_decay = float(weight_decay)
         self.step_count = 0
         self.state: dict[str, dict[str, np.ndarray]] = {}
+        self._scratch_buffers: dict[str, np.ndarray] = {}
+
+    def _scratch(self, name: str, param: np.ndarray) -> np.ndarray:
+        """A buffer shaped and typed like ``param`` for the update's intermediate values, reused
+        every step (it holds nothing between steps, so it is not in ``state_dict``)."""
+        buffer = self._scratch_buffers.get(name)
+        if buffer is None or buffer.shape != param.shape or buffer.dtype != param.dtype:
+            buffer = self._scratch_buffers[name] = np.empty_like(param)
+        return buffer
 
     def update(self, params, grads) -> None:
         """One step: update every array of ``params`` in place from ``grads`` (same keys)."""
@@ -65,7 +74,7 @@ class Optimizer:
         self.state = {name: {k: np.array(v) for k, v in s.items()} for name, s in state["state"].items()}
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v}" for k, v in vars(self).items() if k not in ("state", "step_count"))
+        fields = ", ".join(f"{k}={v}" for k, v in vars(self).items() if k not in ("state", "step_count", "_scratch_buffers"))
         return f"{type(self).__name__}({fields})"
 
 
@@ -195,14 +204,24 @@ class Adam(Optimizer):
         if "exp_avg" not in state:
             state["exp_avg"], state["exp_avg_sq"] = np.zeros_like(param), np.zeros_like(param)
         m, v = state["exp_avg"], state["exp_avg_sq"]
+        # Every line below is one pass over memory, written into m, v, param or one scratch
+        # buffer per parameter (kept across steps, not part of the state): no temporaries.
+        scratch = self._scratch(name, param)
+        np.multiply(g, 1.0 - beta1, out=scratch)
         m *= beta1
-        m += (1.0 - beta1) * g
+        m += scratch  # m = beta1 m + (1 - beta1) g
+        np.multiply(g, g, out=scratch)
+        scratch *= 1.0 - beta2
         v *= beta2
-        v += (1.0 - beta2) * g * g
+        v += scratch  # v = beta2 v + (1 - beta2) g^2
         t = self.step_count
         step_size = self.lr / (1.0 - beta1**t)
-        denom = np.sqrt(v) / math.sqrt(1.0 - beta2**t) + self.eps
-        param -= step_size * m / denom
+        denom = np.sqrt(v, out=scratch)
+        denom /= math.sqrt(1.0 - beta2**t)
+        denom += self.eps  # sqrt(v) / sqrt(1 - beta2^t) + eps
+        step = np.divide(m, denom, out=scratch)
+        step *= step_size
+        param -= step
 
 
 class AdamW(Adam):

@@ -1,0 +1,217 @@
+"""The ConvNets' speed paths give the same numbers as the plain ones.
+
+* The ready ConvNets apply Relu after max pooling instead of before it: the outputs and every
+  gradient must equal the book's order, ties and zeros included.
+* Max pooling whose windows tile the map (2x2, stride 2, no padding) has its own fast path; it
+  must equal the general path (and PyTorch, in float64), ties going to the first maximum.
+* The optimizers update in place with fewer temporaries; they must still equal torch.optim
+  (the parity tests in test_optim.py) and the textbook formulas written out here.
+"""
+
+import numpy as np
+import pytest
+
+import handgrad as hg
+from handgrad.layers import Convolution, Pooling, Relu
+
+
+def tied_images(rng, shape):
+    """Small integers, negative, zero and positive: many exact ties inside pooling windows."""
+    return rng.integers(-2, 3, shape).astype(np.float64)
+
+
+def positive_ties(y):
+    """How many 2x2 windows (stride 2) of y hold their positive maximum more than once."""
+    n, c, h, w = y.shape
+    tiles = y[:, :, :h // 2 * 2, :w // 2 * 2].reshape(n, c, h // 2, 2, w // 2, 2)
+    peak = tiles.max(axis=(3, 5), keepdims=True)
+    return int(np.sum(((tiles == peak).sum(axis=(3, 5)) > 1) & (peak[:, :, :, 0, :, 0] > 0)))
+
+
+def run_forward_backward(layers, x, dout_seed=5):
+    model = hg.Sequential(layers)
+    out = model.predict(x)
+    dout = np.random.default_rng(dout_seed).standard_normal(out.shape)
+    dout_x = dout
+    for index in range(len(layers) - 1, -1, -1):
+        dout_x = layers[index].backward(dout_x)
+    return out, dout_x
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (7, 9)])
+def test_relu_after_max_pooling_equals_relu_before_it(hw):
+    rng = np.random.default_rng(0)
+    x = tied_images(rng, (3, 2, *hw))
+    W, b = rng.integers(-1, 2, (4, 2, 3, 3)).astype(np.float64), np.array([0.0, -4.0, -8.0, 1.0])
+    book = [Convolution(W.copy(), b.copy(), pad=1), Relu(), Pooling(2, 2, stride=2)]
+    ours = [Convolution(W.copy(), b.copy(), pad=1), Pooling(2, 2, stride=2), Relu()]
+    out_book, dx_book = run_forward_backward(book, x)
+    out_ours, dx_ours = run_forward_backward(ours, x)
+    assert (out_book == 0).mean() > 0.2  # the case that matters: many windows whose maximum is <= 0
+    assert positive_ties(Convolution(W, b, pad=1).forward(x)) > 0  # and windows whose maximum is tied
+    np.testing.assert_array_equal(out_ours, out_book)
+    np.testing.assert_array_equal(dx_ours, dx_book)
+    np.testing.assert_array_equal(ours[0].dW, book[0].dW)
+    np.testing.assert_array_equal(ours[0].db, book[0].db)
+
+
+@pytest.mark.parametrize("build", [
+    lambda: hg.model.SimpleConvNet(input_dim=(1, 12, 12), filter_num=4, filter_size=3, hidden_size=8, seed=0,
+                                   dtype=np.float64),
+    lambda: hg.model.DeepConvNet(input_dim=(1, 12, 12), seed=0, dropout=0.0, dtype=np.float64),
+])
+def test_ready_convnets_equal_the_books_layer_order(build):
+    model = build()
+    kinds = [layer.name for layer in model.layers]
+    assert "Pooling" in kinds and all(kinds[i + 1] == "Relu" for i, kind in enumerate(kinds) if kind == "Pooling")
+    # The book's order: every Relu that follows a pool moved back in front of it.
+    book_layers = list(model.layers)
+    for i, kind in enumerate(kinds):
+        if kind == "Pooling":
+            book_layers[i], book_layers[i + 1] = book_layers[i + 1], book_layers[i]
+    book = hg.Sequential(book_layers)
+    rng = np.random.default_rng(1)
+    x, t = rng.standard_normal((4, 1, 12, 12)), rng.integers(0, 10, 4)
+    loss = model.loss(x, t)
+    model.backward()
+    ours = {name: grad.copy() for name, grad in model.grads.items()}
+    assert book.loss(x, t) == loss
+    book.backward()
+    assert set(book.grads) == set(ours)
+    for name, grad in book.grads.items():
+        np.testing.assert_array_equal(ours[name], grad, err_msg=name)
+
+
+class GeneralPooling(Pooling):
+    """Max pooling forced onto the general path (any window, stride and padding)."""
+
+    tiles_2x2 = False
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("hw", [(6, 6), (7, 9), (2, 3), (9, 8)])
+def test_tiled_2x2_max_pooling_equals_the_general_path(hw, dtype):
+    rng = np.random.default_rng(hw[0] * 10 + hw[1])
+    x = tied_images(rng, (3, 4, *hw)).astype(dtype)
+    x[0, 0] = -1.0  # whole maps of ties, negative
+    x[1, 1] = 0.0
+    fast, general = Pooling(2, 2, stride=2), GeneralPooling(2, 2, stride=2)
+    assert fast.tiles_2x2 and not general.tiles_2x2
+    out = fast.forward(x)
+    np.testing.assert_array_equal(out, general.forward(x))
+    assert out.dtype == dtype
+    dout = rng.standard_normal(out.shape).astype(dtype)
+    dx = fast.backward(dout)
+    np.testing.assert_array_equal(dx, general.backward(dout))
+    assert dx.dtype == dtype and dx.shape == x.shape
+    # Every window's gradient reaches exactly one pixel of it: the sums agree, nothing is doubled.
+    np.testing.assert_allclose(dx.sum(axis=(2, 3)), dout.sum(axis=(2, 3)), rtol=1e-5)
+    assert np.count_nonzero(dx) == np.count_nonzero(dout)
+
+
+@pytest.mark.parametrize("hw", [(6, 6), (7, 9)])
+def test_tiled_2x2_max_pooling_ties_go_where_torch_sends_them(hw, torch):
+    rng = np.random.default_rng(3)
+    x = tied_images(rng, (2, 3, *hw))
+    layer = Pooling(2, 2, stride=2)
+    out = layer.forward(x)
+    dout = rng.standard_normal(out.shape)
+    dx = layer.backward(dout)
+    x_t = torch.tensor(x, requires_grad=True)
+    out_t = torch.nn.functional.max_pool2d(x_t, 2, 2)
+    out_t.backward(torch.tensor(dout))
+    np.testing.assert_array_equal(out, out_t.detach().numpy())
+    np.testing.assert_allclose(dx, x_t.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_tiled_2x2_max_pooling_backward_leaves_dout_untouched_and_can_repeat():
+    rng = np.random.default_rng(4)
+    layer = Pooling(2, 2, stride=2)
+    out = layer.forward(rng.standard_normal((2, 2, 4, 4)))
+    dout = rng.standard_normal(out.shape)
+    kept = dout.copy()
+    first = layer.backward(dout)
+    np.testing.assert_array_equal(dout, kept)
+    np.testing.assert_array_equal(layer.backward(dout), first)
+
+
+@pytest.mark.parametrize("optimizer_type, kwargs", [(hg.optim.Adam, dict(lr=0.01, weight_decay=0.1)),
+                                                    (hg.optim.AdamW, dict(lr=0.01, weight_decay=0.5))])
+def test_in_place_adam_equals_its_formula_written_out(optimizer_type, kwargs):
+    rng = np.random.default_rng(9)
+    params = {"W": rng.standard_normal((4, 3)), "b": rng.standard_normal(3)}
+    expected = {name: value.copy() for name, value in params.items()}
+    arrays = {name: value for name, value in params.items()}
+    optimizer = optimizer_type(**kwargs)
+    beta1, beta2, eps, lr, decay = 0.9, 0.999, 1e-8, kwargs["lr"], kwargs["weight_decay"]
+    m = {name: np.zeros_like(value) for name, value in params.items()}
+    v = {name: np.zeros_like(value) for name, value in params.items()}
+    for t in range(1, 6):
+        grads = {name: rng.standard_normal(value.shape) for name, value in params.items()}
+        optimizer.update(params, grads)
+        for name, p in expected.items():
+            g = grads[name]
+            if optimizer_type is hg.optim.AdamW:
+                p *= 1 - lr * decay
+            else:
+                g = g + decay * p
+            m[name] = beta1 * m[name] + (1 - beta1) * g
+            v[name] = beta2 * v[name] + (1 - beta2) * g * g
+            p -= lr / (1 - beta1**t) * m[name] / (np.sqrt(v[name]) / np.sqrt(1 - beta2**t) + eps)
+    for name, value in params.items():
+        assert value is arrays[name]  # updated in place
+        np.testing.assert_allclose(value, expected[name], rtol=1e-12, atol=1e-14)
+    # The scratch buffers hold nothing between steps: the saved state is m, v and the step count.
+    assert set(optimizer.state_dict()["state"]["W"]) == {"exp_avg", "exp_avg_sq"}
+    assert "scratch" not in repr(optimizer)
+
+
+@pytest.mark.parametrize("kernel, pad", [((3, 3), 0), ((3, 3), 1), ((3, 3), 2), ((5, 5), 2), ((3, 5), 2),
+                                         ((2, 3), 1), ((1, 1), 0), ((5, 1), 0)])
+def test_stride_1_input_gradient_as_a_convolution_equals_col2im(kernel, pad, torch):
+    from handgrad.layers.conv import col2im
+
+    rng = np.random.default_rng(sum(kernel) + pad)
+    (kh, kw), n, c, fn = kernel, 2, 3, 4
+    W, b = rng.standard_normal((fn, c, kh, kw)), rng.standard_normal(fn)
+    x = rng.standard_normal((n, c, 7, 6))
+    layer = Convolution(W, b, pad=pad)
+    out = layer.forward(x)
+    dout = rng.standard_normal(out.shape)
+    dx = layer.backward(dout)
+    scattered = col2im(np.matmul(W.reshape(fn, -1).T, dout.reshape(n, fn, -1)), x.shape, kh, kw, 1, pad)
+    np.testing.assert_allclose(dx, scattered, rtol=1e-12, atol=1e-12)
+    x_t = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.conv2d(x_t, torch.tensor(W), torch.tensor(b), padding=pad).backward(torch.tensor(dout))
+    np.testing.assert_allclose(dx, x_t.grad.numpy(), rtol=1e-9, atol=1e-9)
+
+
+def test_convolution_work_arrays_follow_the_batch_size_and_hold_no_stale_values():
+    rng = np.random.default_rng(12)
+    W, b = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    reused = Convolution(W.copy(), b.copy(), pad=1)
+    for n in (4, 2, 4):  # a smaller last batch, then the full size again
+        x = rng.standard_normal((n, 2, 6, 5))
+        fresh = Convolution(W.copy(), b.copy(), pad=1)
+        out = reused.forward(x)
+        np.testing.assert_array_equal(out, fresh.forward(x))
+        dout = rng.standard_normal(out.shape)
+        np.testing.assert_array_equal(reused.backward(dout), fresh.backward(dout))
+        np.testing.assert_array_equal(reused.dW, fresh.dW)
+    first_out = reused.forward(x)
+    reused.forward(2 * x)  # the work arrays now hold the second input's columns
+    assert not np.shares_memory(first_out, reused.forward(x))  # outputs are never work arrays
+
+
+def test_im2col_into_a_slice_of_a_larger_array_or_a_fortran_ordered_one():
+    from handgrad.layers.conv import im2col
+
+    x = np.random.default_rng(13).standard_normal((2, 3, 5, 6))
+    expected = im2col(x, 3, 2, 1, 1)
+    larger = np.full((2, expected.shape[1] + 1, expected.shape[2]), 7.0)
+    im2col(x, 3, 2, 1, 1, out=larger[:, :-1])
+    np.testing.assert_array_equal(larger[:, :-1], expected)
+    np.testing.assert_array_equal(larger[:, -1], 7.0)  # the row after the slice is left alone
+    fortran = np.empty(expected.shape, order="F")
+    assert im2col(x, 3, 2, 1, 1, out=fortran) is fortran
+    np.testing.assert_array_equal(fortran, expected)
