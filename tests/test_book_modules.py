@@ -103,6 +103,20 @@ def test_momentum_and_nesterov_take_torchs_steps(torch):
         np.testing.assert_allclose(params["w"], w.detach().numpy(), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("name, defaults", [
+    ("SGD", {"lr": 0.01}), ("Momentum", {"lr": 0.01, "momentum": 0.9}), ("Nesterov", {"lr": 0.01, "momentum": 0.9}),
+    ("AdaGrad", {"lr": 0.01}), ("RMSprop", {"lr": 0.01, "decay_rate": 0.99}),
+    ("Adam", {"lr": 0.001, "beta1": 0.9, "beta2": 0.999}),
+])
+def test_every_book_optimizer_builds_with_no_arguments_and_the_books_defaults(name, defaults):
+    # ch06/optimizer_compare_mnist.py writes AdaGrad() with no arguments; it once needed lr.
+    optimizer = getattr(book_optim, name)()
+    assert {key: getattr(optimizer, key) for key in defaults} == defaults
+    params, grads = {"W": np.ones(3)}, {"W": np.full(3, 0.5)}
+    optimizer.update(params, grads)
+    assert np.all(params["W"] < 1.0)
+
+
 def test_adam_is_the_books_rule():
     params, g = {"w": np.array([1.0, -2.0])}, np.array([0.5, 1e-9])
     opt = book_optim.Adam(lr=0.1)

@@ -30,7 +30,7 @@ class _BookOptimizer:
 
     state_names = ()
 
-    def __init__(self, lr):
+    def __init__(self, lr=0.01):  # the book's default learning rate (AdaGrad takes it as is)
         self.lr = lr
         for name in self.state_names:
             setattr(self, name, None)
