@@ -275,3 +275,20 @@ def test_a_checkpoint_with_malformed_training_state_is_refused_naming_the_file(c
     serialize.write_safetensors(path, tensors, meta)
     with pytest.raises(serialize.SerializationError, match=f"{path}: checkpoint"):
         checkpointed(resume=True)
+
+
+@pytest.mark.parametrize("samples, batch_size, expected", [
+    (7, 3, "the last batch of each epoch holds 1 sample (7 = 2 x 3 + 1)"),
+    (8, 1, "a batch size of 1 gives batches of 1 sample"),
+])
+def test_fit_refuses_batchnorm_batches_of_one_sample_before_the_first_step(samples, batch_size, expected):
+    """`train --batchnorm --batch-size 3` on 1438 digits once stopped at the end of the first
+    epoch (a last batch of 1 sample has no variance), having saved nothing."""
+    model = hg.mlp(4, [5], 3, batchnorm=True, seed=0)
+    before = {name: value.copy() for name, value in model.params.items()}
+    x, t = np.random.default_rng(0).normal(size=(samples, 4)).astype(np.float32), np.arange(samples) % 3
+    with pytest.raises(ValueError, match=r"layer 1: BatchNorm needs at least 2 samples per batch") as error:
+        hg.fit(model, hg.optim.SGD(lr=0.1), (x, t), epochs=1, batch_size=batch_size)
+    assert expected in str(error.value)
+    assert all(np.array_equal(model.params[name], value) for name, value in before.items())
+    hg.fit(model, hg.optim.SGD(lr=0.1), (x[:6], t[:6]), epochs=1, batch_size=3)  # batches of 3 and 3 are fine

@@ -8,6 +8,10 @@
 
 __version__ = "0.1.0"
 
+from ._mpi_env import share_cores_between_ranks  # noqa: E402
+
+share_cores_between_ranks()  # under mpiexec, before NumPy's BLAS starts a thread per core
+
 from . import data, functions, gradcheck, init, inspect, interop, layers, model, optim, plot, train  # noqa: E402
 from . import distributed  # noqa: E402  (imports mpi4py only when a communicator is asked for)
 from .model import Sequential, TwoLayerNet, mlp  # noqa: E402

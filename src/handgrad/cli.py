@@ -11,11 +11,12 @@ import contextlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, _mpi_env
 
 class CommandError(Exception):
     """An error to report in one line (exit status 1)."""
@@ -587,6 +588,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .serve import MissingServeExtra, serve
 
     for name in args.models:
+        if Path(name).is_dir():
+            _load_model(name)  # says it is a folder, and which model file inside it was meant
         if not Path(name).is_file():
             raise CommandError(f"{name}: no such model file")
     try:
@@ -602,6 +605,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .onnx_export import OPSET, export_onnx, signature
 
+    if Path(args.onnx).exists() and Path(args.onnx).resolve() == Path(args.model).resolve():
+        raise CommandError(f"--onnx {args.onnx} is the model file itself: writing there would destroy the model")
     model = _load_model(args.model)
     try:
         path = export_onnx(model, args.onnx)
@@ -629,6 +634,9 @@ def _walkthrough(args: argparse.Namespace) -> int:
 def _book_run(args: argparse.Namespace) -> int:
     from .book.run import run_script
 
+    if args.script is None:
+        raise CommandError("which script? handgrad book-run SCRIPT.py [ARGS...], e.g. ../book/ch05/gradient_check.py")
+
     return run_script(args.script, args.args, out=args.out, data_dir=args.data_dir)
 
 
@@ -649,6 +657,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 1 to 65535, got {text}")
+    return value
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value < 1.0:
@@ -657,6 +672,7 @@ def _fraction(text: str) -> float:
 
 
 _positive_int.__name__ = "positive integer"  # argparse says "invalid positive integer value: 'x'"
+_port.__name__ = "port number"
 _non_negative_int.__name__ = "integer >= 0"
 _fraction.__name__ = "fraction in [0, 1)"
 
@@ -804,7 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "write, with each character's probability and every head's attention.")
     serve.add_argument("models", nargs="+", metavar="MODEL", help="model.safetensors files written by handgrad train")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
-    serve.add_argument("--port", type=_positive_int, default=8000, help="default: 8000")
+    serve.add_argument("--port", type=_port, default=8000, help="default: 8000")
     serve.add_argument("--copies", type=_positive_int, default=2,
                        help="independent copies of each model, one per concurrent request (default: 2)")
     serve.add_argument("--data-dir", help="data root holding mnist/ etc., for the random test images")
@@ -828,7 +844,7 @@ def build_parser() -> argparse.ArgumentParser:
                                description="Run a script of the Deep Learning from Scratch repository unchanged: "
                                "its common.*, dataset.mnist and chapter modules are handgrad's (handgrad.book), the "
                                "working directory is the script's folder, and plt.show() saves numbered PNGs in --out.")
-    book.add_argument("script", help="the book's script, e.g. ../book/ch05/gradient_check.py")
+    book.add_argument("script", nargs="?", help="the book's script, e.g. ../book/ch05/gradient_check.py")
     book.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed on to the script")
     book.add_argument("--out", default="book-run-out",
                       help="folder for the figures and saved parameters (default: book-run-out)")
@@ -881,7 +897,14 @@ def main(argv: list[str] | None = None) -> int:
     from .train import TrainingDiverged
 
     parser = build_parser()
-    args = parser.parse_args(argv)
+    if _mpi_env.rank_from_environment():
+        # Under mpiexec every rank runs this same command line: rank 0 alone speaks. A mistake in
+        # the options is the same on every rank, so the others stay silent about it too.
+        sys.stdout = open(os.devnull, "w")
+        with contextlib.redirect_stderr(sys.stdout):
+            args = parser.parse_args(argv)
+    else:
+        args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
@@ -919,10 +942,16 @@ def _fail(args, error: BaseException, message: str) -> int:
         import traceback
 
         traceback.print_exception(error)
+    rank = _mpi_env.rank_from_environment()
+    if rank:
+        # The same mistake usually stops every rank, and rank 0 says it and ends the job; a rank
+        # that is still alive after a pause failed alone, and says so itself.
+        time.sleep(2.0)
+        message = f"(MPI rank {rank}) {message}"
     print(f"handgrad {args.command}: error: {message}", file=sys.stderr)
-    from . import distributed
+    if _mpi_env.launched_by_mpi():  # the other ranks would wait for this one forever
+        from . import distributed
 
-    if distributed.launched_by_mpi():  # the other ranks would wait for this one forever
         try:
             distributed.abort_job()
         except ImportError:

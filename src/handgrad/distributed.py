@@ -28,33 +28,18 @@ wheel, which brings ``mpiexec``).
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 
 import numpy as np
 
+from ._mpi_env import launched_by_mpi
 from .layers import Dropout
 from .train import count_correct
 
 __all__ = ["launched_by_mpi", "world", "DataParallel", "shard", "counted_targets", "abort_job"]
 
 EXTRA = 'pip install "handgrad[distributed]"'
-
-# Set by mpiexec in every process it starts: MPICH/Intel MPI (PMI), Open MPI, MVAPICH.
-_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
-
-
-def launched_by_mpi() -> bool:
-    """True when this process is one of several that ``mpiexec -n K`` (K > 1) started; read
-    from the environment, without starting MPI."""
-    for name in _SIZE_VARIABLES:
-        try:
-            if int(os.environ.get(name, "1")) > 1:
-                return True
-        except ValueError:
-            pass
-    return False
 
 
 def world():

@@ -166,6 +166,7 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
         raise ValueError("fit: checkpoint_every needs a checkpoint path")
 
     parallel = _data_parallel(model, distributed)
+    _check_batch_norm_batches(model, len(x), batch_size, ranks=1 if parallel is None else parallel.size)
     rng = np.random.default_rng(seed)
     # What decides the trajectory of the run: a resumed run must have the very same.
     settings = {"unit": "epochs", "batch_size": batch_size, "seed": seed if isinstance(seed, int) else repr(seed),
@@ -260,6 +261,38 @@ def _forward_backward(model, xb, tb):
 
 
 # --- several processes (MPI) ---------------------------------------------------------------------
+
+
+def _check_batch_norm_batches(model, samples: int, batch_size: int, ranks: int) -> None:
+    """Refuse, before the first step, a run in which a BatchNorm would meet a batch (or, under
+    MPI, a rank's shard) of one sample: its variance would be 0/0, and the run would otherwise
+    stop with an error at the end of the first epoch, having saved nothing."""
+    from .layers import BatchNorm
+
+    norms = [path for path, layer in _named_layers(model) if isinstance(layer, BatchNorm)]
+    if not norms:
+        return
+    full, last = divmod(samples, batch_size) if samples >= batch_size else (0, samples)
+    sizes = ([batch_size] if full else []) + ([last] if last else [])
+    # A batch of B split over K ranks: the smallest shard that runs holds B // K rows (1 if B < K).
+    too_small = [size for size in sizes if max(1, size // ranks) < 2]
+    if not too_small:
+        return
+    size = too_small[0]
+    if ranks > 1:
+        where = f"a batch of {size} split over {ranks} MPI processes leaves a shard of 1 sample"
+    elif size == batch_size:
+        where = f"a batch size of {batch_size} gives batches of 1 sample"
+    else:
+        where = f"the last batch of each epoch holds 1 sample ({samples} = {full} x {batch_size} + 1)"
+    raise ValueError(f"layer {norms[0]}: BatchNorm needs at least 2 samples per batch in training, but {where}; "
+                     "choose another batch size")
+
+
+def _named_layers(model):
+    if hasattr(model, "named_layers"):
+        return model.named_layers()
+    return ()
 
 
 def _data_parallel(model, distributed):
