@@ -22,11 +22,11 @@ needs_mnist = pytest.mark.skipif(not MNIST.is_file(), reason="MNIST is not in th
 BOOK_CH05 = {"W1": 4.8e-10, "b1": 2.7e-9, "W2": 6.5e-9, "b2": 1.4e-7}
 
 
-def book_run(script, tmp_path, *args, seed=0):
+def book_run(script, tmp_path, *args, seed=0, out=None):
     """``handgrad book-run`` on ``script`` in a new process: (exit status, stdout, stderr)."""
     code = ("import sys, numpy as np; np.random.seed(int(sys.argv[1])); from handgrad.cli import main; "
             "sys.exit(main(sys.argv[2:]))")
-    command = [sys.executable, "-c", code, str(seed), "book-run", "--out", str(tmp_path / "out"),
+    command = [sys.executable, "-c", code, str(seed), "book-run", "--out", str(out or tmp_path / "out"),
                "--data-dir", str(SHARED_DATA), str(script), *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     return done.returncode, done.stdout, done.stderr
@@ -110,3 +110,26 @@ def test_a_missing_script_is_one_line(tmp_path):
     status, out, err = book_run(tmp_path / "nope.py", tmp_path)
     assert status == 1
     assert err.strip() == f"handgrad book-run: error: {tmp_path / 'nope.py'}: no such script"
+
+
+def test_bad_scripts_folders_and_data_are_one_line_errors(tmp_path):
+    """A new user's mistakes once ended in tracebacks: a missing data folder (from handgrad's own
+    loader inside the script), an --out that cannot be made (found only after the script ran),
+    a file that is not Python."""
+    script = BOOK / "ch05" / "gradient_check.py"
+    offline = "import sys; sys.modules['pooch'] = None; from handgrad.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", offline, "book-run", "--data-dir", str(tmp_path / "none"),
+                           str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "handgrad book-run: error: mnist:" in done.stderr
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    status, out, err = book_run(script, tmp_path, out=blocked / "sub")
+    assert status == 1 and err.strip().startswith(f"handgrad book-run: error: --out {blocked / 'sub'}: cannot create")
+    assert out == ""  # the script never started
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    status, out, err = book_run(notes, tmp_path)
+    assert status == 1 and err.strip() == f"handgrad book-run: error: {notes} is not a Python script (.py)"
+    status, out, err = book_run(tmp_path, tmp_path)
+    assert status == 1 and "is a folder, not a script" in err and "Traceback" not in err

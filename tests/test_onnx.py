@@ -313,6 +313,13 @@ def test_cli_export_refuses_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "handgrad export: error: export_onnx: a Seq2seq cannot be exported" in err
     assert not (tmp_path / "s.onnx").exists()
+    # --onnx naming the model file itself once replaced the model with the ONNX file.
+    model_file = tmp_path / "m.safetensors"
+    hg.save(hg.mlp(4, [3], 2, seed=0), model_file)
+    before = model_file.read_bytes()
+    assert main(["export", str(model_file), "--onnx", str(model_file)]) == 1
+    assert "is the model file itself: writing there would destroy the model" in capsys.readouterr().err
+    assert model_file.read_bytes() == before
     with pytest.raises(SystemExit) as exit_info:
         main(["export", str(tmp_path / "s.safetensors")])
     assert exit_info.value.code == 2 and "--onnx" in capsys.readouterr().err

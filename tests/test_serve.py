@@ -103,7 +103,9 @@ def test_predict_gives_the_models_probabilities_and_every_layers_output(client, 
 def test_convolution_layers_answer_feature_maps(client):
     pixels, _ = digit_pixels(0)
     answer = client.post("/api/models/digits-cnn/predict", json={"pixels": pixels.ravel().tolist()}).json()
-    assert [layer["shape"] for layer in answer["layers"][:3]] == [[6, 6, 6], [6, 6, 6], [6, 3, 3]]
+    # Convolution, then max pooling, then Relu (the ConvNets pool first: max and Relu commute).
+    assert [(layer["name"], layer["shape"]) for layer in answer["layers"][:3]] == [
+        ("Convolution", [6, 6, 6]), ("Pooling", [6, 3, 3]), ("Relu", [6, 3, 3])]
     assert np.array(answer["layers"][0]["values"]).shape == (6, 6, 6)
 
 
@@ -346,20 +348,51 @@ def test_50_concurrent_requests_each_get_the_sequential_answer(live_server):
 
 
 def test_serve_command_binds_this_machine_by_default_and_warns_for_another_host(model_files, monkeypatch, capsys):
-    import uvicorn
-
+    import handgrad.serve
     from handgrad.cli import main
 
     calls = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
-    assert main(["serve", str(model_files["digits-mlp"]), "--port", "8123"]) == 0
-    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == 8123
+
+    def record(uvicorn, app, listening):
+        host, port = listening.getsockname()[:2]
+        calls.append({"host": host, "port": port})
+        listening.close()
+
+    monkeypatch.setattr(handgrad.serve, "_run_server", record)
+    port = free_port()
+    assert main(["serve", str(model_files["digits-mlp"]), "--port", str(port)]) == 0
+    assert calls[-1]["host"] == "127.0.0.1" and calls[-1]["port"] == port
     captured = capsys.readouterr()
-    assert "serving digits-mlp at http://127.0.0.1:8123/ (API: http://127.0.0.1:8123/docs)" in captured.out
+    assert f"serving digits-mlp at http://127.0.0.1:{port}/ (API: http://127.0.0.1:{port}/docs)" in captured.out
     assert "warning" not in captured.err
-    assert main(["serve", str(model_files["digits-mlp"]), "--host", "0.0.0.0"]) == 0
+    assert main(["serve", str(model_files["digits-mlp"]), "--host", "0.0.0.0", "--port", str(free_port())]) == 0
     assert calls[-1]["host"] == "0.0.0.0"
     assert "warning: serving on 0.0.0.0: the page and its API are reachable from other machines" in capsys.readouterr().err
+
+
+def test_serve_command_says_in_one_line_that_a_port_is_busy_or_out_of_range(model_files, capsys):
+    from handgrad.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", str(model_files["digits-mlp"]), "--port", str(port)]) == 1
+    captured = capsys.readouterr()
+    assert f"handgrad serve: error: cannot listen on 127.0.0.1:{port}:" in captured.err
+    assert "serving" not in captured.out and "Traceback" not in captured.err
+    with pytest.raises(SystemExit):
+        main(["serve", str(model_files["digits-mlp"]), "--port", "65536"])
+    assert "must be a port number from 1 to 65535, got 65536" in capsys.readouterr().err
+
+
+def test_serve_command_names_a_folder_as_export_does(tmp_path, capsys):
+    from handgrad.cli import main
+
+    (tmp_path / "run").mkdir()
+    hg.save(hg.mlp(64, [8], 10, seed=0), tmp_path / "run" / "model.safetensors")
+    assert main(["serve", str(tmp_path / "run")]) == 1
+    assert f"{tmp_path / 'run'} is a folder, not a model file (did you mean" in capsys.readouterr().err
 
 
 def test_serve_command_refuses_a_missing_file_or_a_model_it_cannot_show(tmp_path, capsys):

@@ -112,11 +112,21 @@ def run_script(script, args=(), out="book-run-out", data_dir=None) -> int:
     from .common import _network
     from .dataset import mnist
 
+    from ..data import DataError
+
     script_path = Path(script)
+    if script_path.is_dir():
+        raise BookRunError(f"{script} is a folder, not a script (give a .py file in it)")
     if not script_path.is_file():
         raise BookRunError(f"{script}: no such script")
+    if script_path.suffix != ".py":
+        raise BookRunError(f"{script} is not a Python script (.py)")
     script_path = script_path.resolve()
     out = Path(out).resolve()
+    try:  # before the script runs, not after its figures are drawn
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise BookRunError(f"--out {out}: cannot create the folder ({error.strerror or error})") from None
     environ_data = os.environ.get("HANDGRAD_DATA")
     data_root = Path(data_dir).resolve() if data_dir else (Path(environ_data).resolve() if environ_data else None)
 
@@ -141,6 +151,9 @@ def run_script(script, args=(), out="book-run-out", data_dir=None) -> int:
             print(stop.code, file=sys.stderr)
     except ModuleNotFoundError as error:
         print(f"handgrad book-run: {_missing_module_message(script, error, provided)}", file=sys.stderr)
+        status = 1
+    except DataError as error:  # handgrad's data loader, not the script: one line, as `train` says it
+        print(f"handgrad book-run: error: {error}", file=sys.stderr)
         status = 1
     except KeyboardInterrupt:
         status = 130

@@ -7,6 +7,7 @@ when serving; :mod:`handgrad.serve.models` computes everything with NumPy alone.
 
 from __future__ import annotations
 
+import socket
 import sys
 
 __all__ = ["serve", "create_app", "MissingServeExtra", "LOCAL_HOSTS"]
@@ -45,7 +46,30 @@ def serve(model_paths, host: str = "127.0.0.1", port: int = 8000, copies: int = 
     if host not in LOCAL_HOSTS:
         print(f"warning: serving on {host}: the page and its API are reachable from other machines, "
               "with no login; use --host 127.0.0.1 to keep them on this one", file=sys.stderr)
+    listening = _listen(host, port)  # a busy port or an unknown host is said here, before "serving"
     shown = f"[{host}]" if ":" in host else host
     print(f"serving {', '.join(app.state.served)} at http://{shown}:{port}/ "
           f"(API: http://{shown}:{port}/docs); Ctrl-C stops", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    _run_server(uvicorn, app, listening)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (as uvicorn binds it), or a one-line ValueError saying why not."""
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        listening = socket.socket(info[0], socket.SOCK_STREAM)
+    except OSError as error:
+        raise ValueError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind(info[4])
+    except OSError as error:
+        listening.close()
+        raise ValueError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    return listening
+
+
+def _run_server(uvicorn, app, listening: socket.socket) -> None:
+    """Serve ``app`` on the bound socket until Ctrl-C (uvicorn handles the signal)."""
+    host, port = listening.getsockname()[:2]
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[listening])
