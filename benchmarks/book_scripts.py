@@ -35,7 +35,8 @@ SCRIPTS = ["ch05/gradient_check.py", "ch05/train_neuralnet.py", "ch06/batch_norm
 def key_figures(script: str, stdout: str) -> str:
     """The lines of a script's output that carry its result: every line of a gradient check,
     the last block of a comparison, the last line of a training run."""
-    lines = [line.strip() for line in stdout.splitlines() if line.strip() and not line.startswith("train loss:")]
+    lines = [line.strip() for line in stdout.splitlines()
+             if line.strip() and not line.startswith("train loss:") and line.strip() != "Saved Network Parameters!"]
     if "gradient_check" in script:
         return "; ".join(lines)
     if "compare" in script:
@@ -61,11 +62,14 @@ def markdown(paths) -> str:
     import json
 
     lines = ["| Script | The book's code prints | s | handgrad prints | s |", "|---|---|---|---|---|"]
+    rows = {}  # a script run again in a later file replaces its earlier row, keeping its place
     for path in paths:
         for row in json.loads(Path(path).read_text())["scripts"]:
-            book, ours = row["book"], row["handgrad"]
-            shown = [r["prints"] if r["status"] == "ok" else r["status"] for r in (book, ours)]
-            lines.append(f"| `{row['script']}` | {shown[0]} | {book['seconds']} | {shown[1]} | {ours['seconds']} |")
+            rows[row["script"]] = row
+    for row in rows.values():
+        book, ours = row["book"], row["handgrad"]
+        shown = [r["prints"] if r["status"] == "ok" else r["status"] for r in (book, ours)]
+        lines.append(f"| `{row['script']}` | {shown[0]} | {book['seconds']} | {shown[1]} | {ours['seconds']} |")
     return "\n".join(lines)
 
 

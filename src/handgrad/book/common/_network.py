@@ -83,8 +83,13 @@ class BookNetwork:
         """Every parameter's gradient by backprop, in a new dict keyed as ``params``."""
         self.loss(x, t, train_flg=True)
         dout = self.last_layer.backward(1.0)
-        for layer in reversed(self._layer_list()):
-            dout = layer.backward(dout)
+        layers = self._layer_list()
+        for index in range(len(layers) - 1, -1, -1):
+            layer = layers[index]
+            if index == 0 and getattr(layer, "can_skip_input_grad", False):
+                layer.backward(dout, input_grad=False)  # nobody reads dL/dx of the input images
+            else:
+                dout = layer.backward(dout)
         grads = {}
         for name, (layer, key) in self._owners.items():
             grads[name] = layer.grads[key].copy()
