@@ -1,14 +1,13 @@
 """Convolution, pooling and flattening for image batches of shape (N, C, H, W).
 
-Convolution is a matrix product after *im2col*: every receptive field becomes one column of a
-matrix (Caffe's layout; the book's rows are its transpose). The columns are read through a
-strided view of the padded input (``sliding_window_view``), never by Python loops over pixels or
-samples. :func:`im2col` is the book's form, one matrix per image; the Convolution layer uses
-:func:`batch_im2col`, one matrix for the whole batch, with images held channel-major
-(C, N, H, W) inside the layer, so that each product is one large GEMM. Its adjoint, *col2im*,
-adds every column back onto the pixels it came from; overlapping windows (stride < kernel)
-accumulate, which a loop over the FH x FW kernel offsets does exactly, for any stride and
-padding.
+Convolution is a matrix product after *im2col*: every receptive field of an image becomes one
+column of that image's matrix (Caffe's layout; the book's rows are its transpose). The columns
+are read through a strided view of the padded input (``sliding_window_view``), never by Python
+loops over pixels or samples, and the product ``W_col @ col`` is then one GEMM per image that
+lands directly in the (N, FN, OH, OW) layout, with no transpose of the output. Its adjoint,
+*col2im*, adds every column back onto the pixels it came from; overlapping windows
+(stride < kernel) accumulate, which a loop over the FH x FW kernel offsets does exactly, for any
+stride and padding.
 """
 
 from __future__ import annotations
@@ -76,24 +75,6 @@ def col2im(col: np.ndarray, input_shape: tuple, kh: int, kw: int, stride: int, p
     return scatter_windows(dwin, input_shape, stride, pad)
 
 
-def batch_im2col(x: np.ndarray, kh: int, kw: int, stride: int, out: np.ndarray) -> np.ndarray:
-    """im2col of a whole batch held channel-major: ``x`` (C, N, H, W), already padded, to ONE
-    matrix (C kh kw, N OH OW) written into ``out`` (and returned) whose columns are the
-    receptive fields, rows in W's order (c, i, j), columns in (n, oh, ow) order. ``out`` may be
-    a slice of a larger array (splitting its axes is always a view, never a copy)."""
-    c, n = x.shape[:2]
-    view = windows(x, kh, kw, stride, 0)  # (C, N, OH, OW, kh, kw): the spatial axes are 2 and 3 in either layout
-    oh, ow = view.shape[2:4]
-    np.copyto(out.reshape(c, kh, kw, n, oh, ow), view.transpose(0, 4, 5, 1, 2, 3))  # runs along OW
-    return out
-
-
-def _batch_major(matrix: np.ndarray, shape: tuple) -> np.ndarray:
-    """A channel-major result, (C, N H W) as a matrix, as a fresh (N, C, H, W) array ``shape``."""
-    n, c = shape[:2]
-    return np.ascontiguousarray(matrix.reshape(c, n, -1).transpose(1, 0, 2)).reshape(shape)
-
-
 class _ImageLayer(Layer):
     def _image(self, x, channels: int | None = None) -> np.ndarray:
         x = self._input(x)
@@ -123,22 +104,16 @@ class Convolution(WeightedLayer, _ImageLayer):
         W: ``(FN, C, FH, FW)``, b: ``(FN,)``; x: ``(N, C, H, W)``;
         y: ``(N, FN, OH, OW)`` with ``OH = (H + 2 pad - FH) // stride + 1`` (OW likewise).
 
-    With ``col = im2col(x)`` holding every receptive field of the batch as a column,
-    ``W_col = W`` reshaped to ``(FN, C FH FW)`` and ``dout`` read as a matrix ``(FN, N OH OW)``:
-    forward ``y = W_col col + b``; backward ``dW += dout col^T``, ``db += sum(dout)`` over
-    samples and positions, ``dx = col2im(W_col^T dout)``.
+    With ``col = im2col(x)`` of shape ``(N, C FH FW, OH OW)`` (image n's receptive fields as
+    columns), ``W_col = W`` reshaped to ``(FN, C FH FW)`` and ``dout`` read as ``(N, FN, OH OW)``:
+    forward ``y_n = W_col col_n + b``; backward ``dW += sum_n dout_n col_n^T``,
+    ``db += sum(dout)`` over samples and positions, ``dx = col2im(W_col^T dout_n)``.
 
-    Inside the layer images are held channel-major, ``(C, N, H, W)``: then the columns of the
-    whole batch form ONE matrix ``col`` of shape ``(C FH FW, N OH OW)`` (see :func:`batch_im2col`)
-    and each product above is one large GEMM, not one small GEMM per image (the per-image
-    ``dW`` products of a 8 x 8 map have an inner dimension of only 64). The changes of layout at
-    the layer's edges, ``(N, C, H, W) <-> (C, N, H, W)``, copy runs of H W contiguous numbers.
-
-    The bias is the weight of a constant input 1: ``col`` gets a last row of ones and ``W_col``
-    a last column ``b``, so that ``y = [W_col | b] [col; 1]`` and ``[dW | db] = dout [col; 1]^T``,
-    one GEMM each, with no separate passes over y or dout for the bias. The layer computes in
-    its parameters' dtype (the input is cast to it); ``forward`` zeroes dW and db, ``backward``
-    adds into them.
+    The bias is the weight of a constant input 1: each column gets a last entry 1 and ``W_col``
+    a last column ``b``, so that ``y_n = [W_col | b] [col_n; 1]`` and
+    ``[dW | db] = sum_n dout_n [col_n; 1]^T``, one GEMM each, with no separate passes over y or
+    dout for the bias. The layer computes in its parameters'
+    dtype (the input is cast to it); ``forward`` zeroes dW and db, ``backward`` adds into them.
     """
 
     def __init__(self, W, b, stride: int = 1, pad: int = 0) -> None:
@@ -174,17 +149,17 @@ class Convolution(WeightedLayer, _ImageLayer):
         fn, c, fh, fw = self.params["W"].shape
         W, b = self.params["W"], self.params["b"]
         x = self._image(x, c).astype(W.dtype, copy=False)
-        n = x.shape[0]
         oh, ow = _spatial_output(self.name, x.shape, fh, fw, self.stride, self.pad)
         self._zero_own_grads()
         fields = c * fh * fw
-        x_padded = self._channel_major("x", x, (self.pad, self.pad))  # (C, N, H + 2 pad, W + 2 pad)
-        col_and_one = self._work_array("col", (fields + 1, n * oh * ow))  # [col; 1]
-        batch_im2col(x_padded, fh, fw, self.stride, out=col_and_one[:fields])  # (C FH FW, N OH OW)
-        col_and_one[fields] = 1.0
-        y = np.concatenate([W.reshape(fn, fields), b[:, None]], axis=1) @ col_and_one  # (FN, N OH OW)
+        col_and_one = self._work_array("col", (x.shape[0], fields + 1, oh * ow))  # [col_n; 1]
+        im2col(x, fh, fw, self.stride, self.pad, out=col_and_one[:, :fields])  # (N, C FH FW, OH OW)
+        col_and_one[:, fields] = 1.0
+        # One GEMM per image, (FN, C FH FW + 1) @ (C FH FW + 1, OH OW): already the contiguous
+        # (N, FN, OH, OW) layout that the element-wise layers after it want.
+        out = np.matmul(np.concatenate([W.reshape(fn, fields), b[:, None]], axis=1), col_and_one)
         self._col, self._x_shape = col_and_one, x.shape
-        return _batch_major(y, (n, fn, oh, ow))
+        return out.reshape(x.shape[0], fn, oh, ow)
 
     can_skip_input_grad = True  # see backward
 
@@ -197,51 +172,40 @@ class Convolution(WeightedLayer, _ImageLayer):
         oh, ow = _spatial_output(self.name, self._x_shape, fh, fw, self.stride, self.pad)
         W = self.params["W"]
         dout = self._check_dout(dout, (n, fn, oh, ow)).astype(W.dtype, copy=False)
-        dout_matrix = self._channel_major("dout", dout, (0, 0)).reshape(fn, n * oh * ow)
-        dW_and_db = dout_matrix @ self._col.T  # [dW | db] = dout [col; 1]^T: (FN, C FH FW + 1)
+        dout_cols = dout.reshape(n, fn, oh * ow)
+        # [dW | db] = sum_n dout_n [col_n; 1]^T: batched GEMMs on a transposed view (no copy),
+        # then the sum over n.
+        dW_and_db = np.matmul(dout_cols, self._col.transpose(0, 2, 1)).sum(axis=0)  # (FN, C FH FW + 1)
         self.grads["W"] += dW_and_db[:, :-1].reshape(W.shape)
         self.grads["b"] += dW_and_db[:, -1]
         if not input_grad:
             return None
         if self.stride == 1 and self.pad <= min(fh, fw) - 1:
             return self._input_grad_as_convolution(dout)
-        dcol = W.reshape(fn, -1).T @ dout_matrix  # (C FH FW, N OH OW)
-        dwin = dcol.reshape(c, fh, fw, n, oh, ow).transpose(0, 3, 4, 5, 1, 2)  # (C, N, OH, OW, FH, FW)
-        dx = scatter_windows(dwin, (c, n) + self._x_shape[2:], self.stride, self.pad)  # (C, N, H, W)
-        return _batch_major(dx.reshape(c, -1), self._x_shape)
+        dcol = np.matmul(W.reshape(fn, -1).T, dout_cols)  # (N, C FH FW, OH OW)
+        return col2im(dcol, self._x_shape, fh, fw, self.stride, self.pad)
 
     def _input_grad_as_convolution(self, dout):
         """With stride 1, ``dx = col2im(W_col^T dout)`` is itself a convolution: of dout,
         zero-padded by ``kernel - 1 - pad`` on each side, with every filter flipped (rotated by
         180 degrees) and the roles of input and output channels swapped. As im2col and one GEMM
-        it is about twice as fast as scattering the columns back (col2im's 9 or 25
+        per image it is about twice as fast as scattering the columns back (col2im's 9 or 25
         read-modify-write passes over dx)."""
         fn, c, fh, fw = self.params["W"].shape
         flipped = self.params["W"][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, FN, FH, FW)
         n, _, h, w = self._x_shape
-        dout_padded = self._channel_major("dout_padded", dout, (fh - 1 - self.pad, fw - 1 - self.pad))
-        dout_col = batch_im2col(dout_padded, fh, fw, 1,
-                                out=self._work_array("dout_col", (fn * fh * fw, n * h * w)))  # (FN FH FW, N H W)
-        return _batch_major(flipped.reshape(c, -1) @ dout_col, self._x_shape)
+        dout_col = im2col(dout, fh, fw, 1, (fh - 1 - self.pad, fw - 1 - self.pad),
+                          out=self._work_array("dout_col", (n, fn * fh * fw, h * w)))  # (N, FN FH FW, H W)
+        return np.matmul(flipped.reshape(c, -1), dout_col).reshape(self._x_shape)
 
-    def _channel_major(self, key: str, images: np.ndarray, pad: tuple) -> np.ndarray:
-        """``images`` (N, C, H, W) copied into a kept (C, N, H + 2 pad_h, W + 2 pad_w) array, zero
-        around the edge. The edge is zeroed once, when the array is made: later steps write only
-        the inside."""
-        n, c, h, w = images.shape
-        pad_h, pad_w = pad
-        padded = self._work_array(key, (c, n, h + 2 * pad_h, w + 2 * pad_w), zeros=True)
-        padded[:, :, pad_h:pad_h + h, pad_w:pad_w + w] = images.transpose(1, 0, 2, 3)
-        return padded
-
-    def _work_array(self, key: str, shape: tuple, zeros: bool = False) -> np.ndarray:
-        """An array in the layer's dtype (uninitialised, or zeros when first made), kept from one
-        step to the next while its shape stays the same: the column matrices reach tens of MB
-        (45 MB in DeepConvNet), and fresh memory of that size costs a page fault per page, every
-        step. Only this layer reads them, and only between its forward and backward."""
+    def _work_array(self, key: str, shape: tuple) -> np.ndarray:
+        """An uninitialised array in the layer's dtype, kept from one step to the next while its
+        shape stays the same: the column matrices reach tens of MB (45 MB in DeepConvNet), and
+        fresh memory of that size costs a page fault per page, every step. Only this layer
+        reads them, and only between its forward and backward."""
         array = self._work_arrays.get(key)
         if array is None or array.shape != shape:
-            array = self._work_arrays[key] = (np.zeros if zeros else np.empty)(shape, dtype=self.params["W"].dtype)
+            array = self._work_arrays[key] = np.empty(shape, dtype=self.params["W"].dtype)
         return array
 
 
