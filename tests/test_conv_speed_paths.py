@@ -215,3 +215,30 @@ def test_im2col_into_a_slice_of_a_larger_array_or_a_fortran_ordered_one():
     fortran = np.empty(expected.shape, order="F")
     assert im2col(x, 3, 2, 1, 1, out=fortran) is fortran
     np.testing.assert_array_equal(fortran, expected)
+
+
+GEOMETRIES = [(kernel, stride, pad) for kernel in [(3, 3), (5, 5), (2, 3), (1, 1), (5, 1)]
+              for stride in (1, 2, 3) for pad in (0, 1, 2, 5)]
+
+
+@pytest.mark.parametrize("channels, filters", [(3, 4), (1, 2)])
+@pytest.mark.parametrize("kernel, stride, pad", GEOMETRIES)
+def test_convolution_matches_torch_in_float64_for_every_geometry(kernel, stride, pad, channels, filters, torch):
+    """Every kernel, stride and padding through both input-gradient paths: stride-1 as a
+    convolution of the padded dout (pad < kernel) and col2im's scatter (strides > 1,
+    pads >= kernel); single-channel inputs (the ConvNets' first layer) included."""
+    rng = np.random.default_rng(sum(kernel) + 10 * stride + 100 * pad + channels)
+    (kh, kw), n = kernel, 3
+    W, b = rng.standard_normal((filters, channels, kh, kw)), rng.standard_normal(filters)
+    x = rng.standard_normal((n, channels, 9, 8))
+    layer = Convolution(W, b, stride=stride, pad=pad)
+    out = layer.forward(x)
+    dout = rng.standard_normal(out.shape)
+    dx = layer.backward(dout)
+    x_t, W_t, b_t = (torch.tensor(a, requires_grad=True) for a in (x, W, b))
+    out_t = torch.nn.functional.conv2d(x_t, W_t, b_t, stride=stride, padding=pad)
+    out_t.backward(torch.tensor(dout))
+    for ours, theirs in ((out, out_t.detach()), (dx, x_t.grad), (layer.dW, W_t.grad), (layer.db, b_t.grad)):
+        assert ours.shape == tuple(theirs.shape)
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-10, atol=1e-10)
+
