@@ -242,3 +242,29 @@ def test_convolution_matches_torch_in_float64_for_every_geometry(kernel, stride,
         assert ours.shape == tuple(theirs.shape)
         np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-10, atol=1e-10)
 
+
+
+def test_kept_work_buffers_that_became_read_only_are_replaced_not_written():
+    """scikit-learn's pickle check reloads an estimator from a read-only memory map: the
+    Convolution's kept column matrix and Adam's scratch buffers came back read-only, and the
+    next forward failed with 'assignment destination is read-only'."""
+    rng = np.random.default_rng(0)
+    model = hg.model.SimpleConvNet(input_dim=(1, 8, 8), filter_num=4, filter_size=3, pad=1,
+                                   hidden_size=8, output_size=3, seed=0)
+    optimizer = hg.optim.Adam(lr=1e-3)
+    x, t = rng.normal(size=(5, 1, 8, 8)).astype(np.float32), np.arange(5) % 3
+    model.loss(x, t)
+    model.backward()
+    optimizer.update(model.params, model.grads)
+    expected = model.predict(x)
+    conv = model.layers[0]
+    buffers = list(conv._work_arrays.values()) + list(optimizer._scratch_buffers.values())
+    assert buffers
+    for buffer in buffers:
+        buffer.flags.writeable = False
+    np.testing.assert_array_equal(model.predict(x), expected)
+    model.loss(x, t)
+    model.backward()
+    optimizer.update(model.params, model.grads)
+    assert all(buffer.flags.writeable for buffer in conv._work_arrays.values())
+    assert all(buffer.flags.writeable for buffer in optimizer._scratch_buffers.values())

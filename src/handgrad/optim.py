@@ -37,9 +37,11 @@ class Optimizer:
 
     def _scratch(self, name: str, param: np.ndarray) -> np.ndarray:
         """A buffer shaped and typed like ``param`` for the update's intermediate values, reused
-        every step (it holds nothing between steps, so it is not in ``state_dict``)."""
+        every step (it holds nothing between steps, so it is not in ``state_dict``). A read-only
+        one, as after unpickling from a memory map, is replaced."""
         buffer = self._scratch_buffers.get(name)
-        if buffer is None or buffer.shape != param.shape or buffer.dtype != param.dtype:
+        if (buffer is None or buffer.shape != param.shape or buffer.dtype != param.dtype
+                or not buffer.flags.writeable):
             buffer = self._scratch_buffers[name] = np.empty_like(param)
         return buffer
 

@@ -202,10 +202,12 @@ class Convolution(WeightedLayer, _ImageLayer):
         """An uninitialised array in the layer's dtype, kept from one step to the next while its
         shape stays the same: the column matrices reach tens of MB (45 MB in DeepConvNet), and
         fresh memory of that size costs a page fault per page, every step. Only this layer
-        reads them, and only between its forward and backward."""
+        reads them, and only between its forward and backward. A kept array that no longer fits
+        (another shape or dtype, or read-only, as after unpickling from a memory map) is replaced."""
+        dtype = self.params["W"].dtype
         array = self._work_arrays.get(key)
-        if array is None or array.shape != shape:
-            array = self._work_arrays[key] = np.empty(shape, dtype=self.params["W"].dtype)
+        if array is None or array.shape != shape or array.dtype != dtype or not array.flags.writeable:
+            array = self._work_arrays[key] = np.empty(shape, dtype=dtype)
         return array
 
 
