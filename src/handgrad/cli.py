@@ -946,7 +946,7 @@ def _fail(args, error: BaseException, message: str) -> int:
     if rank:
         # The same mistake usually stops every rank, and rank 0 says it and ends the job; a rank
         # that is still alive after a pause failed alone, and says so itself.
-        time.sleep(2.0)
+        time.sleep(5.0)
         message = f"(MPI rank {rank}) {message}"
     print(f"handgrad {args.command}: error: {message}", file=sys.stderr)
     if _mpi_env.launched_by_mpi():  # the other ranks would wait for this one forever
