@@ -176,17 +176,18 @@ def test_cli_mistakes_under_mpiexec_are_said_once_by_rank_0(tmp_path):
 def test_each_rank_gets_its_share_of_the_cores_for_blas_unless_the_user_chose(tmp_path):
     """2 ranks x (a BLAS thread per core) on 2 cores spun against each other: an MLP epoch took
     2.65 s instead of 0.03 s. Under mpiexec, importing handgrad sets cores // ranks threads."""
-    show = "import handgrad, os; print(os.environ.get('OPENBLAS_NUM_THREADS'), os.environ.get('OMP_NUM_THREADS'))"
+    # One write(2) per rank: a short line written at once is never interleaved with the other's.
+    show = ("import handgrad, os; os.write(1, f\"{os.environ.get('OPENBLAS_NUM_THREADS')} "
+            "{os.environ.get('OMP_NUM_THREADS')}\\n\".encode())")
     env = {name: value for name, value in os.environ.items()
            if name not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PMI_SIZE", "PMI_RANK")}
     chosen = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-c", show], capture_output=True, text=True,
                             env={**env, "OMP_NUM_THREADS": "3"}, timeout=60)
-    # The two ranks' lines may interleave on the shared stdout: compare the words, not the lines.
-    assert sorted(chosen.stdout.split()) == ["3", "3", "None", "None"], chosen.stderr
+    assert chosen.stdout.splitlines() == ["None 3", "None 3"], chosen.stderr
     default = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "-c", show], capture_output=True, text=True,
                              env=env, timeout=60)
     threads = str(max(1, (os.cpu_count() or 1) // 2))
-    assert default.stdout.split() == [threads] * 4, default.stderr
+    assert default.stdout.splitlines() == [f"{threads} {threads}"] * 2, default.stderr
 
 
 # --- without MPI: the arithmetic of shards and masks ----------------------------------------------
