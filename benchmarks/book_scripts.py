@@ -32,6 +32,9 @@ SCRIPTS = ["ch05/gradient_check.py", "ch05/train_neuralnet.py", "ch06/batch_norm
            "ch06/overfit_dropout.py", "ch07/gradient_check.py", "ch07/train_convnet.py"]
 
 
+NOT_RUN = "not run"  # a side left out with --sides
+
+
 def key_figures(script: str, stdout: str) -> str:
     """The lines of a script's output that carry its result: every line of a gradient check,
     the last block of a comparison, the last line of a training run."""
@@ -62,10 +65,13 @@ def markdown(paths) -> str:
     import json
 
     lines = ["| Script | The book's code prints | s | handgrad prints | s |", "|---|---|---|---|---|"]
-    rows = {}  # a script run again in a later file replaces its earlier row, keeping its place
+    rows = {}  # a side run again in a later file replaces its earlier figures; the row keeps its place
     for path in paths:
         for row in json.loads(Path(path).read_text())["scripts"]:
-            rows[row["script"]] = row
+            merged = rows.setdefault(row["script"], dict(row))
+            for side in ("book", "handgrad"):
+                if row[side]["status"] != NOT_RUN:
+                    merged[side] = row[side]
     for row in rows.values():
         book, ours = row["book"], row["handgrad"]
         shown = [r["prints"] if r["status"] == "ok" else r["status"] for r in (book, ours)]
@@ -83,6 +89,8 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data",
                         help="data root with mnist/ (default: ../shared/data)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds allowed per script and side")
+    parser.add_argument("--sides", default="book,handgrad",
+                        help="which runs to make: book, handgrad or both (default: both)")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "book_scripts.json")
     args = parser.parse_args(argv)
     book = args.book.resolve()
@@ -97,10 +105,14 @@ def main(argv=None) -> int:
         subprocess.run([sys.executable, "-c", "import mnist; mnist.init_mnist()"], cwd=copy / "dataset",
                        check=True, capture_output=True)
         out = Path(temporary) / "handgrad-out"
+        sides = {side.strip() for side in args.sides.split(",")}
+        skipped = {"status": NOT_RUN, "seconds": 0.0, "stdout": ""}
         for script in scripts:
-            books = run([sys.executable, Path(script).name], copy / Path(script).parent, args.timeout)
-            ours = run([sys.executable, "-m", "handgrad", "book-run", "--out", str(out), "--data-dir",
-                        str(args.data_dir), str(book / script)], Path(temporary), args.timeout)
+            books = (run([sys.executable, Path(script).name], copy / Path(script).parent, args.timeout)
+                     if "book" in sides else skipped)
+            ours = (run([sys.executable, "-m", "handgrad", "book-run", "--out", str(out), "--data-dir",
+                         str(args.data_dir), str(book / script)], Path(temporary), args.timeout)
+                    if "handgrad" in sides else skipped)
             row = {"script": script,
                    "book": {"status": books["status"], "seconds": books["seconds"],
                             "prints": key_figures(script, books["stdout"])},
