@@ -269,7 +269,7 @@ def _check_batch_norm_batches(model, samples: int, batch_size: int, ranks: int) 
     stop with an error at the end of the first epoch, having saved nothing."""
     from .layers import BatchNorm
 
-    norms = [path for path, layer in _named_layers(model) if isinstance(layer, BatchNorm)]
+    norms = [path for path, layer in model.named_layers() if isinstance(layer, BatchNorm)]
     if not norms:
         return
     full, last = divmod(samples, batch_size) if samples >= batch_size else (0, samples)
@@ -287,12 +287,6 @@ def _check_batch_norm_batches(model, samples: int, batch_size: int, ranks: int) 
         where = f"the last batch of each epoch holds 1 sample ({samples} = {full} x {batch_size} + 1)"
     raise ValueError(f"layer {norms[0]}: BatchNorm needs at least 2 samples per batch in training, but {where}; "
                      "choose another batch size")
-
-
-def _named_layers(model):
-    if hasattr(model, "named_layers"):
-        return model.named_layers()
-    return ()
 
 
 def _data_parallel(model, distributed):
