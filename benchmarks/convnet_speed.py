@@ -15,8 +15,16 @@ handgrad's time goes, layer by layer (SimpleConvNet) or by layer type (DeepConvN
 the convolution.
 
 ``--time-to A``: also the seconds of training (evaluation excluded) until SimpleConvNet reaches
-test accuracy A on MNIST, checked every 100 steps, Adam 1e-3, batch 100, handgrad and PyTorch
-from the same initial weights (handgrad's, copied) and the same batch order, at most 8 epochs.
+test accuracy A on MNIST, checked every 100 steps, batch 100, handgrad and PyTorch from the same
+initial weights (handgrad's, copied) and the same batch order. ``--recipe readme`` (the default)
+is README's recipe for 99 %: Adam 1e-3, L2 1e-4 on the weights (not the biases), the learning
+rate annealed by a cosine over 15 epochs (stepped after each epoch), at most 15 epochs;
+``--recipe plain`` is Adam 1e-3 alone, at most 8 epochs.
+
+``--gemm-floor``: also the time of the matrix products alone that im2col lowering needs for
+DeepConvNet's six convolutions (forward, dW, dx; each timed as one GEMM per image and as one
+GEMM for the whole batch, the faster counted), beside PyTorch's whole step from the same run and
+this machine's float32 GEMM rate on a 2048 x 2048 product.
 """
 
 from __future__ import annotations
@@ -112,13 +120,16 @@ def breakdown(model, x, t, batches, by_type=False):
             return result
         return wrapper
 
-    originals = {"im2col": conv_module.im2col, "col2im": conv_module.col2im}
+    originals = {"im2col": conv_module.im2col, "col2im": conv_module.col2im,
+                 "shifted_rows": conv_module.shifted_rows, "add_shifted_rows": conv_module.add_shifted_rows}
     for index, layer in enumerate(model.layers):
         label = layer.name if by_type else f"{index} {layer.name}"
         layer.forward = timed(f"{label} forward", layer.forward)
         layer.backward = timed(f"{label} backward", layer.backward)
     conv_module.im2col = timed("  conv im2col (forward; stride-1 dx)", originals["im2col"])
     conv_module.col2im = timed("  conv col2im (inside backward)", originals["col2im"])
+    conv_module.shifted_rows = timed("  conv shifted_rows (forward, small maps)", originals["shifted_rows"])
+    conv_module.add_shifted_rows = timed("  conv add_shifted_rows (dx, small maps)", originals["add_shifted_rows"])
     optimizer = hg.optim.Adam(lr=1e-3)
     update = timed("optimizer update", optimizer.update)
     loss_layer = model.loss_layer
@@ -133,13 +144,15 @@ def breakdown(model, x, t, batches, by_type=False):
             model.backward(input_grad=False)
             update(model.params, model.grads)
     finally:
-        conv_module.im2col, conv_module.col2im = originals["im2col"], originals["col2im"]
+        for name, function in originals.items():
+            setattr(conv_module, name, function)
     return {name: seconds / batches for name, seconds in totals.items()}
 
 
-def train_until(step, accuracy, orders, target, check_every=100):
-    """Run ``step(index)`` over the batches of each epoch's order until ``accuracy()`` (checked
-    every ``check_every`` steps, not timed) reaches ``target``: (seconds of steps, steps, accuracy)."""
+def train_until(step, accuracy, orders, target, check_every=100, end_of_epoch=lambda: None):
+    """Run ``step(index)`` over the batches of each epoch's order, then ``end_of_epoch()`` (the
+    schedule), until ``accuracy()`` (checked every ``check_every`` steps, not timed) reaches
+    ``target``: (seconds of steps, steps, accuracy)."""
     seconds, steps, reached = 0.0, 0, 0.0
     for order in orders:
         for start in range(0, len(order), BATCH):
@@ -151,14 +164,21 @@ def train_until(step, accuracy, orders, target, check_every=100):
                 reached = accuracy()
                 if reached >= target:
                     return seconds, steps, reached
+        end_of_epoch()
     return seconds, steps, reached
 
 
-def time_to_accuracy(data_dir, target, max_epochs=8):
+RECIPES = {"readme": "Adam 1e-3, L2 1e-4 on the weights, cosine annealing over 15 epochs",
+           "plain": "Adam 1e-3"}
+
+
+def time_to_accuracy(data_dir, target, recipe="readme"):
     import torch
 
+    max_epochs, weight_decay = (15, 1e-4) if recipe == "readme" else (8, 0.0)
     (x, t), (x_test, t_test) = hg.data.load_dataset("mnist", data_dir=data_dir, flatten=False, download=False)
-    model, optimizer = hg.model.SimpleConvNet(seed=0), hg.optim.Adam(lr=1e-3)
+    model = hg.model.SimpleConvNet(seed=0, weight_decay=weight_decay)
+    optimizer = hg.optim.Adam(lr=1e-3)
     torch.set_num_threads(2)
     net = torch_network(torch, "simple")
     with torch.no_grad():  # handgrad's initial weights; Linear stores Affine's W transposed
@@ -166,7 +186,18 @@ def time_to_accuracy(data_dir, target, max_epochs=8):
             W = ours.params["W"]
             theirs.weight.copy_(torch.from_numpy(W.T.copy() if W.ndim == 2 else W))
             theirs.bias.copy_(torch.from_numpy(ours.params["b"]))
-    torch_optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
+    # handgrad's L2 adds weight_decay * W to the gradient of every weight (not the biases), which
+    # is what torch.optim.Adam's weight_decay does to the parameters it is given.
+    weights = [p for p in net.parameters() if p.ndim >= 2]
+    biases = [p for p in net.parameters() if p.ndim < 2]
+    torch_optimizer = torch.optim.Adam([{"params": weights, "weight_decay": weight_decay},
+                                        {"params": biases, "weight_decay": 0.0}], lr=1e-3)
+    if recipe == "readme":
+        ours_schedule = hg.optim.CosineAnnealingLR(optimizer, max_epochs)
+        theirs_schedule = torch.optim.lr_scheduler.CosineAnnealingLR(torch_optimizer, max_epochs)
+        end_of_epoch = {"handgrad": ours_schedule.step, "PyTorch": theirs_schedule.step}
+    else:
+        end_of_epoch = {"handgrad": lambda: None, "PyTorch": lambda: None}
     orders = [np.random.default_rng(epoch).permutation(len(x)) for epoch in range(max_epochs)]
 
     def our_step(index):
@@ -191,9 +222,60 @@ def time_to_accuracy(data_dir, target, max_epochs=8):
     for name, step, accuracy in (("handgrad", our_step, lambda: model.accuracy(x_test, t_test)),
                                  ("PyTorch", their_step, their_accuracy)):
         time.sleep(0.3)
-        seconds, steps, reached = train_until(step, accuracy, orders, target)
-        rows[name] = {"seconds": seconds, "steps": steps, "accuracy": reached, "reached": reached >= target}
+        seconds, steps, reached = train_until(step, accuracy, orders, target, end_of_epoch=end_of_epoch[name])
+        rows[name] = {"seconds": seconds, "steps": steps, "accuracy": reached, "reached": reached >= target,
+                      "recipe": RECIPES[recipe]}
     return rows
+
+
+def gemm_floor(torch_step_ms, repeats=7):
+    """The matrix products alone of DeepConvNet's convolutions under im2col lowering, each timed
+    per image and for the whole batch (the faster counted): what no im2col-based layer can go
+    below on this machine's BLAS."""
+    rng = np.random.default_rng(0)
+
+    def best_ms(product, repeats=repeats):
+        product()  # warm up
+        times = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            product()
+            times.append(time.perf_counter() - started)
+        return 1000 * float(np.median(times))
+
+    model, n = build_handgrad("deep"), BATCH
+    shape, rows, flops, total = (n, 1, 28, 28), [], 0.0, 0.0
+    for index, layer in enumerate(model.layers):
+        if not isinstance(layer, hg.layers.Convolution):
+            shape = layer.forward(np.zeros(shape, np.float32)).shape
+            continue
+        fn, c, kh, kw = layer.params["W"].shape
+        out_shape = layer.forward(np.zeros(shape, np.float32)).shape
+        positions, fields, pixels = out_shape[2] * out_shape[3], c * kh * kw, shape[2] * shape[3]
+        W = rng.standard_normal((fn, fields), dtype=np.float32)
+        col = rng.standard_normal((n, fields, positions), dtype=np.float32)
+        dout = rng.standard_normal((n, fn, positions), dtype=np.float32)
+        col_rows = rng.standard_normal((n * positions, fields), dtype=np.float32)
+        dout_rows = rng.standard_normal((n * positions, fn), dtype=np.float32)
+        forward = min(best_ms(lambda: np.matmul(W, col)), best_ms(lambda: col_rows @ W.T))
+        dW = min(best_ms(lambda: np.matmul(dout, col.transpose(0, 2, 1)).sum(axis=0)),
+                 best_ms(lambda: dout_rows.T @ col_rows))
+        dx = 0.0
+        if index > 0:  # the first layer computes no dx
+            Wt = rng.standard_normal((c, fn * kh * kw), dtype=np.float32)
+            dout_col = rng.standard_normal((n, fn * kh * kw, pixels), dtype=np.float32)
+            dout_col_rows = rng.standard_normal((n * pixels, fn * kh * kw), dtype=np.float32)
+            dx = min(best_ms(lambda: np.matmul(Wt, dout_col)), best_ms(lambda: dout_col_rows @ Wt.T))
+        layer_flops = 2 * n * positions * fn * fields * (3 if index > 0 else 2)
+        rows.append({"layer": index, "filters": fn, "channels": c, "map": list(out_shape[2:]),
+                     "forward_ms": forward, "dW_ms": dW, "dx_ms": dx, "gflop": layer_flops / 1e9})
+        flops += layer_flops
+        total += forward + dW + dx
+        shape = out_shape
+    square = rng.standard_normal((2048, 2048), dtype=np.float32)
+    peak = 2 * 2048 ** 3 / best_ms(lambda: square @ square, 5) / 1e6  # GFLOP/s
+    return {"layers": rows, "gemm_ms": total, "gflop": flops / 1e9, "gflop_per_s": flops / 1e6 / total,
+            "peak_gflop_per_s": peak, "at_peak_ms": flops / 1e6 / peak, "torch_step_ms": torch_step_ms}
 
 
 def compare(model_name, x, t, batches, repeats):
@@ -224,6 +306,10 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS), default=["simple", "deep"])
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "convnet_speed.json"))
     parser.add_argument("--time-to", type=float, help="also time SimpleConvNet to this MNIST test accuracy")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="readme",
+                        help="--time-to's training: README's 99 %% recipe (default) or plain Adam")
+    parser.add_argument("--gemm-floor", action="store_true",
+                        help="also time the GEMMs alone of DeepConvNet's convolutions")
     parser.add_argument("--data-dir", default=os.environ.get("HANDGRAD_DATA"))
     args = parser.parse_args()
 
@@ -248,10 +334,23 @@ def main() -> None:
         for name, ms in sorted(row["breakdown_ms"].items()):
             print(f"  {name:<34} {ms:6.2f}")
     results = {"rows": rows}
+    deep = [row for row in rows if row["model"] == "DeepConvNet"]
+    if args.gemm_floor and deep:
+        floor = results["gemm_floor"] = gemm_floor(deep[0]["torch_ms"])
+        print("\nDeepConvNet's convolutions, the matrix products alone under im2col lowering (ms; the faster "
+              "of one GEMM per image and one for the whole batch):")
+        print("| layer | C -> FN | map | forward | dW | dx | GFLOP |\n|---|---|---|---|---|---|---|")
+        for layer in floor["layers"]:
+            print(f"| {layer['layer']} | {layer['channels']} -> {layer['filters']} | {layer['map'][0]}x{layer['map'][1]} "
+                  f"| {layer['forward_ms']:.2f} | {layer['dW_ms']:.2f} | {layer['dx_ms']:.2f} | {layer['gflop']:.2f} |")
+        print(f"GEMMs alone: {floor['gemm_ms']:.1f} ms for {floor['gflop']:.2f} GFLOP ({floor['gflop_per_s']:.0f} GFLOP/s); "
+              f"PyTorch's whole step in this run: {floor['torch_step_ms']:.1f} ms "
+              f"({floor['gemm_ms'] / floor['torch_step_ms']:.2f}x it); at this machine's 2048 x 2048 rate "
+              f"({floor['peak_gflop_per_s']:.0f} GFLOP/s) the same products would take {floor['at_peak_ms']:.1f} ms")
     if args.time_to:
-        results["time_to_accuracy"] = time_to_accuracy(args.data_dir, args.time_to)
-        print(f"\nSimpleConvNet to {args.time_to:.1%} MNIST test accuracy (checked every 100 steps; Adam 1e-3, "
-              "batch 100, same initial weights and batch order):")
+        results["time_to_accuracy"] = time_to_accuracy(args.data_dir, args.time_to, args.recipe)
+        print(f"\nSimpleConvNet to {args.time_to:.1%} MNIST test accuracy (checked every 100 steps; "
+              f"{RECIPES[args.recipe]}, batch 100, same initial weights and batch order):")
         for name, row in results["time_to_accuracy"].items():
             print(f"  {name:<9} {row['seconds']:6.1f} s of training, {row['steps']} steps, "
                   f"accuracy {row['accuracy']:.4f}{'' if row['reached'] else ' (target not reached)'}")

@@ -4,6 +4,8 @@
   gradient must equal the book's order, ties and zeros included.
 * Max pooling whose windows tile the map (2x2, stride 2, no padding) has its own fast path; it
   must equal the general path (and PyTorch, in float64), ties going to the first maximum.
+* Convolutions on small maps (stride 1) split the kernel by rows and run one GEMM for the whole
+  batch; every geometry goes through both that path and one GEMM per image, against PyTorch.
 * The optimizers update in place with fewer temporaries; they must still equal torch.optim
   (the parity tests in test_optim.py) and the textbook formulas written out here.
 """
@@ -13,6 +15,17 @@ import pytest
 
 import handgrad as hg
 from handgrad.layers import Convolution, Pooling, Relu
+from handgrad.layers.conv import add_shifted_rows, shifted_rows
+
+#: Convolution.ROW_SHIFT_MAX_POSITIONS for each path: 0 sends every convolution to one GEMM per
+#: image, a huge value sends every stride-1 one to the row shifts.
+CONV_PATHS = pytest.mark.parametrize("row_shift_max_positions", [0, 10**9], ids=["gemm-per-image", "row-shifts"])
+
+
+def convolution(W, b, row_shift_max_positions, **geometry):
+    layer = Convolution(W, b, **geometry)
+    layer.ROW_SHIFT_MAX_POSITIONS = row_shift_max_positions
+    return layer
 
 
 def tied_images(rng, shape):
@@ -168,14 +181,15 @@ def test_in_place_adam_equals_its_formula_written_out(optimizer_type, kwargs):
 
 @pytest.mark.parametrize("kernel, pad", [((3, 3), 0), ((3, 3), 1), ((3, 3), 2), ((5, 5), 2), ((3, 5), 2),
                                          ((2, 3), 1), ((1, 1), 0), ((5, 1), 0)])
-def test_stride_1_input_gradient_as_a_convolution_equals_col2im(kernel, pad, torch):
+@CONV_PATHS
+def test_stride_1_input_gradient_as_a_convolution_equals_col2im(kernel, pad, row_shift_max_positions, torch):
     from handgrad.layers.conv import col2im
 
     rng = np.random.default_rng(sum(kernel) + pad)
     (kh, kw), n, c, fn = kernel, 2, 3, 4
     W, b = rng.standard_normal((fn, c, kh, kw)), rng.standard_normal(fn)
     x = rng.standard_normal((n, c, 7, 6))
-    layer = Convolution(W, b, pad=pad)
+    layer = convolution(W, b, row_shift_max_positions, pad=pad)
     out = layer.forward(x)
     dout = rng.standard_normal(out.shape)
     dx = layer.backward(dout)
@@ -186,13 +200,14 @@ def test_stride_1_input_gradient_as_a_convolution_equals_col2im(kernel, pad, tor
     np.testing.assert_allclose(dx, x_t.grad.numpy(), rtol=1e-9, atol=1e-9)
 
 
-def test_convolution_work_arrays_follow_the_batch_size_and_hold_no_stale_values():
+@CONV_PATHS
+def test_convolution_work_arrays_follow_the_batch_size_and_hold_no_stale_values(row_shift_max_positions):
     rng = np.random.default_rng(12)
     W, b = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
-    reused = Convolution(W.copy(), b.copy(), pad=1)
+    reused = convolution(W.copy(), b.copy(), row_shift_max_positions, pad=1)
     for n in (4, 2, 4):  # a smaller last batch, then the full size again
         x = rng.standard_normal((n, 2, 6, 5))
-        fresh = Convolution(W.copy(), b.copy(), pad=1)
+        fresh = convolution(W.copy(), b.copy(), row_shift_max_positions, pad=1)
         out = reused.forward(x)
         np.testing.assert_array_equal(out, fresh.forward(x))
         dout = rng.standard_normal(out.shape)
@@ -221,17 +236,22 @@ GEOMETRIES = [(kernel, stride, pad) for kernel in [(3, 3), (5, 5), (2, 3), (1, 1
               for stride in (1, 2, 3) for pad in (0, 1, 2, 5)]
 
 
+@CONV_PATHS
 @pytest.mark.parametrize("channels, filters", [(3, 4), (1, 2)])
 @pytest.mark.parametrize("kernel, stride, pad", GEOMETRIES)
-def test_convolution_matches_torch_in_float64_for_every_geometry(kernel, stride, pad, channels, filters, torch):
-    """Every kernel, stride and padding through both input-gradient paths: stride-1 as a
-    convolution of the padded dout (pad < kernel) and col2im's scatter (strides > 1,
-    pads >= kernel); single-channel inputs (the ConvNets' first layer) included."""
+def test_convolution_matches_torch_in_float64_for_every_geometry(kernel, stride, pad, channels, filters,
+                                                                 row_shift_max_positions, torch):
+    """Every kernel, stride and padding through every path: one GEMM per image with both
+    input-gradient paths (stride 1 as a convolution of the padded dout, pad < kernel; col2im's
+    scatter for strides > 1 and pads >= kernel), and the row shifts (stride 1, any pad, so also
+    pads wider than the kernel, where whole output rows see only padding); single-channel inputs
+    (the ConvNets' first layer) included."""
     rng = np.random.default_rng(sum(kernel) + 10 * stride + 100 * pad + channels)
     (kh, kw), n = kernel, 3
     W, b = rng.standard_normal((filters, channels, kh, kw)), rng.standard_normal(filters)
     x = rng.standard_normal((n, channels, 9, 8))
-    layer = Convolution(W, b, stride=stride, pad=pad)
+    layer = convolution(W, b, row_shift_max_positions, stride=stride, pad=pad)
+    assert layer._uses_row_shifts(1, 1) == (stride == 1 and row_shift_max_positions > 0)
     out = layer.forward(x)
     dout = rng.standard_normal(out.shape)
     dx = layer.backward(dout)
@@ -268,3 +288,43 @@ def test_kept_work_buffers_that_became_read_only_are_replaced_not_written():
     optimizer.update(model.params, model.grads)
     assert all(buffer.flags.writeable for buffer in conv._work_arrays.values())
     assert all(buffer.flags.writeable for buffer in optimizer._scratch_buffers.values())
+
+
+def test_shifted_rows_and_add_shifted_rows_are_adjoint():
+    """<shifted_rows(x), r> = <x, add_shifted_rows(r)> for every r: the backward adds each copy's
+    gradient back exactly where the forward copied it from (pads wider than the kernel included)."""
+    rng = np.random.default_rng(21)
+    for (kw, pad, w) in [(3, 1, 6), (3, 2, 5), (5, 0, 7), (2, 4, 3), (1, 0, 4)]:
+        x = rng.standard_normal((2, 3, 4, w))
+        ow = w + 2 * pad - kw + 1
+        rows = shifted_rows(x, kw, pad, out=np.zeros((2, 4, ow, kw, 3)))
+        r = rng.standard_normal(rows.shape)
+        assert np.vdot(rows, r) == pytest.approx(np.vdot(x, add_shifted_rows(r, x.shape, pad)), rel=1e-12)
+        # the entries that read padding stay zero; the others are the input's pixels
+        assert np.count_nonzero(rows) == sum(min(ow, w + pad - j) - max(0, pad - j) for j in range(kw)
+                                             if min(ow, w + pad - j) > max(0, pad - j)) * 2 * 4 * 3
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_deep_convnet_takes_row_shifts_on_its_small_maps_and_both_paths_agree(dtype):
+    """On 28 x 28 MNIST images DeepConvNet's two 28 x 28 layers keep one GEMM per image and its
+    four layers on 14 x 14 to 8 x 8 maps take the row shifts; a whole training step equals the
+    all-per-image one (float64 to 1e-12, float32 to float32 rounding)."""
+    rng = np.random.default_rng(5)
+    x, t = rng.random((6, 1, 28, 28)).astype(dtype), rng.integers(0, 10, 6)
+    models = [hg.model.DeepConvNet(seed=0, dropout=0.0, dtype=dtype) for _ in range(2)]
+    for layer in models[1].layers:
+        if isinstance(layer, Convolution):
+            layer.ROW_SHIFT_MAX_POSITIONS = 0
+    losses = []
+    for model in models:
+        losses.append(model.loss(x, t))
+        model.backward()
+    convolutions = [layer for layer in models[0].layers if isinstance(layer, Convolution)]
+    sides = [28, 28, 14, 16, 8, 8]  # each convolution's output side
+    assert [layer._uses_row_shifts(s, s) for layer, s in zip(convolutions, sides)] == [False, False] + [True] * 4
+    tolerance = 1e-12 if dtype == np.float64 else 2e-5
+    assert losses[0] == pytest.approx(losses[1], rel=tolerance)
+    for name, grad in models[0].grads.items():
+        np.testing.assert_allclose(grad, models[1].grads[name], rtol=tolerance, atol=tolerance * np.abs(grad).max(),
+                                   err_msg=name)

@@ -8,6 +8,11 @@ lands directly in the (N, FN, OH, OW) layout, with no transpose of the output. I
 *col2im*, adds every column back onto the pixels it came from; overlapping windows
 (stride < kernel) accumulate, which a loop over the FH x FW kernel offsets does exactly, for any
 stride and padding.
+
+On small maps (stride 1, at most ``ROW_SHIFT_MAX_POSITIONS`` output positions per image), one
+GEMM per image is too small a product for BLAS to run well, so the convolution is instead split
+by kernel rows (see :func:`shifted_rows`): one copy of the input per kernel *column*, and ONE
+GEMM for the whole batch, whose kernel rows are then summed along the image's rows.
 """
 
 from __future__ import annotations
@@ -73,6 +78,40 @@ def col2im(col: np.ndarray, input_shape: tuple, kh: int, kw: int, stride: int, p
     oh, ow = output_size(h, kh, stride, pad), output_size(w, kw, stride, pad)
     dwin = col.reshape(n, c, kh, kw, oh, ow).transpose(0, 1, 4, 5, 2, 3)
     return scatter_windows(dwin, input_shape, stride, pad)
+
+
+def _shift_ranges(kernel: int, pad: int, out_size: int, in_size: int):
+    """For each kernel offset k along one axis: the output positions [lo, hi) whose window puts
+    offset k on a real (unpadded) input position, and those input positions [lo + k - pad,
+    hi + k - pad). Output position o sees input o + k - pad through offset k."""
+    for k in range(kernel):
+        lo, hi = max(0, pad - k), min(out_size, in_size + pad - k)
+        yield k, lo, max(lo, hi), lo + k - pad, max(lo, hi) + k - pad
+
+
+def shifted_rows(x: np.ndarray, kw: int, pad: int, out: np.ndarray) -> np.ndarray:
+    """The input, channels last, beside its copies shifted left by 1 .. kw - 1 columns:
+    ``out[n, h, o, j, c] = x_pad[n, c, h, o + j]`` (x_pad: x with ``pad`` zero columns left and
+    right), shape (N, H, OW, kw, C). Row (n, h, o) of ``out`` read as (N H OW, kw C) is everything
+    kernel row i needs to add into output (n, h - i + pad, o). ``out`` must hold zeros where
+    o + j falls in the padding: only the other entries are written (the same ones for the same
+    shapes, so a kept buffer keeps its zeros)."""
+    n, c, h, w = x.shape
+    x_channels_last = x.transpose(0, 2, 3, 1)  # a view
+    for j, lo, hi, src_lo, src_hi in _shift_ranges(kw, pad, out.shape[2], w):
+        out[:, :, lo:hi, j, :] = x_channels_last[:, :, src_lo:src_hi, :]
+    return out
+
+
+def add_shifted_rows(d_rows: np.ndarray, input_shape: tuple, pad: int) -> np.ndarray:
+    """The adjoint of :func:`shifted_rows`: ``dx[n, c, h, w] = sum_j d_rows[n, h, w + pad - j, j, c]``,
+    every shifted copy's gradient added back onto the pixel it was copied from."""
+    n, c, h, w = input_shape
+    ow, kw = d_rows.shape[2:4]
+    dx_channels_last = np.zeros((n, h, w, c), dtype=d_rows.dtype)
+    for j, lo, hi, src_lo, src_hi in _shift_ranges(kw, pad, ow, w):
+        dx_channels_last[:, :, src_lo:src_hi] += d_rows[:, :, lo:hi, j, :]
+    return np.ascontiguousarray(dx_channels_last.transpose(0, 3, 1, 2))
 
 
 class _ImageLayer(Layer):
@@ -145,12 +184,24 @@ class Convolution(WeightedLayer, _ImageLayer):
         return cls(np.zeros((spec["filters"], spec["channels"], fh, fw), dtype), np.zeros(spec["filters"], dtype),
                    stride=spec["stride"], pad=spec["pad"])
 
+    #: Stride-1 convolutions with at most this many output positions per image (16 x 16) take the
+    #: whole-batch row-shift path: one GEMM per image with so few columns runs BLAS well below its
+    #: speed. (DeepConvNet's 8 x 8 to 16 x 16 layers, in benchmarks/convnet_speed.py; its 28 x 28
+    #: layers and SimpleConvNet's 24 x 24 one are faster with one GEMM per image.)
+    ROW_SHIFT_MAX_POSITIONS = 256
+
+    def _uses_row_shifts(self, oh: int, ow: int) -> bool:
+        return self.stride == 1 and oh * ow <= self.ROW_SHIFT_MAX_POSITIONS
+
     def forward(self, x):
         fn, c, fh, fw = self.params["W"].shape
         W, b = self.params["W"], self.params["b"]
         x = self._image(x, c).astype(W.dtype, copy=False)
         oh, ow = _spatial_output(self.name, x.shape, fh, fw, self.stride, self.pad)
         self._zero_own_grads()
+        self._x_shape = x.shape
+        if self._uses_row_shifts(oh, ow):
+            return self._forward_row_shifts(x, oh, ow)
         fields = c * fh * fw
         col_and_one = self._work_array("col", (x.shape[0], fields + 1, oh * ow))  # [col_n; 1]
         im2col(x, fh, fw, self.stride, self.pad, out=col_and_one[:, :fields])  # (N, C FH FW, OH OW)
@@ -158,7 +209,7 @@ class Convolution(WeightedLayer, _ImageLayer):
         # One GEMM per image, (FN, C FH FW + 1) @ (C FH FW + 1, OH OW): already the contiguous
         # (N, FN, OH, OW) layout that the element-wise layers after it want.
         out = np.matmul(np.concatenate([W.reshape(fn, fields), b[:, None]], axis=1), col_and_one)
-        self._col, self._x_shape = col_and_one, x.shape
+        self._col = col_and_one
         return out.reshape(x.shape[0], fn, oh, ow)
 
     can_skip_input_grad = True  # see backward
@@ -172,6 +223,8 @@ class Convolution(WeightedLayer, _ImageLayer):
         oh, ow = _spatial_output(self.name, self._x_shape, fh, fw, self.stride, self.pad)
         W = self.params["W"]
         dout = self._check_dout(dout, (n, fn, oh, ow)).astype(W.dtype, copy=False)
+        if self._uses_row_shifts(oh, ow):
+            return self._backward_row_shifts(dout, input_grad)
         dout_cols = dout.reshape(n, fn, oh * ow)
         # [dW | db] = sum_n dout_n [col_n; 1]^T: batched GEMMs on a transposed view (no copy),
         # then the sum over n.
@@ -198,16 +251,66 @@ class Convolution(WeightedLayer, _ImageLayer):
                           out=self._work_array("dout_col", (n, fn * fh * fw, h * w)))  # (N, FN FH FW, H W)
         return np.matmul(flipped.reshape(c, -1), dout_col).reshape(self._x_shape)
 
-    def _work_array(self, key: str, shape: tuple) -> np.ndarray:
+    # --- small maps: split by kernel rows, one GEMM for the whole batch -------------------------
+
+    def _row_weights(self) -> np.ndarray:
+        """``W_rows[(j, c), (i, f)] = W[f, c, i, j]``, shape (FW C, FH FN): the rows match
+        :func:`shifted_rows`' last two axes, the columns are the kernel rows' outputs."""
+        fn, c, fh, fw = self.params["W"].shape
+        return self.params["W"].transpose(3, 1, 2, 0).reshape(fw * c, fh * fn)
+
+    def _forward_row_shifts(self, x, oh, ow):
+        """The convolution split by kernel rows. With ``X_rows = shifted_rows(x)`` read as
+        (N H OW, FW C), ``Z = X_rows W_rows`` is ONE GEMM for the batch, and Z[n, h, o, i, f] is
+        what input row h adds through kernel row i to output (n, f, h - i + pad, o); so
+        ``y[n, f, oh, o] = b[f] + sum_i Z[n, oh + i - pad, o, i, f]``, the terms whose input row
+        is real (padding rows add nothing). The copy is FW times the input (im2col's is FH FW
+        times) and no GEMM runs on padding rows."""
+        fn, c, fh, fw = self.params["W"].shape
+        n, _, h, _ = x.shape
+        # Zeroed once: shifted_rows writes the same entries every step and leaves the padding's zeros.
+        rows = shifted_rows(x, fw, self.pad, out=self._work_array("rows", (n, h, ow, fw, c), zeroed=True))
+        Z = np.matmul(rows.reshape(-1, fw * c), self._row_weights(),
+                      out=self._work_array("Z", (n * h * ow, fh * fn))).reshape(n, h, ow, fh, fn)
+        y_channels_last = np.empty((n, oh, ow, fn), dtype=x.dtype)
+        y_channels_last[...] = self.params["b"]
+        for i, lo, hi, src_lo, src_hi in _shift_ranges(fh, self.pad, oh, h):
+            y_channels_last[:, lo:hi] += Z[:, src_lo:src_hi, :, i, :]
+        self._col = rows
+        return np.ascontiguousarray(y_channels_last.transpose(0, 3, 1, 2))
+
+    def _backward_row_shifts(self, dout, input_grad):
+        """The forward's adjoint, step by step: ``dZ[n, h, o, i, f] = dout[n, f, h - i + pad, o]``
+        (zero where h - i + pad is no output row), ``dW_rows = X_rows^T dZ`` (one GEMM over the
+        whole batch, no per-image sum), ``db = sum(dout)``, ``dX_rows = dZ W_rows^T`` and
+        ``dx = add_shifted_rows(dX_rows)``."""
+        fn, c, fh, fw = self.params["W"].shape
+        n, _, h, _ = self._x_shape
+        oh, ow = dout.shape[2:]
+        dZ = self._work_array("dZ", (n, h, ow, fh, fn), zeroed=True)  # the same entries written every step
+        dout_channels_last = dout.transpose(0, 2, 3, 1)  # a view
+        for i, lo, hi, src_lo, src_hi in _shift_ranges(fh, self.pad, oh, h):
+            dZ[:, src_lo:src_hi, :, i, :] = dout_channels_last[:, lo:hi]
+        dZ = dZ.reshape(-1, fh * fn)
+        dW_rows = self._col.reshape(-1, fw * c).T @ dZ  # (FW C, FH FN)
+        self.grads["W"] += dW_rows.reshape(fw, c, fh, fn).transpose(3, 1, 2, 0)
+        self.grads["b"] += dout.sum(axis=(0, 2, 3))
+        if not input_grad:
+            return None
+        d_rows = (dZ @ self._row_weights().T).reshape(n, h, ow, fw, c)
+        return add_shifted_rows(d_rows, self._x_shape, self.pad)
+
+    def _work_array(self, key: str, shape: tuple, zeroed: bool = False) -> np.ndarray:
         """An uninitialised array in the layer's dtype, kept from one step to the next while its
         shape stays the same: the column matrices reach tens of MB (45 MB in DeepConvNet), and
         fresh memory of that size costs a page fault per page, every step. Only this layer
         reads them, and only between its forward and backward. A kept array that no longer fits
-        (another shape or dtype, or read-only, as after unpickling from a memory map) is replaced."""
+        (another shape or dtype, or read-only, as after unpickling from a memory map) is replaced.
+        ``zeroed``: a new array starts as zeros (for callers that never write some entries)."""
         dtype = self.params["W"].dtype
         array = self._work_arrays.get(key)
         if array is None or array.shape != shape or array.dtype != dtype or not array.flags.writeable:
-            array = self._work_arrays[key] = np.empty(shape, dtype=dtype)
+            array = self._work_arrays[key] = (np.zeros if zeroed else np.empty)(shape, dtype=dtype)
         return array
 
 
