@@ -4,7 +4,7 @@
   gradient must equal the book's order, ties and zeros included.
 * Max pooling whose windows tile the map (2x2, stride 2, no padding) has its own fast path; it
   must equal the general path (and PyTorch, in float64), ties going to the first maximum.
-* Convolutions on small maps (stride 1) split the kernel by rows and run one GEMM for the whole
+* Stride-1 convolutions with FW C >= 16 split the kernel by rows and run one GEMM for the whole
   batch; every geometry goes through both that path and one GEMM per image, against PyTorch.
 * The optimizers update in place with fewer temporaries; they must still equal torch.optim
   (the parity tests in test_optim.py) and the textbook formulas written out here.
@@ -17,14 +17,14 @@ import handgrad as hg
 from handgrad.layers import Convolution, Pooling, Relu
 from handgrad.layers.conv import add_shifted_rows, shifted_rows
 
-#: Convolution.ROW_SHIFT_MAX_POSITIONS for each path: 0 sends every convolution to one GEMM per
-#: image, a huge value sends every stride-1 one to the row shifts.
-CONV_PATHS = pytest.mark.parametrize("row_shift_max_positions", [0, 10**9], ids=["gemm-per-image", "row-shifts"])
+#: Convolution.ROW_SHIFT_MIN_INNER for each path: a huge value sends every convolution to one
+#: GEMM per image, 0 sends every stride-1 one to the row shifts.
+CONV_PATHS = pytest.mark.parametrize("row_shift_min_inner", [10**9, 0], ids=["gemm-per-image", "row-shifts"])
 
 
-def convolution(W, b, row_shift_max_positions, **geometry):
+def convolution(W, b, row_shift_min_inner, **geometry):
     layer = Convolution(W, b, **geometry)
-    layer.ROW_SHIFT_MAX_POSITIONS = row_shift_max_positions
+    layer.ROW_SHIFT_MIN_INNER = row_shift_min_inner
     return layer
 
 
@@ -182,14 +182,14 @@ def test_in_place_adam_equals_its_formula_written_out(optimizer_type, kwargs):
 @pytest.mark.parametrize("kernel, pad", [((3, 3), 0), ((3, 3), 1), ((3, 3), 2), ((5, 5), 2), ((3, 5), 2),
                                          ((2, 3), 1), ((1, 1), 0), ((5, 1), 0)])
 @CONV_PATHS
-def test_stride_1_input_gradient_as_a_convolution_equals_col2im(kernel, pad, row_shift_max_positions, torch):
+def test_stride_1_input_gradient_as_a_convolution_equals_col2im(kernel, pad, row_shift_min_inner, torch):
     from handgrad.layers.conv import col2im
 
     rng = np.random.default_rng(sum(kernel) + pad)
     (kh, kw), n, c, fn = kernel, 2, 3, 4
     W, b = rng.standard_normal((fn, c, kh, kw)), rng.standard_normal(fn)
     x = rng.standard_normal((n, c, 7, 6))
-    layer = convolution(W, b, row_shift_max_positions, pad=pad)
+    layer = convolution(W, b, row_shift_min_inner, pad=pad)
     out = layer.forward(x)
     dout = rng.standard_normal(out.shape)
     dx = layer.backward(dout)
@@ -201,13 +201,13 @@ def test_stride_1_input_gradient_as_a_convolution_equals_col2im(kernel, pad, row
 
 
 @CONV_PATHS
-def test_convolution_work_arrays_follow_the_batch_size_and_hold_no_stale_values(row_shift_max_positions):
+def test_convolution_work_arrays_follow_the_batch_size_and_hold_no_stale_values(row_shift_min_inner):
     rng = np.random.default_rng(12)
     W, b = rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
-    reused = convolution(W.copy(), b.copy(), row_shift_max_positions, pad=1)
+    reused = convolution(W.copy(), b.copy(), row_shift_min_inner, pad=1)
     for n in (4, 2, 4):  # a smaller last batch, then the full size again
         x = rng.standard_normal((n, 2, 6, 5))
-        fresh = convolution(W.copy(), b.copy(), row_shift_max_positions, pad=1)
+        fresh = convolution(W.copy(), b.copy(), row_shift_min_inner, pad=1)
         out = reused.forward(x)
         np.testing.assert_array_equal(out, fresh.forward(x))
         dout = rng.standard_normal(out.shape)
@@ -240,7 +240,7 @@ GEOMETRIES = [(kernel, stride, pad) for kernel in [(3, 3), (5, 5), (2, 3), (1, 1
 @pytest.mark.parametrize("channels, filters", [(3, 4), (1, 2)])
 @pytest.mark.parametrize("kernel, stride, pad", GEOMETRIES)
 def test_convolution_matches_torch_in_float64_for_every_geometry(kernel, stride, pad, channels, filters,
-                                                                 row_shift_max_positions, torch):
+                                                                 row_shift_min_inner, torch):
     """Every kernel, stride and padding through every path: one GEMM per image with both
     input-gradient paths (stride 1 as a convolution of the padded dout, pad < kernel; col2im's
     scatter for strides > 1 and pads >= kernel), and the row shifts (stride 1, any pad, so also
@@ -250,8 +250,8 @@ def test_convolution_matches_torch_in_float64_for_every_geometry(kernel, stride,
     (kh, kw), n = kernel, 3
     W, b = rng.standard_normal((filters, channels, kh, kw)), rng.standard_normal(filters)
     x = rng.standard_normal((n, channels, 9, 8))
-    layer = convolution(W, b, row_shift_max_positions, stride=stride, pad=pad)
-    assert layer._uses_row_shifts(1, 1) == (stride == 1 and row_shift_max_positions > 0)
+    layer = convolution(W, b, row_shift_min_inner, stride=stride, pad=pad)
+    assert layer._uses_row_shifts() == (stride == 1 and row_shift_min_inner == 0)
     out = layer.forward(x)
     dout = rng.standard_normal(out.shape)
     dx = layer.backward(dout)
@@ -297,32 +297,35 @@ def test_shifted_rows_and_add_shifted_rows_are_adjoint():
     for (kw, pad, w) in [(3, 1, 6), (3, 2, 5), (5, 0, 7), (2, 4, 3), (1, 0, 4)]:
         x = rng.standard_normal((2, 3, 4, w))
         ow = w + 2 * pad - kw + 1
-        rows = shifted_rows(x, kw, pad, out=np.zeros((2, 4, ow, kw, 3)))
+        rows = shifted_rows(x, kw, pad, out=np.zeros((kw, 3, 2, 4, ow)))
+        for j in range(kw):  # copy j is the input shifted left by j - pad columns, zeros where that is padding
+            expected = np.zeros((2, 3, 4, ow))
+            for o in range(ow):
+                if 0 <= o + j - pad < w:
+                    expected[..., o] = x[..., o + j - pad]
+            np.testing.assert_array_equal(rows[j], expected.transpose(1, 0, 2, 3))
         r = rng.standard_normal(rows.shape)
         assert np.vdot(rows, r) == pytest.approx(np.vdot(x, add_shifted_rows(r, x.shape, pad)), rel=1e-12)
-        # the entries that read padding stay zero; the others are the input's pixels
-        assert np.count_nonzero(rows) == sum(min(ow, w + pad - j) - max(0, pad - j) for j in range(kw)
-                                             if min(ow, w + pad - j) > max(0, pad - j)) * 2 * 4 * 3
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_deep_convnet_takes_row_shifts_on_its_small_maps_and_both_paths_agree(dtype):
-    """On 28 x 28 MNIST images DeepConvNet's two 28 x 28 layers keep one GEMM per image and its
-    four layers on 14 x 14 to 8 x 8 maps take the row shifts; a whole training step equals the
-    all-per-image one (float64 to 1e-12, float32 to float32 rounding)."""
+def test_deep_convnet_takes_row_shifts_past_its_first_layer_and_both_paths_agree(dtype):
+    """DeepConvNet's first convolution (one channel: FW C = 3) keeps im2col and one GEMM per
+    image, its other five take the row shifts; a whole training step equals the all-im2col one
+    (float64 to 1e-12, float32 to float32 rounding)."""
     rng = np.random.default_rng(5)
     x, t = rng.random((6, 1, 28, 28)).astype(dtype), rng.integers(0, 10, 6)
     models = [hg.model.DeepConvNet(seed=0, dropout=0.0, dtype=dtype) for _ in range(2)]
     for layer in models[1].layers:
         if isinstance(layer, Convolution):
-            layer.ROW_SHIFT_MAX_POSITIONS = 0
+            layer.ROW_SHIFT_MIN_INNER = 10**9
     losses = []
     for model in models:
         losses.append(model.loss(x, t))
         model.backward()
     convolutions = [layer for layer in models[0].layers if isinstance(layer, Convolution)]
-    sides = [28, 28, 14, 16, 8, 8]  # each convolution's output side
-    assert [layer._uses_row_shifts(s, s) for layer, s in zip(convolutions, sides)] == [False, False] + [True] * 4
+    assert [layer._uses_row_shifts() for layer in convolutions] == [False] + [True] * 5
+    assert not any(layer._uses_row_shifts() for layer in models[1].layers if isinstance(layer, Convolution))
     tolerance = 1e-12 if dtype == np.float64 else 2e-5
     assert losses[0] == pytest.approx(losses[1], rel=tolerance)
     for name, grad in models[0].grads.items():

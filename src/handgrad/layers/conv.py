@@ -9,10 +9,11 @@ lands directly in the (N, FN, OH, OW) layout, with no transpose of the output. I
 (stride < kernel) accumulate, which a loop over the FH x FW kernel offsets does exactly, for any
 stride and padding.
 
-On small maps (stride 1, at most ``ROW_SHIFT_MAX_POSITIONS`` output positions per image), one
-GEMM per image is too small a product for BLAS to run well, so the convolution is instead split
-by kernel rows (see :func:`shifted_rows`): one copy of the input per kernel *column*, and ONE
-GEMM for the whole batch, whose kernel rows are then summed along the image's rows.
+Stride-1 convolutions whose kernel rows are long enough (``FW C >= ROW_SHIFT_MIN_INNER``) are
+split by kernel rows instead (see :func:`shifted_rows`): FW shifted copies of the input rather
+than im2col's FH FW, and ONE GEMM for the whole batch rather than one per image, each kernel
+row's output then added in at its row offset. Everything is held channel-major,
+(C, N, H, W), so that every copy and every addition runs over long contiguous stretches.
 """
 
 from __future__ import annotations
@@ -90,28 +91,32 @@ def _shift_ranges(kernel: int, pad: int, out_size: int, in_size: int):
 
 
 def shifted_rows(x: np.ndarray, kw: int, pad: int, out: np.ndarray) -> np.ndarray:
-    """The input, channels last, beside its copies shifted left by 1 .. kw - 1 columns:
-    ``out[n, h, o, j, c] = x_pad[n, c, h, o + j]`` (x_pad: x with ``pad`` zero columns left and
-    right), shape (N, H, OW, kw, C). Row (n, h, o) of ``out`` read as (N H OW, kw C) is everything
-    kernel row i needs to add into output (n, h - i + pad, o). ``out`` must hold zeros where
-    o + j falls in the padding: only the other entries are written (the same ones for the same
-    shapes, so a kept buffer keeps its zeros)."""
-    n, c, h, w = x.shape
-    x_channels_last = x.transpose(0, 2, 3, 1)  # a view
-    for j, lo, hi, src_lo, src_hi in _shift_ranges(kw, pad, out.shape[2], w):
-        out[:, :, lo:hi, j, :] = x_channels_last[:, :, src_lo:src_hi, :]
+    """The input, channel-major, beside its copies shifted left by 1 .. kw - 1 columns:
+    ``out[j, c, n, h, o] = x_pad[n, c, h, o + j]`` (x_pad: x with ``pad`` zero columns left and
+    right), shape (kw, C, N, H, OW). Read as a (kw C, N H OW) matrix, column (n, h, o) holds
+    every input that kernel row i multiplies into output (n, h - i + pad, o). ``out`` must hold
+    zeros where o + j falls in the padding: only the other entries are written (the same ones
+    for the same shapes, so a kept buffer keeps its zeros)."""
+    x_channel_major = x.transpose(1, 0, 2, 3)  # a view
+    for j, lo, hi, src_lo, src_hi in _shift_ranges(kw, pad, out.shape[4], x.shape[3]):
+        out[j, :, :, :, lo:hi] = x_channel_major[:, :, :, src_lo:src_hi]
     return out
 
 
-def add_shifted_rows(d_rows: np.ndarray, input_shape: tuple, pad: int) -> np.ndarray:
-    """The adjoint of :func:`shifted_rows`: ``dx[n, c, h, w] = sum_j d_rows[n, h, w + pad - j, j, c]``,
-    every shifted copy's gradient added back onto the pixel it was copied from."""
+def add_shifted_rows(d_rows: np.ndarray, input_shape: tuple, pad: int, work: np.ndarray | None = None) -> np.ndarray:
+    """The adjoint of :func:`shifted_rows`: ``dx[n, c, h, w] = sum_j d_rows[j, c, n, h, w + pad - j]``,
+    every shifted copy's gradient added back onto the pixel it was copied from. ``work``, if
+    given, is a (C, N, H, W) array to sum in (its contents are overwritten)."""
     n, c, h, w = input_shape
-    ow, kw = d_rows.shape[2:4]
-    dx_channels_last = np.zeros((n, h, w, c), dtype=d_rows.dtype)
-    for j, lo, hi, src_lo, src_hi in _shift_ranges(kw, pad, ow, w):
-        dx_channels_last[:, :, src_lo:src_hi] += d_rows[:, :, lo:hi, j, :]
-    return np.ascontiguousarray(dx_channels_last.transpose(0, 3, 1, 2))
+    # Summed channel-major (contiguous runs along whole rows), then one transposing copy.
+    if work is None:
+        dx_channel_major = np.zeros((c, n, h, w), dtype=d_rows.dtype)
+    else:
+        dx_channel_major = work
+        dx_channel_major.fill(0)
+    for j, lo, hi, src_lo, src_hi in _shift_ranges(d_rows.shape[0], pad, d_rows.shape[4], w):
+        dx_channel_major[:, :, :, src_lo:src_hi] += d_rows[j, :, :, :, lo:hi]
+    return np.ascontiguousarray(dx_channel_major.transpose(1, 0, 2, 3))
 
 
 class _ImageLayer(Layer):
@@ -153,6 +158,10 @@ class Convolution(WeightedLayer, _ImageLayer):
     ``[dW | db] = sum_n dout_n [col_n; 1]^T``, one GEMM each, with no separate passes over y or
     dout for the bias. The layer computes in its parameters'
     dtype (the input is cast to it); ``forward`` zeroes dW and db, ``backward`` adds into them.
+
+    Stride-1 convolutions with ``FW C >= ROW_SHIFT_MIN_INNER`` compute the same sums grouped by
+    kernel row instead (``_forward_row_shifts``): the same outputs and gradients up to rounding,
+    with FW copies of the input instead of FH FW and one GEMM for the whole batch.
     """
 
     def __init__(self, W, b, stride: int = 1, pad: int = 0) -> None:
@@ -184,14 +193,15 @@ class Convolution(WeightedLayer, _ImageLayer):
         return cls(np.zeros((spec["filters"], spec["channels"], fh, fw), dtype), np.zeros(spec["filters"], dtype),
                    stride=spec["stride"], pad=spec["pad"])
 
-    #: Stride-1 convolutions with at most this many output positions per image (16 x 16) take the
-    #: whole-batch row-shift path: one GEMM per image with so few columns runs BLAS well below its
-    #: speed. (DeepConvNet's 8 x 8 to 16 x 16 layers, in benchmarks/convnet_speed.py; its 28 x 28
-    #: layers and SimpleConvNet's 24 x 24 one are faster with one GEMM per image.)
-    ROW_SHIFT_MAX_POSITIONS = 256
+    #: Stride-1 convolutions take the row shifts when a kernel row spans at least this many
+    #: inputs (FW C, the inner dimension of their GEMM). Below it (the ConvNets' single-channel
+    #: first layers: FW C = 3 or 5) the GEMM is too thin, and im2col's FH FW C inner dimension
+    #: with one GEMM per image is faster (benchmarks/convnet_speed.py times both networks).
+    ROW_SHIFT_MIN_INNER = 16
 
-    def _uses_row_shifts(self, oh: int, ow: int) -> bool:
-        return self.stride == 1 and oh * ow <= self.ROW_SHIFT_MAX_POSITIONS
+    def _uses_row_shifts(self) -> bool:
+        fn, c, fh, fw = self.params["W"].shape
+        return self.stride == 1 and fw * c >= self.ROW_SHIFT_MIN_INNER
 
     def forward(self, x):
         fn, c, fh, fw = self.params["W"].shape
@@ -200,7 +210,7 @@ class Convolution(WeightedLayer, _ImageLayer):
         oh, ow = _spatial_output(self.name, x.shape, fh, fw, self.stride, self.pad)
         self._zero_own_grads()
         self._x_shape = x.shape
-        if self._uses_row_shifts(oh, ow):
+        if self._uses_row_shifts():
             return self._forward_row_shifts(x, oh, ow)
         fields = c * fh * fw
         col_and_one = self._work_array("col", (x.shape[0], fields + 1, oh * ow))  # [col_n; 1]
@@ -223,7 +233,7 @@ class Convolution(WeightedLayer, _ImageLayer):
         oh, ow = _spatial_output(self.name, self._x_shape, fh, fw, self.stride, self.pad)
         W = self.params["W"]
         dout = self._check_dout(dout, (n, fn, oh, ow)).astype(W.dtype, copy=False)
-        if self._uses_row_shifts(oh, ow):
+        if self._uses_row_shifts():
             return self._backward_row_shifts(dout, input_grad)
         dout_cols = dout.reshape(n, fn, oh * ow)
         # [dW | db] = sum_n dout_n [col_n; 1]^T: batched GEMMs on a transposed view (no copy),
@@ -251,59 +261,62 @@ class Convolution(WeightedLayer, _ImageLayer):
                           out=self._work_array("dout_col", (n, fn * fh * fw, h * w)))  # (N, FN FH FW, H W)
         return np.matmul(flipped.reshape(c, -1), dout_col).reshape(self._x_shape)
 
-    # --- small maps: split by kernel rows, one GEMM for the whole batch -------------------------
+    # --- stride 1: split by kernel rows, one GEMM for the whole batch --------------------------
 
     def _row_weights(self) -> np.ndarray:
-        """``W_rows[(j, c), (i, f)] = W[f, c, i, j]``, shape (FW C, FH FN): the rows match
-        :func:`shifted_rows`' last two axes, the columns are the kernel rows' outputs."""
+        """``W_rows[(i, f), (j, c)] = W[f, c, i, j]``, shape (FH FN, FW C): one block of rows per
+        kernel row i; the columns match :func:`shifted_rows`' first two axes."""
         fn, c, fh, fw = self.params["W"].shape
-        return self.params["W"].transpose(3, 1, 2, 0).reshape(fw * c, fh * fn)
+        return self.params["W"].transpose(2, 0, 3, 1).reshape(fh * fn, fw * c)
 
     def _forward_row_shifts(self, x, oh, ow):
         """The convolution split by kernel rows. With ``X_rows = shifted_rows(x)`` read as
-        (N H OW, FW C), ``Z = X_rows W_rows`` is ONE GEMM for the batch, and Z[n, h, o, i, f] is
-        what input row h adds through kernel row i to output (n, f, h - i + pad, o); so
-        ``y[n, f, oh, o] = b[f] + sum_i Z[n, oh + i - pad, o, i, f]``, the terms whose input row
+        (FW C, N H OW), ``Z = W_rows X_rows`` is ONE GEMM for the batch, and Z[i, f, n, h, o]
+        is what input row h adds through kernel row i to output (n, f, h - i + pad, o); so
+        ``y[n, f, oh, o] = b[f] + sum_i Z[i, f, n, oh + i - pad, o]``, the terms whose input row
         is real (padding rows add nothing). The copy is FW times the input (im2col's is FH FW
-        times) and no GEMM runs on padding rows."""
+        times), and no GEMM column is spent on a padding row."""
         fn, c, fh, fw = self.params["W"].shape
         n, _, h, _ = x.shape
         # Zeroed once: shifted_rows writes the same entries every step and leaves the padding's zeros.
-        rows = shifted_rows(x, fw, self.pad, out=self._work_array("rows", (n, h, ow, fw, c), zeroed=True))
-        Z = np.matmul(rows.reshape(-1, fw * c), self._row_weights(),
-                      out=self._work_array("Z", (n * h * ow, fh * fn))).reshape(n, h, ow, fh, fn)
-        y_channels_last = np.empty((n, oh, ow, fn), dtype=x.dtype)
-        y_channels_last[...] = self.params["b"]
+        rows = shifted_rows(x, fw, self.pad, out=self._work_array("rows", (fw, c, n, h, ow), zeroed=True))
+        Z = np.matmul(self._row_weights(), rows.reshape(fw * c, -1),
+                      out=self._work_array("Z", (fh * fn, n * h * ow))).reshape(fh, fn, n, h, ow)
+        # Summed channel-major (contiguous runs along whole rows), then one transposing copy.
+        y_channel_major = self._work_array("y_channel_major", (fn, n, oh, ow))
+        y_channel_major[...] = self.params["b"][:, None, None, None]
         for i, lo, hi, src_lo, src_hi in _shift_ranges(fh, self.pad, oh, h):
-            y_channels_last[:, lo:hi] += Z[:, src_lo:src_hi, :, i, :]
+            y_channel_major[:, :, lo:hi] += Z[i, :, :, src_lo:src_hi]
         self._col = rows
-        return np.ascontiguousarray(y_channels_last.transpose(0, 3, 1, 2))
+        return np.ascontiguousarray(y_channel_major.transpose(1, 0, 2, 3))
 
     def _backward_row_shifts(self, dout, input_grad):
-        """The forward's adjoint, step by step: ``dZ[n, h, o, i, f] = dout[n, f, h - i + pad, o]``
-        (zero where h - i + pad is no output row), ``dW_rows = X_rows^T dZ`` (one GEMM over the
-        whole batch, no per-image sum), ``db = sum(dout)``, ``dX_rows = dZ W_rows^T`` and
+        """The forward's adjoint, step by step: ``dZ[i, f, n, h, o] = dout[n, f, h - i + pad, o]``
+        (zero where h - i + pad is no output row), ``dW_rows = dZ X_rows^T`` (one GEMM over the
+        whole batch, no per-image sum), ``db = sum(dout)``, ``dX_rows = W_rows^T dZ`` and
         ``dx = add_shifted_rows(dX_rows)``."""
         fn, c, fh, fw = self.params["W"].shape
         n, _, h, _ = self._x_shape
         oh, ow = dout.shape[2:]
-        dZ = self._work_array("dZ", (n, h, ow, fh, fn), zeroed=True)  # the same entries written every step
-        dout_channels_last = dout.transpose(0, 2, 3, 1)  # a view
+        dZ = self._work_array("dZ", (fh, fn, n, h, ow), zeroed=True)  # the same entries written every step
+        dout_channel_major = dout.transpose(1, 0, 2, 3)  # a view
         for i, lo, hi, src_lo, src_hi in _shift_ranges(fh, self.pad, oh, h):
-            dZ[:, src_lo:src_hi, :, i, :] = dout_channels_last[:, lo:hi]
-        dZ = dZ.reshape(-1, fh * fn)
-        dW_rows = self._col.reshape(-1, fw * c).T @ dZ  # (FW C, FH FN)
-        self.grads["W"] += dW_rows.reshape(fw, c, fh, fn).transpose(3, 1, 2, 0)
+            dZ[i, :, :, src_lo:src_hi] = dout_channel_major[:, :, lo:hi]
+        dZ = dZ.reshape(fh * fn, -1)
+        dW_rows = dZ @ self._col.reshape(fw * c, -1).T  # (FH FN, FW C)
+        self.grads["W"] += dW_rows.reshape(fh, fn, fw, c).transpose(1, 3, 0, 2)
         self.grads["b"] += dout.sum(axis=(0, 2, 3))
         if not input_grad:
             return None
-        d_rows = (dZ @ self._row_weights().T).reshape(n, h, ow, fw, c)
-        return add_shifted_rows(d_rows, self._x_shape, self.pad)
+        d_rows = np.matmul(self._row_weights().T, dZ, out=self._work_array("d_rows", (fw * c, n * h * ow)))
+        return add_shifted_rows(d_rows.reshape(fw, c, n, h, ow), self._x_shape, self.pad,
+                                work=self._work_array("dx_channel_major", (c, n, h, self._x_shape[3])))
 
     def _work_array(self, key: str, shape: tuple, zeroed: bool = False) -> np.ndarray:
         """An uninitialised array in the layer's dtype, kept from one step to the next while its
         shape stays the same: the column matrices reach tens of MB (45 MB in DeepConvNet), and
-        fresh memory of that size costs a page fault per page, every step. Only this layer
+        fresh memory of that size costs a page fault per page, every step (the row shifts' five
+        intermediates, kept, took DeepConvNet's step from about 70 to 60 ms). Only this layer
         reads them, and only between its forward and backward. A kept array that no longer fits
         (another shape or dtype, or read-only, as after unpickling from a memory map) is replaced.
         ``zeroed``: a new array starts as zeros (for callers that never write some entries)."""
