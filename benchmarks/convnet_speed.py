@@ -21,10 +21,9 @@ is README's recipe for 99 %: Adam 1e-3, L2 1e-4 on the weights (not the biases),
 rate annealed by a cosine over 15 epochs (stepped after each epoch), at most 15 epochs;
 ``--recipe plain`` is Adam 1e-3 alone, at most 8 epochs.
 
-``--gemm-floor``: also the time of the matrix products alone that im2col lowering needs for
-DeepConvNet's six convolutions (forward, dW, dx; each timed as one GEMM per image and as one
-GEMM for the whole batch, the faster counted), beside PyTorch's whole step from the same run and
-this machine's float32 GEMM rate on a 2048 x 2048 product.
+``--gemm-floor``: also the time of the matrix products alone in DeepConvNet's six convolutions
+(forward, dW, dx, with the shapes of the path each layer takes), beside PyTorch's whole step
+from the same run and this machine's float32 GEMM rate on a 2048 x 2048 product.
 """
 
 from __future__ import annotations
@@ -128,8 +127,8 @@ def breakdown(model, x, t, batches, by_type=False):
         layer.backward = timed(f"{label} backward", layer.backward)
     conv_module.im2col = timed("  conv im2col (forward; stride-1 dx)", originals["im2col"])
     conv_module.col2im = timed("  conv col2im (inside backward)", originals["col2im"])
-    conv_module.shifted_rows = timed("  conv shifted_rows (forward, small maps)", originals["shifted_rows"])
-    conv_module.add_shifted_rows = timed("  conv add_shifted_rows (dx, small maps)", originals["add_shifted_rows"])
+    conv_module.shifted_rows = timed("  conv shifted_rows (forward, row shifts)", originals["shifted_rows"])
+    conv_module.add_shifted_rows = timed("  conv add_shifted_rows (dx, row shifts)", originals["add_shifted_rows"])
     optimizer = hg.optim.Adam(lr=1e-3)
     update = timed("optimizer update", optimizer.update)
     loss_layer = model.loss_layer
@@ -152,8 +151,8 @@ def breakdown(model, x, t, batches, by_type=False):
 def train_until(step, accuracy, orders, target, check_every=100, end_of_epoch=lambda: None):
     """Run ``step(index)`` over the batches of each epoch's order, then ``end_of_epoch()`` (the
     schedule), until ``accuracy()`` (checked every ``check_every`` steps, not timed) reaches
-    ``target``: (seconds of steps, steps, accuracy)."""
-    seconds, steps, reached = 0.0, 0, 0.0
+    ``target``: (seconds of steps, steps, accuracy, [(steps, accuracy) at every check])."""
+    seconds, steps, reached, history = 0.0, 0, 0.0, []
     for order in orders:
         for start in range(0, len(order), BATCH):
             began = time.perf_counter()
@@ -162,10 +161,11 @@ def train_until(step, accuracy, orders, target, check_every=100, end_of_epoch=la
             steps += 1
             if steps % check_every == 0:
                 reached = accuracy()
+                history.append((steps, reached))
                 if reached >= target:
-                    return seconds, steps, reached
+                    return seconds, steps, reached, history
         end_of_epoch()
-    return seconds, steps, reached
+    return seconds, steps, reached, history
 
 
 RECIPES = {"readme": "Adam 1e-3, L2 1e-4 on the weights, cosine annealing over 15 epochs",
@@ -222,19 +222,20 @@ def time_to_accuracy(data_dir, target, recipe="readme"):
     for name, step, accuracy in (("handgrad", our_step, lambda: model.accuracy(x_test, t_test)),
                                  ("PyTorch", their_step, their_accuracy)):
         time.sleep(0.3)
-        seconds, steps, reached = train_until(step, accuracy, orders, target, end_of_epoch=end_of_epoch[name])
-        rows[name] = {"seconds": seconds, "steps": steps, "accuracy": reached, "reached": reached >= target,
-                      "recipe": RECIPES[recipe]}
+        seconds, steps, reached, history = train_until(step, accuracy, orders, target, end_of_epoch=end_of_epoch[name])
+        rows[name] = {"seconds": seconds, "steps": steps, "ms_per_step": 1000 * seconds / steps, "accuracy": reached,
+                      "reached": reached >= target, "recipe": RECIPES[recipe], "history": history}
     return rows
 
 
 def gemm_floor(torch_step_ms, repeats=7):
-    """The matrix products alone of DeepConvNet's convolutions under im2col lowering, each timed
-    per image and for the whole batch (the faster counted): what no im2col-based layer can go
-    below on this machine's BLAS."""
+    """The matrix products alone of handgrad's DeepConvNet step: for each convolution, the
+    forward, dW and dx products of the path it takes (row shifts: one GEMM each for the whole
+    batch; im2col: one per image), on random arrays of their shapes, plus the 2048 x 2048 rate.
+    No change to the copies and additions around them can take a step below this."""
     rng = np.random.default_rng(0)
 
-    def best_ms(product, repeats=repeats):
+    def median_ms(product, repeats=repeats):
         product()  # warm up
         times = []
         for _ in range(repeats):
@@ -243,37 +244,41 @@ def gemm_floor(torch_step_ms, repeats=7):
             times.append(time.perf_counter() - started)
         return 1000 * float(np.median(times))
 
+    def random(*shape):
+        return rng.standard_normal(shape, dtype=np.float32)
+
     model, n = build_handgrad("deep"), BATCH
     shape, rows, flops, total = (n, 1, 28, 28), [], 0.0, 0.0
     for index, layer in enumerate(model.layers):
-        if not isinstance(layer, hg.layers.Convolution):
-            shape = layer.forward(np.zeros(shape, np.float32)).shape
-            continue
-        fn, c, kh, kw = layer.params["W"].shape
         out_shape = layer.forward(np.zeros(shape, np.float32)).shape
-        positions, fields, pixels = out_shape[2] * out_shape[3], c * kh * kw, shape[2] * shape[3]
-        W = rng.standard_normal((fn, fields), dtype=np.float32)
-        col = rng.standard_normal((n, fields, positions), dtype=np.float32)
-        dout = rng.standard_normal((n, fn, positions), dtype=np.float32)
-        col_rows = rng.standard_normal((n * positions, fields), dtype=np.float32)
-        dout_rows = rng.standard_normal((n * positions, fn), dtype=np.float32)
-        forward = min(best_ms(lambda: np.matmul(W, col)), best_ms(lambda: col_rows @ W.T))
-        dW = min(best_ms(lambda: np.matmul(dout, col.transpose(0, 2, 1)).sum(axis=0)),
-                 best_ms(lambda: dout_rows.T @ col_rows))
-        dx = 0.0
-        if index > 0:  # the first layer computes no dx
-            Wt = rng.standard_normal((c, fn * kh * kw), dtype=np.float32)
-            dout_col = rng.standard_normal((n, fn * kh * kw, pixels), dtype=np.float32)
-            dout_col_rows = rng.standard_normal((n * pixels, fn * kh * kw), dtype=np.float32)
-            dx = min(best_ms(lambda: np.matmul(Wt, dout_col)), best_ms(lambda: dout_col_rows @ Wt.T))
-        layer_flops = 2 * n * positions * fn * fields * (3 if index > 0 else 2)
-        rows.append({"layer": index, "filters": fn, "channels": c, "map": list(out_shape[2:]),
-                     "forward_ms": forward, "dW_ms": dW, "dx_ms": dx, "gflop": layer_flops / 1e9})
-        flops += layer_flops
-        total += forward + dW + dx
+        if isinstance(layer, hg.layers.Convolution):
+            fn, c, kh, kw = layer.params["W"].shape
+            h, w = shape[2:]
+            oh, ow = out_shape[2:]
+            input_grad = index > 0  # the first layer computes no dx
+            if layer._uses_row_shifts():
+                m = n * h * ow  # one GEMM column per input row and output column
+                W_rows, X_rows, dZ = random(kh * fn, kw * c), random(kw * c, m), random(kh * fn, m)
+                times = {"forward": median_ms(lambda: W_rows @ X_rows), "dW": median_ms(lambda: dZ @ X_rows.T),
+                         "dx": median_ms(lambda: W_rows.T @ dZ) if input_grad else 0.0}
+                layer_flops = 2 * (kh * fn) * (kw * c) * m * (3 if input_grad else 2)
+            else:
+                fields = c * kh * kw + 1  # with the bias row
+                W_col, col, dout = random(fn, fields), random(n, fields, oh * ow), random(n, fn, oh * ow)
+                times = {"forward": median_ms(lambda: np.matmul(W_col, col)),
+                         "dW": median_ms(lambda: np.matmul(dout, col.transpose(0, 2, 1)).sum(axis=0)), "dx": 0.0}
+                if input_grad:
+                    W_flipped, dout_col = random(c, fn * kh * kw), random(n, fn * kh * kw, h * w)
+                    times["dx"] = median_ms(lambda: np.matmul(W_flipped, dout_col))
+                layer_flops = 2 * n * oh * ow * fn * c * kh * kw * (3 if input_grad else 2)
+            rows.append({"layer": index, "filters": fn, "channels": c, "map": [oh, ow],
+                         "path": "row shifts" if layer._uses_row_shifts() else "im2col",
+                         **{f"{name}_ms": ms for name, ms in times.items()}, "gflop": layer_flops / 1e9})
+            flops += layer_flops
+            total += sum(times.values())
         shape = out_shape
-    square = rng.standard_normal((2048, 2048), dtype=np.float32)
-    peak = 2 * 2048 ** 3 / best_ms(lambda: square @ square, 5) / 1e6  # GFLOP/s
+    square = random(2048, 2048)
+    peak = 2 * 2048 ** 3 / median_ms(lambda: square @ square, 5) / 1e6  # GFLOP/s
     return {"layers": rows, "gemm_ms": total, "gflop": flops / 1e9, "gflop_per_s": flops / 1e6 / total,
             "peak_gflop_per_s": peak, "at_peak_ms": flops / 1e6 / peak, "torch_step_ms": torch_step_ms}
 
@@ -337,12 +342,12 @@ def main() -> None:
     deep = [row for row in rows if row["model"] == "DeepConvNet"]
     if args.gemm_floor and deep:
         floor = results["gemm_floor"] = gemm_floor(deep[0]["torch_ms"])
-        print("\nDeepConvNet's convolutions, the matrix products alone under im2col lowering (ms; the faster "
-              "of one GEMM per image and one for the whole batch):")
-        print("| layer | C -> FN | map | forward | dW | dx | GFLOP |\n|---|---|---|---|---|---|---|")
+        print("\nDeepConvNet's convolutions, their matrix products alone, as handgrad runs them (ms):")
+        print("| layer | C -> FN | map | path | forward | dW | dx | GFLOP |\n|---|---|---|---|---|---|---|---|")
         for layer in floor["layers"]:
             print(f"| {layer['layer']} | {layer['channels']} -> {layer['filters']} | {layer['map'][0]}x{layer['map'][1]} "
-                  f"| {layer['forward_ms']:.2f} | {layer['dW_ms']:.2f} | {layer['dx_ms']:.2f} | {layer['gflop']:.2f} |")
+                  f"| {layer['path']} | {layer['forward_ms']:.2f} | {layer['dW_ms']:.2f} | {layer['dx_ms']:.2f} "
+                  f"| {layer['gflop']:.2f} |")
         print(f"GEMMs alone: {floor['gemm_ms']:.1f} ms for {floor['gflop']:.2f} GFLOP ({floor['gflop_per_s']:.0f} GFLOP/s); "
               f"PyTorch's whole step in this run: {floor['torch_step_ms']:.1f} ms "
               f"({floor['gemm_ms'] / floor['torch_step_ms']:.2f}x it); at this machine's 2048 x 2048 rate "
@@ -352,8 +357,13 @@ def main() -> None:
         print(f"\nSimpleConvNet to {args.time_to:.1%} MNIST test accuracy (checked every 100 steps; "
               f"{RECIPES[args.recipe]}, batch 100, same initial weights and batch order):")
         for name, row in results["time_to_accuracy"].items():
-            print(f"  {name:<9} {row['seconds']:6.1f} s of training, {row['steps']} steps, "
-                  f"accuracy {row['accuracy']:.4f}{'' if row['reached'] else ' (target not reached)'}")
+            print(f"  {name:<9} {row['seconds']:6.1f} s of training, {row['steps']} steps "
+                  f"({row['ms_per_step']:.2f} ms each), accuracy {row['accuracy']:.4f}"
+                  f"{'' if row['reached'] else ' (target not reached)'}")
+        print("  test accuracy at every 600th step (an epoch), handgrad / PyTorch:")
+        histories = [dict(row["history"]) for row in results["time_to_accuracy"].values()]
+        for steps in range(600, max(max(h) for h in histories) + 1, 600):
+            print(f"    {steps:5d}: " + " / ".join(f"{h[steps]:.4f}" if steps in h else "-" for h in histories))
     print(machine_line())
     write_results(args.json, results)
 
