@@ -331,3 +331,26 @@ def test_deep_convnet_takes_row_shifts_past_its_first_layer_and_both_paths_agree
     for name, grad in models[0].grads.items():
         np.testing.assert_allclose(grad, models[1].grads[name], rtol=tolerance, atol=tolerance * np.abs(grad).max(),
                                    err_msg=name)
+
+
+@CONV_PATHS
+def test_evaluation_batches_of_another_size_leave_the_training_work_arrays_in_place(row_shift_min_inner):
+    """model.accuracy evaluates 1000 samples at a time between training steps of 100: the
+    layer's kept arrays for the training batch must survive it (each eval used to replace them
+    twice, costing a fresh allocation and its page faults on the next step)."""
+    rng = np.random.default_rng(7)
+    W, b = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    layer = convolution(W, b, row_shift_min_inner, pad=1)
+    x, dout = rng.standard_normal((5, 3, 6, 6)), rng.standard_normal((5, 4, 6, 6))
+    out = layer.forward(x)
+    dx = layer.backward(dout)
+    kept = dict(layer._work_arrays)
+    assert kept
+    layer.train(False)
+    big = rng.standard_normal((9, 3, 6, 6))
+    np.testing.assert_allclose(layer.forward(big), convolution(W, b, row_shift_min_inner, pad=1).forward(big),
+                               rtol=1e-12, atol=1e-12)
+    layer.train(True)
+    assert all(layer._work_arrays[key] is array for key, array in kept.items())
+    np.testing.assert_array_equal(layer.forward(x), out)
+    np.testing.assert_array_equal(layer.backward(dout), dx)

@@ -319,11 +319,17 @@ class Convolution(WeightedLayer, _ImageLayer):
         intermediates, kept, took DeepConvNet's step from about 70 to 60 ms). Only this layer
         reads them, and only between its forward and backward. A kept array that no longer fits
         (another shape or dtype, or read-only, as after unpickling from a memory map) is replaced.
-        ``zeroed``: a new array starts as zeros (for callers that never write some entries)."""
+        ``zeroed``: a new array starts as zeros (for callers that never write some entries). In
+        evaluation mode an array of another shape is made for this call only."""
         dtype = self.params["W"].dtype
         array = self._work_arrays.get(key)
         if array is None or array.shape != shape or array.dtype != dtype or not array.flags.writeable:
-            array = self._work_arrays[key] = (np.zeros if zeroed else np.empty)(shape, dtype=dtype)
+            fresh = (np.zeros if zeroed else np.empty)(shape, dtype=dtype)
+            # Evaluation batches (1000 samples in model.accuracy) do not evict the training
+            # batch's arrays: each eval between steps would cost two reallocations.
+            if self.training or array is None:
+                self._work_arrays[key] = fresh
+            return fresh
         return array
 
 
