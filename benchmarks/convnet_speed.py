@@ -261,6 +261,7 @@ def gemm_floor(torch_step_ms, repeats=7):
 
     model, n = build_handgrad("deep"), BATCH
     shape, rows, flops, total = (n, 1, 28, 28), [], 0.0, 0.0
+    im2col_total = im2col_all_flops = 0.0
     for index, layer in enumerate(model.layers):
         out_shape = layer.forward(np.zeros(shape, np.float32)).shape
         if isinstance(layer, hg.layers.Convolution):
@@ -268,6 +269,15 @@ def gemm_floor(torch_step_ms, repeats=7):
             h, w = shape[2:]
             oh, ow = out_shape[2:]
             input_grad = index > 0  # the first layer computes no dx
+            # im2col's products, one GEMM per image (what every layer ran before the row shifts)
+            fields = c * kh * kw + 1  # with the bias row
+            W_col, col, dout = random(fn, fields), random(n, fields, oh * ow), random(n, fn, oh * ow)
+            im2col_ms = median_ms(lambda: np.matmul(W_col, col)) + \
+                median_ms(lambda: np.matmul(dout, col.transpose(0, 2, 1)).sum(axis=0))
+            if input_grad:
+                W_flipped, dout_col = random(c, fn * kh * kw), random(n, fn * kh * kw, h * w)
+                im2col_ms += median_ms(lambda: np.matmul(W_flipped, dout_col))
+            im2col_flops = 2 * n * oh * ow * fn * c * kh * kw * (3 if input_grad else 2)
             if layer._uses_row_shifts():
                 m = n * h * ow  # one GEMM column per input row and output column
                 W_rows, X_rows, dZ = random(kh * fn, kw * c), random(kw * c, m), random(kh * fn, m)
@@ -275,24 +285,24 @@ def gemm_floor(torch_step_ms, repeats=7):
                          "dx": median_ms(lambda: W_rows.T @ dZ) if input_grad else 0.0}
                 layer_flops = 2 * (kh * fn) * (kw * c) * m * (3 if input_grad else 2)
             else:
-                fields = c * kh * kw + 1  # with the bias row
-                W_col, col, dout = random(fn, fields), random(n, fields, oh * ow), random(n, fn, oh * ow)
                 times = {"forward": median_ms(lambda: np.matmul(W_col, col)),
-                         "dW": median_ms(lambda: np.matmul(dout, col.transpose(0, 2, 1)).sum(axis=0)), "dx": 0.0}
-                if input_grad:
-                    W_flipped, dout_col = random(c, fn * kh * kw), random(n, fn * kh * kw, h * w)
-                    times["dx"] = median_ms(lambda: np.matmul(W_flipped, dout_col))
-                layer_flops = 2 * n * oh * ow * fn * c * kh * kw * (3 if input_grad else 2)
+                         "dW": median_ms(lambda: np.matmul(dout, col.transpose(0, 2, 1)).sum(axis=0)),
+                         "dx": median_ms(lambda: np.matmul(W_flipped, dout_col)) if input_grad else 0.0}
+                layer_flops = im2col_flops
             rows.append({"layer": index, "filters": fn, "channels": c, "map": [oh, ow],
                          "path": "row shifts" if layer._uses_row_shifts() else "im2col",
-                         **{f"{name}_ms": ms for name, ms in times.items()}, "gflop": layer_flops / 1e9})
+                         **{f"{name}_ms": ms for name, ms in times.items()}, "gflop": layer_flops / 1e9,
+                         "im2col_per_image_ms": im2col_ms, "im2col_gflop": im2col_flops / 1e9})
             flops += layer_flops
             total += sum(times.values())
+            im2col_total += im2col_ms
+            im2col_all_flops += im2col_flops
         shape = out_shape
     square = random(2048, 2048)
     peak = 2 * 2048 ** 3 / median_ms(lambda: square @ square, 5) / 1e6  # GFLOP/s
     return {"layers": rows, "gemm_ms": total, "gflop": flops / 1e9, "gflop_per_s": flops / 1e6 / total,
-            "peak_gflop_per_s": peak, "at_peak_ms": flops / 1e6 / peak, "torch_step_ms": torch_step_ms}
+            "peak_gflop_per_s": peak, "at_peak_ms": flops / 1e6 / peak, "torch_step_ms": torch_step_ms,
+            "im2col_per_image_ms": im2col_total, "im2col_gflop_per_s": im2col_all_flops / 1e6 / im2col_total}
 
 
 def compare(model_name, x, t, batches, repeats):
@@ -355,15 +365,18 @@ def main() -> None:
     if args.gemm_floor and deep:
         floor = results["gemm_floor"] = gemm_floor(deep[0]["torch_ms"])
         print("\nDeepConvNet's convolutions, their matrix products alone, as handgrad runs them (ms):")
-        print("| layer | C -> FN | map | path | forward | dW | dx | GFLOP |\n|---|---|---|---|---|---|---|---|")
+        print("| layer | C -> FN | map | path | forward | dW | dx | GFLOP | im2col, one GEMM per image: all three |\n"
+              "|---|---|---|---|---|---|---|---|---|")
         for layer in floor["layers"]:
             print(f"| {layer['layer']} | {layer['channels']} -> {layer['filters']} | {layer['map'][0]}x{layer['map'][1]} "
                   f"| {layer['path']} | {layer['forward_ms']:.2f} | {layer['dW_ms']:.2f} | {layer['dx_ms']:.2f} "
-                  f"| {layer['gflop']:.2f} |")
+                  f"| {layer['gflop']:.2f} | {layer['im2col_per_image_ms']:.2f} |")
         print(f"GEMMs alone: {floor['gemm_ms']:.1f} ms for {floor['gflop']:.2f} GFLOP ({floor['gflop_per_s']:.0f} GFLOP/s); "
               f"PyTorch's whole step in this run: {floor['torch_step_ms']:.1f} ms "
               f"({floor['gemm_ms'] / floor['torch_step_ms']:.2f}x it); at this machine's 2048 x 2048 rate "
-              f"({floor['peak_gflop_per_s']:.0f} GFLOP/s) the same products would take {floor['at_peak_ms']:.1f} ms")
+              f"({floor['peak_gflop_per_s']:.0f} GFLOP/s) the same products would take {floor['at_peak_ms']:.1f} ms; "
+              f"im2col's, one GEMM per image, take {floor['im2col_per_image_ms']:.1f} ms "
+              f"({floor['im2col_gflop_per_s']:.0f} GFLOP/s)")
     if args.time_to:
         results["time_to_accuracy"] = time_to_accuracy(args.data_dir, args.time_to, args.recipe)
         print(f"\nSimpleConvNet to {args.time_to:.1%} MNIST test accuracy (checked every 100 steps; "

@@ -354,3 +354,16 @@ def test_evaluation_batches_of_another_size_leave_the_training_work_arrays_in_pl
     assert all(layer._work_arrays[key] is array for key, array in kept.items())
     np.testing.assert_array_equal(layer.forward(x), out)
     np.testing.assert_array_equal(layer.backward(dout), dx)
+
+
+def test_tiled_2x2_max_pooling_of_a_strided_view_equals_pooling_its_copy():
+    """The 2x2 path reads column pairs through a reshape: on a non-contiguous input (a
+    transposed or sliced view) that reshape copies, and the results must not change."""
+    rng = np.random.default_rng(8)
+    base = tied_images(rng, (4, 3, 10, 9))
+    for view in (base.transpose(1, 0, 2, 3), base[:, :, 1:, :], base[:, :, :, ::-1]):
+        on_view, on_copy = Pooling(2, 2, stride=2), Pooling(2, 2, stride=2)
+        out = on_view.forward(view)
+        np.testing.assert_array_equal(out, on_copy.forward(np.ascontiguousarray(view)))
+        dout = rng.standard_normal(out.shape)
+        np.testing.assert_array_equal(on_view.backward(dout), on_copy.backward(dout))

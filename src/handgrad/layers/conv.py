@@ -409,8 +409,16 @@ class Pooling(_WindowPooling):
     def _forward_2x2(self, x, oh, ow):
         """A knockout in two rounds: left against right within each row, then top row against
         bottom row. Each comparison is strict, so ties go to the left, then to the top: the
-        first maximum in row-major order, as the general path and PyTorch choose."""
-        top_left, top_right, bottom_left, bottom_right = self._quarters(x, oh, ow)
+        first maximum in row-major order, as the general path and PyTorch choose.
+
+        The four pixels of every window are first copied apart into four contiguous maps (one
+        pass): NumPy's maximum on strided views runs a scalar loop several times slower than its
+        vector loop on contiguous arrays, and slower still on data without ties."""
+        n, c = x.shape[:2]
+        windows_2x2 = x[:, :, :2 * oh, :2 * ow].reshape(n, c, oh, 2, ow, 2)  # a view: axes split
+        quarters = np.empty((2, 2, n, c, oh, ow), dtype=x.dtype)
+        np.copyto(quarters, windows_2x2.transpose(3, 5, 0, 1, 2, 4))
+        (top_left, top_right), (bottom_left, bottom_right) = quarters
         top, bottom = np.maximum(top_left, top_right), np.maximum(bottom_left, bottom_right)
         self._winners = (top_right > top_left, bottom_right > bottom_left, bottom > top)
         return np.maximum(top, bottom, out=top)
