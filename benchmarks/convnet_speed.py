@@ -4,10 +4,11 @@
                                        [--json benchmarks/results/convnet_speed.json]
                                        [--time-to 0.99 --data-dir ../shared/data]
 
-One step = forward + backward + Adam update on a batch of 100 MNIST-shaped images, float32,
-2 threads (OMP_NUM_THREADS / torch.set_num_threads), for SimpleConvNet and DeepConvNet (the
-book's networks, as ``hg.model`` builds them, dropout in training mode). The PyTorch networks
-mirror handgrad's layers one for one, in the same order (Relu after each max pool: see
+One step = forward + backward + Adam update on a batch of 100 images, float32, 2 threads
+(OMP_NUM_THREADS / torch.set_num_threads), for SimpleConvNet and DeepConvNet (the book's
+networks, as ``hg.model`` builds them, dropout in training mode): MNIST's first training images
+when ``--data-dir`` is given (or ``HANDGRAD_DATA`` set), else uniform random ones. The PyTorch
+networks mirror handgrad's layers one for one, in the same order (Relu after each max pool: see
 ``hg.model.SimpleConvNet``), from PyTorch's default initial weights. handgrad and PyTorch
 alternate, with a 0.3 s pause before each, each repeat timing ``--batches`` steps (DeepConvNet a
 third as many); the table gives medians and the spread (min-max) of the per-step time, then where
@@ -340,13 +341,20 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("HANDGRAD_DATA"))
     args = parser.parse_args()
 
-    rng = np.random.default_rng(0)
-    x = rng.random((BATCH * (args.batches + 1), 1, 28, 28), dtype=np.float32)
-    t = rng.integers(0, 10, len(x))
+    count = BATCH * (args.batches + 1)
+    if args.data_dir:  # MNIST's own images: PyTorch's max pooling runs faster on their many ties
+        (x, t), _ = hg.data.load_dataset("mnist", data_dir=args.data_dir, flatten=False, download=False)
+        x, t, images = np.ascontiguousarray(x[:count]), t[:count], "MNIST training images"
+    else:
+        rng = np.random.default_rng(0)
+        x = rng.random((count, 1, 28, 28), dtype=np.float32)
+        t, images = rng.integers(0, 10, len(x)), "uniform random images"
     rows = [compare(name, x, t, args.batches if name == "simple" else max(args.batches // 3, 1), args.repeats)
             for name in args.models]
-    print(f"batch {BATCH}, forward + backward + Adam update, float32, 2 threads; ms per step, median of "
-          f"{args.repeats} repeats (spread min-max)")
+    for row in rows:
+        row["images"] = images
+    print(f"batch {BATCH} of {images}, forward + backward + Adam update, float32, 2 threads; ms per step, "
+          f"median of {args.repeats} repeats (spread min-max)")
     print(f"| network | handgrad {hg.__version__} | PyTorch {rows[0]['torch_version']} | handgrad / PyTorch time "
           "(ratio of medians; repeat by repeat) |")
     print("|---|---|---|---|")
