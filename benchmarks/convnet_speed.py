@@ -22,6 +22,9 @@ initial weights (handgrad's, copied) and the same batch order, taking turns ever
 weights (not the biases), the learning rate annealed by a cosine over 15 epochs (stepped after
 each epoch), at most 15 epochs; ``--recipe plain`` is Adam 1e-3 alone, at most 8 epochs.
 
+``--torch-profile``: also PyTorch's profiler on its SimpleConvNet, on MNIST's images and on
+random ones (needs ``--data-dir``).
+
 ``--gemm-floor``: also the time of the matrix products alone in DeepConvNet's six convolutions
 (forward, dW, dx, with the shapes of the path each layer takes), beside PyTorch's whole step
 from the same run and this machine's float32 GEMM rate on a 2048 x 2048 product.
@@ -306,6 +309,34 @@ def gemm_floor(torch_step_ms, repeats=7):
             "im2col_per_image_ms": im2col_total, "im2col_gflop_per_s": im2col_all_flops / 1e6 / im2col_total}
 
 
+def torch_profile(data_dir, steps=30):
+    """PyTorch's own profile of a SimpleConvNet forward and backward (no optimizer), per step:
+    self CPU time of its busiest operators, on MNIST's first 100 training images and on uniform
+    random ones (PyTorch's max pooling is faster on MNIST's many equal values)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.set_num_threads(2)
+    (x, t), _ = hg.data.load_dataset("mnist", data_dir=data_dir, flatten=False, download=False)
+    images = {"MNIST": torch.from_numpy(np.ascontiguousarray(x[:BATCH])),
+              "random": torch.from_numpy(np.random.default_rng(0).random((BATCH, 1, 28, 28), dtype=np.float32))}
+    labels = torch.from_numpy(t[:BATCH])
+    torch.manual_seed(0)
+    net = torch_network(torch, "simple")
+    profiles = {}
+    for name, inputs in images.items():
+        def step():
+            net.zero_grad()
+            torch.nn.functional.cross_entropy(net(inputs), labels).backward()
+        for _ in range(10):
+            step()
+        with profile(activities=[ProfilerActivity.CPU]) as run:
+            for _ in range(steps):
+                step()
+        profiles[name] = {event.key: event.self_cpu_time_total / steps / 1000 for event in run.key_averages()}
+    return profiles
+
+
 def compare(model_name, x, t, batches, repeats):
     ours = handgrad_stepper(model_name, x, t)
     theirs, torch_version = torch_stepper(model_name, x, t)
@@ -338,6 +369,8 @@ def main() -> None:
                         help="--time-to's training: README's 99 %% recipe (default) or plain Adam")
     parser.add_argument("--gemm-floor", action="store_true",
                         help="also time the GEMMs alone of DeepConvNet's convolutions")
+    parser.add_argument("--torch-profile", action="store_true",
+                        help="also PyTorch's profile of SimpleConvNet on MNIST's images and on random ones")
     parser.add_argument("--data-dir", default=os.environ.get("HANDGRAD_DATA"))
     args = parser.parse_args()
 
@@ -385,6 +418,13 @@ def main() -> None:
               f"({floor['peak_gflop_per_s']:.0f} GFLOP/s) the same products would take {floor['at_peak_ms']:.1f} ms; "
               f"im2col's, one GEMM per image, take {floor['im2col_per_image_ms']:.1f} ms "
               f"({floor['im2col_gflop_per_s']:.0f} GFLOP/s)")
+    if args.torch_profile:
+        profiles = results["torch_profile_ms"] = torch_profile(args.data_dir)
+        busiest = sorted(profiles["MNIST"], key=lambda op: -profiles["MNIST"][op])[:8]
+        print("\nPyTorch's SimpleConvNet forward + backward, self CPU ms per step of its busiest operators "
+              "(MNIST images / random images):")
+        for op in busiest:
+            print(f"  {op:<44} {profiles['MNIST'][op]:6.2f} / {profiles['random'].get(op, 0.0):6.2f}")
     if args.time_to:
         results["time_to_accuracy"] = time_to_accuracy(args.data_dir, args.time_to, args.recipe)
         print(f"\nSimpleConvNet to {args.time_to:.1%} MNIST test accuracy (checked every 100 steps; "
