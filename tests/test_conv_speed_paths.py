@@ -357,8 +357,9 @@ def test_evaluation_batches_of_another_size_leave_the_training_work_arrays_in_pl
 
 
 def test_tiled_2x2_max_pooling_of_a_strided_view_equals_pooling_its_copy():
-    """The 2x2 path reads column pairs through a reshape: on a non-contiguous input (a
-    transposed or sliced view) that reshape copies, and the results must not change."""
+    """The 2x2 path splits the map's axes into windows (a view, whatever the strides) and copies
+    the four pixels apart: a transposed, sliced or reversed input must give what its contiguous
+    copy gives."""
     rng = np.random.default_rng(8)
     base = tied_images(rng, (4, 3, 10, 9))
     for view in (base.transpose(1, 0, 2, 3), base[:, :, 1:, :], base[:, :, :, ::-1]):
@@ -367,3 +368,36 @@ def test_tiled_2x2_max_pooling_of_a_strided_view_equals_pooling_its_copy():
         np.testing.assert_array_equal(out, on_copy.forward(np.ascontiguousarray(view)))
         dout = rng.standard_normal(out.shape)
         np.testing.assert_array_equal(on_view.backward(dout), on_copy.backward(dout))
+
+
+@pytest.mark.parametrize("n, c, fn", [(1, 16, 4), (2, 16, 1), (2, 1, 4), (1, 1, 1)])
+@CONV_PATHS
+def test_outputs_and_input_gradients_are_never_the_kept_work_arrays(n, c, fn, row_shift_min_inner):
+    """With one sample, one channel or one filter, moving the channel axis of a kept (C, N, H, W)
+    array gives an already contiguous array, which np.ascontiguousarray returned as it was: the
+    next forward or backward then overwrote a result the caller still held (predicting in
+    batches with a one-filter convolution gave every batch the last batch's output)."""
+    rng = np.random.default_rng(9)
+    layer = convolution(rng.standard_normal((fn, c, 3, 3)), rng.standard_normal(fn), row_shift_min_inner, pad=1)
+    x1, x2 = rng.standard_normal((2, n, c, 5, 4))
+    dout1, dout2 = rng.standard_normal((2, n, fn, 5, 4))
+    y1 = layer.forward(x1)
+    dx1 = layer.backward(dout1)
+    kept_y1, kept_dx1 = y1.copy(), dx1.copy()
+    layer.forward(x2)
+    layer.backward(dout2)
+    np.testing.assert_array_equal(y1, kept_y1)
+    np.testing.assert_array_equal(dx1, kept_dx1)
+    for array in layer._work_arrays.values():
+        assert not np.shares_memory(y1, array) and not np.shares_memory(dx1, array)
+
+
+def test_predicting_in_batches_through_a_one_filter_convolution_equals_one_predict():
+    """The reviewer's reproduction: a one-filter convolution head, predicted in two batches."""
+    from handgrad.layers import Flatten
+
+    rng = np.random.default_rng(0)
+    model = hg.Sequential([Convolution(rng.standard_normal((1, 16, 3, 3)), np.zeros(1), pad=1), Flatten()])
+    x = rng.standard_normal((6, 16, 4, 4))
+    batches = [model.predict(x[i:i + 3]) for i in (0, 3)]
+    np.testing.assert_allclose(np.concatenate(batches), model.predict(x), rtol=1e-12, atol=1e-12)

@@ -91,9 +91,9 @@ def _shift_ranges(kernel: int, pad: int, out_size: int, in_size: int):
 
 
 def shifted_rows(x: np.ndarray, kw: int, pad: int, out: np.ndarray) -> np.ndarray:
-    """The input, channel-major, beside its copies shifted left by 1 .. kw - 1 columns:
-    ``out[j, c, n, h, o] = x_pad[n, c, h, o + j]`` (x_pad: x with ``pad`` zero columns left and
-    right), shape (kw, C, N, H, OW). Read as a (kw C, N H OW) matrix, column (n, h, o) holds
+    """kw copies of the zero-padded input, channel-major, copy j starting at its column j:
+    ``out[j, c, n, h, o] = x_pad[n, c, h, o + j]`` for the OW output columns o (x_pad: x with
+    ``pad`` zero columns left and right), shape (kw, C, N, H, OW). Read as a (kw C, N H OW) matrix, column (n, h, o) holds
     every input that kernel row i multiplies into output (n, h - i + pad, o). ``out`` must hold
     zeros where o + j falls in the padding: only the other entries are written (the same ones
     for the same shapes, so a kept buffer keeps its zeros)."""
@@ -116,7 +116,9 @@ def add_shifted_rows(d_rows: np.ndarray, input_shape: tuple, pad: int, work: np.
         dx_channel_major.fill(0)
     for j, lo, hi, src_lo, src_hi in _shift_ranges(d_rows.shape[0], pad, d_rows.shape[4], w):
         dx_channel_major[:, :, :, src_lo:src_hi] += d_rows[j, :, :, :, lo:hi]
-    return np.ascontiguousarray(dx_channel_major.transpose(1, 0, 2, 3))
+    # A copy, always (not ascontiguousarray, which returns a size-1 axis move as it is): the
+    # caller keeps dx, and ``work`` is overwritten by the next call.
+    return dx_channel_major.transpose(1, 0, 2, 3).copy()
 
 
 class _ImageLayer(Layer):
@@ -273,7 +275,7 @@ class Convolution(WeightedLayer, _ImageLayer):
         """The convolution split by kernel rows. With ``X_rows = shifted_rows(x)`` read as
         (FW C, N H OW), ``Z = W_rows X_rows`` is ONE GEMM for the batch, and Z[i, f, n, h, o]
         is what input row h adds through kernel row i to output (n, f, h - i + pad, o); so
-        ``y[n, f, oh, o] = b[f] + sum_i Z[i, f, n, oh + i - pad, o]``, the terms whose input row
+        ``y[n, f, r, o] = b[f] + sum_i Z[i, f, n, r + i - pad, o]`` for output row r, the terms whose input row
         is real (padding rows add nothing). The copy is FW times the input (im2col's is FH FW
         times), and no GEMM column is spent on a padding row."""
         fn, c, fh, fw = self.params["W"].shape
@@ -288,7 +290,9 @@ class Convolution(WeightedLayer, _ImageLayer):
         for i, lo, hi, src_lo, src_hi in _shift_ranges(fh, self.pad, oh, h):
             y_channel_major[:, :, lo:hi] += Z[i, :, :, src_lo:src_hi]
         self._col = rows
-        return np.ascontiguousarray(y_channel_major.transpose(1, 0, 2, 3))
+        # A copy, always: with one sample or one filter the transpose is already contiguous, and
+        # ascontiguousarray would hand out the kept array that the next forward overwrites.
+        return y_channel_major.transpose(1, 0, 2, 3).copy()
 
     def _backward_row_shifts(self, dout, input_grad):
         """The forward's adjoint, step by step: ``dZ[i, f, n, h, o] = dout[n, f, h - i + pad, o]``
@@ -313,14 +317,13 @@ class Convolution(WeightedLayer, _ImageLayer):
                                 work=self._work_array("dx_channel_major", (c, n, h, self._x_shape[3])))
 
     def _work_array(self, key: str, shape: tuple, zeroed: bool = False) -> np.ndarray:
-        """An uninitialised array in the layer's dtype, kept from one step to the next while its
-        shape stays the same: the column matrices reach tens of MB (45 MB in DeepConvNet), and
-        fresh memory of that size costs a page fault per page, every step (the row shifts' five
-        intermediates, kept, took DeepConvNet's step from about 70 to 60 ms). Only this layer
-        reads them, and only between its forward and backward. A kept array that no longer fits
-        (another shape or dtype, or read-only, as after unpickling from a memory map) is replaced.
-        ``zeroed``: a new array starts as zeros (for callers that never write some entries). In
-        evaluation mode an array of another shape is made for this call only."""
+        """A scratch array in the layer's dtype (uninitialised, or zeros when first made with
+        ``zeroed``, for callers that never write some entries), kept from one step to the next
+        while it fits: the column matrices reach tens of MB (45 MB in DeepConvNet), and fresh
+        memory of that size costs a page fault per page, every step. Only this layer reads them,
+        and nothing it returns is one of them. A kept array that no longer fits (another shape
+        or dtype, or read-only, as after unpickling from a memory map) is replaced; in evaluation
+        mode the new one serves this call only, unless nothing was kept yet."""
         dtype = self.params["W"].dtype
         array = self._work_arrays.get(key)
         if array is None or array.shape != shape or array.dtype != dtype or not array.flags.writeable:
