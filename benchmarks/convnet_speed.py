@@ -22,6 +22,10 @@ initial weights (handgrad's, copied) and the same batch order, taking turns ever
 weights (not the biases), the learning rate annealed by a cosine over 15 epochs (stepped after
 each epoch), at most 15 epochs; ``--recipe plain`` is Adam 1e-3 alone, at most 8 epochs.
 
+To time an older commit with this script, put its source first on the path:
+``git worktree add /tmp/old COMMIT`` then ``PYTHONPATH=/tmp/old/src python benchmarks/convnet_speed.py ...``
+(the results record which source was timed).
+
 ``--torch-profile``: also PyTorch's profiler on its SimpleConvNet, on MNIST's images and on
 random ones (needs ``--data-dir``).
 
@@ -123,16 +127,18 @@ def breakdown(model, x, t, batches, by_type=False):
             return result
         return wrapper
 
-    originals = {"im2col": conv_module.im2col, "col2im": conv_module.col2im,
-                 "shifted_rows": conv_module.shifted_rows, "add_shifted_rows": conv_module.add_shifted_rows}
+    # (getattr: the script also times older handgrad sources, before the row shifts existed)
+    originals = {name: getattr(conv_module, name) for name in ("im2col", "col2im", "shifted_rows", "add_shifted_rows")
+                 if hasattr(conv_module, name)}
     for index, layer in enumerate(model.layers):
         label = layer.name if by_type else f"{index} {layer.name}"
         layer.forward = timed(f"{label} forward", layer.forward)
         layer.backward = timed(f"{label} backward", layer.backward)
-    conv_module.im2col = timed("  conv im2col (forward; stride-1 dx)", originals["im2col"])
-    conv_module.col2im = timed("  conv col2im (inside backward)", originals["col2im"])
-    conv_module.shifted_rows = timed("  conv shifted_rows (forward, row shifts)", originals["shifted_rows"])
-    conv_module.add_shifted_rows = timed("  conv add_shifted_rows (dx, row shifts)", originals["add_shifted_rows"])
+    labels = {"im2col": "  conv im2col (forward; stride-1 dx)", "col2im": "  conv col2im (inside backward)",
+              "shifted_rows": "  conv shifted_rows (forward, row shifts)",
+              "add_shifted_rows": "  conv add_shifted_rows (dx, row shifts)"}
+    for name, function in originals.items():
+        setattr(conv_module, name, timed(labels[name], function))
     optimizer = hg.optim.Adam(lr=1e-3)
     update = timed("optimizer update", optimizer.update)
     loss_layer = model.loss_layer
@@ -358,6 +364,20 @@ def compare(model_name, x, t, batches, repeats):
             "breakdown_ms": {k: 1000 * v for k, v in parts.items()}}
 
 
+def handgrad_source() -> dict:
+    """Where the timed handgrad came from (PYTHONPATH may point at another checkout, to time an
+    older commit with this script) and that checkout's commit."""
+    import subprocess
+
+    path = Path(hg.__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True,
+                                check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {"path": str(path), "commit": commit}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=30)
@@ -401,7 +421,10 @@ def main() -> None:
               f"{sum(v for k, v in row['breakdown_ms'].items() if not k.startswith(' ')):.2f}):")
         for name, ms in sorted(row["breakdown_ms"].items()):
             print(f"  {name:<34} {ms:6.2f}")
-    results = {"rows": rows}
+    results = {"rows": rows, "handgrad_source": handgrad_source()}
+    if results["handgrad_source"]["path"] != str(Path(__file__).resolve().parent.parent / "src" / "handgrad"):
+        print(f"handgrad timed from {results['handgrad_source']['path']} "
+              f"(commit {results['handgrad_source']['commit'][:12]})")
     deep = [row for row in rows if row["model"] == "DeepConvNet"]
     if args.gemm_floor and deep:
         floor = results["gemm_floor"] = gemm_floor(deep[0]["torch_ms"])

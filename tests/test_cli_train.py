@@ -160,3 +160,31 @@ def test_mlp_options_and_their_errors(tmp_path, capsys):
     assert "--batchnorm and --dropout apply to --model mlp, not cnn" in capsys.readouterr().err
     assert main(["train", "--model", "cnn", "--dataset", "mnist1d"]) == 1
     assert "--model cnn cannot learn mnist1d (signals); use --model mlp" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("download", ["no download extra", "every mirror fails"])
+def test_missing_mnist_says_how_to_point_at_the_data(tmp_path, monkeypatch, capsys, download):
+    """A new user ran README's ConvNet command without --data-dir: the error named the cache
+    folder and the download extra but not --data-dir or HANDGRAD_DATA, where their files were."""
+    import sys
+    import types
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("HANDGRAD_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    if download == "no download extra":
+        monkeypatch.setitem(sys.modules, "pooch", None)  # import pooch raises ImportError
+    else:
+        def retrieve(*args, **kwargs):
+            raise OSError("offline")
+        monkeypatch.setitem(sys.modules, "pooch", types.SimpleNamespace(retrieve=retrieve))
+    assert main(["train", "--dataset", "mnist", "--model", "cnn", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "--data-dir" in err and "HANDGRAD_DATA" in err and "mnist/" in err, err
+    if download == "no download extra":
+        assert len(err.strip().splitlines()) == 1, err
+
+
+def test_one_epoch_is_said_in_the_singular(tmp_path, capsys):
+    assert main(["train", "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
+    assert "; 1 epoch of batch 32" in capsys.readouterr().out

@@ -191,7 +191,7 @@ def _train_into(out: Path, args: argparse.Namespace, epochs: int, batch_size: in
     optimizer = hg.optim.OPTIMIZERS[name](lr=lr, weight_decay=args.weight_decay or 0.0, **extra)
     scheduler = hg.optim.CosineAnnealingLR(optimizer, epochs) if args.schedule == "cosine" else None
     print(f"dataset {args.dataset}: {len(x_train)} train, {len(val[0])} {val_name} samples; model {description}; "
-          f"{name} lr {lr:g}; {epochs} epochs of batch {batch_size}")
+          f"{name} lr {lr:g}; {epochs} epoch{'' if epochs == 1 else 's'} of batch {batch_size}")
 
     def log(record):
         print(f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  train acc {record['train_accuracy']:.4f}  "

@@ -95,8 +95,14 @@ def locate(dataset: RemoteDataset, file: DataFile, data_dir=None, download: bool
     where = ", ".join(str(root / dataset.name) for root in roots)
     if not download:
         raise DataError(f"{dataset.name}: {file.name} not found in {where}. Put the published files there "
-                        f"({', '.join(f.name for f in dataset.files.values())}), or allow downloading.")
+                        f"({', '.join(f.name for f in dataset.files.values())}), point {_DATA_DIR_HINT} at a "
+                        f"folder holding a {dataset.name}/ folder with them, or allow downloading.")
     return _download(dataset, file, target, where)
+
+
+#: Where a user can say where their data is: the library's argument, the command's option, the
+#: environment variable (README's "Data" section).
+_DATA_DIR_HINT = "data_dir (--data-dir) or HANDGRAD_DATA"
 
 
 def _download(dataset: RemoteDataset, file: DataFile, target: Path, where: str) -> Path:
@@ -106,7 +112,7 @@ def _download(dataset: RemoteDataset, file: DataFile, target: Path, where: str) 
         raise DataError(
             f"{dataset.name}: {file.name} not found in {where}, and downloading needs the 'download' extra "
             f"(pip install 'handgrad[download]'). Or copy the files {', '.join(f.name for f in dataset.files.values())} "
-            f"into {target}."
+            f"into {target}, or point {_DATA_DIR_HINT} at a folder holding a {dataset.name}/ folder with them."
         ) from None
     # Remember which folders the download creates, so that a failed one (offline, a mistyped
     # --data-dir) leaves nothing behind.
@@ -128,7 +134,8 @@ def _download(dataset: RemoteDataset, file: DataFile, target: Path, where: str) 
         except OSError:  # not empty (another file arrived meanwhile): keep it
             break
     raise DataError(f"{dataset.name}: could not download {file.name} from any mirror:\n  " + "\n  ".join(failures)
-                    + f"\nCopy the published file into {target} instead (offline use).")
+                    + f"\nCopy the published file into {target} instead (offline use), or point {_DATA_DIR_HINT} "
+                    f"at a folder holding a {dataset.name}/ folder with it.")
 
 
 def _want_progress() -> bool:
