@@ -93,10 +93,10 @@ def _shift_ranges(kernel: int, pad: int, out_size: int, in_size: int):
 def shifted_rows(x: np.ndarray, kw: int, pad: int, out: np.ndarray) -> np.ndarray:
     """kw copies of the zero-padded input, channel-major, copy j starting at its column j:
     ``out[j, c, n, h, o] = x_pad[n, c, h, o + j]`` for the OW output columns o (x_pad: x with
-    ``pad`` zero columns left and right), shape (kw, C, N, H, OW). Read as a (kw C, N H OW) matrix, column (n, h, o) holds
-    every input that kernel row i multiplies into output (n, h - i + pad, o). ``out`` must hold
-    zeros where o + j falls in the padding: only the other entries are written (the same ones
-    for the same shapes, so a kept buffer keeps its zeros)."""
+    ``pad`` zero columns left and right), shape (kw, C, N, H, OW). Read as a (kw C, N H OW)
+    matrix, column (n, h, o) holds every input that kernel row i multiplies into output
+    (n, h - i + pad, o). ``out`` must hold zeros where o + j falls in the padding: only the other
+    entries are written (the same ones for the same shapes, so a kept buffer keeps its zeros)."""
     x_channel_major = x.transpose(1, 0, 2, 3)  # a view
     for j, lo, hi, src_lo, src_hi in _shift_ranges(kw, pad, out.shape[4], x.shape[3]):
         out[j, :, :, :, lo:hi] = x_channel_major[:, :, :, src_lo:src_hi]
