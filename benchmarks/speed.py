@@ -374,7 +374,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--data-dir", default=os.environ.get("HANDGRAD_DATA"))
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "speed.json"))
-    parser.add_argument("--skip-mnist", action="store_true", help="skip the time-to-97 % run on real MNIST")
+    parser.add_argument("--skip-mnist", action="store_true", help="skip the time-to-97 %% run on real MNIST")
     args = parser.parse_args()
 
     import torch
