@@ -47,7 +47,7 @@ import numpy as np  # noqa: E402
 
 import handgrad as hg  # noqa: E402
 from handgrad.layers import conv as conv_module  # noqa: E402
-from machine import machine_line, write_results  # noqa: E402
+from machine import Stopwatch, handgrad_source, machine_line, write_results  # noqa: E402
 
 BATCH = 100
 MODELS = {"simple": "SimpleConvNet", "deep": "DeepConvNet"}
@@ -117,16 +117,8 @@ def time_steps(step, batches):
 def breakdown(model, x, t, batches, by_type=False):
     """Seconds per step spent in each layer's forward and backward (or each layer type's, summed),
     in the optimizer, and inside the convolution (im2col, col2im)."""
-    totals: dict[str, float] = {}
-
-    def timed(name, fn):
-        def wrapper(*args, **kwargs):
-            started = time.perf_counter()
-            result = fn(*args, **kwargs)
-            totals[name] = totals.get(name, 0.0) + time.perf_counter() - started
-            return result
-        return wrapper
-
+    watch = Stopwatch()
+    timed, totals = watch.timed, watch.totals
     # (getattr: the script also times older handgrad sources, before the row shifts existed)
     originals = {name: getattr(conv_module, name) for name in ("im2col", "col2im", "shifted_rows", "add_shifted_rows")
                  if hasattr(conv_module, name)}
@@ -364,20 +356,6 @@ def compare(model_name, x, t, batches, repeats):
             "breakdown_ms": {k: 1000 * v for k, v in parts.items()}}
 
 
-def handgrad_source() -> dict:
-    """Where the timed handgrad came from (PYTHONPATH may point at another checkout, to time an
-    older commit with this script) and that checkout's commit."""
-    import subprocess
-
-    path = Path(hg.__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    return {"path": str(path), "commit": commit}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", type=int, default=30)
@@ -393,7 +371,21 @@ def main() -> None:
                         help="also PyTorch's profile of SimpleConvNet on MNIST's images and on random ones")
     parser.add_argument("--data-dir", default=os.environ.get("HANDGRAD_DATA"))
     args = parser.parse_args()
+    if args.batches < 1 or args.repeats < 1:
+        parser.error(f"--batches and --repeats must be at least 1, got {args.batches} and {args.repeats}")
+    if args.time_to is not None and not 0 < args.time_to <= 1:
+        parser.error(f"--time-to is a test accuracy in (0, 1], got {args.time_to}")
+    if args.gemm_floor and "deep" not in args.models:
+        parser.error("--gemm-floor times DeepConvNet's convolutions: keep 'deep' in --models")
+    try:
+        if args.time_to or args.torch_profile:  # they need MNIST: say so before the speed table, not after
+            hg.data.load_dataset("mnist", data_dir=args.data_dir, flatten=False, download=False)
+        run(args)
+    except hg.data.DataError as error:
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
 
+
+def run(args) -> None:
     count = BATCH * (args.batches + 1)
     if args.data_dir:  # MNIST's own images: PyTorch's max pooling runs faster on their many ties
         (x, t), _ = hg.data.load_dataset("mnist", data_dir=args.data_dir, flatten=False, download=False)

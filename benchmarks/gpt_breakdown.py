@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 import handgrad as hg  # noqa: E402
 from handgrad.train import lm_batch  # noqa: E402
-from machine import machine_line, write_results  # noqa: E402
+from machine import Stopwatch, machine_line, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -36,15 +36,8 @@ def main() -> None:
     (x, t), _ = hg.data.load_dataset("shakespeare", data_dir=args.data_dir)
     model = hg.model.GPT(65, 64, 4, 4, 128, seed=0)
     optimizer = hg.optim.AdamW(lr=1e-3, betas=(0.9, 0.99), weight_decay=0.1, matrices_only=True)
-    totals: dict[str, float] = {}
-
-    def timed(name, fn):
-        def wrapper(*a, **k):
-            started = time.perf_counter()
-            result = fn(*a, **k)
-            totals[name] = totals.get(name, 0.0) + time.perf_counter() - started
-            return result
-        return wrapper
+    watch = Stopwatch()
+    timed, totals = watch.timed, watch.totals
 
     for _, layer in model.named_layers():
         if not layer.children():  # leaves: their time is not counted twice

@@ -13,6 +13,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,17 +21,44 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _commit() -> str:
+def _commit(checkout: Path = ROOT) -> str:
+    """The commit of the git checkout holding ``checkout`` (this repository by default), marked
+    when its code has uncommitted changes."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=checkout, capture_output=True, text=True,
                                 check=True).stdout.strip()
         # Results files written by earlier runs are not code: they do not make the tree dirty.
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":(exclude)benchmarks/results"], cwd=ROOT, capture_output=True, text=True,
+                                ":(exclude)benchmarks/results"], cwd=checkout, capture_output=True, text=True,
                                check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return commit + (" with uncommitted changes" if dirty else "")
+
+
+def handgrad_source() -> dict:
+    """Where the imported handgrad came from (PYTHONPATH may point at another checkout, to time
+    an older commit with today's script) and that checkout's commit."""
+    import handgrad
+
+    path = Path(handgrad.__file__).resolve().parent
+    return {"path": str(path), "commit": _commit(path)}
+
+
+class Stopwatch:
+    """Seconds spent inside functions, summed by name: ``f = watch.timed("name", f)`` wraps f,
+    and ``watch.totals`` holds the sums (the per-layer breakdowns)."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+
+    def timed(self, name: str, fn):
+        def wrapper(*args, **kwargs):
+            started = time.perf_counter()
+            result = fn(*args, **kwargs)
+            self.totals[name] = self.totals.get(name, 0.0) + time.perf_counter() - started
+            return result
+        return wrapper
 
 
 def _processor() -> dict:

@@ -2,6 +2,7 @@
 reader learns what a README figure was made with. (speed.py's help for --skip-mnist held an
 unescaped '%', and argparse printed its own internal dict in place of the help.)"""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,3 +24,23 @@ def test_help_is_printed_cleanly(script):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage:"), proc.stdout[:200]
     assert "'dest':" not in proc.stdout and "%(" not in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--repeats", "0"], "--batches and --repeats must be at least 1"),
+    (["--time-to", "1.5"], "--time-to is a test accuracy in (0, 1]"),
+    (["--gemm-floor", "--models", "simple"], "keep 'deep' in --models"),
+    (["--torch-profile", "--data-dir", "nowhere"], "not found in nowhere/mnist"),
+    (["--time-to", "0.99", "--data-dir", "file.txt"], "is a file, not a folder"),
+])
+def test_convnet_speed_refuses_bad_options_in_one_line_before_timing_anything(tmp_path, args, message):
+    (tmp_path / "file.txt").write_text("not a data root")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("HANDGRAD_DATA", None)
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "convnet_speed.py"), *args, "--json",
+                           str(tmp_path / "out.json")], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env=env)
+    assert proc.returncode != 0
+    assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("convnet_speed.py: error:"), proc.stderr
+    assert not (tmp_path / "out.json").exists() and proc.stdout == ""
