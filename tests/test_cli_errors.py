@@ -227,3 +227,52 @@ def test_trace_and_plot_take_the_dataset_the_model_was_trained_on(tmp_path, caps
     capsys.readouterr()
     assert main(["trace", str(out / "model.safetensors"), "--samples", "5"]) == 0  # mnist1d, not digits
     assert "0 Affine" in capsys.readouterr().out
+
+
+def test_predict_says_values_too_large_for_float32_without_numpy_warnings(digits_model, tmp_path, capsys):
+    """A .npy of 1e300 (finite in float64, infinite in float32) was called "NaN or infinity",
+    after NumPy's RuntimeWarnings."""
+    import warnings
+
+    x = np.zeros(64, dtype=np.float64)
+    x[3] = 1e300
+    np.save(tmp_path / "huge.npy", x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning would fail the command here
+        assert main(["predict", str(digits_model), str(tmp_path / "huge.npy")]) == 1
+    line = one_line_error(capsys, f"{tmp_path / 'huge.npy'}: values too large for float32 (the largest is 1e+300")
+    assert "NaN" not in line
+
+
+def test_predict_refuses_a_blank_question_like_an_empty_one(tmp_path, capsys):
+    """`predict --text "   "` was answered while `--text ""` was refused."""
+    hg.save(hg.model.Seq2seq("0123456789+ _", 3, 4, embed=3, hidden=4, seed=0), tmp_path / "s.safetensors")
+    assert main(["predict", str(tmp_path / "s.safetensors"), "--text", "   "]) == 1
+    one_line_error(capsys, "--text '   ': the question is blank")
+
+
+@pytest.mark.parametrize("name", ["a.txt", "picture", "curves.json"])
+def test_plot_refuses_a_file_name_that_is_not_a_picture_format(digits_model, tmp_path, capsys, name):
+    """`plot --out a.txt` wrote a PNG under that name."""
+    pytest.importorskip("matplotlib")
+    assert main(["plot", str(digits_model), "--what", "confusion", "--out", str(tmp_path / name)]) == 1
+    one_line_error(capsys, "a picture's name ends in .png, .svg, .pdf")
+    assert not (tmp_path / name).exists()
+
+
+@pytest.mark.parametrize("name, magic", [("c.png", b"\x89PNG"), ("c.svg", b"<?xml"), ("c.pdf", b"%PDF")])
+def test_plot_writes_the_format_its_extension_names(digits_model, tmp_path, capsys, name, magic):
+    pytest.importorskip("matplotlib")
+    assert main(["plot", str(digits_model), "--what", "confusion", "--out", str(tmp_path / name)]) == 0
+    assert (tmp_path / name).read_bytes().startswith(magic)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no temporary left behind
+
+
+@pytest.mark.parametrize("flag, value", [("--lr", "inf"), ("--lr", "nan"), ("--weight-decay", "inf"),
+                                         ("--grad-clip", "0"), ("--beta2", "1.5"), ("--min-lr", "-1")])
+def test_non_finite_or_out_of_range_rates_are_refused_by_the_parser(tmp_path, flag, value):
+    """`--lr inf` printed NumPy RuntimeWarnings before its one-line error."""
+    proc = run("train", flag, value, "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"argument {flag}: must be" in lines[0] and "Warning" not in proc.stderr, proc.stderr

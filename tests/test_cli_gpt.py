@@ -121,3 +121,85 @@ def test_language_model_settings_are_checked_before_building(tmp_path, capsys):
     assert "--block-size 2000000 is longer than the validation text (111,539 tokens)" in capsys.readouterr().err
     assert main(base + ["--min-lr", "1"]) == 1
     assert "--min-lr must lie between 0 and the learning rate 0.001, got 1" in capsys.readouterr().err
+
+
+def _reordered(chars: str, seed: int = 3) -> tuple[str, "np.ndarray"]:
+    """The same characters in another order, and ``order``: new id i is old id order[i]."""
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(len(chars))
+    return "".join(chars[i] for i in order), order
+
+
+@needs_shakespeare
+def test_evaluate_reads_the_text_with_the_models_own_vocabulary_order(tmp_path, capsys):
+    """A GPT whose vocabulary held the same 65 characters in another order evaluated to the very
+    same loss: the text was encoded with the dataset's vocabulary, not the model's."""
+    import numpy as np
+
+    from handgrad.data import CharVocab
+    from handgrad.model import GPT
+
+    chars = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+    shuffled, order = _reordered(chars)
+    original = GPT(65, 8, 1, 2, 8, seed=0, vocab=CharVocab(chars))
+    original.params["wte.W"][...] = np.random.default_rng(1).normal(0, 2, (65, 8))  # far from uniform predictions
+    # The same function of the characters: its token rows (wte is tied to the output) follow the vocabulary.
+    same_function = GPT(65, 8, 1, 2, 8, seed=0, vocab=CharVocab(shuffled))
+    for name, value in original.params.items():
+        same_function.params[name][...] = value[order] if name == "wte.W" else value
+    other_function = GPT(65, 8, 1, 2, 8, seed=0, vocab=CharVocab(shuffled))
+    for name, value in original.params.items():
+        other_function.params[name][...] = value
+    losses = {}
+    for name, model in [("original", original), ("same", same_function), ("other", other_function)]:
+        hg.save(model, tmp_path / f"{name}.safetensors", metadata={"dataset": "shakespeare"})
+        assert main(["evaluate", str(tmp_path / f"{name}.safetensors"), "--data-dir", str(SHARED_DATA)]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        losses[name] = [float(line.split(": ")[1]) for line in lines[1:3]]
+    np.testing.assert_allclose(losses["same"], losses["original"], rtol=1e-4)  # printed to 4 decimals
+    assert abs(losses["other"][1] - losses["original"][1]) > 0.05, losses
+
+
+@needs_shakespeare
+def test_evaluate_refuses_text_with_characters_the_gpt_never_saw(tmp_path, capsys):
+    from handgrad.data import CharVocab
+    from handgrad.model import GPT
+
+    chars = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxy#"  # no 'z'
+    hg.save(GPT(65, 8, 1, 2, 8, seed=0, vocab=CharVocab(chars)), tmp_path / "m.safetensors",
+            metadata={"dataset": "shakespeare"})
+    assert main(["evaluate", str(tmp_path / "m.safetensors"), "--data-dir", str(SHARED_DATA)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "shakespeare has 1 character that the model's vocabulary lacks ('z')" in err and len(err.splitlines()) == 1
+
+
+needs_addition = pytest.mark.skipif(not (SHARED_DATA / "book2-seq2seq").is_dir(), reason="book2-seq2seq not found")
+
+
+@needs_addition
+def test_evaluate_seq2seq_reads_questions_with_the_models_own_vocabulary_order(tmp_path, capsys):
+    """A seq2seq model whose vocabulary lists the addition data's characters in another order is
+    evaluated with its own ids (the same function of the characters scores the same)."""
+    import numpy as np
+
+    from handgrad.data import CharVocab, load_seq2seq
+    from handgrad.model import Seq2seq
+
+    _, _, data_vocab = load_seq2seq("addition", data_dir=SHARED_DATA)
+    chars = "".join(data_vocab.chars)
+    shuffled, order = _reordered(chars)
+    original = Seq2seq(CharVocab(chars), 7, 5, embed=4, hidden=8, seed=0)
+    for value in original.params.values():
+        value[...] = np.random.default_rng(2).normal(0, 1.5, value.shape)
+    same_function = Seq2seq(CharVocab(shuffled), 7, 5, embed=4, hidden=8, seed=0)
+    for name, value in original.params.items():
+        rows = name in ("enc_embed.W", "dec_embed.W")
+        same_function.params[name][...] = value[order] if rows else value[..., order] if name.startswith("out.") else value
+    printed = []
+    for name, model in [("original", original), ("same", same_function)]:
+        hg.save(model, tmp_path / f"{name}.safetensors", metadata={"dataset": "addition"})
+        assert main(["evaluate", str(tmp_path / f"{name}.safetensors"), "--data-dir", str(SHARED_DATA)]) == 0
+        printed.append(capsys.readouterr().out)
+    assert printed[0] == printed[1]  # the same answers, printed with the same characters
+    assert "exact answers:" in printed[0]

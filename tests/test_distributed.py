@@ -17,6 +17,7 @@ same all-reduced gradients on one machine): compared exactly.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -238,3 +239,79 @@ def test_launched_by_mpi_reads_the_environment(monkeypatch):
     assert not launched_by_mpi()  # mpiexec -n 1 is one process: nothing to split
     monkeypatch.setenv("OMPI_COMM_WORLD_SIZE", "4")
     assert launched_by_mpi()
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (mpiexec -> its proxy -> the ranks), read from /proc."""
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _rank_process(mpiexec_pid: int, rank: int) -> int | None:
+    for pid in _descendants(mpiexec_pid):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"PMI_RANK={rank}".encode() in environ and any(b"handgrad" in part for part in
+                                                          Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")):
+            return pid
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the ranks through /proc")
+def test_sigint_to_one_mpi_rank_ends_the_whole_job_and_keeps_the_checkpoint(tmp_path):
+    """SIGINT to rank 1 alone used to hang the job: rank 0 waited in the next all-reduce forever."""
+    import signal
+    import time
+
+    _mpiexec()
+    command = [shutil.which("handgrad", path=str(Path(sys.executable).parent)) or "handgrad", "train",
+               "--epochs", "100000", "--checkpoint-every", "1", "--out", "run"]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    for name in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE"):
+        env.pop(name, None)
+    job = subprocess.Popen([_mpiexec(), "-n", "2", *command], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "run" / "checkpoint.safetensors").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        rank_1 = _rank_process(job.pid, 1)
+        assert rank_1 is not None, "rank 1 was not found"
+        os.kill(rank_1, signal.SIGINT)
+        _, stderr = job.communicate(timeout=30)  # it used to hang here
+    finally:
+        job.kill()
+    assert job.returncode != 0
+    assert stderr.count("interrupted") == 1, stderr
+    assert "(MPI rank 1) interrupted" in stderr
+    # The checkpoint on disk is whole (its digest checks) and holds at least one finished epoch.
+    tensors, metadata = hg.serialize.read_safetensors(tmp_path / "run" / "checkpoint.safetensors")
+    assert metadata["format"] == "handgrad.checkpoint" and json.loads(metadata["training"])["state"]["epoch"] >= 1
+
+
+def test_option_errors_under_mpiexec_are_said_once_and_at_once(tmp_path):
+    """`mpiexec -n 2 handgrad train --model gpt` printed its error twice, after 5 s: rank 1 slept
+    before joining MPI, and rank 0's abort waited for it."""
+    import time
+
+    started = time.monotonic()
+    result = _cli(["--model", "gpt"], tmp_path, ranks=2)
+    elapsed = time.monotonic() - started
+    assert result.returncode != 0
+    assert result.stderr.count("--model gpt cannot learn digits") == 1, result.stderr
+    assert "MPI rank 1" not in result.stderr
+    assert elapsed < 4.0, f"the job took {elapsed:.1f} s to end"  # rank 1 waits 3 s before it speaks alone

@@ -214,12 +214,39 @@ def test_the_file_is_checked_opset_17_with_a_dynamic_batch(tmp_path):
 
 def test_export_replaces_a_file_atomically_and_leaves_no_temporary(tmp_path):
     path = tmp_path / "m.onnx"
-    path.write_bytes(b"old")
+    hg.export_onnx(hg.mlp(5, [4], 3, seed=0), path)  # an earlier export: replaced without asking
     hg.export_onnx(hg.mlp(6, [4], 3, seed=0), path)
     assert os.listdir(tmp_path) == ["m.onnx"]
-    assert onnx.load(str(path)).graph.input[0].name == "x"
+    assert onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim[1].dim_value == 6
+    (tmp_path / "folder.onnx").mkdir()
     with pytest.raises(hg.serialize.SerializationError, match="is a directory"):
-        hg.export_onnx(hg.mlp(6, [4], 3, seed=0), tmp_path)
+        hg.export_onnx(hg.mlp(6, [4], 3, seed=0), tmp_path / "folder.onnx")
+
+
+@pytest.mark.parametrize("name", ["m.json", "m.textproto", "m.txt", "m"])
+def test_export_to_a_name_other_than_onnx_is_refused_before_writing(tmp_path, name):
+    """`--onnx m.json` wrote the file, then failed reading it back as JSON text (UTF-8 decode error)."""
+    with pytest.raises(ValueError, match=r"an ONNX file's name ends in \.onnx"):
+        hg.export_onnx(hg.mlp(6, [4], 3, seed=0), tmp_path / name)
+    assert os.listdir(tmp_path) == []
+
+
+def test_export_does_not_overwrite_a_file_that_is_not_an_onnx_model_without_force(tmp_path, capsys):
+    """`--onnx history.json` overwrote the run's history.json while reporting failure."""
+    from handgrad.cli import main
+
+    hg.save(hg.mlp(6, [4], 3, seed=0), tmp_path / "model.safetensors")
+    precious = tmp_path / "notes.onnx"
+    precious.write_text('{"val_loss": 1.5}')
+    assert main(["export", str(tmp_path / "model.safetensors"), "--onnx", str(precious)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "exists and is not an ONNX model" in err and "--force" in err
+    assert precious.read_text() == '{"val_loss": 1.5}'
+    assert main(["export", str(tmp_path / "model.safetensors"), "--onnx", str(tmp_path / "history.json")]) == 1
+    assert "an ONNX file's name ends in .onnx" in capsys.readouterr().err
+    assert not (tmp_path / "history.json").exists()
+    assert main(["export", str(tmp_path / "model.safetensors"), "--onnx", str(precious), "--force"]) == 0
+    assert onnx.load(str(precious)).graph.input[0].name == "x"
 
 
 def test_the_exported_graph_does_not_depend_on_the_mode_or_disturb_the_model():

@@ -78,8 +78,13 @@ def test_update_is_in_place_and_state_round_trips():
 
 
 def test_bad_arguments_are_refused_clearly():
-    with pytest.raises(ValueError, match="lr must be >= 0"):
+    with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
         optim.SGD(lr=-1)
+    for rate in (np.inf, np.nan):  # `--lr inf` printed NumPy RuntimeWarnings before its one-line error
+        with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
+            optim.Adam(lr=rate)
+        with pytest.raises(ValueError, match="weight_decay must be a finite number >= 0"):
+            optim.AdamW(lr=1e-3, weight_decay=rate)
     with pytest.raises(ValueError, match="nesterov=True needs momentum > 0"):
         optim.SGD(lr=0.1, nesterov=True)
     with pytest.raises(KeyError, match="different keys"):

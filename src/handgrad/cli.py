@@ -319,12 +319,32 @@ def _dataset_of(args: argparse.Namespace) -> str:
     return args.dataset or read_metadata(args.model).get("dataset") or "digits"
 
 
+def _in_model_vocabulary(ids: np.ndarray, data_vocab, model_vocab, dataset: str) -> np.ndarray:
+    """``ids`` of ``data_vocab`` as the ids of the same characters in ``model_vocab``; refuses a
+    character of the data that the model has never seen."""
+    missing = [c for c in data_vocab.chars if c not in model_vocab.chars]
+    used = set(np.unique(ids).tolist())
+    missing = [c for c in missing if data_vocab.id_of(c) in used]
+    if missing:
+        shown = "".join(missing[:20]) + ("..." if len(missing) > 20 else "")
+        raise CommandError(f"{dataset} has {len(missing)} character{'s' if len(missing) != 1 else ''} that the model's "
+                           f"vocabulary lacks ({shown!r}): the model was trained on other text")
+    to_model = np.array([model_vocab.chars.index(c) if c in model_vocab.chars else -1 for c in data_vocab.chars],
+                        dtype=np.int64)
+    return to_model[ids]
+
+
 def _evaluate_seq2seq(model, args: argparse.Namespace, dataset: str) -> int:
     from .data import load_seq2seq
 
-    _, (x_test, t_test), vocab = load_seq2seq(dataset, data_dir=args.data_dir)
-    if tuple(vocab.chars) != tuple(model.vocab.chars) or x_test.shape[1] != model.question_length:
-        raise CommandError(f"the model was trained on other text than {dataset} (its vocabulary or lengths differ)")
+    _, (x_test, t_test), data_vocab = load_seq2seq(dataset, data_dir=args.data_dir)
+    if x_test.shape[1] != model.question_length or t_test.shape[1] != model.answer_length:
+        raise CommandError(f"the model was trained on other text than {dataset}: it takes questions of "
+                           f"{model.question_length} and answers of {model.answer_length} characters, {dataset} has "
+                           f"{x_test.shape[1]} and {t_test.shape[1]}")
+    # The model's own ids: a vocabulary in another order must not be read with the dataset's.
+    x_test, t_test = (_in_model_vocabulary(ids, data_vocab, model.vocab, dataset) for ids in (x_test, t_test))
+    vocab = model.vocab
     answers = np.concatenate([model.generate(x_test[i:i + 1000]) for i in range(0, len(x_test), 1000)])
     right = np.all(answers == t_test, axis=1)
     print(f"{dataset} test set, {len(t_test)} questions")
@@ -339,14 +359,17 @@ def _evaluate_seq2seq(model, args: argparse.Namespace, dataset: str) -> int:
 
 def _evaluate_language_model(model, args: argparse.Namespace, dataset: str) -> int:
     """A GPT's loss on both splits, as nanoGPT's estimate_loss: 200 random batches of 12."""
-    from .data import load_dataset
+    from .data import load_shakespeare
     from .train import estimate_loss
 
     if dataset != "shakespeare":
         raise CommandError(f"a language model is evaluated on text (shakespeare), not {dataset}")
-    (x, t), (x_val, t_val) = load_dataset(dataset, data_dir=args.data_dir)
-    if model.vocab is None or len(model.vocab) != 65:
-        raise CommandError("the model's vocabulary is not Tiny Shakespeare's 65 characters")
+    if model.vocab is None:
+        raise CommandError(f"{args.model}: the model has no vocabulary saved with it, so the text cannot be encoded")
+    train_ids, val_ids, data_vocab = load_shakespeare(args.data_dir)
+    # Encoded with the model's vocabulary (the same characters in another order are other ids).
+    train_ids, val_ids = (_in_model_vocabulary(ids, data_vocab, model.vocab, dataset) for ids in (train_ids, val_ids))
+    (x, t), (x_val, t_val) = (train_ids[:-1], train_ids[1:]), (val_ids[:-1], val_ids[1:])
     rng = np.random.default_rng(0)
     train_loss = estimate_loss(model, x, t, model.block_size, 12, 200, rng)
     val_loss = estimate_loss(model, x_val, t_val, model.block_size, 12, 200, rng)
@@ -416,7 +439,22 @@ def _read_array(path: Path, features: int | None) -> np.ndarray:
     if x.size == 0:
         raise CommandError(f"{path}: the array is empty")
     x = x.reshape(1, -1) if x.ndim <= 1 or x.size == features else x.reshape(len(x), -1)
-    return x.astype(np.float32)
+    return x.astype(np.float64)  # exact for every stored number; cast to the model's precision later
+
+
+def _in_model_precision(model, x: np.ndarray, what: str) -> np.ndarray:
+    """``x`` cast to the model's precision, refusing values that are not finite there: a value
+    finite in float64 but beyond float32's range would become infinity, then NaN probabilities."""
+    dtype = next(iter(model.params.values())).dtype if model.params else np.dtype(np.float32)
+    if not np.isfinite(x).all():
+        raise CommandError(f"{what}: contains NaN or infinity; a model's prediction of it would mean nothing")
+    with np.errstate(over="ignore"):  # the overflow is the finding, said below without a warning
+        cast = x.astype(dtype)
+    if not np.isfinite(cast).all():
+        largest = float(np.abs(x).max())
+        raise CommandError(f"{what}: values too large for {dtype} (the largest is {largest:.3g}; {dtype} holds up to "
+                           f"{float(np.finfo(dtype).max):.3g}); a model's prediction of it would mean nothing")
+    return cast
 
 
 def _image_style(args: argparse.Namespace, model) -> str:
@@ -445,6 +483,8 @@ def _predict(args: argparse.Namespace) -> int:
         if args.files or args.text is None:
             raise CommandError("a seq2seq model answers --text QUESTION (and takes no files)")
         for text in args.text:
+            if not text.strip():  # "" was refused, "   " answered: both are no question
+                raise CommandError(f"--text {text!r}: the question is blank")
             try:
                 answer = model.answer(text)
                 print(answer if answer else "(an empty answer)")
@@ -465,9 +505,8 @@ def _predict(args: argparse.Namespace) -> int:
             style = style or _image_style(args, model)
             x = _read_image(path, style)
         _check_fits(model, x.shape[1], str(path))
-        if not np.isfinite(x).all():
-            raise CommandError(f"{path}: contains NaN or infinity; a model's prediction of it would mean nothing")
-        probabilities = model.predict_proba(_as_model_input(model, x.astype(np.float32)))
+        x = _in_model_precision(model, x, str(path))
+        probabilities = model.predict_proba(_as_model_input(model, x))
         for i, row in enumerate(probabilities):
             label = f"{path}" if len(probabilities) == 1 else f"{path}[{i}]"
             top = ", ".join(f"{c}: {p:.3f}" for c, p in sorted(enumerate(row), key=lambda cp: -cp[1])[:3])
@@ -609,7 +648,7 @@ def _export(args: argparse.Namespace) -> int:
         raise CommandError(f"--onnx {args.onnx} is the model file itself: writing there would destroy the model")
     model = _load_model(args.model)
     try:
-        path = export_onnx(model, args.onnx)
+        path = export_onnx(model, args.onnx, force=args.force)
     except ImportError as error:  # the onnx extra is missing: say which, in one line
         raise CommandError(str(error)) from error
     print(f"wrote {path} (ONNX opset {OPSET}): {signature(path)}; the scores before any softmax")
@@ -657,6 +696,22 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _finite_non_negative(text: str) -> float:
+    """A rate, a decay, a norm or a temperature: a finite number >= 0 (``inf`` and ``nan`` would
+    only surface later as NaN weights and NumPy warnings)."""
+    value = float(text)
+    if not (np.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+def _finite_positive(text: str) -> float:
+    value = _finite_non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 65535:
@@ -675,6 +730,8 @@ _positive_int.__name__ = "positive integer"  # argparse says "invalid positive i
 _port.__name__ = "port number"
 _non_negative_int.__name__ = "integer >= 0"
 _fraction.__name__ = "fraction in [0, 1)"
+_finite_non_negative.__name__ = "finite number >= 0"
+_finite_positive.__name__ = "finite number > 0"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -712,19 +769,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--embed", type=_positive_int, metavar="D", help="character embedding size (seq2seq, default: 16)")
     train.add_argument("--peeky", action="store_true", help="feed the encoder's state to every decoder step (seq2seq)")
     train.add_argument("--reverse-input", action="store_true", help="read each question backwards (seq2seq)")
-    train.add_argument("--grad-clip", type=float, metavar="MAX_NORM",
+    train.add_argument("--grad-clip", type=_finite_positive, metavar="MAX_NORM",
                        help="scale the gradients down to this total norm when above it (as torch's clip_grad_norm_; "
                        "default: none, 5 for seq2seq models as in the book)")
     train.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu")
     train.add_argument("--init", default="he", help="he, he_uniform, xavier, xavier_uniform (default: he)")
     train.add_argument("--optimizer", choices=list(OPTIMIZERS), help="default: adam (adamw for gpt)")
-    train.add_argument("--lr", type=float, help="learning rate (default: 1e-3 for adam/adamw/rmsprop, 0.1 for sgd; "
+    train.add_argument("--lr", type=_finite_non_negative, help="learning rate (default: 1e-3 for adam/adamw/rmsprop, 0.1 for sgd; "
                        "3e-3 for adam with mlp on digits)")
-    train.add_argument("--beta2", type=float, help="Adam's second-moment decay (default: 0.999; 0.99 for gpt)")
-    train.add_argument("--weight-decay", type=float,
+    train.add_argument("--beta2", type=_fraction, help="Adam's second-moment decay (default: 0.999; 0.99 for gpt)")
+    train.add_argument("--weight-decay", type=_finite_non_negative,
                        help="the optimizer's weight decay, on every parameter (torch.optim's; default 0; "
                        "gpt: 0.1, on weight matrices only, as nanoGPT)")
-    train.add_argument("--weight-decay-l2", type=float, default=0.0, metavar="LAMBDA",
+    train.add_argument("--weight-decay-l2", type=_finite_non_negative, default=0.0, metavar="LAMBDA",
                        help="the model's L2 penalty LAMBDA/2 |W|^2 on the weights only (the book's)")
     train.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
                        help="learning rate: constant, or cosine annealing to 0 over the epochs")
@@ -740,7 +797,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--eval-interval", type=_positive_int, help="language models: evaluate every N steps (default: 250)")
     train.add_argument("--eval-iters", type=_positive_int, help="language models: batches per evaluation (default: 200)")
     train.add_argument("--warmup", type=_non_negative_int, help="language models: warmup steps (default: 100)")
-    train.add_argument("--min-lr", type=float, help="language models: the lr the cosine decays to (default: lr / 10)")
+    train.add_argument("--min-lr", type=_finite_non_negative, help="language models: the lr the cosine decays to (default: lr / 10)")
     train.add_argument("--batch-size", type=_positive_int,
                        help="default: 32 for digits, 100 for the image sets and mnist1d, 128 for seq2seq, 12 for gpt")
     train.add_argument("--seed", type=_non_negative_int, default=0)
@@ -786,7 +843,7 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("model", help="a model.safetensors written by handgrad")
     trace.add_argument("--dataset", choices=DATASETS, help="default: the dataset recorded in the model file, else digits")
     trace.add_argument("--samples", type=_positive_int, default=10, help="test samples to trace (default: 10)")
-    trace.add_argument("--lr", type=float, default=1e-3, help="learning rate for the update-to-weight ratios")
+    trace.add_argument("--lr", type=_finite_non_negative, default=1e-3, help="learning rate for the update-to-weight ratios")
     trace.add_argument("--json", action="store_true", help="print JSON instead of a table")
     trace.add_argument("--data-dir")
     trace.set_defaults(handler=_trace)
@@ -807,7 +864,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("model", help="a model.safetensors written by handgrad train --model gpt")
     generate.add_argument("--prompt", default="", help="the text to continue (default: a newline)")
     generate.add_argument("--tokens", type=_non_negative_int, default=500, help="characters to generate (default: 500)")
-    generate.add_argument("--temperature", type=float, default=0.8,
+    generate.add_argument("--temperature", type=_finite_non_negative, default=0.8,
                           help="divide the logits by this (default: 0.8; 0: always the most likely)")
     generate.add_argument("--top-k", type=_positive_int, default=200, help="sample among the k most likely (default: 200)")
     generate.add_argument("--seed", type=_non_negative_int, default=0)
@@ -831,7 +888,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  "17, float32): its scores / logits before any softmax, for any batch size. "
                                  "Needs the 'onnx' extra: pip install \"handgrad[onnx]\".")
     export.add_argument("model", help="a model.safetensors written by handgrad")
-    export.add_argument("--onnx", required=True, metavar="FILE", help="the ONNX file to write (replaced if it exists)")
+    export.add_argument("--onnx", required=True, metavar="FILE",
+                        help="the ONNX file to write, named *.onnx (an earlier export there is replaced)")
+    export.add_argument("--force", action="store_true",
+                        help="replace FILE even if it exists and is not an ONNX model")
     export.set_defaults(handler=_export)
 
     walk = commands.add_parser("walkthrough", help="the tutorial's two-layer network, every gradient beside its numerical check",
@@ -923,6 +983,8 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{error.filename}: " if error.filename else ""
         return _fail(args, error, f"{where}{error.strerror or error}")
     except KeyboardInterrupt:
+        if _mpi_env.launched_by_mpi():  # the other ranks would wait for this one forever
+            return _end_mpi_job(args, "interrupted", 130)
         print(f"handgrad {args.command}: interrupted", file=sys.stderr)
         return 130
     finally:
@@ -942,22 +1004,41 @@ def _fail(args, error: BaseException, message: str) -> int:
         import traceback
 
         traceback.print_exception(error)
-    rank = _mpi_env.rank_from_environment()
-    if rank:
-        # The same mistake usually stops every rank, and rank 0 says it and ends the job; a rank
-        # that is still alive after a pause failed alone, and says so itself.
-        time.sleep(5.0)
-        message = f"(MPI rank {rank}) {message}"
-    print(f"handgrad {args.command}: error: {message}", file=sys.stderr)
     if _mpi_env.launched_by_mpi():  # the other ranks would wait for this one forever
-        from . import distributed
-
-        try:
-            distributed.abort_job()
-        except ImportError:
-            pass
+        return _end_mpi_job(args, message, 1, kind="error: ")
+    print(f"handgrad {args.command}: error: {message}", file=sys.stderr)
     return 1
 
+
+def _end_mpi_job(args, message: str, status: int, kind: str = "") -> int:
+    """Under ``mpiexec``, say ``message`` once and end every rank of the job (``MPI_Abort``).
+
+    A mistake in the options, or a Ctrl-C that mpiexec forwards to every process, reaches every
+    rank at once: rank 0 says it and aborts the job, which ends the others before they speak.
+    Each rank joins MPI *before* it waits (MPI_Init is collective: a rank that slept first kept
+    rank 0's abort waiting for it), and a rank that is still alive after the wait failed or was
+    interrupted alone, and says so itself."""
+    from . import distributed
+
+    rank = _mpi_env.rank_from_environment()
+    try:
+        comm = distributed.world()
+    except ImportError:
+        comm = None
+    if rank:
+        if comm is None:  # no MPI to end the job with: every rank has the same story; rank 0 tells it
+            return status
+        with contextlib.suppress(KeyboardInterrupt):  # a second Ctrl-C while waiting
+            time.sleep(_MPI_QUIET_SECONDS)
+        message = f"(MPI rank {rank}) {message}"
+    print(f"handgrad {args.command}: {kind}{message}", file=sys.stderr)
+    if comm is not None:
+        distributed.abort_job(comm, status)
+    return status
+
+
+#: How long a rank other than 0 waits for rank 0 to end the job before it speaks itself.
+_MPI_QUIET_SECONDS = 3.0
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -445,9 +445,14 @@ def to_onnx(model, input_shape=None):
     return proto
 
 
-def export_onnx(model, path, input_shape=None) -> Path:
+def export_onnx(model, path, input_shape=None, *, force: bool = False) -> Path:
     """Write ``model``'s inference graph to the ONNX file ``path`` (to a temporary name beside
     it, then renamed: a reader never sees half a file) and return the path. See :func:`to_onnx`.
+
+    ``path`` must end in ``.onnx``: the file is binary protobuf, and ONNX's own tools read a
+    ``.json`` or ``.textproto`` name as text. An existing file there is replaced only if it is an
+    ONNX model itself (an earlier export), or with ``force=True``: ``--onnx history.json`` must
+    not destroy the run's history.
 
     Run it with onnxruntime::
 
@@ -457,9 +462,27 @@ def export_onnx(model, path, input_shape=None) -> Path:
     """
     from .serialize import atomic_write_bytes
 
+    path = Path(path)
+    if path.suffix.lower() != ".onnx":
+        raise ValueError(f"{path}: an ONNX file's name ends in .onnx (it is written as binary protobuf), "
+                         f"not {path.suffix or 'no extension'!r}")
+    onnx = _require_onnx()
+    if path.is_file() and not force and not _is_onnx_model(onnx, path):
+        raise ValueError(f"{path} exists and is not an ONNX model; choose another name, or pass force=True "
+                         "(--force) to replace it")
     proto = to_onnx(model, input_shape)
     atomic_write_bytes(path, [proto.SerializeToString()])
-    return Path(path)
+    return path
+
+
+def _is_onnx_model(onnx, path: Path) -> bool:
+    """Whether ``path`` holds an ONNX model: binary protobuf with a graph of at least one node
+    (protobuf parses many a short byte string as an empty message)."""
+    try:
+        model = onnx.load_model(str(path), format="protobuf", load_external_data=False)
+    except Exception:  # noqa: BLE001 -- protobuf raises its own DecodeError and others; any failure means "no"
+        return False
+    return len(model.graph.node) > 0 and model.ir_version > 0
 
 
 def signature(model) -> str:
@@ -467,8 +490,8 @@ def signature(model) -> str:
     ``"x (N, 64) float32 -> scores (N, 10) float32"``; ``model`` is an ``onnx.ModelProto`` or
     the path of an ONNX file."""
     onnx = _require_onnx()
-    if not isinstance(model, onnx.ModelProto):
-        model = onnx.load(str(model))
+    if not isinstance(model, onnx.ModelProto):  # always binary protobuf, whatever the file's name
+        model = onnx.load_model(str(model), format="protobuf", load_external_data=False)
 
     def describe(values) -> str:
         parts = []

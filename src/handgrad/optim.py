@@ -25,10 +25,10 @@ class Optimizer:
     """Base class: validation, step counting and per-parameter state."""
 
     def __init__(self, lr: float, weight_decay: float = 0.0) -> None:
-        if not lr >= 0:
-            raise ValueError(f"{type(self).__name__}: lr must be >= 0, got {lr}")
-        if not weight_decay >= 0:
-            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, got {weight_decay}")
+        if not (np.isfinite(lr) and lr >= 0):
+            raise ValueError(f"{type(self).__name__}: lr must be a finite number >= 0, got {lr}")
+        if not (np.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"{type(self).__name__}: weight_decay must be a finite number >= 0, got {weight_decay}")
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
         self.step_count = 0

@@ -15,8 +15,6 @@ is an existing folder is refused with a ValueError before anything is computed.
 from __future__ import annotations
 
 import io
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -41,12 +39,20 @@ def _pyplot():
     return plt
 
 
+#: The picture formats a path may ask for by its extension (matplotlib renders each without extras).
+FORMATS = (".png", ".svg", ".pdf")
+
+
 def _output_path(path, what: str) -> Path:
-    """``path`` as a Path, refusing one that cannot become a PNG file: an existing folder, or a
-    folder above it that is a file."""
+    """``path`` as a Path, refusing one that cannot become a picture file: an extension other
+    than .png, .svg or .pdf (``--out a.txt`` once got a PNG under that name), an existing
+    folder, or a folder above it that is a file."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{what}: output path {path} is a folder; give a file name such as {path / (what + '.png')}")
+    if path.suffix.lower() not in FORMATS:
+        raise ValueError(f"{what}: cannot write {path}: a picture's name ends in {', '.join(FORMATS)} "
+                         f"(the extension chooses the format), not {path.suffix or 'no extension'!r}")
     for parent in path.parents:
         if parent.exists():
             if not parent.is_dir():
@@ -56,25 +62,20 @@ def _output_path(path, what: str) -> Path:
 
 
 def _save(fig, path: Path) -> Path:
-    """Render ``fig`` as PNG and put it at ``path`` atomically: written under a temporary name in
-    the same folder, then renamed, so a reader never sees half a file. ``os.open`` with mode 0o666
-    lets the umask decide the permissions, as for any file the user creates."""
+    """Render ``fig`` in the format its extension names and put it at ``path`` atomically
+    (:func:`handgrad.serialize.atomic_write_bytes`: a temporary name in the same folder, then
+    renamed, so a reader never sees half a file)."""
+    from .serialize import atomic_write_bytes
+
     plt = _pyplot()
     try:
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        fig.savefig(buffer, format=path.suffix.lower()[1:], dpi=100, bbox_inches="tight")
     finally:
         fig.clf()
         plt.close(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(buffer.getbuffer())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(path, [buffer.getvalue()])
     return path
 
 
