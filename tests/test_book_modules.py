@@ -184,3 +184,21 @@ def test_deep_convnet_builds_the_books_layers_and_its_gradients_fit():
     grads = net.gradient(x, t)
     assert {k: g.shape for k, g in grads.items()} == {k: p.shape for k, p in net.params.items()}
     assert np.isfinite(net.loss(x, t)) and 0.0 <= net.accuracy(x, t) <= 1.0
+
+
+def test_load_params_of_a_missing_book_weight_file_names_the_script_that_trains_it(tmp_path, monkeypatch):
+    """The book's misclassified_mnist.py loads deep_convnet_params.pkl, which handgrad never
+    unpickles: the error says which book script writes the safetensors file it reads instead."""
+    from handgrad.book.common import _network
+    from handgrad.book.deep_convnet import DeepConvNet
+
+    monkeypatch.setattr(_network, "PARAMS_DIR", tmp_path / "out")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "deep_convnet_params.pkl").write_bytes(b"not read")
+    with pytest.raises(_network.ParamsNotFound) as refused:
+        DeepConvNet().load_params("deep_convnet_params.pkl")
+    message = str(refused.value)
+    assert message.startswith(f"{tmp_path / 'out' / 'deep_convnet_params.safetensors'}: no such file")
+    assert f"handgrad book-run --out {tmp_path / 'out'} ch08/train_deepnet.py" in message
+    assert message.endswith(f"the pickle {tmp_path / 'deep_convnet_params.pkl'} is never read")
+    assert isinstance(refused.value, FileNotFoundError)

@@ -125,6 +125,29 @@ def params_path(file_name):
     return path
 
 
+class ParamsNotFound(FileNotFoundError):
+    """``load_params`` found no safetensors file to read (``book-run`` says so in one line)."""
+
+
+def _missing_params_message(file_name, path):
+    """Why ``load_params(file_name)`` has nothing to read, and how to make it: the book's script
+    that trains the file where the book ships it as a pickle."""
+    from pathlib import Path
+
+    from handgrad.book import BOOK_PICKLES
+
+    trainer = BOOK_PICKLES.get(Path(file_name).name)
+    if trainer:
+        how = f"e.g. by handgrad book-run --out {path.parent} {trainer}"
+    else:
+        how = "e.g. in an earlier book-run with the same --out"
+    message = (f"{path}: no such file (handgrad never unpickles; it saves and loads {path.name}, written by "
+               f"save_params, {how})")
+    if Path(file_name).suffix == ".pkl" and Path(file_name).is_file():
+        message += f"; the pickle {Path(file_name).resolve()} is never read"
+    return message
+
+
 class SavesParams:
     """``save_params(file_name)`` / ``load_params(file_name)`` in handgrad's safetensors format."""
 
@@ -143,8 +166,7 @@ class SavesParams:
 
         path = params_path(file_name)
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file (handgrad never unpickles; it saves and loads "
-                                    f"{path.name}, written by save_params, e.g. in an earlier book-run with the same --out)")
+            raise ParamsNotFound(_missing_params_message(file_name, path))
         tensors, _ = read_safetensors(path)
         missing = sorted(set(self.params) - set(tensors))
         if missing:
