@@ -234,3 +234,113 @@ def test_from_huggingface_gpt2_without_prefix_and_refusals(tmp_path):
         interop.from_huggingface_gpt2(tmp_path)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         interop.from_huggingface_gpt2(tmp_path / "nowhere")
+
+
+# --- issue 22: a Hugging Face checkpoint is checked before anything is allocated --------------------
+
+
+def hf_checkpoint(folder, config, tensors=None):
+    """A GPT2Model-style checkpoint (no prefix, Conv1D layouts) of a small random GPT in ``folder``."""
+    import json
+
+    from handgrad.serialize import write_safetensors
+
+    if tensors is None:
+        gpt = randomize(GPT(6, 4, 1, 2, 4, gelu="tanh", seed=0))
+        tensors = {k.removeprefix("transformer."): (v.T.copy() if k.endswith(("c_attn.weight", "c_proj.weight",
+                                                                                "c_fc.weight")) else v)
+                   for k, v in interop.to_nanogpt(gpt).items() if k != "lm_head.weight"}
+    folder.mkdir(exist_ok=True)
+    write_safetensors(folder / "model.safetensors", tensors)
+    (folder / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+    return folder
+
+
+@pytest.mark.parametrize("n_layer, every_key, expected", [
+    (8, True, "h.0.ln_1.weight has shape (0,), expected (2048,)"),
+    (2000, False, "missing 'h.0.ln_1.bias'"),
+    (10_001, False, "n_layer must be a positive integer <= 10000, got 10001"),
+])
+def test_a_crafted_hf_checkpoint_is_refused_before_allocating(tmp_path, n_layer, every_key, expected):
+    """A 33 KB file took 1.5 GiB and 5 s before it was refused (blocks of width 2048 whose
+    tensors are empty); another asked for ~400 GB (2000 blocks, each announced by one key)."""
+    import time
+    import tracemalloc
+
+    C = 2048
+    tensors = {"wte.weight": np.zeros((1, C), np.float32), "wpe.weight": np.zeros((1, C), np.float32),
+               "ln_f.weight": np.zeros(C, np.float32), "ln_f.bias": np.zeros(C, np.float32)}
+    names = [theirs for theirs, _, _ in interop._layout(n_layer, True, "") if theirs.startswith("h.")]
+    tensors.update({name: np.zeros(0, np.float32) for name in names if every_key or name.endswith(".ln_1.weight")})
+    folder = hf_checkpoint(tmp_path / "crafted", {"n_head": 1}, tensors)
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(ValueError) as info:
+            interop.from_huggingface_gpt2(folder)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - started < 5.0
+    # Python's bookkeeping of 2000 blocks' names takes ~12 MiB; the model asked for 1.5 GiB / 400 GB.
+    assert peak < 32 * 2 ** 20, f"{peak / 2 ** 20:.0f} MiB for a {(folder / 'model.safetensors').stat().st_size} B file"
+    message = str(info.value)
+    assert "\n" not in message and str(folder / "model.safetensors") in message
+    assert expected in message, message
+
+
+def test_a_state_dict_with_a_wrong_shape_is_refused_before_the_model_is_built(monkeypatch):
+    state = interop.to_nanogpt(GPT(6, 4, 1, 2, 4, seed=0))
+    state["transformer.h.0.mlp.c_fc.weight"] = np.zeros((5, 4), np.float32)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the GPT was built before every shape was checked")
+
+    monkeypatch.setattr(interop, "GPT", type("NoGPT", (), {"__new__": no_model, "param_shapes": GPT.param_shapes}))
+    with pytest.raises(ValueError, match=r"transformer.h.0.mlp.c_fc.weight has shape \(5, 4\), expected \(16, 4\)"):
+        interop.from_nanogpt(state, n_head=2)
+
+
+def test_weights_that_are_not_finite_are_refused_by_from_nanogpt():
+    state = interop.to_nanogpt(GPT(6, 4, 1, 2, 4, seed=0))
+    state["transformer.h.0.attn.c_proj.bias"] = np.full(4, np.nan, np.float32)
+    with pytest.raises(ValueError, match=r"from_nanogpt: transformer.h.0.attn.c_proj.bias holds NaN or infinite"):
+        interop.from_nanogpt(state, n_head=2)
+
+
+@pytest.mark.parametrize("config, fragments", [
+    ("[1, 2]", ["expected a JSON object of settings, got a list"]),
+    ('"gpt2"', ["expected a JSON object of settings, got a str"]),
+    ("{'n_head': 2", ["config is not valid JSON"]),
+    ({"n_head": 2, "activation_function": ["gelu"]},
+     ["activation_function ['gelu'] (a list, where a string is needed) is not supported"]),
+    ({"n_head": 2, "n_positions": "32"}, [("n_positions must be a positive integer, got '32' (a str, where an "
+                                           "integer is needed)")]),
+    ({"n_head": 2, "layer_norm_epsilon": 1e10}, ["layer_norm_epsilon must be > 0 and < 1, got 10000000000.0"]),
+    ({"n_head": 2, "layer_norm_epsilon": True}, ["layer_norm_epsilon must be > 0 and < 1, got True (a bool"]),
+    ({"n_head": "2"}, ["n_head must be a positive integer, got '2' (a str"]),
+    ({"n_positions": 4}, ["n_head is missing"]),
+    ({"n_head": 2, "scale_attn_weights": "yes"}, ["scale_attn_weights must be true or false, got 'yes'"]),
+    ({"n_head": 2, "n_positions": 32}, ["n_positions is 32, but wpe.weight has 4 rows"]),
+    ({"n_head": 2, "n_layer": 3}, ["n_layer is 3, but the weights have 1 blocks"]),
+])
+def test_a_malformed_hf_config_is_one_line_naming_the_file_and_the_key(tmp_path, config, fragments):
+    """A config.json that was a list, a string, invalid JSON or had activation_function: ["gelu"]
+    gave a traceback; n_positions "32" said "config says 32 positions, wpe has 32"."""
+    from handgrad.serialize import SerializationError
+
+    folder = hf_checkpoint(tmp_path / "hf", config)
+    with pytest.raises(SerializationError) as info:
+        interop.from_huggingface_gpt2(folder)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{folder / 'config.json'}: "), message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_a_hf_config_that_agrees_with_the_weights_loads(tmp_path):
+    folder = hf_checkpoint(tmp_path / "hf", {"n_head": 2, "n_positions": 4, "n_embd": 4, "n_layer": 1,
+                                             "vocab_size": 6, "layer_norm_epsilon": 1e-6,
+                                             "activation_function": "gelu_pytorch_tanh", "scale_attn_weights": True})
+    gpt = interop.from_huggingface_gpt2(folder)
+    assert (gpt.eps, gpt.gelu, gpt.n_layer, gpt.block_size) == (1e-6, "tanh", 1, 4)

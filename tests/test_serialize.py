@@ -553,3 +553,80 @@ def test_a_tensor_named_like_the_metadata_is_refused(tmp_path):
         write_safetensors(tmp_path / "t", {"__metadata__": np.zeros(2)})
     assert str(tmp_path / "t") in str(info.value)
     assert not (tmp_path / "t").exists()
+
+
+# --- values load refuses: non-finite weights, text that is not Unicode (issue 22, items 9, 12) ----
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_model_whose_weights_are_not_finite_is_refused_at_load(model, tmp_path, bad):
+    """A GPT with NaN weights loaded, and the server streamed invalid JSON from it."""
+    path = tmp_path / "m.safetensors"
+    hg.save(model, path)
+    tensors, metadata = read_safetensors(path)
+    tensors["2.W"][1, 2] = bad
+    write_safetensors(path, tensors, metadata)  # a valid file, digest and all
+    refused(path, r"weight '2.W' has 1 NaN or infinite value of 20; a model's weights must be finite numbers")
+
+
+def test_saving_a_model_whose_weights_are_not_finite_is_refused(model, tmp_path):
+    model.params["0.b"][3] = np.nan
+    with pytest.raises(SerializationError, match=r"save .*m.safetensors: weight '0.b' has 1 NaN or infinite value"):
+        hg.save(model, tmp_path / "m.safetensors")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_vocabulary_with_a_lone_surrogate_is_refused_at_load(tmp_path):
+    path = tmp_path / "gpt.safetensors"
+    hg.save(hg.model.GPT(3, 4, 1, 1, 2, seed=0, vocab="abc"), path)
+    rewrite_architecture(path, lambda spec: spec.update(vocab="ab\udc80"))  # json.dumps escapes it: a valid file
+    error = refused(path, r"architecture holds a lone surrogate .* in vocab, which is not Unicode text")
+    str(error).encode("utf-8")  # the message itself can be printed
+
+
+def test_any_header_string_with_a_lone_surrogate_is_refused(model, tmp_path):
+    path = tmp_path / "m.safetensors"
+    hg.save(model, path)
+    header, data = split(path)
+    header["__metadata__"]["dataset"] = "digits\ud800"
+    write_raw(path, header, data)
+    refused(path, r"header holds a lone surrogate .* in __metadata__.dataset", load=read_metadata)
+    header["__metadata__"].pop("dataset")
+    header["0.W\udfff"] = header.pop("0.W")
+    write_raw(path, header, data)
+    refused(path, r"header holds a lone surrogate .* in a key of the top level", load=read_safetensors)
+
+
+def test_saving_text_with_a_lone_surrogate_is_refused(model, tmp_path):
+    path = tmp_path / "m.safetensors"
+    with pytest.raises(SerializationError, match=r"metadata.dataset holds a lone surrogate") as info:
+        hg.save(model, path, metadata={"dataset": "\udc80"})
+    str(info.value).encode("utf-8")
+    with pytest.raises(SerializationError, match=r"tensor names\[0\] holds a lone surrogate"):
+        write_safetensors(path, {"w\ud800": np.zeros(2)})
+    gpt = hg.model.GPT(3, 4, 1, 1, 2, seed=0, vocab="abc")
+    gpt.vocab.chars = ("a", "b", "\udc80")  # what the constructor would have refused
+    with pytest.raises(SerializationError, match=r"architecture.vocab holds a lone surrogate"):
+        hg.save(gpt, path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_0_1_0_fixtures_still_load_and_a_save_writes_what_it_wrote(model, tmp_path):
+    for name in ("mlp_v0.1.0", "convnet_v0.1.0"):
+        assert isinstance(hg.load(FIXTURES / f"{name}.safetensors"), hg.Sequential)
+    hg.save(model, tmp_path / "a.safetensors", metadata={"dataset": "digits"})
+    hg.save(hg.load(tmp_path / "a.safetensors"), tmp_path / "b.safetensors", metadata={"dataset": "digits"})
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"weight_decay": float("inf")}, r"architecture contains Infinity, which is not JSON"),
+    ({"input_shape": (0, 6)}, r"input_shape must be null or a list of positive integers, got \[0, 6\]"),
+])
+def test_save_refuses_a_model_that_load_would_refuse(model, tmp_path, kwargs, match):
+    """Training wrote models that load refused; save now runs load's checks before writing."""
+    odd = hg.Sequential(model.layers, loss=model.loss_layer, **kwargs)
+    with pytest.raises(SerializationError, match=match) as info:
+        hg.save(odd, tmp_path / "m.safetensors")
+    assert str(info.value).startswith(f"save {tmp_path / 'm.safetensors'}: ")
+    assert list(tmp_path.iterdir()) == []

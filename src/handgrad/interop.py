@@ -18,13 +18,15 @@ Arrays keep their dtype (all must share one). Nothing here imports torch.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 
+from . import validate
+from .layers.normalization import check_eps
 from .model.gpt import GPT
+from .serialize import SerializationError, _strict_json, read_safetensors
 
 __all__ = ["from_nanogpt", "to_nanogpt", "from_huggingface_gpt2"]
 
@@ -52,18 +54,25 @@ def _layout(n_layer: int, bias: bool, prefix: str = "transformer."):
     return rows
 
 
-def _as_array(key: str, value) -> np.ndarray:
+def _as_array(who: str, key: str, value) -> np.ndarray:
+    """``value`` as a NumPy array without copying it (a CPU torch tensor's ``.numpy()`` is a view)."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor slipped in: no import needed
         value = value.detach().cpu().numpy()
     array = np.asarray(value)
-    if array.dtype.kind != "f":
-        raise TypeError(f"{key}: expected a float array, got dtype {array.dtype}")
+    if array.dtype not in validate.FLOAT_DTYPES:
+        raise TypeError(f"{who}: {key}: expected a float16, float32 or float64 array, got dtype {array.dtype}")
     return array
 
 
 def _load_state(state_dict: dict, n_head: int, vocab, transpose: bool, gelu: str, eps: float, who: str,
-                block_size: int | None = None) -> GPT:
-    """A GPT from ``{their name: array}`` (nanoGPT's names; ``transpose``: Linear layouts)."""
+                config: dict | None = None, config_where: str = "config") -> GPT:
+    """A GPT from ``{their name: array}`` (nanoGPT's names; ``transpose``: Linear layouts).
+
+    Every stored array's name, shape and dtype is checked against the architecture the shapes
+    of ``wte``, ``wpe`` and the block numbers describe (and the sizes ``config`` states, if
+    given: ``n_positions``, ``n_embd``, ``n_layer``, ``vocab_size``) BEFORE the model is built,
+    with :meth:`GPT.param_shapes`, load's own check: a crafted state dict cannot make it
+    allocate more than the arrays it holds."""
     state = {}
     for key, value in state_dict.items():
         key = key.removeprefix("_orig_mod.")  # a state dict of a torch.compile'd model (nanoGPT strips it too)
@@ -73,48 +82,66 @@ def _load_state(state_dict: dict, n_head: int, vocab, transpose: bool, gelu: str
     for needed in ("wte.weight", "wpe.weight", "ln_f.weight"):
         if prefix + needed not in state:
             raise ValueError(f"{who}: no {prefix + needed!r} in the state dict (keys: {sorted(state)[:8]} ...)")
-    wte = _as_array(prefix + "wte.weight", state[prefix + "wte.weight"])
-    wpe = _as_array(prefix + "wpe.weight", state[prefix + "wpe.weight"])
+    wte, wpe = (_as_array(who, prefix + key, state[prefix + key]) for key in ("wte.weight", "wpe.weight"))
     if wte.ndim != 2 or wpe.ndim != 2 or wte.shape[1] != wpe.shape[1]:
         raise ValueError(f"{who}: {prefix}wte.weight (V, C) and {prefix}wpe.weight (block_size, C) must share C, "
                          f"got {wte.shape} and {wpe.shape}")
     (V, C), B = wte.shape, wpe.shape[0]
-    if block_size is not None and block_size != B:
-        raise ValueError(f"{who}: config says {block_size} positions, {prefix}wpe.weight has {B}")
     layers = {int(m.group(1)) for k in state for m in [re.match(re.escape(prefix) + r"h\.(\d+)\.", k)] if m}
     n_layer = len(layers)
     if layers != set(range(n_layer)) or not n_layer:
         raise ValueError(f"{who}: blocks must be numbered 0 .. n_layer - 1, found {sorted(layers)[:20]}")
+    found = {"n_positions": (B, f"{prefix}wpe.weight has {B} rows"),
+             "n_embd": (C, f"{prefix}wte.weight has {C} columns"),
+             "n_layer": (n_layer, f"the weights have {n_layer} blocks"),
+             "vocab_size": (V, f"{prefix}wte.weight has {V} rows")}
+    for key, stated in (config or {}).items():
+        if stated != found[key][0]:
+            raise SerializationError(f"{config_where}: {key} is {stated}, but {found[key][1]}")
     bias = prefix + "ln_f.bias" in state
     if isinstance(n_head, bool) or not isinstance(n_head, (int, np.integer)) or n_head < 1 or C % n_head:
-        raise ValueError(f"{who}: n_head must be a positive integer dividing n_embd = {C}, got {n_head!r}")
-    model = GPT(V, B, n_layer, int(n_head), C, bias=bias, dtype=wte.dtype, vocab=vocab, gelu=gelu, eps=eps,
-                init="zeros")
-    params = model.params
+        raise ValueError(f"{who}: n_head must be a positive integer dividing n_embd = {C}, got {n_head!r:.40}")
+    # The vocabulary is checked by the constructor, before it allocates anything.
+    spec = {"vocab_size": V, "block_size": B, "n_layer": n_layer, "n_head": int(n_head), "n_embd": C,
+            "bias": bias, "gelu": gelu, "eps": eps}
+    try:
+        expected = GPT.param_shapes(spec)  # the limits load applies (n_layer <= 10000, eps, ...)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{who}: {error}") from None
     rows = _layout(n_layer, bias, prefix)
-    expected = {theirs for theirs, _, _ in rows} | {"lm_head.weight"}
-    unknown = sorted(set(state) - expected)
+    unknown = sorted(set(state) - {theirs for theirs, _, _ in rows} - {"lm_head.weight"})
     if unknown:
         raise ValueError(f"{who}: unexpected keys {unknown[:10]} (bias={bias}, {n_layer} layers: not a GPT-2 / "
                          "nanoGPT state dict, or a different architecture)")
+    missing = [theirs for theirs, _, _ in rows if theirs not in state]
+    if missing:
+        raise ValueError(f"{who}: missing {missing[0]!r} (a model with bias={bias} and {n_layer} layers has it)")
+    arrays = {key: _as_array(who, key, value) for key, value in state.items()}
     for theirs, ours, transposed in rows:
-        if theirs not in state:
-            raise ValueError(f"{who}: missing {theirs!r} (a model with bias={bias} and {n_layer} layers has it)")
-        array = _as_array(theirs, state[theirs])
+        array = arrays[theirs]
         if array.dtype != wte.dtype:
             raise TypeError(f"{who}: {theirs} has dtype {array.dtype}, {prefix}wte.weight has {wte.dtype}; a "
                             "model's parameters share one dtype (convert the state dict first)")
-        array = array.T if transposed and transpose else array
-        if array.shape != params[ours].shape:
-            shape = params[ours].shape[::-1] if transposed and transpose else params[ours].shape
-            raise ValueError(f"{who}: {theirs} has shape {state[theirs].shape if hasattr(state[theirs], 'shape') else array.shape}, "
-                             f"expected {tuple(shape)} for n_embd = {C}, vocab_size = {V}")
-        params[ours][...] = array
-    if "lm_head.weight" in state:
-        head = _as_array("lm_head.weight", state["lm_head.weight"])
+        shape = expected[ours][::-1] if transposed and transpose else expected[ours]
+        if array.shape != shape:
+            raise ValueError(f"{who}: {theirs} has shape {array.shape}, expected {shape} for n_embd = {C}, "
+                             f"vocab_size = {V}")
+    if "lm_head.weight" in arrays:
+        head = arrays["lm_head.weight"]
         if head.shape != wte.shape or not np.array_equal(head, wte):
             raise ValueError(f"{who}: lm_head.weight differs from {prefix}wte.weight; handgrad's GPT ties the output "
                              "layer to the token embedding, as nanoGPT and GPT-2 do")
+    for theirs, _, _ in rows:
+        if not np.isfinite(arrays[theirs]).all():
+            raise ValueError(f"{who}: {theirs} holds NaN or infinite values; a model's weights must be finite")
+    # Every array is now known to have the shape the model allocates: building it costs no more
+    # than the state dict holds.
+    model = GPT(V, B, n_layer, int(n_head), C, bias=bias, dtype=wte.dtype, vocab=vocab, gelu=gelu, eps=eps,
+                init="zeros")
+    params = model.params
+    for theirs, ours, transposed in rows:
+        array = arrays[theirs]
+        params[ours][...] = array.T if transposed and transpose else array
     return model
 
 
@@ -147,30 +174,73 @@ def to_nanogpt(model: GPT, grads: bool = False) -> dict:
 _HF_GELUS = {"gelu_new": "tanh", "gelu_pytorch_tanh": "tanh", "gelu": "none"}
 
 
+def _read_hf_config(path: Path) -> dict:
+    """The settings of a Hugging Face ``config.json`` that handgrad uses, each checked: one
+    :class:`SerializationError` line naming the file and the key for anything malformed."""
+    if not path.exists():
+        raise FileNotFoundError(f"from_huggingface_gpt2: no config.json in {path.parent}")
+    if not path.is_file():
+        raise SerializationError(f"{path}: is not a file (a Hugging Face checkpoint's config.json is)")
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise SerializationError(f"{path}: cannot read the file ({error.strerror or error})") from error
+    config = _strict_json(raw, path, "config")
+    if not isinstance(config, dict):
+        raise SerializationError(f"{path}: expected a JSON object of settings, got a {type(config).__name__} "
+                                 f"({str(config)[:40]})")
+
+    def setting(key, check, default=None):
+        if key not in config:
+            return default
+        try:
+            return check(config[key], key, who=str(path))
+        except ValueError as error:
+            raise SerializationError(str(error)) from None
+
+    def known_activation(value, key, who):
+        if not isinstance(value, str) or value not in _HF_GELUS:
+            kind = "" if isinstance(value, str) else f" (a {type(value).__name__}, where a string is needed)"
+            raise ValueError(f"{who}: {key} {value!r:.40}{kind} is not supported (known: {sorted(_HF_GELUS)})")
+        return value
+
+    settings = {
+        "n_head": setting("n_head", validate.positive_int),
+        "gelu": _HF_GELUS[setting("activation_function", known_activation, "gelu_new")],
+        "eps": setting("layer_norm_epsilon", lambda v, k, who: check_eps(v, who=who, name=k), 1e-5),
+        # Stated sizes must agree with the weights' shapes (checked before anything is built).
+        "sizes": {key: setting(key, validate.positive_int) for key in ("n_positions", "n_embd", "n_layer", "vocab_size")
+                  if key in config},
+    }
+    if settings["n_head"] is None:
+        raise SerializationError(f"{path}: n_head is missing (the number of attention heads; the weights cannot "
+                                 "tell it)")
+    if setting("scale_attn_by_inverse_layer_idx", validate.boolean, False) \
+            or not setting("scale_attn_weights", validate.boolean, True):
+        raise SerializationError(f"{path}: only GPT-2's standard attention scaling (1 / sqrt(head_dim)) is supported "
+                                 "(scale_attn_weights true, scale_attn_by_inverse_layer_idx false)")
+    return settings
+
+
 def from_huggingface_gpt2(directory, vocab=None) -> GPT:
     """A :class:`GPT` from a local Hugging Face GPT-2 checkpoint: ``directory/config.json`` and
     ``directory/model.safetensors``, read with handgrad's own safetensors reader (no torch).
 
     GPT-2's Conv1D weights are stored (in, out) already, handgrad's layout: no transpose. Keys
     may or may not start with ``transformer.`` (GPT2LMHeadModel or GPT2Model). From the config:
-    ``n_head``, ``layer_norm_epsilon`` (-> ``eps``), ``activation_function`` (``gelu_new`` and
-    ``gelu_pytorch_tanh`` -> ``gelu="tanh"``, ``gelu`` -> exact). Variants handgrad's GPT does not
-    compute (``scale_attn_by_inverse_layer_idx``, unscaled attention) are refused."""
-    from .serialize import read_safetensors
+    ``n_head`` (required), ``layer_norm_epsilon`` (-> ``eps``, in LayerNorm's (0, 1)),
+    ``activation_function`` (``gelu_new`` and ``gelu_pytorch_tanh`` -> ``gelu="tanh"``, ``gelu``
+    -> exact); ``n_positions``, ``n_embd``, ``n_layer`` and ``vocab_size``, where given, must agree
+    with the weights' shapes. Variants handgrad's GPT does not compute
+    (``scale_attn_by_inverse_layer_idx``, unscaled attention) are refused.
 
+    A malformed config (not JSON, not an object, a key of the wrong type or out of range) is one
+    :class:`~handgrad.serialize.SerializationError` naming the file and the key. Every tensor's
+    name, shape and dtype is checked against the architecture before the model is allocated."""
     directory = Path(directory)
-    try:
-        config = json.loads((directory / "config.json").read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"from_huggingface_gpt2: no config.json in {directory}") from None
-    activation = config.get("activation_function", "gelu_new")
-    if activation not in _HF_GELUS:
-        raise ValueError(f"from_huggingface_gpt2: activation_function {activation!r} is not supported "
-                         f"(known: {sorted(_HF_GELUS)})")
-    if config.get("scale_attn_by_inverse_layer_idx") or not config.get("scale_attn_weights", True):
-        raise ValueError("from_huggingface_gpt2: only GPT-2's standard attention scaling (1 / sqrt(head_dim)) "
-                         "is supported")
-    tensors, _ = read_safetensors(directory / "model.safetensors")
-    return _load_state(tensors, config.get("n_head"), vocab, transpose=False, gelu=_HF_GELUS[activation],
-                       eps=float(config.get("layer_norm_epsilon", 1e-5)), who="from_huggingface_gpt2",
-                       block_size=config.get("n_positions"))
+    settings = _read_hf_config(directory / "config.json")
+    weights = directory / "model.safetensors"
+    tensors, _ = read_safetensors(weights)
+    return _load_state(tensors, settings["n_head"], vocab, transpose=False, gelu=settings["gelu"],
+                       eps=settings["eps"], who=f"from_huggingface_gpt2: {weights}", config=settings["sizes"],
+                       config_where=str(directory / "config.json"))

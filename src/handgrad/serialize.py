@@ -28,6 +28,17 @@ file version 2 fixes). A file whose ``format`` starts with ``handgrad`` and has 
 refused. Plain safetensors files from other tools (no handgrad metadata) have no digest by
 design; :func:`read_safetensors` still reads them, after the same structural checks.
 
+``load`` also refuses weights that are not finite (NaN, infinity) and text that is not Unicode (a
+lone surrogate such as ``"\\ud800"`` in the vocabulary or any other header string: valid JSON,
+but no UTF-8 writer can carry it); ``save`` refuses both too, so it never writes what ``load``
+refuses.
+
+Writing (:func:`atomic_write_bytes`: models, checkpoints, ONNX exports, run histories): a
+temporary file beside the target, renamed over it; only a regular file (or nothing) is ever
+replaced, and a symbolic link is written through to its target (:func:`check_writable_target`
+states the rule, for writers that cannot hand over bytes, such as matplotlib's ``savefig``).
+Temporaries left by a writer that was killed are removed later (:func:`remove_stale_temporaries`).
+
 Every problem with a file raises :class:`SerializationError` naming the file (a missing file:
 ``FileNotFoundError``); a digest is a check against corruption and editing by mistake, not a
 signature: whoever can write the file can recompute it, so every check after it still runs.
@@ -39,17 +50,20 @@ import hashlib
 import json
 import math
 import os
+import re
 import secrets
+import socket
+import stat
 import struct
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, validate
 from .layers import LAYER_TYPES
 
 __all__ = ["save", "load", "read_metadata", "write_safetensors", "read_safetensors", "SerializationError",
-           "atomic_write_bytes"]
+           "atomic_write_bytes", "check_writable_target", "remove_stale_temporaries"]
 
 FORMAT = "handgrad.Sequential"
 FILE_VERSION = "2"
@@ -62,7 +76,7 @@ _OWN_PREFIX = "handgrad_"
 _DTYPES = {"F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "I64": np.dtype("<i8"),
            "I32": np.dtype("<i4"), "U8": np.dtype("u1"), "I8": np.dtype("i1"), "BOOL": np.dtype("?")}
 _DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
-_FLOAT_DTYPES = {np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64)}
+_FLOAT_DTYPES = set(validate.FLOAT_DTYPES)
 _MAX_HEADER = 100 * 1024 * 1024
 _MAX_NDIM = 32      # NumPy 1's limit; no handgrad tensor comes near it
 _MAX_INT = 2 ** 63  # safetensors stores sizes and offsets as 64-bit unsigned integers
@@ -75,18 +89,114 @@ class SerializationError(ValueError):
 # --- writing -------------------------------------------------------------------------------------
 
 
+# Temporary files are named ".<target's name>.tmp-<host>-<pid>-<random>": <host> is a digest of
+# the machine's name and <pid> the writing process, so that a later run can tell a temporary
+# left behind by a writer that died (kill -9, a power cut) from one that is being written now.
+_TEMP_INFIX = ".tmp-"
+_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.tmp-(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]{1,10})-[0-9a-f]{8}")
+_FILE_KINDS = ((stat.S_ISDIR, "directory"), (stat.S_ISLNK, "symbolic link"), (stat.S_ISFIFO, "FIFO (named pipe)"),
+               (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket"))
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "backslashreplace")).hexdigest()[:8]
+
+
+def _temp_name(target: Path) -> Path:
+    return target.with_name(f".{target.name}{_TEMP_INFIX}{_host_tag()}-{os.getpid()}-{secrets.token_hex(4)}")
+
+
 def _create_temp_beside(path: Path) -> tuple[int, Path]:
-    """A new, empty file next to ``path`` (so the final rename stays on one filesystem).
-    Unlike ``tempfile.mkstemp`` (always 0600) it asks for mode 0666, which the kernel reduces by
-    the umask: the result gets the permissions any other new file would, with no need to read
-    (and, for a moment, change) the process-wide umask."""
+    """A new, empty file next to ``path`` (so the final rename stays on one filesystem), named
+    as the comment above ``_TEMP_NAME`` says. Unlike ``tempfile.mkstemp`` (always 0600) it asks
+    for mode 0666, which the kernel reduces by the umask: the result gets the permissions any
+    other new file would, with no need to read (and, for a moment, change) the process-wide umask."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
     while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        tmp = _temp_name(path)
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:  # another writer drew the same random name: draw again
             continue
+
+
+def _process_is_gone(pid: int) -> bool:
+    """True only when no process ``pid`` exists on this machine. Where that cannot be told
+    safely (Windows, whose ``os.kill(pid, 0)`` would send a Ctrl-C), False: the file is kept."""
+    if pid < 1 or pid == os.getpid() or os.name == "nt":
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):  # PermissionError: it exists, and belongs to someone else
+        return False
+    return False
+
+
+def remove_stale_temporaries(folder, target: str | None = None) -> list[Path]:
+    """Delete the temporary files that writers on this machine left in ``folder`` when they
+    died before renaming them (``kill -9`` or a crash during a save; a checkpoint's can be
+    hundreds of MB), and return their paths. A temporary is stale when its name has the form
+    ``.<name>.tmp-<host>-<pid>-<random>`` that :func:`atomic_write_bytes` gives, ``<host>`` is
+    this machine and no process ``<pid>`` runs here; anything else (a live writer's file, another
+    machine's on a shared disk, a file of another program) is left alone. ``target``: only the
+    temporaries of that file name. :func:`atomic_write_bytes` calls this for its own target; call
+    it on a run's output folder when the run starts to sweep the others (a plot's, a history's).
+    Best effort: a file that cannot be deleted stays, silently."""
+    host, removed = _host_tag(), []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.fullmatch(entry.name)
+        if (match is None or match["host"] != host or (target is not None and match["target"] != target)
+                or not _process_is_gone(int(match["pid"]))):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
+def _kind_of(mode: int) -> str | None:
+    """What a file of ``st_mode`` ``mode`` is, or None for a regular file."""
+    if stat.S_ISREG(mode):
+        return None
+    return next((kind for test, kind in _FILE_KINDS if test(mode)), "special file")
+
+
+def check_writable_target(path) -> Path:
+    """The file that writing ``path`` replaces, after checking that replacing it is safe; call it
+    before writing (matplotlib's ``savefig`` paths too). Raises :class:`SerializationError`
+    naming ``path`` (one line) when the file is anything but a regular file or absent: a
+    directory, a FIFO, a character or block device (``/dev/full``), a socket, a link loop.
+
+    A symbolic link is written through: the file it points to (resolved fully, relative links
+    too) is the one replaced, the link stays, and the same rule applies to that file (a link to
+    ``/dev/null`` is refused; a dangling link creates its target, whose folder must exist)."""
+    path = Path(path)
+    target = Path(os.path.realpath(path)) if os.path.islink(path) else path
+    try:
+        mode = os.lstat(target).st_mode
+    except (FileNotFoundError, NotADirectoryError):  # absent (or below a file: the writer says so)
+        return target
+    except OSError as error:
+        raise SerializationError(f"{path}: cannot check what the path is ({error.strerror or error})") from error
+    kind = _kind_of(mode)
+    if kind is None:
+        return target
+    if kind == "symbolic link":  # realpath stops at a link that loops
+        raise SerializationError(f"{path}: is a symbolic link that loops ({target}); give the name of a file to write")
+    what = f"is a {kind}" if target == path else f"is a link to {target}, a {kind}"
+    if kind == "directory":
+        raise SerializationError(f"{path}: {what}; give the name of a file to write")
+    raise SerializationError(f"{path}: {what}, not a regular file; handgrad writes only regular files and will "
+                             f"not replace it")
 
 
 def _fsync_directory(folder: Path) -> None:
@@ -106,25 +216,39 @@ def _fsync_directory(folder: Path) -> None:
 def atomic_write_bytes(path, chunks) -> None:
     """Write ``chunks`` (bytes-like) to a temporary file beside ``path``, flush it to disk, then
     rename it over ``path``: a crash leaves the old file or the new one, never half of one. The
-    new file's permissions follow the umask. Any failure (a folder in the way, a full disk)
-    raises one :class:`SerializationError` naming ``path``, caused by the ``OSError``."""
+    new file's permissions follow the umask.
+
+    What may be replaced (:func:`check_writable_target`, checked before anything is written and
+    again just before the rename): a regular file, or nothing. A directory, FIFO, device or
+    socket is refused; a symbolic link is written through, its target replaced atomically (the
+    temporary file sits beside the target) and the link kept.
+
+    Temporary files are named ``.<name>.tmp-<host>-<pid>-<random>``; one that a writer killed
+    mid-write left behind is deleted by the next write of the same file on this machine
+    (:func:`remove_stale_temporaries`; call it on an output folder to sweep every target's).
+
+    Any failure (a folder in the way, a full disk) raises one :class:`SerializationError` naming
+    ``path``, caused by the ``OSError``."""
     path = Path(path)
-    if path.is_dir():
-        raise SerializationError(f"{path}: is a directory; give the name of a file to write")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SerializationError(f"{path}: cannot create the folder {path.parent} "
-                                 f"({error.strerror or error}; is part of the path a file?)") from error
+    target = check_writable_target(path)
+    if target == path:  # a link's target folder is the link's business: it must exist
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise SerializationError(f"{path}: cannot create the folder {path.parent} "
+                                     f"({error.strerror or error}; is part of the path a file?)") from error
+    remove_stale_temporaries(target.parent, target.name)
     tmp = None
     try:
-        fd, tmp = _create_temp_beside(path)
+        fd, tmp = _create_temp_beside(target)
         with os.fdopen(fd, "wb") as handle:
             for chunk in chunks:
                 handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        if check_writable_target(path) != target:  # the link was pointed elsewhere meanwhile
+            raise SerializationError(f"{path}: the link changed while the file was written; nothing was replaced")
+        os.replace(tmp, target)
         tmp = None
     except OSError as error:
         raise SerializationError(f"{path}: cannot write the file ({error.strerror or error})") from error
@@ -134,7 +258,7 @@ def atomic_write_bytes(path, chunks) -> None:
                 Path(tmp).unlink(missing_ok=True)
             except OSError:
                 pass
-    _fsync_directory(path.parent)
+    _fsync_directory(target.parent)
 
 
 def _canonical_header(header: dict) -> bytes:
@@ -170,6 +294,10 @@ def write_safetensors(path, tensors: dict, metadata: dict | None = None) -> None
         blobs.append(blob)
         offset += len(blob)
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    where = validate.lone_surrogate_at({"tensor names": list(header), "metadata": meta})
+    if where is not None:  # json.dumps would escape it, and every reader refuse the file
+        raise SerializationError(f"{path}: {where} holds a lone surrogate, which is not Unicode text (not "
+                                 f"encodable as UTF-8); a file with it could not be read back")
     meta[VERSION_KEY] = FILE_VERSION
     meta.pop(DIGEST_KEY, None)
     meta.pop(LEGACY_DIGEST_KEY, None)  # a stale digest copied from another file would mislead
@@ -189,7 +317,9 @@ class _Refused(Exception):
 
 def _strict_json(text, path, what: str):
     """Parse ``text`` as strict JSON: no NaN or Infinity, no numbers that overflow to inf, no
-    key twice in one object (other readers may keep the other copy), nothing nested too deep."""
+    key twice in one object (other readers may keep the other copy), nothing nested too deep, no
+    string with a lone surrogate (``"\\udc80"``: a Python str, but no text a web page, a terminal
+    or another safetensors reader can carry)."""
     def refuse_constant(name):
         raise _Refused(f"{what} contains {name}, which is not JSON")
 
@@ -210,8 +340,13 @@ def _strict_json(text, path, what: str):
     try:
         if isinstance(text, (bytes, bytearray, memoryview)):
             text = bytes(text).decode("utf-8")
-        return json.loads(text, parse_constant=refuse_constant, parse_float=finite_float,
-                          object_pairs_hook=unique_keys)
+        parsed = json.loads(text, parse_constant=refuse_constant, parse_float=finite_float,
+                            object_pairs_hook=unique_keys)
+        where = validate.lone_surrogate_at(parsed)
+        if where is not None:  # "\ud800" is valid JSON, but not text: UTF-8 cannot encode it
+            raise _Refused(f"{what} holds a lone surrogate (\\uD800-\\uDFFF escape) in {where}, which is not "
+                           f"Unicode text (not encodable as UTF-8)")
+        return parsed
     except _Refused as error:
         raise SerializationError(f"{path}: {error}") from None
     except RecursionError as error:
@@ -341,6 +476,10 @@ def save(model, path, *, metadata: dict | None = None) -> None:
     dataset's name); :func:`read_metadata` gives it back. Keys handgrad uses itself (``format``,
     ``architecture``, ``data_sha256``, ``handgrad_*``) are refused.
 
+    A model :func:`load` would refuse is refused here, before anything is written, by the same
+    checks: weights that are not finite or not of one float dtype, an architecture whose limits
+    or shapes load refuses, text with a lone surrogate.
+
     Example:
         >>> import os, tempfile
         >>> import numpy as np
@@ -362,8 +501,21 @@ def save(model, path, *, metadata: dict | None = None) -> None:
                                      f"{key!r}: {type(value).__name__}")
         if _is_own_key(key):
             raise SerializationError(f"save {path}: metadata key {key!r} is one handgrad uses itself; choose another")
-    write_safetensors(path, layer_tensors(model), {
-        **extra, "format": FORMAT, "handgrad_version": __version__, "architecture": json.dumps(model.spec()),
+    # What load checks, save checks first, with the same functions: it never writes a file that
+    # load would refuse (a model whose constructor let through what load does not, NaN weights).
+    spec = model.spec()
+    where = validate.lone_surrogate_at(spec, "architecture")
+    if where is not None:
+        raise SerializationError(f"save {path}: {where} holds a lone surrogate, which is not Unicode text (not "
+                                 f"encodable as UTF-8); load would refuse the file")
+    architecture = json.dumps(spec)
+    tensors = layer_tensors(model)
+    _model_dtype(f"save {path}", tensors)
+    for name, array in tensors.items():
+        _check_finite(f"save {path}", name, array)
+    _check_spec(f"save {path}", _strict_json(architecture, f"save {path}", "architecture"), tensors)
+    write_safetensors(path, tensors, {
+        **extra, "format": FORMAT, "handgrad_version": __version__, "architecture": architecture,
     })
 
 
@@ -470,6 +622,15 @@ def build_model(spec, path="model", dtype=np.float32, tensors: dict | None = Non
         raise SerializationError(f"{path}: bad model description: {error}") from error
 
 
+def _check_finite(where, name: str, array) -> None:
+    """Refuse a weight with NaN or infinity: such a model answers NaN (and a server streams
+    invalid JSON), so it is neither written nor loaded."""
+    if array.dtype.kind in "fc" and not np.isfinite(array).all():
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise SerializationError(f"{where}: weight {name!r} has {bad} NaN or infinite value{'' if bad == 1 else 's'} "
+                                 f"of {array.size}; a model's weights must be finite numbers")
+
+
 def _check_float(path, name: str, array) -> None:
     if array.dtype not in _FLOAT_DTYPES:
         raise SerializationError(f"{path}: weight {name!r} has dtype {array.dtype}; model parameters must be "
@@ -517,15 +678,19 @@ def _load_checked(path):
     if "architecture" not in metadata:
         raise SerializationError(f"{path}: the architecture is missing")
     spec = _strict_json(metadata["architecture"], path, "architecture")
-    model = build_model(spec, path, _model_dtype(path, tensors), tensors)
+    dtype = _model_dtype(path, tensors)
+    for name, array in tensors.items():
+        _check_finite(path, name, array)
+    model = build_model(spec, path, dtype, tensors)
     load_weights_into(model, tensors, path)
     return model, {k: v for k, v in metadata.items() if not _is_own_key(k)}
 
 
 def load(path):
     """The model saved at ``path``, rebuilt from its architecture and weights, after every check
-    (the file's digest, its structure, float weights of one dtype, shapes that match the
-    architecture). Raises :class:`SerializationError` naming the file and what is wrong."""
+    (the file's digest, its structure, float weights of one dtype, all finite, shapes that match
+    the architecture, text that is Unicode). Raises :class:`SerializationError` naming the file
+    and what is wrong."""
     return _load_checked(path)[0]
 
 

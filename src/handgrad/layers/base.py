@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from .. import validate
 from ..functions import as_float_array
 
 
@@ -212,17 +213,11 @@ def with_layer_path(error: Exception, name: str) -> Exception:
     return new
 
 
-def check_sizes(spec: dict, *keys: str, limit: int = 2**40) -> list[int]:
+def check_sizes(spec: dict, *keys: str, limit: int = validate.MAX_SIZE) -> list[int]:
     """``spec[key]`` for each key, each a positive integer below ``limit``; ValueError naming
     the key otherwise. For ``param_shapes``, which must refuse a crafted size before any
-    allocation."""
-    values = []
-    for key in keys:
-        value = spec.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value < limit:
-            raise ValueError(f"{key} must be a positive integer, got {value!r:.40}")
-        values.append(value)
-    return values
+    allocation (and for constructors, which apply the same limits: :mod:`handgrad.validate`)."""
+    return [validate.positive_int(spec.get(key), key, limit=limit) for key in keys]
 
 
 class WeightedLayer(Layer):

@@ -6,7 +6,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import validate
 from .base import Layer, check_sizes
+
+#: eps lies strictly between these: above 0 (no division by zero for a constant row) and below 1
+#: (a larger one would swamp the variance of any normalised activations). One rule for LayerNorm
+#: and GPT, applied by their constructors, by load, and to Hugging Face's ``layer_norm_epsilon``.
+EPS_RANGE = (0.0, 1.0)
+
+
+def check_eps(eps, who: str = "LayerNorm", name: str = "eps") -> float:
+    """``eps`` as a float if ``EPS_RANGE[0] < eps < EPS_RANGE[1]``; ValueError naming it otherwise."""
+    return validate.real(eps, name, who=who, low=EPS_RANGE[0], high=EPS_RANGE[1], low_open=True, high_open=True)
 
 
 class LayerNorm(Layer):
@@ -28,20 +39,17 @@ class LayerNorm(Layer):
     (the two subtracted terms are the paths through the mean and through the variance);
         ``dgamma += sum over positions of dout * x_hat``,  ``dbeta += sum over positions of dout``.
 
-    The layer computes in its parameters' dtype (``dtype``, float32 unless asked): the input is
-    cast to it. ``forward`` zeroes dgamma and dbeta first.
+    The layer computes in its parameters' dtype (``dtype``: float16, float32 unless asked, or
+    float64): the input is cast to it. ``forward`` zeroes dgamma and dbeta first. ``eps`` lies in
+    ``EPS_RANGE``, (0, 1).
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, dtype=np.float32) -> None:
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, (int, np.integer)) or num_features < 1:
-            raise ValueError(f"LayerNorm: num_features must be a positive integer, got {num_features!r:.40}")
-        if not eps > 0:
-            raise ValueError(f"LayerNorm: eps must be > 0, got {eps}")
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"LayerNorm: dtype must be a float type, got {dtype}")
-        self.num_features, self.eps = int(num_features), float(eps)
+        # The limits load applies to a saved LayerNorm (and to a GPT's eps), from the same checks.
+        self.num_features = validate.positive_int(num_features, "num_features", who="LayerNorm")
+        self.eps = check_eps(eps)
+        dtype = validate.float_dtype(dtype, who="LayerNorm")
         self.params = {"gamma": np.ones(self.num_features, dtype), "beta": np.zeros(self.num_features, dtype)}
         self.grads = {key: np.zeros_like(value) for key, value in self.params.items()}
         self._cache = None
@@ -60,6 +68,7 @@ class LayerNorm(Layer):
     @classmethod
     def param_shapes(cls, spec: dict) -> dict:
         (n,) = check_sizes(spec, "num_features")
+        check_eps(spec.get("eps", 1e-5))
         return {"gamma": (n,), "beta": (n,)}
 
     @classmethod
