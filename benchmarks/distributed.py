@@ -63,7 +63,7 @@ def _build(name: str):
 def worker(name: str, steps: int, distributed: bool) -> dict:
     import handgrad as hg
     from handgrad.distributed import DataParallel
-    from handgrad.train import _forward_backward
+    from handgrad.train import forward_backward
 
     model, x, t = _build(name)
     optimizer, batch = hg.optim.Adam(lr=1e-4), MODELS[name]
@@ -74,9 +74,9 @@ def worker(name: str, steps: int, distributed: bool) -> dict:
     def step():
         index = rng.choice(len(x), batch, replace=False)
         if parallel is None:
-            _forward_backward(model, x[index], t[index])
+            forward_backward(model, x[index], t[index])
         else:
-            parallel.forward_backward(model, *parallel.local_batch(x, t, index), _forward_backward)
+            parallel.forward_backward(model, *parallel.local_batch(x, t, index), forward_backward)
         optimizer.update(model.params, model.grads)
 
     for _ in range(3):  # warm up: buffers, BLAS threads, the first all-reduce

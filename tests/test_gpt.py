@@ -205,3 +205,83 @@ def test_messages():
         GPT(10, 4, 1, 2, 4).backward()
     with pytest.raises(ValueError, match="SoftmaxWithLoss|label"):
         gpt.loss(np.zeros((1, 3), int), np.zeros((1, 2), int))
+
+
+# --- issue 22: what load refuses is refused at construction; sampling never sees NaN -------------
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n_layer": 10_001}, r"GPT: n_layer must be a positive integer <= 10000, got 10001"),
+    ({"eps": 1.0}, r"GPT: eps must be > 0 and < 1, got 1.0"),
+    ({"eps": 1e10}, r"GPT: eps must be > 0 and < 1, got 10000000000.0"),
+    ({"eps": True}, r"GPT: eps must be > 0 and < 1, got True \(a bool, where a number is needed\)"),
+    ({"eps": float("nan")}, r"GPT: eps must be > 0 and < 1, got nan"),
+    ({"dropout": 1.0}, r"GPT: dropout must be >= 0 and < 1, got 1.0"),
+    ({"bias": 1}, r"GPT: bias must be true or false, got 1"),
+    ({"block_size": 2 ** 40}, r"GPT: block_size must be a positive integer <= 1099511627775"),
+    ({"n_embd": "4"}, r"GPT: n_embd must be a positive integer, got '4' \(a str, where an integer is needed\)"),
+    ({"vocab": "ab\udc80"}, r"GPT: vocab holds the lone surrogate '\\udc80' at position 2"),
+])
+def test_a_gpt_that_load_would_refuse_is_refused_at_construction(kwargs, match):
+    """A GPT with n_layer 10001 or eps 1.0 trained, saved, and then could not be loaded."""
+    settings = {"vocab_size": 3, "block_size": 4, "n_layer": 1, "n_head": 1, "n_embd": 2, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        GPT(**settings)
+    spec = {"model": "GPT", "dropout": 0.0, "bias": True, "gelu": "none", "eps": 1e-5, "vocab": None, **settings}
+    with pytest.raises(ValueError, match=match):  # load's own check, the same function, the same words
+        GPT.param_shapes(spec)
+
+
+def test_a_gpt_dtype_no_model_file_stores_is_refused_at_construction():
+    with pytest.raises(TypeError, match="GPT: dtype must be a float type a model file can store"):
+        GPT(3, 4, 1, 1, 2, dtype=np.longdouble)
+
+
+def test_layernorm_refuses_the_eps_load_refuses():
+    from handgrad.layers import LayerNorm
+
+    for eps in (1.0, 1e10, True, float("inf")):
+        with pytest.raises(ValueError, match="LayerNorm: eps must be > 0 and < 1"):
+            LayerNorm(4, eps=eps)
+        with pytest.raises(ValueError, match="eps must be > 0 and < 1"):
+            LayerNorm.param_shapes({"type": "LayerNorm", "num_features": 4, "eps": eps})
+
+
+def test_the_largest_settings_the_constructor_accepts_save_and_load(tmp_path):
+    gpt = GPT(3, 4, 1, 1, 2, seed=0, eps=0.999, dropout=0.999, vocab="ab\U0001F600")
+    hg.save(gpt, tmp_path / "g.safetensors")
+    assert hg.load(tmp_path / "g.safetensors").spec() == gpt.spec()
+    assert GPT.param_shapes({**gpt.spec(), "n_layer": 10_000})  # the limit itself is accepted
+
+
+@pytest.mark.parametrize("temperature", [1e-320, 5e-324, 1e-300, 1e-12])
+def test_a_subnormal_temperature_samples_the_argmax_not_token_zero(temperature):
+    """generate --temperature 1e-320 divided to inf, then NaN, and the sampler returned id 0."""
+    gpt = randomize(GPT(11, 8, 1, 2, 8, seed=0), scale=0.5)
+    prompt = np.array([[3, 4], [5, 6]])
+    greedy = gpt.generate(prompt, 6, temperature=0)
+    assert (greedy[:, 2:] != 0).any()  # token 0 everywhere would not tell the bug apart
+    np.testing.assert_array_equal(gpt.generate(prompt, 6, temperature=temperature, seed=0), greedy)
+    np.testing.assert_array_equal(gpt.generate(prompt, 6, temperature=temperature, top_k=3, seed=0), greedy)
+    logits = np.array([[1.0, 5.0, 5.0, -3.0], [-np.finfo(np.float32).max, 0.0, np.finfo(np.float32).max, 1.0]],
+                      np.float32)
+    draws = _sample(np.repeat(logits, 500, axis=0), temperature, None, np.random.default_rng(0))
+    assert set(draws[:500].tolist()) == {1, 2} and set(draws[500:].tolist()) == {2}  # ties shared, never token 0
+
+
+@pytest.mark.parametrize("temperature", [-1.0, -1e-320, float("nan"), float("inf"), True, "0.8"])
+def test_a_negative_nan_or_infinite_temperature_is_refused(temperature):
+    gpt = GPT(5, 4, 1, 1, 2, seed=0)
+    with pytest.raises(ValueError, match=r"GPT.generate: temperature must be a finite number >= 0 \(0: greedy\)"):
+        gpt.generate(np.zeros((1, 1), int), 2, temperature=temperature)
+
+
+@pytest.mark.parametrize("temperature", [0, 0.8])
+def test_non_finite_logits_are_refused_instead_of_sampling_token_zero(temperature):
+    gpt = GPT(5, 4, 1, 1, 2, seed=0)
+    gpt.params["ln_f.gamma"][0] = np.nan
+    with pytest.raises(ValueError, match=r"GPT.generate: the model's logits are not finite \(NaN or infinity in "
+                                         r"row\(s\) \[0\] of 1\)"):
+        gpt.generate(np.zeros((1, 1), int), 2, temperature=temperature, seed=0)
+    with pytest.raises(ValueError, match="logits are not finite"):
+        _sample(np.array([[0.0, np.inf]]), 1.0, None, np.random.default_rng(0))

@@ -144,6 +144,25 @@ def test_interrupted_and_resumed_equals_uninterrupted_bit_for_bit(digits, tmp_pa
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.safetensors"]  # no temporary files left
 
 
+def test_a_schedule_is_a_pure_function_of_the_epoch_and_equals_torchs_stepped_scheduler(digits):
+    """fit(schedule=) reads lr_at(epoch) and keeps no schedule state; the torch-style object
+    stepped after every epoch (scheduler=, the old spelling) trains the very same run."""
+    (x, t), _ = digits
+    pure = hg.mlp(64, [16], 10, seed=1)
+    pure_history = hg.fit(pure, hg.optim.SGD(lr=0.2), (x, t), epochs=5, batch_size=128,
+                          schedule=hg.optim.StepLR(0.2, step_size=2, gamma=0.5))
+    stepped = hg.mlp(64, [16], 10, seed=1)
+    opt = hg.optim.SGD(lr=0.2)
+    stepped_history = hg.fit(stepped, opt, (x, t), epochs=5, batch_size=128, scheduler=hg.optim.StepLR(opt, 2, 0.5))
+    assert pure_history["lr"] == [0.2, 0.2, 0.1, 0.1, 0.05]
+    assert stepped_history["lr"] == pure_history["lr"]
+    assert_same_weights(weights(pure), weights(stepped))
+    with pytest.raises(ValueError, match="give schedule= .* not both"):
+        hg.fit(pure, opt, (x, t), epochs=1, schedule=hg.optim.StepLR(0.1, 2), scheduler=hg.optim.StepLR(0.1, 2))
+    with pytest.raises(TypeError, match="made from a number"):
+        hg.optim.StepLR(0.1, 2).step()
+
+
 def test_resume_refuses_a_checkpoint_of_another_architecture(digits, tmp_path):
     (x, t), _ = digits
     hg.fit(hg.mlp(64, [8], 10, seed=0), hg.optim.SGD(), (x, t), epochs=1, checkpoint=tmp_path / "c", checkpoint_every=1)

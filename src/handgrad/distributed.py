@@ -35,7 +35,6 @@ import numpy as np
 
 from ._mpi_env import launched_by_mpi
 from .layers import Dropout
-from .train import count_correct
 
 __all__ = ["launched_by_mpi", "world", "DataParallel", "shard", "counted_targets", "abort_job"]
 
@@ -162,12 +161,11 @@ class DataParallel:
         rows = index[start:stop]
         return x[rows], t[rows]
 
-    def forward_backward(self, model, xb, tb, step=None) -> tuple[float, int, int]:
+    def forward_backward(self, model, xb, tb, step) -> tuple[float, int, int]:
         """The global batch's mean loss, correct predictions and counted targets; ``model.grads``
         then holds the gradient of that mean. ``step(model, xb, tb)`` returns ``(scores, targets,
-        loss)`` after forward and backward (default: ``fit``'s, which skips backward on a NaN loss)."""
-        if step is None:
-            from .train import _forward_backward as step
+        loss)`` after forward and backward (:func:`handgrad.train.forward_backward`, which skips
+        backward on a NaN loss; passed in, so that this module never imports the trainer)."""
         start, stop, total = self._shard
         buffer, offsets = self._buffer, self._offsets
         buffer[:] = 0.0
@@ -186,7 +184,7 @@ class DataParallel:
                 grads = model.grads
                 for name, lo, hi in zip(self._names, offsets[:-1], offsets[1:]):
                     np.multiply(grads[name].ravel(), weight, out=buffer[lo:hi])
-                hits, counted = count_correct(model, xb, tb, scores, targets)
+                hits, counted = model.count_correct(xb, tb, scores, targets)
                 buffer[-4:] = weight * loss, weight, hits, counted
         began = time.perf_counter()
         self.comm.Allreduce(_in_place(), buffer)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .layers import GRU, LSTM, RNN, Relu, Sigmoid, SoftmaxWithLoss, Tanh
-from .model import Sequential
 
 __all__ = ["trace", "Trace", "LayerTrace", "stats"]
 
@@ -124,14 +123,13 @@ def trace(model, x, t, lr: float = 1e-3, train: bool = False, max_values: int = 
     exceeds 0.999 on more than half the samples (its gradients all but vanish). Layers are
     recognised by type (a subclass of Relu is a Relu).
     """
-    if not isinstance(model, Sequential):
+    if not hasattr(model, "forward_steps"):  # a model whose layers run one after another
         raise TypeError(f"trace: expected a handgrad Sequential model, got {type(model).__name__}")
     if np.ndim(x) == 0 or len(x) == 0:
         raise ValueError(f"trace: expected a batch of at least one sample, got an input of shape {np.shape(x)}")
     with model.mode(train):
         records, value = [], x
-        for index, layer in enumerate(model.layers):
-            out = model.layer_forward(index, value)
+        for index, layer, out in model.forward_steps(x):
             record = LayerTrace(index, layer.name, stats(value), stats(out))
             if out.size <= max_values:
                 record.values["output"] = np.asarray(out).tolist()
@@ -171,16 +169,14 @@ def trace(model, x, t, lr: float = 1e-3, train: bool = False, max_values: int = 
 
 
 def _backward_by_layer(model):
-    """``model.backward()``, step by step: (dL/d output, dL/d input) of every layer, in order.
-    The parameters' gradients end as after ``model.backward()``."""
+    """``model.backward()``, step by step (``backward_steps``): (dL/d output, dL/d input) of
+    every layer, in forward order. The parameters' gradients end as after ``model.backward()``."""
     pairs = [None] * len(model.layers)
-    model.zero_grad()  # as Sequential.backward starts: layers add into their gradients
+    model.zero_grad()  # as Model.backward starts: layers add into their gradients
     dout = model.loss_layer.backward()
-    for index in range(len(model.layers) - 1, -1, -1):
-        dx = model.layer_backward(index, dout)
+    for index, _, dx in model.backward_steps(dout):
         pairs[index] = (dout, dx)
         dout = dx
-    model.add_weight_decay_grads()  # as Sequential.backward ends
     return pairs
 
 

@@ -268,30 +268,43 @@ OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov, "adagrad":
               "rmsprop": RMSprop, "adam": Adam, "adamw": AdamW}
 
 
-# --- learning-rate schedules (called once per epoch, as torch's lr_scheduler) ------------------
+# --- learning-rate schedules by epoch: pure functions lr_at(epoch), with torch's step() too -------
 
 
 class _Schedule:
-    def __init__(self, optimizer: Optimizer) -> None:
-        self.optimizer = optimizer
-        self.base_lr = optimizer.lr
+    """A learning rate by epoch, ``lr_at(epoch)``: a pure function of the epoch and the
+    hyper-parameters, which is what :func:`handgrad.fit` (``schedule=``) reads, so nothing of a
+    schedule is training state (a resumed run needs only the epoch count).
+
+    ``base_lr``: a number, or an optimizer whose ``lr`` it takes; given an optimizer, ``step()``
+    also works as torch's ``lr_scheduler``: advance one epoch and set the optimizer's ``lr``."""
+
+    def __init__(self, base_lr) -> None:
+        self.optimizer = base_lr if isinstance(base_lr, Optimizer) else None
+        self.base_lr = float(self.optimizer.lr if self.optimizer is not None else base_lr)
+        if not (math.isfinite(self.base_lr) and self.base_lr >= 0):
+            raise ValueError(f"{type(self).__name__}: the base learning rate must be a finite number >= 0, "
+                             f"got {self.base_lr}")
         self.epoch = 0
 
     def step(self) -> float:
-        """Advance one epoch and set the optimizer's ``lr``; returns it."""
+        """torch's interface: advance one epoch and set the optimizer's ``lr``; returns it."""
+        if self.optimizer is None:
+            raise TypeError(f"{type(self).__name__}: step() sets an optimizer's lr; this schedule was made from a "
+                            "number (read lr_at(epoch) instead)")
         self.epoch += 1
         self.optimizer.lr = self.lr_at(self.epoch)
         return self.optimizer.lr
 
-    def lr_at(self, epoch: int) -> float:
+    def lr_at(self, epoch: int) -> float:  # pragma: no cover - every schedule overrides it
         raise NotImplementedError
 
 
 class StepLR(_Schedule):
     """``lr = base_lr * gamma ** (epoch // step_size)`` (torch.optim.lr_scheduler.StepLR)."""
 
-    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
-        super().__init__(optimizer)
+    def __init__(self, base_lr, step_size: int, gamma: float = 0.1) -> None:
+        super().__init__(base_lr)
         if step_size < 1:
             raise ValueError(f"StepLR: step_size must be >= 1, got {step_size}")
         self.step_size, self.gamma = int(step_size), float(gamma)
@@ -304,8 +317,8 @@ class CosineAnnealingLR(_Schedule):
     """``lr = eta_min + (base_lr - eta_min) (1 + cos(pi epoch / T_max)) / 2`` for epochs up to
     ``T_max`` (torch.optim.lr_scheduler.CosineAnnealingLR's closed form)."""
 
-    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
-        super().__init__(optimizer)
+    def __init__(self, base_lr, T_max: int, eta_min: float = 0.0) -> None:
+        super().__init__(base_lr)
         if T_max < 1:
             raise ValueError(f"CosineAnnealingLR: T_max must be >= 1, got {T_max}")
         self.T_max, self.eta_min = int(T_max), float(eta_min)

@@ -256,10 +256,9 @@ def activations(model, x, path, bins: int = 30) -> Path:
     in evaluation mode."""
     path = _output_path(path, "activations")
     plt = _pyplot()
-    outputs, value = [], x
+    outputs = []
     with model.mode(False):
-        for index, layer in enumerate(model.layers):
-            value = model.layer_forward(index, value)
+        for index, layer, value in model.forward_steps(x):
             if isinstance(layer, (Relu, Sigmoid, Tanh)):
                 outputs.append((f"{index} {layer.name}", isinstance(layer, Sigmoid), np.asarray(value).ravel()))
     if not outputs:

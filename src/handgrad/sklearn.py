@@ -16,7 +16,7 @@
 
 The network is a :class:`handgrad.Sequential` built by :func:`handgrad.mlp` (``model_`` after
 ``fit``), trained with :mod:`handgrad.optim`'s Adam or SGD, one minibatch at a time by
-``model.loss``, ``model.backward`` and ``optimizer.update``, as :func:`handgrad.fit` does.
+:func:`handgrad.train.train_step`, the step :func:`handgrad.fit` takes.
 
 Where they differ from scikit-learn's own:
 
@@ -53,8 +53,8 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
     raise ImportError('handgrad.sklearn needs scikit-learn: pip install "handgrad[sklearn]"') from error
 
 from .layers import Convolution, Flatten, Layer, Pooling, Relu
-from .model import ACTIVATIONS, Sequential, mlp
-from .train import TrainingDiverged
+from .model import Sequential, mlp
+from .train import TrainingDiverged, train_step
 from . import init as initializers
 from . import optim
 
@@ -267,12 +267,11 @@ class _HandgradNetwork(BaseEstimator):
         for start in range(0, len(X), batch_size):
             index = order[start:start + batch_size]
             model.weight_decay = float(self.alpha) / len(index)  # scikit-learn's alpha: per sample of the batch
-            loss = model.loss(X[index], targets[index])
+            penalty = model.weight_penalty()  # scikit-learn's loss_curve_ includes it (of the weights before the step)
+            loss = train_step(model, optimizer, X[index], targets[index], count=False).loss + penalty
             if not math.isfinite(loss):
                 raise TrainingDiverged(f"{type(self).__name__}: the loss became {loss} in epoch {self.n_iter_ + 1}; "
                                        f"try a smaller learning_rate_init (now {self.learning_rate_init:g})")
-            model.backward(input_grad=False)
-            optimizer.update(model.params, model.grads)
             total += loss * len(index)
         model.eval()
         return total / len(X)

@@ -1,4 +1,6 @@
-"""The training loop: epochs of minibatches, evaluation, history, early stopping, checkpoints.
+"""Training: ONE step (:func:`train_step`: forward, backward, clip, update) that every loop
+shares (``fit``'s epochs, ``fit_lm``'s steps, ``handgrad.sklearn``, MPI data parallelism), the
+epoch and step loops, evaluation, history, early stopping and checkpoints.
 
 ``fit`` walks a fresh permutation of the training set every epoch (sampling without
 replacement, the last partial batch included), evaluates in eval mode, and with the same seed
@@ -13,6 +15,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +23,8 @@ import numpy as np
 from . import serialize
 from .optim import clip_grad_norm
 
-__all__ = ["fit", "fit_lm", "lm_batch", "estimate_loss", "evaluate", "confusion_matrix", "History", "TrainingDiverged", "ResumeMismatch"]
+__all__ = ["fit", "fit_lm", "train_step", "forward_backward", "Step", "lm_batch", "estimate_loss", "evaluate",
+           "confusion_matrix", "History", "TrainingDiverged", "ResumeMismatch"]
 
 CHECKPOINT_FORMAT = "handgrad.checkpoint"
 
@@ -56,30 +60,55 @@ class History:
         return {"epochs": self.records, "best_epoch": self.best_epoch}
 
 
-def scores_and_targets(model, x, t):
-    """What the loss layer compares for a batch: ``model.scores_and_targets(x, t)`` when the
-    model defines it (a seq2seq model feeds the answer to its decoder and predicts it shifted
-    by one: teacher forcing), else ``(model.predict(x), t)``."""
-    method = getattr(model, "scores_and_targets", None)
-    return method(x, t) if method is not None else (model.predict(x), t)
+# --- one training step ---------------------------------------------------------------------------
 
 
-def count_correct(model, x, t, scores, targets) -> tuple[int, int]:
-    """``(correct, counted)`` for a batch, as the task counts: ``model.count_correct`` when the
-    model defines it (a seq2seq model counts whole answers); otherwise one prediction per
-    sample for scores ``(N, C)``, or one per token for ``(N, T, C)``, leaving out positions whose
-    target is the loss's ``ignore_index``. Never more correct than counted."""
-    method = getattr(model, "count_correct", None)
-    if method is not None:
-        return method(x, t, scores, targets)
-    targets = np.asarray(targets)
-    labels = targets.argmax(axis=-1) if targets.shape == scores.shape else targets
-    hits = scores.argmax(axis=-1) == labels
-    ignore_index = getattr(model.loss_layer, "ignore_index", None)
-    if ignore_index is not None and labels.dtype.kind in "iu":
-        counted = labels != ignore_index
-        return int(np.sum(hits & counted)), int(np.sum(counted))
-    return int(np.sum(hits)), int(hits.size)
+class Step(NamedTuple):
+    """What one training step measured: the batch's mean data ``loss`` (before the update; no
+    weight penalty), and ``correct`` of ``counted`` predictions (0 of 0 when not counted)."""
+
+    loss: float
+    correct: int
+    counted: int
+
+
+def forward_backward(model, xb, tb):
+    """A batch's ``(scores, targets, loss)`` and, unless the loss is NaN or infinite, its
+    gradients in ``model.grads`` (``input_grad=False``: nobody needs dL/d input here)."""
+    scores, targets = model.scores_and_targets(xb, tb)
+    loss = model.loss_layer.forward(scores, targets)
+    if math.isfinite(loss):
+        model.backward(input_grad=False)
+    return scores, targets, loss
+
+
+def train_step(model, optimizer, xb, tb, *, grad_clip: float | None = None, parallel=None,
+               count: bool = True) -> Step:
+    """One training step on the batch ``(xb, tb)``: forward, backward, clip, update.
+
+    1. forward and backward (:func:`forward_backward`); under MPI (``parallel``, a
+       :class:`handgrad.distributed.DataParallel`), on this rank's shard, the gradients then
+       all-reduced into the whole batch's;
+    2. ``grad_clip=max_norm``: the gradients scaled down to that total norm when above it;
+    3. ``optimizer.update(model.params, model.grads)``.
+
+    A NaN or infinite loss stops after step 1: nothing is updated, and the caller decides what
+    to say (it knows the epoch). ``count``: also count right predictions (``model.count_correct``)."""
+    if parallel is None:
+        scores, targets, loss = forward_backward(model, xb, tb)
+        finite = math.isfinite(loss)
+        correct, counted = model.count_correct(xb, tb, scores, targets) if count and finite else (0, 0)
+    else:
+        loss, correct, counted = parallel.forward_backward(model, xb, tb, forward_backward)
+        finite = math.isfinite(loss)
+    if finite:
+        if grad_clip is not None:
+            clip_grad_norm(model.grads, grad_clip)
+        optimizer.update(model.params, model.grads)
+    return Step(loss, correct, counted)
+
+
+# --- evaluation ----------------------------------------------------------------------------------
 
 
 def confusion_matrix(labels, predicted) -> np.ndarray:
@@ -103,9 +132,9 @@ def evaluate(model, x, t, batch_size: int = 1000) -> tuple[float, float]:
     with model.mode(False):
         for start in range(0, len(x), batch_size):
             xb, tb = x[start:start + batch_size], t[start:start + batch_size]
-            scores, targets = scores_and_targets(model, xb, tb)
+            scores, targets = model.scores_and_targets(xb, tb)
             loss = model.loss_layer.forward(scores, targets)
-            hits, count = count_correct(model, xb, tb, scores, targets)
+            hits, count = model.count_correct(xb, tb, scores, targets)
             loss_sum += loss * len(xb)
             correct, counted = correct + hits, counted + count
     return loss_sum / len(x), correct / max(counted, 1)
@@ -121,14 +150,17 @@ def _restore_params(model, saved: dict) -> None:
 
 
 def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int = 100, seed=0,
-        scheduler=None, early_stopping: int | None = None, min_delta: float = 0.0, max_steps: int | None = None,
+        schedule=None, scheduler=None, early_stopping: int | None = None, min_delta: float = 0.0, max_steps: int | None = None,
         checkpoint=None, checkpoint_every: int = 0, resume: bool = False, grad_clip: float | None = None,
         progress: bool | None = None, log=None, distributed=False) -> History:
     """Train ``model`` with ``optimizer`` on ``train = (x, t)``; returns the :class:`History`.
 
     * ``val = (x, t)``: evaluated after every epoch (loss and accuracy, eval mode).
     * ``seed``: an int; the permutations come from ``numpy.random.default_rng(seed)``.
-    * ``scheduler``: an ``optim.StepLR`` / ``CosineAnnealingLR``, stepped after every epoch.
+    * ``schedule``: the learning rate as a pure function of the epoch, ``schedule.lr_at(e)``
+      (``optim.StepLR`` / ``CosineAnnealingLR``): epoch ``e + 1`` trains with ``lr_at(e)``, as
+      torch's schedulers stepped after every epoch give. Nothing of it is state, so a resumed
+      run needs only the epoch count. (``scheduler=`` is the old spelling of the same.)
     * ``early_stopping=patience``: stop when the validation loss has not improved by more than
       ``min_delta`` for ``patience`` epochs, and restore the best epoch's weights.
     * ``max_steps``: stop after this many optimizer steps, even mid-epoch (the book counts
@@ -149,6 +181,10 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
     A NaN or infinite loss raises :class:`TrainingDiverged` naming the epoch and step, with the
     weights restored to those at the start of that epoch (the last ones known to be good).
     """
+    if scheduler is not None:
+        if schedule is not None:
+            raise ValueError("fit: give schedule= (scheduler= is its old spelling), not both")
+        schedule = scheduler
     x, t = _checked_data(train, "training")
     if val is not None:
         val = _checked_data(val, "validation")
@@ -170,51 +206,45 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
     rng = np.random.default_rng(seed)
     # What decides the trajectory of the run: a resumed run must have the very same.
     settings = {"unit": "epochs", "batch_size": batch_size, "seed": seed if isinstance(seed, int) else repr(seed),
-                "optimizer": _settings_of(optimizer), "scheduler": _settings_of(scheduler),
+                "optimizer": _settings_of(optimizer), "scheduler": _settings_of(schedule),
                 "early_stopping": early_stopping, "min_delta": min_delta, "grad_clip": grad_clip}
     state = {"epoch": 0, "global_step": 0, "best_loss": math.inf, "best_epoch": None, "wait": 0, "stopped_early": False}
     history, best_weights = History(), None
     if resume and checkpoint is not None and _on_root(parallel, Path(checkpoint).exists):
         state, history, best_weights = _on_root(parallel, lambda: _load_checkpoint(
-            checkpoint, model, optimizer, scheduler, rng, settings, epochs))
+            checkpoint, model, optimizer, rng, settings, epochs))
     if parallel is not None:
-        _start_together(parallel, model, optimizer, scheduler, rng)
+        _start_together(parallel, model, optimizer, rng)
 
     show_progress = (_want_progress() if progress is None else progress) and _is_root(parallel)
     stop = state.get("stopped_early", False) or (max_steps is not None and state["global_step"] >= max_steps)
     model.train()
     while state["epoch"] < epochs and not stop:
         epoch = state["epoch"] + 1
+        if schedule is not None:
+            optimizer.lr = schedule.lr_at(epoch - 1)
         started = time.perf_counter()
         last_good = _copy_params(model)
         order = rng.permutation(len(x))
         loss_sum, correct, counted, seen = 0.0, 0, 0, 0
         batches = range(0, len(x), batch_size)
         bar = _progress_bar(batches, epoch, epochs) if show_progress else None
-        for step, start in enumerate(batches, 1):
+        for step_in_epoch, start in enumerate(batches, 1):
             index = order[start:start + batch_size]
-            if parallel is None:
-                xb, tb = x[index], t[index]
-                scores, targets, loss = _forward_backward(model, xb, tb)
-            else:  # this rank's shard; the loss, counts and gradients are then the whole batch's
-                xb, tb = parallel.local_batch(x, t, index)
-                loss, hits, count = parallel.forward_backward(model, xb, tb, _forward_backward)
-            if not math.isfinite(loss):
+            # This rank's shard under MPI; the loss, counts and gradients are the whole batch's.
+            xb, tb = (x[index], t[index]) if parallel is None else parallel.local_batch(x, t, index)
+            step = train_step(model, optimizer, xb, tb, grad_clip=grad_clip, parallel=parallel)
+            if not math.isfinite(step.loss):
                 _restore_params(model, last_good)
                 raise TrainingDiverged(
-                    f"loss became {loss} at epoch {epoch}, step {step} (lr {optimizer.lr:g}); weights were restored "
-                    f"to those at the start of epoch {epoch}. Try a smaller learning rate.")
-            if grad_clip is not None:
-                clip_grad_norm(model.grads, grad_clip)
-            optimizer.update(model.params, model.grads)
-            if parallel is None:
-                hits, count = count_correct(model, xb, tb, scores, targets)
-            loss_sum += loss * len(index)
-            correct, counted, seen = correct + hits, counted + count, seen + len(index)
+                    f"loss became {step.loss} at epoch {epoch}, step {step_in_epoch} (lr {optimizer.lr:g}); weights "
+                    f"were restored to those at the start of epoch {epoch}. Try a smaller learning rate.")
+            loss_sum += step.loss * len(index)
+            correct, counted, seen = correct + step.correct, counted + step.counted, seen + len(index)
             state["global_step"] += 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}")
+                bar.set_postfix(loss=f"{step.loss:.4f}")
             if max_steps is not None and state["global_step"] >= max_steps:
                 stop = True
                 break
@@ -228,8 +258,6 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
         record["seconds"] = time.perf_counter() - started
         history.records.append(record)
         state["epoch"] = epoch
-        if scheduler is not None:
-            scheduler.step()
         if early_stopping is not None:
             if record["val_loss"] < state["best_loss"] - min_delta:
                 state.update(best_loss=record["val_loss"], best_epoch=epoch, wait=0)
@@ -240,7 +268,7 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
                     stop = state["stopped_early"] = True
         if checkpoint is not None and checkpoint_every and (epoch % checkpoint_every == 0 or stop or epoch == epochs) \
                 and _is_root(parallel):
-            _save_checkpoint(checkpoint, model, optimizer, scheduler, rng, state, history, best_weights, settings)
+            _save_checkpoint(checkpoint, model, optimizer, rng, state, history, best_weights, settings)
         if log is not None and _is_root(parallel):
             log(record)
 
@@ -248,16 +276,6 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
         _restore_params(model, best_weights)
         history.best_epoch = state["best_epoch"]
     return history
-
-
-def _forward_backward(model, xb, tb):
-    """A batch's ``(scores, targets, loss)``, and unless the loss is NaN or infinite its
-    gradients in ``model.grads``."""
-    scores, targets = scores_and_targets(model, xb, tb)
-    loss = model.loss_layer.forward(scores, targets)
-    if math.isfinite(loss):
-        model.backward(input_grad=False)
-    return scores, targets, loss
 
 
 # --- several processes (MPI) ---------------------------------------------------------------------
@@ -308,16 +326,15 @@ def _on_root(parallel, compute):
     return compute() if parallel is None else parallel.from_root(compute)
 
 
-def _start_together(parallel, model, optimizer, scheduler, rng) -> None:
-    """Every rank from rank 0's weights, optimizer state, schedule and random streams (fresh or
-    read from rank 0's checkpoint), so that the ranks take identical steps from here on."""
+def _start_together(parallel, model, optimizer, rng) -> None:
+    """Every rank from rank 0's weights, optimizer state and random streams (fresh or read from
+    rank 0's checkpoint), so that the ranks take identical steps from here on. (Schedules are
+    pure functions of the step: nothing of them to send.)"""
     parallel.broadcast_model(model)
     parallel.broadcast_generators(rng)
     optimizer_state = parallel.from_root(optimizer.state_dict)
     if not parallel.is_root:
         optimizer.load_state_dict(optimizer_state)
-    if scheduler is not None:
-        scheduler.epoch = parallel.from_root(lambda: scheduler.epoch)
 
 
 def _check_count(name: str, value, minimum: int) -> None:
@@ -375,7 +392,7 @@ def _progress_bar(batches, epoch, epochs):
 # --- checkpoints ---------------------------------------------------------------------------------
 
 
-def _save_checkpoint(path, model, optimizer, scheduler, rng, state, history, best_weights, settings) -> None:
+def _save_checkpoint(path, model, optimizer, rng, state, history, best_weights, settings) -> None:
     tensors = serialize.layer_tensors(model, prefix="model.")
     opt_state = optimizer.state_dict()
     for name, buffers in opt_state["state"].items():
@@ -387,7 +404,6 @@ def _save_checkpoint(path, model, optimizer, scheduler, rng, state, history, bes
         "state": state, "rng": rng.bit_generator.state, "history": history.to_dict(),
         "model_rng": model.rng.bit_generator.state if hasattr(model, "rng") else None,
         "optimizer": {"type": type(optimizer).__name__, "lr": opt_state["lr"], "step_count": opt_state["step_count"]},
-        "scheduler": None if scheduler is None else {"type": type(scheduler).__name__, "epoch": scheduler.epoch},
         "settings": settings,
     }
     serialize.write_safetensors(path, tensors, {
@@ -414,7 +430,7 @@ def _check_resumable(path, saved: dict, settings: dict, epochs: int, epochs_done
                              f"{asked}={epochs} asks for fewer. Ask for {epochs_done} or more.")
 
 
-def _load_checkpoint(path, model, optimizer, scheduler, rng, settings, epochs):
+def _load_checkpoint(path, model, optimizer, rng, settings, epochs):
     tensors, metadata = serialize.read_safetensors(path)
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise serialize.SerializationError(f"{path}: not a handgrad checkpoint")
@@ -439,8 +455,6 @@ def _load_checkpoint(path, model, optimizer, scheduler, rng, settings, epochs):
                 buffers.setdefault(param_name, {})[buffer_name] = value
         optimizer.load_state_dict({"lr": meta["optimizer"]["lr"], "step_count": meta["optimizer"]["step_count"],
                                    "state": buffers})
-        if scheduler is not None and meta["scheduler"] is not None:
-            scheduler.epoch = int(meta["scheduler"]["epoch"])
         rng.bit_generator.state = meta["rng"]
         if meta.get("model_rng") is not None:  # dropout masks continue where they stopped
             model.rng.bit_generator.state = meta["model_rng"]
@@ -471,7 +485,7 @@ def estimate_loss(model, x, t, block_size: int, batch_size: int, iters: int, rng
     with model.mode(False):
         for _ in range(iters):
             xb, tb = lm_batch(x, t, block_size, batch_size, rng)
-            losses.append(model.loss_layer.forward(*scores_and_targets(model, xb, tb)))
+            losses.append(model.loss_layer.forward(*model.scores_and_targets(xb, tb)))
     return float(np.mean(losses))
 
 
@@ -519,9 +533,9 @@ def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 1
     history = History()
     if resume and checkpoint is not None and _on_root(parallel, Path(checkpoint).exists):
         state, history, _ = _on_root(parallel, lambda: _load_checkpoint(
-            checkpoint, model, optimizer, None, rng, settings, max_steps))
+            checkpoint, model, optimizer, rng, settings, max_steps))
     if parallel is not None:
-        _start_together(parallel, model, optimizer, None, rng)
+        _start_together(parallel, model, optimizer, rng)
 
     def evaluate_both(step, started, tokens):
         # Evaluation batches come from their own generator, seeded by the step, so that they
@@ -540,7 +554,7 @@ def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 1
         record = _on_root(parallel, measure)
         history.records.append(record)
         if checkpoint is not None and _is_root(parallel):
-            _save_checkpoint(checkpoint, model, optimizer, None, rng, state, history, None, settings)
+            _save_checkpoint(checkpoint, model, optimizer, rng, state, history, None, settings)
         if log is not None and _is_root(parallel):
             log(record)
 
@@ -556,19 +570,14 @@ def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 1
         if schedule is not None:
             optimizer.lr = schedule.lr_at(state["step"])
         xb, tb = lm_batch(*streams["training"], block_size, batch_size, rng)
-        if parallel is None:
-            loss = _forward_backward(model, xb, tb)[2]
-        else:  # this rank's windows of the batch; the loss and gradients are then the whole batch's
-            local = parallel.local_batch(xb, tb, np.arange(len(xb)))
-            loss = parallel.forward_backward(model, *local, _forward_backward)[0]
+        tokens += xb.size  # the whole batch's, whichever share of it this rank trains on
+        if parallel is not None:  # this rank's windows of the batch
+            xb, tb = parallel.local_batch(xb, tb, np.arange(len(xb)))
+        loss = train_step(model, optimizer, xb, tb, grad_clip=grad_clip, parallel=parallel, count=False).loss
         if not math.isfinite(loss):
             raise TrainingDiverged(f"loss became {loss} at step {state['step'] + 1} (lr {optimizer.lr:g}). "
                                    "Try a smaller learning rate or --grad-clip.")
-        if grad_clip is not None:
-            clip_grad_norm(model.grads, grad_clip)
-        optimizer.update(model.params, model.grads)
         state["step"] += 1
-        tokens += xb.size
         if state["step"] % eval_interval == 0 or state["step"] == max_steps:
             evaluate_both(state["step"], started, tokens)
             model.train()

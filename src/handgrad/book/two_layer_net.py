@@ -3,7 +3,7 @@ SoftmaxWithLoss, on handgrad's layers, with float64 parameters ``W1, b1, W2, b2`
 
 from collections import OrderedDict
 
-import numpy as np
+from handgrad.model.sequential import two_layer_net_layers
 
 from .common._network import BookNetwork, book_weight
 from .common.layers import Affine, Relu, SoftmaxWithLoss
@@ -11,15 +11,15 @@ from .common.layers import Affine, Relu, SoftmaxWithLoss
 
 class TwoLayerNet(BookNetwork):
     """``TwoLayerNet(input_size, hidden_size, output_size, weight_init_std=0.01)``; weights
-    ``weight_init_std * randn``, biases zero. x ``(N, input_size)``, scores ``(N, output_size)``."""
+    ``weight_init_std * randn`` from NumPy's global generator (so ``np.random.seed`` repeats a
+    run), biases zero. x ``(N, input_size)``, scores ``(N, output_size)``. The network is
+    :func:`handgrad.model.sequential.two_layer_net_layers`, the one definition that
+    ``handgrad.TwoLayerNet`` is built from too, here with the book-module layers."""
 
     def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01):
-        self.layers = OrderedDict()
-        self.layers["Affine1"] = Affine(book_weight((input_size, hidden_size), weight_init_std, input_size),
-                                        np.zeros(hidden_size))
-        self.layers["Relu1"] = Relu()
-        self.layers["Affine2"] = Affine(book_weight((hidden_size, output_size), weight_init_std, hidden_size),
-                                        np.zeros(output_size))
+        self.layers = OrderedDict(two_layer_net_layers(
+            input_size, hidden_size, output_size, lambda shape: book_weight(shape, weight_init_std, shape[0]),
+            affine=Affine, relu=Relu))
         self.last_layer = SoftmaxWithLoss()
         for idx, name in ((1, "Affine1"), (2, "Affine2")):
             self._own(f"W{idx}", self.layers[name], "W")

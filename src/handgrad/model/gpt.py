@@ -20,13 +20,21 @@ import numpy as np
 
 from .. import functions as F
 from .. import init as initializers
+from .. import validate
 from ..data.text import CharVocab
-from ..layers import GELU, Affine, Chain, Dropout, Embedding, Layer, LayerNorm, MultiHeadAttention, SoftmaxWithLoss
-from ..layers.base import check_sizes
+from ..layers import GELU, Affine, Chain, Dropout, Embedding, Layer, LayerNorm, MultiHeadAttention
+from ..layers.normalization import check_eps
+from .base import Model
 
 __all__ = ["GPT"]
 
 _GELUS = ("none", "tanh")
+
+# The limits of a GPT's settings, in one place: the constructor and load apply them (_check_spec).
+# Sizes are below validate.MAX_SIZE (2**40); n_layer at most 10000 (load loops over the layers
+# before it allocates anything, so a crafted count must stay small); eps: LayerNorm's EPS_RANGE.
+MAX_N_LAYER = 10_000
+DROPOUT_RANGE = (0.0, 1.0)  # 0 <= dropout < 1
 
 
 # --- pure inference helpers (generation): they read the layers' parameters and touch nothing else
@@ -120,7 +128,7 @@ class _Block(Layer):
         return m, cache
 
 
-class GPT(Layer):
+class GPT(Model):
     """nanoGPT's GPT: token and position embeddings, ``n_layer`` pre-norm Transformer blocks, a
     final LayerNorm and an output layer tied to the token embedding.
 
@@ -156,11 +164,20 @@ class GPT(Layer):
     model does not list them in ``params``/``grads`` (they are never trained, saved or decayed);
     adding an exact zero changes nothing, so this is nanoGPT's bias-free model.
 
+    Settings refused at construction, by the same check ``load`` applies to a saved GPT (so a
+    model that trains can be saved and loaded): sizes that are not positive integers below
+    2**40, ``n_layer`` above ``MAX_N_LAYER`` (10000), ``n_embd`` not divisible by ``n_head``,
+    ``dropout`` outside [0, 1), ``eps`` outside (0, 1) (LayerNorm's ``EPS_RANGE``), a dtype other
+    than float16/32/64, a vocabulary that is not ``vocab_size`` distinct single characters of
+    Unicode text (no lone surrogate).
+
     Model protocol (``handgrad.fit``, ``save``/``load``): ``predict(idx)`` -> logits (N, T, V);
     ``loss(idx, targets)`` mean cross-entropy over targets (N, T), positions with target -100
     ignored; ``backward()``; ``scores_and_targets``; ``loss_layer``; ``mode``; ``params``,
     ``grads``, ``buffers``; ``spec`` / ``param_shapes`` / ``from_spec``.
     """
+
+    task = "language model"
 
     can_skip_input_grad = True
 
@@ -168,31 +185,22 @@ class GPT(Layer):
                  dropout: float = 0.0, bias: bool = True, seed=None, dtype=np.float32, vocab=None,
                  gelu: str = "none", eps: float = 1e-5, init: str = "nanogpt") -> None:
         super().__init__()
-        config = {"vocab_size": vocab_size, "block_size": block_size, "n_layer": n_layer, "n_head": n_head,
-                  "n_embd": n_embd}
-        for key, value in config.items():
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"GPT: {key} must be a positive integer, got {value!r:.40}")
-        V, B, L, H, C = (int(v) for v in config.values())
-        if C % H:
-            raise ValueError(f"GPT: n_embd = {C} must be divisible by n_head = {H} (each head takes n_embd / n_head)")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"GPT: dropout must be in [0, 1), got {dropout}")
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"GPT: bias must be True or False, got {bias!r}")
-        if gelu not in _GELUS:
-            raise ValueError(f"GPT: gelu must be 'none' (exact, nanoGPT) or 'tanh' (GPT-2's gelu_new), got {gelu!r}")
         if init not in ("nanogpt", "zeros"):
             raise ValueError(f"GPT: init must be 'nanogpt' or 'zeros', got {init!r}")
-        dtype = np.dtype(dtype)
-        if dtype.kind != "f":
-            raise TypeError(f"GPT: dtype must be a float type, got {dtype}")
+        dtype = validate.float_dtype(dtype, who="GPT")
         if vocab is not None:
             vocab = vocab if isinstance(vocab, CharVocab) else CharVocab(vocab)
-            if len(vocab) != V or any(len(ch) != 1 for ch in vocab.chars):
-                raise ValueError(f"GPT: vocab must list vocab_size = {V} single characters, got {len(vocab)} entries")
+            if any(not isinstance(ch, str) or len(ch) != 1 for ch in vocab.chars):
+                raise ValueError(f"GPT: vocab must list single characters, got {vocab.chars[:5]!r:.60}")
+        # Everything else is checked by the very function load checks a saved GPT with, so a
+        # model that can be built (and trained) can be saved and loaded back.
+        spec = {"vocab_size": vocab_size, "block_size": block_size, "n_layer": n_layer, "n_head": n_head,
+                "n_embd": n_embd, "dropout": dropout, "bias": bias, "gelu": gelu, "eps": eps,
+                "vocab": None if vocab is None else "".join(vocab.chars)}
+        V, B, L, H, C = self._check_spec(spec)
+        dropout, eps = float(dropout), float(eps)
         self.vocab_size, self.block_size, self.n_layer, self.n_head, self.n_embd = V, B, L, H, C
-        self.dropout, self.bias, self.gelu, self.eps = float(dropout), bool(bias), gelu, float(eps)
+        self.dropout, self.bias, self.gelu, self.eps = dropout, bool(bias), str(gelu), eps
         self.vocab = vocab
         self.rng = initializers.as_generator(seed)
 
@@ -216,7 +224,6 @@ class GPT(Layer):
             blocks.append(_Block(LayerNorm(C, eps, dtype), attn, LayerNorm(C, eps, dtype), mlp, dropout, self.rng))
         self.add_child("h", Chain(blocks))
         self.add_child("ln_f", LayerNorm(C, eps, dtype))
-        self.loss_layer = SoftmaxWithLoss()
         # bias=False: the bias arrays stay zero and are not the model's parameters (see above).
         everything = super().params
         self._fixed_zero = frozenset(k for k in everything if k.endswith((".beta", ".b", ".b_qkv", ".b_o"))) \
@@ -261,19 +268,30 @@ class GPT(Layer):
 
     @classmethod
     def _check_spec(cls, spec: dict):
-        V, B, L, H, C = check_sizes(spec, "vocab_size", "block_size", "n_layer", "n_head", "n_embd")
-        if L > 10_000 or C % H:
-            raise ValueError(f"GPT: n_layer = {L} must be <= 10000 and n_embd = {C} divisible by n_head = {H}")
-        dropout, eps = spec.get("dropout", 0.0), spec.get("eps", 1e-5)
-        for key, value, ok in (("dropout", dropout, lambda v: 0 <= v < 1), ("eps", eps, lambda v: 0 < v < 1)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
-                raise ValueError(f"GPT: {key} out of range, got {str(value)[:40]}")
-        if not isinstance(spec.get("bias", True), bool) or spec.get("gelu", "none") not in _GELUS:
-            raise ValueError(f"GPT: bias must be true or false and gelu one of {_GELUS}, got "
-                             f"{str(spec.get('bias'))[:20]}, {str(spec.get('gelu'))[:20]}")
+        """``(V, B, L, H, C)`` of a GPT's description, every setting checked against the limits
+        at the top of this module; ValueError naming the first one that is wrong. The one check
+        both the constructor and ``load`` (before allocating anything) apply."""
+        V, B, L, H, C = (validate.positive_int(spec.get(key), key, who="GPT",
+                                               limit=MAX_N_LAYER + 1 if key == "n_layer" else validate.MAX_SIZE)
+                         for key in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
+        if C % H:
+            raise ValueError(f"GPT: n_embd = {C} must be divisible by n_head = {H} (each head takes n_embd / n_head)")
+        validate.real(spec.get("dropout", 0.0), "dropout", who="GPT", low=DROPOUT_RANGE[0], high=DROPOUT_RANGE[1],
+                      high_open=True)
+        check_eps(spec.get("eps", 1e-5), who="GPT")
+        validate.boolean(spec.get("bias", True), "bias", who="GPT")
+        validate.choice(spec.get("gelu", "none"), "gelu", _GELUS, who="GPT",
+                        meaning="'none' (exact, nanoGPT) or 'tanh' (GPT-2's gelu_new)")
         vocab = spec.get("vocab")
-        if vocab is not None and not (isinstance(vocab, str) and len(vocab) == V and len(set(vocab)) == V):
-            raise ValueError(f"GPT: vocab must be null or a string of vocab_size = {V} distinct characters")
+        if vocab is not None:
+            if not isinstance(vocab, str):
+                raise ValueError(f"GPT: vocab must be null or a string of vocab_size = {V} distinct characters, "
+                                 f"got a {type(vocab).__name__}")
+            if len(vocab) != V:
+                raise ValueError(f"GPT: vocab must list vocab_size = {V} single characters, got {len(vocab)} entries")
+            if len(set(vocab)) != V:
+                raise ValueError(f"GPT: vocab lists a character twice ({V} entries, {len(set(vocab))} distinct)")
+            validate.unicode_text(vocab, "vocab", who="GPT")
         return V, B, L, H, C
 
     @classmethod
@@ -360,32 +378,19 @@ class GPT(Layer):
         self._xf, self._nt = x.reshape(n * t, self.n_embd), (n, t)
         return (self._xf @ c["wte"].W.T).reshape(n, t, self.vocab_size)        # lm_head: x wte^T
 
-    forward = predict
-
-    def scores_and_targets(self, x, t):
-        """What ``fit`` trains on: the logits of ``x`` and the targets as given (N, T)."""
-        return self.predict(x), t
-
-    def loss(self, idx, targets) -> float:
-        """Mean cross-entropy of the next tokens ``targets`` (N, T) ints (-100: ignored)."""
-        return self.loss_layer.forward(self.predict(idx), targets)
-
-    # --- backward -------------------------------------------------------------------------------------
-
-    def backward(self, dout: float = 1.0, input_grad: bool = False):
-        """Backpropagate the last loss (times ``dout``) into every gradient; returns None (ids
-        have no gradient)."""
-        self._require_forward(self._xf)
-        return self.backward_from_logits(self.loss_layer.backward(dout))
-
     def backward_from_logits(self, dlogits) -> None:
         """Backpropagate ``dL/dlogits`` (N, T, V) of the last :meth:`predict` into every
         gradient (zeroed first, so they hold this one backward's)."""
+        self.zero_grad()
+        return self.backward_from_scores(dlogits)
+
+    def backward_from_scores(self, dlogits, input_grad: bool = False) -> None:
+        """Add the gradients of ``dL/dlogits`` (N, T, V) of the last :meth:`predict` into every
+        gradient; returns None (token ids have no gradient)."""
         self._require_forward(self._xf)
         c = self._children
         (n, t), C = self._nt, self.n_embd
         dlogits = self._check_dout(dlogits, (n, t, self.vocab_size))
-        self.zero_grad()
         dlogits = dlogits.reshape(n * t, self.vocab_size).astype(self.dtype, copy=False)
         wte = c["wte"]
         # lm_head, logits = x_f wte^T: its share of the tied weight's gradient, and dx_f.
@@ -424,7 +429,12 @@ class GPT(Layer):
         the last position's logits are divided by ``temperature``, all but the ``top_k`` largest
         (ties with the k-th kept) set to -inf, turned into probabilities by a softmax, and one
         token drawn from them. ``temperature=0`` means greedy decoding (the argmax; nanoGPT
-        would divide by zero). ``seed``: an int or a Generator for the draws (None: fresh
+        would divide by zero). Any temperature > 0, however small (1e-320 included), is that
+        softmax computed without overflow (see :func:`_sample`): below about (the gap between the
+        two largest logits) / 745 it is exactly greedy, except that tokens whose logits tie for the
+        largest are drawn among. A negative, NaN or infinite temperature is refused. Logits that
+        are not finite (a model whose weights are not, or overflow) raise ValueError rather than
+        sample a wrong token. ``seed``: an int or a Generator for the draws (None: fresh
         entropy); the model's own generator (dropout's) is not touched. Runs in evaluation mode:
         no dropout.
 
@@ -437,12 +447,11 @@ class GPT(Layer):
         (nanoGPT's way; it overwrites what a pending backward would need, as any forward does).
         """
         idx = self._check_idx(idx, "the prompt")
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
-            raise ValueError(f"GPT.generate: max_new_tokens must be an integer >= 0, got {max_new_tokens!r:.40}")
-        if not (isinstance(temperature, (int, float, np.floating)) and temperature >= 0 and math.isfinite(temperature)):
-            raise ValueError(f"GPT.generate: temperature must be a finite number >= 0 (0: greedy), got {temperature!r}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
-            raise ValueError(f"GPT.generate: top_k must be None or an integer >= 1, got {top_k!r:.40}")
+        max_new_tokens = validate.integer(max_new_tokens, "max_new_tokens", who="GPT.generate", minimum=0)
+        temperature = validate.real(temperature, "temperature", who="GPT.generate", low=0.0,
+                                    what="a finite number >= 0 (0: greedy)")
+        if top_k is not None:
+            top_k = validate.integer(top_k, "top_k", who="GPT.generate", minimum=1, what="None or an integer >= 1")
         rng = initializers.as_generator(seed)
         n, t0 = idx.shape
         B = self.block_size
@@ -469,15 +478,28 @@ class GPT(Layer):
 def _sample(logits: np.ndarray, temperature: float, top_k, rng: np.random.Generator) -> np.ndarray:
     """One token per row of ``logits`` (N, V), as nanoGPT: softmax(logits / temperature) over
     the top_k largest, drawn by inverting the cumulative sum with one uniform number per row
-    (float64). temperature = 0: the argmax."""
+    (float64). temperature = 0: the argmax.
+
+    The softmax is computed as ``exp((logits - max) / temperature)``: the difference is at most
+    about 7e38 (two float32 extremes) and <= 0, so dividing by any temperature > 0, even a
+    subnormal one, gives a finite number or -inf, never inf - inf = NaN; its exp lies in [0, 1]
+    and is 1 at the maximum, so the cumulative sum is finite and >= 1. Non-finite logits are
+    refused (ValueError) before any of this: NaN would otherwise come out as token 0."""
+    if not np.isfinite(logits).all():
+        rows = np.flatnonzero(~np.isfinite(logits).all(axis=-1))
+        raise ValueError(f"GPT.generate: the model's logits are not finite (NaN or infinity in row(s) "
+                         f"{rows[:5].tolist()} of {len(logits)}): its weights are not finite or overflow "
+                         f"{logits.dtype}; no token can be drawn from them")
     if temperature == 0:
         return logits.argmax(axis=-1)
-    z = logits.astype(np.float64) / temperature
+    z = logits.astype(np.float64)
     V = z.shape[-1]
     if top_k is not None and top_k < V:
         kth = np.partition(z, V - top_k, axis=-1)[:, V - top_k, None]  # the k-th largest of each row
         z[z < kth] = -np.inf
-    z -= z.max(axis=-1, keepdims=True)
+    z -= z.max(axis=-1, keepdims=True)  # <= 0, and 0 at each row's maximum
+    with np.errstate(over="ignore"):    # a tiny temperature: -inf, whose exp is the 0 it means
+        z /= temperature                # finite or -inf, never NaN (see above)
     cdf = np.cumsum(np.exp(z), axis=-1)
     total = cdf[:, -1:]
     u = np.minimum(rng.random((len(z), 1)) * total, np.nextafter(total, 0))  # in [0, total)

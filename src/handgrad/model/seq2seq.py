@@ -13,9 +13,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init as initializers
+from .. import validate
 from ..data.text import CharVocab
-from ..layers import LSTM, Affine, Attention, Embedding, Layer, SoftmaxWithLoss
+from ..layers import LSTM, Affine, Attention, Embedding
 from ..layers.base import check_sizes
+from .base import Model
 
 __all__ = ["Seq2seq"]
 
@@ -23,7 +25,7 @@ __all__ = ["Seq2seq"]
 MAX_LENGTH = 4096
 
 
-class Seq2seq(Layer):
+class Seq2seq(Model):
     """A character-level seq2seq model trained with teacher forcing.
 
     Shapes: questions ``x`` (N, Tq) ids, answers ``t`` (N, Ta) ids starting with the start
@@ -39,18 +41,32 @@ class Seq2seq(Layer):
     (the decoder's initial state, each peeky step, each attended position).
     """
 
+    task = "seq2seq"
+
     def __init__(self, vocab: CharVocab, question_length: int, answer_length: int, embed: int = 16,
                  hidden: int = 128, peeky: bool = False, attention: bool = False, reverse_input: bool = False,
                  seed=None, dtype=np.float32) -> None:
         super().__init__()
         if peeky and attention:
             raise ValueError("Seq2seq: choose peeky or attention, not both")
+        dtype = validate.float_dtype(dtype, who="Seq2seq")
         self.vocab = vocab if isinstance(vocab, CharVocab) else CharVocab(vocab)
         if "_" not in self.vocab.chars:
             raise ValueError("Seq2seq: the vocabulary needs the start symbol '_' (answers begin with it)")
-        self.question_length, self.answer_length = int(question_length), int(answer_length)
-        self.embed, self.hidden = int(embed), int(hidden)
+        if any(not isinstance(ch, str) or len(ch) != 1 for ch in self.vocab.chars):
+            raise ValueError(f"Seq2seq: the vocabulary must list single characters, got {self.vocab.chars[:5]!r:.60}")
         self.peeky, self.attention, self.reverse_input = bool(peeky), bool(attention), bool(reverse_input)
+        # The limits load applies to a saved Seq2seq, from the same check (_sizes): a model that
+        # can be built can be saved and loaded back.
+        sizes = {"question_length": question_length, "answer_length": answer_length, "embed": embed, "hidden": hidden}
+        sizes = {key: int(value) if isinstance(value, np.integer) else value for key, value in sizes.items()}
+        try:
+            self._sizes({"vocab": "".join(self.vocab.chars), "peeky": self.peeky, "attention": self.attention,
+                         "reverse_input": self.reverse_input, **sizes})
+        except ValueError as error:
+            raise ValueError(f"Seq2seq: {error}") from None
+        self.question_length, self.answer_length = sizes["question_length"], sizes["answer_length"]
+        self.embed, self.hidden = sizes["embed"], sizes["hidden"]
         V, D, H = len(self.vocab), self.embed, self.hidden
         rng = initializers.as_generator(seed)
 
@@ -68,7 +84,6 @@ class Seq2seq(Layer):
             self.add_child("attention", Attention())
         n_out = 2 * H if (peeky or attention) else H
         self.add_child("out", Affine(normal((n_out, V), 1 / np.sqrt(n_out)), np.zeros(V, dtype)))
-        self.loss_layer = SoftmaxWithLoss()
         self._cache = None
 
     # --- description --------------------------------------------------------------------------
@@ -83,6 +98,9 @@ class Seq2seq(Layer):
         vocab = spec.get("vocab")
         if not isinstance(vocab, str) or not 1 <= len(vocab) < 2**16 or "_" not in vocab:
             raise ValueError(f"vocab must be a string of characters with the start symbol '_', got {str(vocab)[:40]}")
+        validate.unicode_text(vocab, "vocab")
+        if len(set(vocab)) != len(vocab):
+            raise ValueError(f"vocab lists a character twice ({len(vocab)} entries, {len(set(vocab))} distinct)")
         for key in ("peeky", "attention", "reverse_input"):
             if not isinstance(spec.get(key), bool):
                 raise ValueError(f"{key} must be true or false, got {str(spec.get(key))[:20]}")
@@ -163,15 +181,12 @@ class Seq2seq(Layer):
     def predict(self, x, t):
         return self.scores_and_targets(x, t)[0]
 
-    def loss(self, x, t) -> float:
-        return self.loss_layer.forward(*self.scores_and_targets(x, t))
-
-    def backward(self, dout: float = 1.0, input_grad: bool = False):
-        """Backpropagate the last loss into every parameter's gradient (ids have none)."""
+    def backward_from_scores(self, dscores, input_grad: bool = False):
+        """Add the gradients of the last scores ``dscores`` (N, Ta - 1, V) into every parameter's
+        gradient; returns None (ids have none)."""
         self._require_forward(self._cache)
-        self.zero_grad()
         c, H = self._children, self.hidden
-        dfeatures = self.call_child("out", c["out"].backward, self.loss_layer.backward(dout))
+        dfeatures = self.call_child("out", c["out"].backward, dscores)
         dhs = np.zeros(self._cache, dtype=dfeatures.dtype)
         if self.attention:
             dcontext, do = dfeatures[..., :H], dfeatures[..., H:]
