@@ -405,16 +405,19 @@ def test_serve_command_refuses_a_missing_file_or_a_model_it_cannot_show(tmp_path
     assert "serve shows image classifiers and GPTs" in capsys.readouterr().err
 
 
-def test_a_model_with_nan_weights_answers_null_values_and_says_where(tmp_path):
-    """JSON has no NaN: the answer carries null there, and the trace's warnings name the layer."""
-    model = hg.mlp(64, [8], 10, seed=0)
-    model.layers[2].W[0, 0] = np.nan
-    hg.save(model, tmp_path / "broken.safetensors")
-    with TestClient(create_app([tmp_path / "broken.safetensors"], copies=1)) as c:
+def test_a_model_computing_nan_answers_null_values_no_prediction_and_says_where(tmp_path):
+    """JSON has no NaN: the answer carries null there, the trace's warnings name the layer, and
+    no class is called predicted (the argmax of NaN would say class 0). A file with NaN weights
+    is refused when loaded, so the weights turn NaN after loading here (as an overflow would)."""
+    hg.save(hg.mlp(64, [8], 10, seed=0), tmp_path / "broken.safetensors")
+    app = create_app([tmp_path / "broken.safetensors"], copies=1)
+    app.state.served["broken"].pool.first.layers[2].W[0, 0] = np.nan
+    with TestClient(app) as c:
         response = c.post("/api/models/broken/predict", json={"pixels": [0.5] * 64})
     assert response.status_code == 200
-    answer = response.json()
+    answer = json.loads(response.text, parse_constant=lambda word: pytest.fail(f"{word} in the JSON"))
     assert None in answer["probabilities"] and None in answer["layers"][2]["values"]
+    assert answer["predicted"] is None and answer["saliency"] == []
     assert any("layer 2 Affine: NaN or infinity in its output" in w for w in answer["warnings"])
 
 

@@ -13,7 +13,15 @@ Two kinds of served model:
 
 Layers keep one call's values between forward and backward, so a model object serves one
 request at a time. Each served model is a :class:`ModelPool`: a few independent copies loaded
-from the same file; a request borrows one and gives it back, and waits while all are busy.
+from the same file; a request borrows one and gives it back, and waits while all are busy (the
+web app lets no more requests than copies reach a model at once, so that nobody waits here
+holding a thread).
+
+Nothing a client sends is trusted: a drawing's size is checked on its header before Pillow
+decodes it (:data:`MAX_DRAWING_PIXELS`); numbers must be finite in the model's own dtype; a
+model whose weights hold NaN or infinity, or whose vocabulary is not text, is refused when it is
+loaded; and a model that still computes NaN says so (:class:`ModelOutputError`) instead of
+answering numbers that JSON cannot carry.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import binascii
 import io
 import math
 import queue
+import re
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,15 +40,27 @@ import numpy as np
 
 from .. import functions as F
 
-__all__ = ["RequestError", "ModelPool", "ImageModel", "TextModel", "load_served_model", "served_name",
-           "MAX_NEW_TOKENS", "TOP_ALTERNATIVES"]
+__all__ = ["RequestError", "ModelOutputError", "ModelPool", "ImageModel", "TextModel", "load_served_model",
+           "served_name", "check_copies", "shown", "MAX_NEW_TOKENS", "TOP_ALTERNATIVES", "MAX_COPIES",
+           "MAX_DRAWING_PIXELS"]
 
 #: The most tokens one generation request may ask for (each costs a forward of the context).
 MAX_NEW_TOKENS = 2000
 #: Alternatives listed with each generated token.
 TOP_ALTERNATIVES = 5
-#: Data URLs of images decoded for predict (the body cap, 1 MiB, bounds them anyway).
+#: The most copies of one model (``--copies``): one per request computed at once; more than a
+#: machine has cores only costs memory.
+MAX_COPIES = 64
+#: The most pixels of a drawing decoded for predict (the page sends 280x280). Checked on the
+#: image's header, before decoding: a PNG of 49 KB can declare 8000x8000 pixels, and decoding
+#: and preparing an image takes about 50 bytes a pixel (50 MB for 1024x1024).
+MAX_DRAWING_PIXELS = 1024 * 1024
+#: Data URLs of images decoded for predict, and the formats Pillow may read them as: no other
+#: decoder ever sees a client's bytes.
 _DATA_URL_PREFIXES = ("data:image/png;base64,", "data:image/jpeg;base64,", "data:image/webp;base64,")
+_DRAWING_FORMATS = ("PNG", "JPEG", "WEBP")
+#: Characters of a client's text quoted back in a message, at most.
+_SHOWN_CHARACTERS = 40
 #: Decimals kept in the JSON answers: enough for any picture, and it halves the answer's size.
 _DECIMALS = 6
 
@@ -51,6 +72,31 @@ class RequestError(ValueError):
     def __init__(self, message: str, status: int = 422) -> None:
         super().__init__(message)
         self.status = status
+
+
+class ModelOutputError(RequestError):
+    """The model computed NaN or infinity where an answer needs a number (the next character's
+    logits): a fault of the model, not of the request, answered with status 500."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=500)
+
+
+def shown(text: str, limit: int = _SHOWN_CHARACTERS) -> str:
+    """``text`` quoted for a message, cut to ``limit`` characters (with its length) when longer:
+    an error never echoes a client's 60 KB back."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}… ({len(text):,} characters)"
+
+
+def check_copies(copies) -> int:
+    """``copies`` when it is a whole number from 1 to :data:`MAX_COPIES`; a one-line ValueError
+    otherwise, before anything is loaded."""
+    if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or not 1 <= copies <= MAX_COPIES:
+        raise ValueError(f"copies (--copies) must be a whole number from 1 to {MAX_COPIES} (one copy per request "
+                         f"computed at once), got {copies!r:.40}")
+    return int(copies)
 
 
 def _rounded(array, decimals: int | None = _DECIMALS) -> list:
@@ -67,14 +113,18 @@ class ModelPool:
     """``copies`` independent copies of one model, loaded from one file: ``with pool.borrow()
     as model:`` hands a copy to one request at a time (waiting while all are busy)."""
 
-    def __init__(self, load, copies: int) -> None:
-        if copies < 1:
-            raise ValueError(f"ModelPool: copies must be >= 1, got {copies}")
-        self.first = load()
+    def __init__(self, load, copies: int, name: str = "model") -> None:
+        copies = check_copies(copies)
         self._idle: queue.SimpleQueue = queue.SimpleQueue()
-        self._idle.put(self.first)
-        for _ in range(copies - 1):
-            self._idle.put(load())
+        for n in range(1, copies + 1):
+            try:
+                model = load()
+            except MemoryError:
+                raise ValueError(f"{name}: out of memory loading copy {n} of {copies}; serve it with fewer "
+                                 "copies (--copies)") from None
+            if n == 1:
+                self.first = model
+            self._idle.put(model)
         self.copies = copies
 
     @contextmanager
@@ -101,16 +151,22 @@ def served_name(path: Path, taken) -> str:
 
 def load_served_model(path, name: str, copies: int = 2, data_dir=None):
     """The :class:`ImageModel` or :class:`TextModel` for the handgrad model file at ``path``;
-    a ``ValueError`` naming the file when it is neither an image classifier nor a GPT with a
-    vocabulary."""
+    a one-line ``ValueError`` naming the file when it cannot be loaded (out of memory too), is
+    neither an image classifier nor a GPT with a vocabulary, or holds NaN or infinite weights."""
     from ..data import DataError
     from ..data.images import STYLE_SHAPES, image_style
     from ..model import GPT, Sequential
     from ..serialize import load, read_metadata
 
     path = Path(path)
-    pool = ModelPool(lambda: load(path), copies)
+    copies = check_copies(copies)
+    pool = ModelPool(lambda: load(path), copies, name=str(path))
     model, dataset = pool.first, read_metadata(path).get("dataset")
+    arrays = {**model.params, **getattr(model, "buffers", {})}
+    broken = next((key for key, value in arrays.items() if not np.isfinite(value).all()), None)
+    if broken is not None:
+        raise ValueError(f"{path}: weight {broken} holds NaN or infinity; serve refuses a model whose answers "
+                         "would be NaN")
     if isinstance(model, GPT):
         if model.vocab is None:
             raise ValueError(f"{path}: this GPT has no vocabulary saved with it, so text cannot be typed to it")
@@ -155,6 +211,7 @@ class ImageModel:
 
         self.name, self.path, self.pool, self.dataset, self.style = name, path, pool, dataset, style
         model = pool.first
+        self.dtype = np.result_type(*model.params.values()) if model.params else np.dtype(np.float32)
         self.image_shape = STYLE_SHAPES[style]                           # (H, W)
         self.input_shape = model.input_shape or (model.input_size,)      # one sample, as the model takes it
         with model.mode(False):
@@ -172,9 +229,12 @@ class ImageModel:
     # --- inputs ---------------------------------------------------------------------------------------
 
     def pixels_from_array(self, values) -> np.ndarray:
-        """The model's input image (H, W) from numbers as given: (H, W) or H*W of them, finite."""
+        """The model's input image (H, W), in the model's dtype, from numbers as given: (H, W)
+        or H*W of them, finite in that dtype (1e300 is a float64 but no float32)."""
         try:
             x = np.asarray(values, dtype=np.float64)
+        except OverflowError:  # an integer of hundreds of digits
+            raise RequestError(f"pixels: a value is too large for {self.dtype}") from None
         except (ValueError, TypeError):
             raise RequestError("pixels must be a list of numbers (rows of the image, or one flat list)") from None
         h, w = self.image_shape
@@ -183,7 +243,13 @@ class ImageModel:
                                f"(shape {list(x.shape)})")
         if not np.isfinite(x).all():
             raise RequestError("pixels contain NaN or infinity; a prediction of them would mean nothing")
-        return x.reshape(h, w).astype(np.float32)
+        with np.errstate(over="ignore"):  # overflow is looked for just below, and said in words
+            cast = x.reshape(h, w).astype(self.dtype)
+        if not np.isfinite(cast).all():
+            largest = float(np.abs(x).max())
+            raise RequestError(f"pixels: {largest:.3g} is too large for {self.dtype}, the model's dtype (largest "
+                               f"{float(np.finfo(self.dtype).max):.3g}); pixels are grey levels, 0 to 1")
+        return cast
 
     def pixels_from_data_url(self, url: str) -> tuple[np.ndarray, list]:
         """A drawing sent as a data URL, prepared exactly as ``handgrad predict`` prepares an
@@ -199,6 +265,7 @@ class ImageModel:
             data = base64.b64decode(url[len(prefix):], validate=True)
         except (binascii.Error, ValueError):
             raise RequestError("image: the data URL's base64 is malformed") from None
+        _check_drawing_size(data, "the drawing")
         try:
             return read_image(_NamedBytes(data, "the drawing"), self.style)
         except DataError as error:
@@ -220,7 +287,11 @@ class ImageModel:
     def explain(self, pixels: np.ndarray, saliency_classes=()) -> dict:
         """Everything the page shows for one image (H, W): the probabilities, each layer's
         output for this image, the saliency map of the predicted class and of each class in
-        ``saliency_classes``, and the warnings of :func:`handgrad.inspect.trace`."""
+        ``saliency_classes``, and the warnings of :func:`handgrad.inspect.trace`.
+
+        Where the model computes NaN or infinity (values overflowing its dtype) the answer
+        carries null, the trace's warnings name the first layer, and ``predicted`` is null: the
+        argmax of NaN would name class 0 as if it had been chosen."""
         from ..inspect import trace
 
         classes = len(self.class_names)
@@ -228,17 +299,20 @@ class ImageModel:
             if not 0 <= c < classes:
                 raise RequestError(f"saliency class {c} is not one of the model's classes 0..{classes - 1}")
         x = pixels.reshape(1, *self.input_shape)
-        with self.pool.borrow() as model, model.mode(False):
+        # NaN and overflow are reported in the answer (null, and the trace's warnings), not as
+        # RuntimeWarnings on the server's console.
+        with self.pool.borrow() as model, model.mode(False), np.errstate(all="ignore"):
             outputs, value = [], x
             for index in range(len(model.layers)):
                 value = model.layer_forward(index, value)
                 outputs.append(value[0])
             scores = value[0]                                            # (classes,), before the softmax
             probabilities = F.softmax(scores.astype(np.float64))
-            predicted = int(probabilities.argmax())
-            wanted = list(dict.fromkeys([predicted, *saliency_classes]))
+            answered = bool(np.isfinite(probabilities).all())
+            predicted = int(probabilities.argmax()) if answered else None
+            wanted = list(dict.fromkeys([c for c in (predicted, *saliency_classes) if c is not None]))
             saliency = [{"class": c, "gradient": _rounded(self._score_gradient(model, c, classes))} for c in wanted]
-            warnings = trace(model, x, np.array([predicted]), max_values=0).warnings
+            warnings = trace(model, x, np.array([0 if predicted is None else predicted]), max_values=0).warnings
         layers = [{"index": i, "name": layer.name, "shape": list(out.shape), "values": _rounded(out)}
                   for i, (layer, out) in enumerate(zip(model.layers, outputs))]
         return {"model": self.name, "input": _rounded(pixels), "probabilities": _rounded(probabilities, None),
@@ -252,6 +326,30 @@ class ImageModel:
         for index in range(len(model.layers) - 1, -1, -1):
             grad = model.layer_backward(index, grad)
         return np.asarray(grad).reshape(self.image_shape)
+
+
+def _check_drawing_size(data: bytes, name: str) -> None:
+    """Refuse (413) an image whose header declares more than :data:`MAX_DRAWING_PIXELS`, before
+    anything is decoded: ``Image.open`` reads the header alone. Pillow's own guard is far above
+    ours (``Image.MAX_IMAGE_PIXELS``, 89 million: a warning above it, DecompressionBombError
+    above twice it, raised by ``Image.open`` itself), so both are caught here too."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data), formats=_DRAWING_FORMATS) as image:
+            width, height = image.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        count = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(count.group(1)):,} pixels" if count else "too many pixels"
+        raise RequestError(f"{name}: an image of {size} is over this server's limit of {MAX_DRAWING_PIXELS:,} "
+                           "pixels; scale it down", status=413) from None
+    except Image.UnidentifiedImageError:
+        raise RequestError(f"{name}: not an image Pillow can read (PNG, JPEG or WebP)") from None
+    except Exception as error:  # noqa: BLE001 - decoders of untrusted bytes raise many types
+        raise RequestError(f"{name}: cannot read image ({type(error).__name__}: {error})".replace("\n", " ")) from None
+    if width * height > MAX_DRAWING_PIXELS:
+        raise RequestError(f"{name}: an image of {width}x{height} = {width * height:,} pixels is over this server's "
+                           f"limit of {MAX_DRAWING_PIXELS:,} pixels; scale it down", status=413)
 
 
 class _NamedBytes(io.BytesIO):
@@ -272,6 +370,12 @@ class TextModel:
 
     def __init__(self, name: str, path: Path, pool: ModelPool, dataset: str | None) -> None:
         self.name, self.path, self.pool, self.dataset = name, path, pool, dataset
+        for index, char in enumerate(pool.first.vocab.chars):
+            try:
+                char.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: no text, so no JSON or page can show it
+                raise ValueError(f"{path}: vocabulary character {index} is {char!r}, a lone surrogate, not a "
+                                 "character of text; serve cannot show it") from None
 
     def describe(self) -> dict:
         model = self.pool.first
@@ -287,7 +391,7 @@ class TextModel:
             prompt = "\n" if "\n" in vocab.chars else vocab.chars[0]
         unknown = sorted(set(prompt) - set(vocab.chars))
         if unknown:
-            raise RequestError(f"prompt: characters {''.join(unknown)!r} are not in the vocabulary of model "
+            raise RequestError(f"prompt: characters {shown(''.join(unknown))} are not in the vocabulary of model "
                                f"{self.name} ({len(vocab)} characters)")
         return vocab.encode(prompt)
 
@@ -305,16 +409,32 @@ class TextModel:
         probability of it (softmax of its logits, before temperature and top-k: how sure the
         model itself was) and the :data:`TOP_ALTERNATIVES` most likely characters with theirs.
         Sampling is ``GPT.generate``'s (temperature, top-k, seed), one token per call, each
-        call on a borrowed copy, so a long stream does not hold a copy from other requests."""
+        call on a borrowed copy, so a long stream does not hold a copy from other requests.
+
+        Raises :class:`ModelOutputError` when the logits hold NaN or infinity: no character can
+        be sampled from them (``generate`` would say id 0 each time)."""
         self.check_generation(length, temperature, top_k)
         ids = self.encode(prompt)[None]                                 # (1, T)
         rng = np.random.default_rng(seed)
         vocab = self.pool.first.vocab
         top_k = None if top_k is None else min(top_k, len(vocab))
-        for _ in range(length):
-            with self.pool.borrow() as model:
-                ids, logits = model.generate(ids[:, -model.block_size:], 1, temperature=temperature, top_k=top_k,
-                                             seed=rng, return_logits=True)
+        for step in range(length):
+            nan = ModelOutputError(f"model {self.name}: the logits of character {step + 1} hold NaN or infinity "
+                                   "(weights or values overflowing its dtype); no character can be sampled")
+            # Sampling from NaN warns inside generate (or refuses, with a ValueError); the logits
+            # are looked at here.
+            with self.pool.borrow() as model, np.errstate(all="ignore"):
+                context = ids[:, -model.block_size:]
+                try:
+                    ids, logits = model.generate(context, 1, temperature=temperature, top_k=top_k, seed=rng,
+                                                 return_logits=True)
+                except ValueError:
+                    with model.mode(False):
+                        if not np.isfinite(model.predict(context)[0, -1]).all():
+                            raise nan from None
+                    raise
+            if not np.isfinite(logits[0, -1]).all():
+                raise nan
             p = F.softmax(logits[0, -1].astype(np.float64))             # (V,)
             token = int(ids[0, -1])
             best = np.argsort(-p, kind="stable")[:TOP_ALTERNATIVES]

@@ -190,7 +190,9 @@ async function predict() {
 
 function show(answer) {
   lastAnswer = answer;
-  $("prediction").textContent = answer.class_names[answer.predicted];
+  // null: the model computed NaN or infinity (the warnings say in which layer).
+  $("prediction").textContent = answer.predicted === null ? "no prediction: NaN or infinity (see the warnings)"
+    : answer.class_names[answer.predicted];
   drawImage($("seen"), answer.input, (v) => { const g = 255 * Math.max(0, Math.min(1, v)); return [g, g, g]; });
   showBars(answer);
   showSaliency(answer);
@@ -210,9 +212,10 @@ function showBars(answer) {
     const label = Object.assign(document.createElement("span"), {textContent: answer.class_names[c]});
     const track = document.createElement("div");
     const fill = Object.assign(document.createElement("div"), {className: "fill"});
-    fill.style.width = `${(100 * p).toFixed(2)}%`;
+    fill.style.width = p === null ? "0%" : `${(100 * p).toFixed(2)}%`;
     track.append(fill);
-    const value = Object.assign(document.createElement("span"), {className: "value", textContent: `${(100 * p).toFixed(1)}%`});
+    const value = Object.assign(document.createElement("span"), {className: "value",
+      textContent: p === null ? "NaN" : `${(100 * p).toFixed(1)}%`});
     row.append(label, track, value);
     row.addEventListener("click", () => { chosenClass = c === chosenClass ? null : c; predictSoon(); });
     return row;
@@ -223,6 +226,11 @@ function showBars(answer) {
 function showSaliency(answer) {
   const wanted = chosenClass ?? answer.predicted;
   const map = answer.saliency.find((s) => s.class === wanted) || answer.saliency[0];
+  if (!map) {  // no predicted class, and none chosen
+    $("saliency").getContext("2d").clearRect(0, 0, 168, 168);
+    $("saliency-class").textContent = "";
+    return;
+  }
   const values = flat(map.gradient);
   const m = Math.max(...values.map(Math.abs)) || 1;
   drawImage($("saliency"), map.gradient, (v) => {
@@ -308,6 +316,7 @@ async function generate() {
         const block = buffer.slice(0, end); buffer = buffer.slice(end + 2);
         const event = /^event: (.*)$/m.exec(block)?.[1], data = /^data: (.*)$/m.exec(block)?.[1];
         if (event === "token") output.append(tokenSpan(JSON.parse(data)));
+        if (event === "error") throw new Error(JSON.parse(data).detail);  // the model computed NaN
       }
     }
     await showAttention(textSoFar());
