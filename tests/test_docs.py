@@ -1,11 +1,15 @@
-"""The documentation: the docstrings' examples run (doctest), and the API reference site builds
-in strict mode (a broken reference or link fails), listing every public name and picture."""
+"""The documentation: the docstrings' examples run (doctest); the site builds in strict mode (a
+broken reference or link fails) with every public name, command, picture and results file; and
+README stays the front door it promises to be: short, every command of the parser in its synopsis
+and only real flags, every figure of its results table in the results file it names."""
 
 from __future__ import annotations
 
 import doctest
 import importlib
 import importlib.util
+import json
+import os
 import re
 import subprocess
 import sys
@@ -17,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 #: Modules whose docstrings carry examples. Listed, not collected with --doctest-modules, so that
 #: modules of optional extras (matplotlib, onnx, scikit-learn) are never imported without them.
-DOCTEST_MODULES = ["handgrad.functions", "handgrad.gradcheck", "handgrad.init", "handgrad.model",
+DOCTEST_MODULES = ["handgrad.functions", "handgrad.gradcheck", "handgrad.init", "handgrad.model.sequential",
                    "handgrad.serialize", "handgrad.data", "handgrad.sklearn"]
 
 
@@ -50,26 +54,161 @@ def _public_names() -> list[str]:
     return names
 
 
-def test_docs_build_strictly_with_every_public_name_and_picture(tmp_path):
-    if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings_handlers") is None:
-        pytest.skip('mkdocs and mkdocstrings are not installed (pip install -e ".[docs]")')
-    site = tmp_path / "site"
-    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env={**__import__("os").environ, "NO_MKDOCS_2_WARNING": "1"})
-    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
-    pages = {path: path.read_text(encoding="utf-8") for path in site.rglob("*.html")}
-    anchors = {anchor for text in pages.values() for anchor in re.findall(r'id="(handgrad[\w.]*)"', text)}
-    missing = [name for name in _public_names() if name not in anchors]
-    assert not missing, f"public names missing from the API reference (add them to a page in docs/reference): {missing}"
-    everything = "\n".join(pages.values())
-    for picture in (ROOT / "docs" / "img").glob("*.png"):
-        assert (site / "img" / picture.name).is_file()
-        assert f"img/{picture.name}" in everything, f"docs/img/{picture.name} is on no page (show it in README)"
-    cli = (site / "cli" / "index.html").read_text(encoding="utf-8")
+def _load_hooks():
+    spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    return hooks
+
+
+def _commands() -> dict:
+    """The parser's commands: ``{name: the command's subparser}``."""
     from handgrad.cli import build_parser
 
-    commands = next(a for a in build_parser()._actions if a.dest == "command").choices
-    for command in commands:
+    return next(a for a in build_parser()._actions if a.dest == "command").choices
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The site, built once with ``mkdocs build --strict``: ``{relative path: html}``."""
+    if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("mkdocstrings_handlers") is None:
+        pytest.skip('mkdocs and mkdocstrings are not installed (pip install -e ".[docs]")')
+    folder = tmp_path_factory.mktemp("site")
+    result = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(folder)],
+                            check=False, cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert result.returncode == 0, f"mkdocs build --strict failed:\n{result.stdout}\n{result.stderr}"
+    return {path.relative_to(folder).as_posix(): path.read_text(encoding="utf-8") for path in folder.rglob("*.html")}
+
+
+def test_docs_build_strictly_with_every_public_name_and_picture(site):
+    anchors = {anchor for text in site.values() for anchor in re.findall(r'id="(handgrad[\w.]*)"', text)}
+    missing = [name for name in _public_names() if name not in anchors]
+    assert not missing, f"public names missing from the API reference (add them to a page in docs/reference): {missing}"
+    everything = "\n".join(site.values())
+    for picture in (ROOT / "docs" / "img").glob("*.png"):
+        assert f"img/{picture.name}" in everything, f"docs/img/{picture.name} is on no page (show it, or delete it)"
+    cli = site["cli/index.html"]
+    for command in _commands():
         assert f"handgrad {command}" in cli, f"the command {command} is missing from the CLI page"
     assert "--onnx FILE" in cli
+
+
+def test_every_results_file_is_a_table_on_the_benchmarks_page_with_its_commit(site):
+    page = site["benchmarks/index.html"]
+    for path in sorted((ROOT / "benchmarks" / "results").glob("*.json")):
+        assert f"benchmarks/results/{path.name}" in page, f"{path.name} is not on the benchmarks page"
+        commit = json.loads(path.read_text())["machine"]["commit"][:7]
+        assert commit in page, f"{path.name}'s commit {commit} is not named on the benchmarks page"
+    assert "{{" not in "\n".join(site.values()), "a figure placeholder was left unfilled"
+
+
+def test_the_design_page_has_the_anchors_code_cites(site):
+    page = site["design/index.html"]
+    for anchor in ("layer-contract", "model-protocol", "file-format", "adding-a-layer"):
+        assert f'id="{anchor}"' in page, f"docs/design.md lost its #{anchor} section, which code comments cite"
+
+
+def test_a_figure_naming_a_missing_key_stops_the_build_instead_of_printing_nothing():
+    hooks = _load_hooks()
+    assert hooks.render("{{ gpt.json | tokens_per_second/handgrad | ,.0f }} tokens/s").endswith(" tokens/s")
+    with pytest.raises(ValueError, match="gpt.json has no 'tokens_per_second/numpy'"):
+        hooks.render("{{ gpt.json | tokens_per_second/numpy | ,.0f }}")
+    with pytest.raises(ValueError, match="no_such_run.json does not exist"):
+        hooks.render("<!-- BENCHMARK no_such_run.json -->")
+
+
+# --- README: the front door ------------------------------------------------------------------------
+
+
+def _readme() -> str:
+    return (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _section(text: str, heading: str) -> str:
+    """The text under ``## heading``, up to the next ``## ``."""
+    return text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_is_at_most_300_lines():
+    lines = _readme().count("\n")
+    assert lines <= 300, f"README.md has {lines} lines; the front door stays at most 300 (move detail to docs/)"
+
+
+def _numbers_in(value) -> list[float]:
+    """Every number in a results file: numeric values, and numbers inside strings ("test acc:0.9884")."""
+    if isinstance(value, dict):
+        return [n for item in value.values() for n in _numbers_in(item)]
+    if isinstance(value, list):
+        return [n for item in value for n in _numbers_in(item)]
+    if isinstance(value, bool) or value is None:
+        return []
+    if isinstance(value, (int, float)):
+        return [float(value)]
+    return [float(n) for n in re.findall(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", str(value))]
+
+
+def test_every_figure_in_readmes_results_table_is_in_the_results_file_it_names():
+    rows = [line for line in _section(_readme(), "Results").splitlines() if line.startswith("|")][2:]
+    assert len(rows) >= 5, "README's Results section lost its table"
+    for row in rows:
+        result, ours, theirs, files = (cell.strip() for cell in row.strip().strip("|").split("|"))
+        names = re.findall(r"\(benchmarks/results/([\w.-]+\.json)\)", files)
+        assert names, f"README's result {result!r} names no file of benchmarks/results"
+        numbers = [n for name in names
+                   for n in _numbers_in(json.loads((ROOT / "benchmarks" / "results" / name).read_text()))]
+        figures = re.findall(r"\d[\d,]*(?:\.\d+)?", f"{ours} {theirs}")
+        assert figures, f"README's result {result!r} shows no figure"
+        for figure in figures:
+            decimals = len(figure.partition(".")[2])
+            value = float(figure.replace(",", ""))
+            assert any(abs(n - value) <= 0.5 * 10 ** -decimals + 1e-12 for n in numbers), (
+                f"README's {figure} ({result!r}) is in none of {names}: quote the results file, do not type figures")
+
+
+def test_readme_synopsis_names_every_command_and_only_flags_the_parser_takes():
+    synopsis = _section(_readme(), "The command line").split("```")[1]
+    commands = _commands()
+    for command in commands:
+        assert f"handgrad {command} " in synopsis, f"README's synopsis lacks `handgrad {command}`"
+    current = None
+    for line in synopsis.splitlines():
+        named = re.search(r"handgrad ([\w-]+)", line)
+        if named:
+            current = named.group(1)
+        elif line.strip() and not line.startswith(" "):
+            current = None
+        assert current is None or current in commands, f"README's synopsis names an unknown command: {line!r}"
+        for flag in re.findall(r"(?<![\w-])--[\w-]+", line):
+            assert current is not None, f"README's synopsis has {flag} outside any command: {line!r}"
+            assert flag in commands[current]._option_string_actions, (
+                f"README's synopsis gives `handgrad {current} {flag}`, which the parser does not take "
+                "(the synopsis is stable: keep the old spelling working)")
+
+
+def test_readme_links_point_to_files_that_exist():
+    for target in re.findall(r"\]\(([^)\s]+)\)", _readme()):
+        if re.match(r"^(https?:|mailto:|#)", target):
+            continue
+        path = target.split("#", 1)[0]
+        assert (ROOT / path).exists(), f"README links to {target}, which does not exist"
+
+
+def test_the_gpt_pages_backward_table_names_functions_that_exist_in_the_files_named():
+    rows = [line for line in (ROOT / "docs" / "gpt.md").read_text(encoding="utf-8").splitlines()
+            if re.match(r"^\| \d+\w? \|", line)]
+    assert len(rows) >= 10, "docs/gpt.md lost its table of the backward, op by op"
+    for row in rows:
+        cells = row.strip().strip("|").split("|")
+        function = re.fullmatch(r"\s*`(\w+)\.(\w+)`\s*", cells[2])
+        source = re.fullmatch(r"\s*`(src/handgrad/[\w/]+\.py)`\s*", cells[3])
+        assert function and source, f"a row of docs/gpt.md's backward table names no function or file: {row}"
+        cls, method = function.groups()
+        text = (ROOT / source.group(1)).read_text(encoding="utf-8")
+        start = re.search(rf"^class {cls}\b", text, flags=re.MULTILINE)
+        assert start, f"docs/gpt.md: {source.group(1)} has no class {cls}"
+        body = text[start.end():]
+        end = re.search(r"^class ", body, flags=re.MULTILINE)
+        body = body[:end.start()] if end else body
+        assert re.search(rf"^    def {method}\(", body, flags=re.MULTILINE), (
+            f"docs/gpt.md: {cls} in {source.group(1)} has no method {method} (update the table)")
