@@ -188,3 +188,66 @@ def test_a_chain_with_named_children_keeps_its_names_through_its_spec():
     assert Chain.param_shapes(spec) == {k: v.shape for k, v in chain.params.items()}
     with pytest.raises(ValueError, match="names must be 3 distinct strings"):
         Chain.param_shapes({**spec, "names": ["a", "a", "b"]})
+
+
+def _make_doubler():
+    class _Doubler(L.Layer, register=True):
+        """A layer of a user's own, registered so that load can rebuild it."""
+
+        def forward(self, x):
+            x = self._input(x)
+            if x.shape[-1] != 2:
+                raise ValueError(f"Doubler: expected 2 features, got {x.shape[-1]}")
+            return 2 * x
+
+        def backward(self, dout):
+            return 2 * dout
+
+    return _Doubler
+
+
+def test_a_layer_type_registers_itself_once_and_its_errors_name_its_path(tmp_path):
+    """Registration happens in one place (Layer.__init_subclass__), and a child names its own path
+    in the errors its forward and backward raise: no call needs wrapping by its parent."""
+    import handgrad as hg
+    from handgrad.layers.base import LAYER_TYPES
+
+    _Doubler = _make_doubler()
+    try:
+        _check_registration_and_paths(_Doubler, LAYER_TYPES, hg, tmp_path)
+    finally:
+        LAYER_TYPES.pop("_Doubler", None)
+    assert "_Doubler" not in LAYER_TYPES
+
+
+def _check_registration_and_paths(_Doubler, LAYER_TYPES, hg, tmp_path):
+    assert LAYER_TYPES["_Doubler"] is _Doubler and "_Doubler" not in L.__all__
+    _make_doubler()  # defined again where it was (a notebook cell run twice): it replaces itself
+    assert LAYER_TYPES["_Doubler"] is not _Doubler
+    LAYER_TYPES["_Doubler"] = _Doubler
+    assert all(name in LAYER_TYPES for name in L.__all__ if name not in ("LAYER_TYPES", "Layer"))
+    model = hg.Sequential([L.Affine(np.ones((3, 2)), np.zeros(2)), L.Residual(L.Chain([L.Relu(), _Doubler()]))])
+    hg.save(model, tmp_path / "m.safetensors")  # a registered layer of one's own saves and loads
+    assert type(hg.load(tmp_path / "m.safetensors").layers[1].body.layers[1]) is _Doubler
+
+    def another_doubler():
+        class _Doubler(L.Layer, register=True):  # another class under a registered name
+            pass
+        return _Doubler
+
+    with pytest.raises(TypeError, match="layer type '_Doubler' is already registered"):
+        another_doubler()
+    with pytest.raises(ValueError, match=r"^layer 1\.body\.1: Doubler: expected 2 features, got 3$"):
+        model.layers[1].forward(np.ones((4, 3)))  # named "1" by the model, "body" and "1" below
+    assert model.layers[1].body is model.layers[1]._children["body"]  # children are attributes
+    # A layer on its own names no path; a subclass calling super().forward adds its name once.
+    with pytest.raises(ValueError, match=r"^Affine: expected input of shape \(N, 3\)"):
+        L.Affine(np.ones((3, 2)), np.zeros(2)).forward(np.ones((4, 5)))
+
+    class Loud(L.Affine, register=False):
+        def forward(self, x):
+            return super().forward(x)
+
+    chain = L.Chain([L.Relu(), Loud(np.ones((3, 2)), np.zeros(2))])
+    with pytest.raises(ValueError, match=r"^layer 1: Affine: expected input of shape \(N, 3\)"):
+        chain.forward(np.ones((4, 5)))

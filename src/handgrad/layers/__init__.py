@@ -3,11 +3,13 @@
 Loss layers take targets: ``loss = layer.forward(x, t)``, ``dx = layer.backward(dout=1.0)``.
 
 :data:`LAYER_TYPES` is the one registry of layer types: saving and loading, trace, summary and
-plot all find a layer there by its type name. A new layer is added to it here, once.
+plot all find a layer there by its type name. A layer type registers itself when its class is
+defined (``Layer.__init_subclass__``); a new layer in a module of this package is its class, plus
+its name on that module's import line below (docs/design.md#adding-a-layer).
 """
 
 from .activations import GELU, Relu, Sigmoid, Tanh
-from .base import Layer
+from .base import LAYER_TYPES, Layer
 from .composite import Chain, Residual
 from .conv import AvgPooling, Convolution, Flatten, Pooling
 from .dense import Affine
@@ -19,9 +21,5 @@ from .attention import Attention, MultiHeadAttention
 from .recurrent import GRU, LSTM, RNN
 from .shape import LastStep, Reshape
 
-#: Every layer type that ``handgrad.load`` may rebuild, by the name in a saved architecture.
-LAYER_TYPES = {cls.__name__: cls for cls in (Affine, Relu, Sigmoid, Tanh, SoftmaxWithLoss, Dropout, BatchNorm,
-                                             Convolution, Pooling, AvgPooling, Flatten, Chain, Residual, Embedding, LayerNorm, MultiHeadAttention, Attention, RNN, LSTM, GRU, Reshape, LastStep, GELU)}
-
-__all__ = ["LAYER_TYPES", "Layer", "Affine", "Relu", "Sigmoid", "Tanh", "SoftmaxWithLoss", "Dropout", "BatchNorm",
-           "Convolution", "Pooling", "AvgPooling", "Flatten", "Chain", "Residual", "Embedding", "LayerNorm", "MultiHeadAttention", "Attention", "RNN", "LSTM", "GRU", "Reshape", "LastStep", "GELU"]
+# LAYER_TYPES is filled as the modules above define their layers (Layer.__init_subclass__).
+__all__ = ["LAYER_TYPES", "Layer", *LAYER_TYPES]

@@ -3,12 +3,20 @@ bad input into a message naming the layer."""
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 
 import numpy as np
 
 from .. import validate
 from ..functions import as_float_array
+
+
+#: Every layer type that ``handgrad.load`` may rebuild, by the name in a saved architecture. Filled
+#: by :meth:`Layer.__init_subclass__`, the one place a layer type is registered: every public class
+#: defined in a module of ``handgrad.layers``, and any other subclass declared with
+#: ``class MyLayer(Layer, register=True)``.
+LAYER_TYPES: dict[str, type] = {}
 
 
 class Layer:
@@ -25,9 +33,12 @@ class Layer:
     (forward, backward, read ``dW``, repeat) holds exactly one step's gradients.
 
     A layer may own child layers (``add_child``, in forward order); its ``params``, ``grads`` and
-    ``buffers`` then list the children's too, by path: ``"attn.W_qkv"``. A composite writes its
-    own forward and backward, calling its children by hand (backward in reverse order), through
-    :meth:`call_child` so that an error names where it happened (``"layer 3.attn: ..."``).
+    ``buffers`` then list the children's too, by path: ``"attn.W_qkv"``, and each child is an
+    attribute of its parent (``self.attn``). A composite writes its own forward and backward,
+    calling its children by hand (backward in reverse order): ``dx = self.ln_f.backward(dx)``.
+    Each layer knows the name it has in its parent, and a ValueError or TypeError raised by its
+    forward or backward is raised again naming the whole path (``"layer 3.attn: ..."``), so no
+    call needs wrapping.
 
     ``backward`` never writes into its argument or into what ``forward`` cached.
     """
@@ -36,10 +47,38 @@ class Layer:
     #: return None; a model asks that of its first layer, whose dx nobody needs.
     can_skip_input_grad = False
 
+    #: The name this layer has in the layer that owns it (``"attn"``, ``"0"``), set when it is
+    #: adopted; None for a layer on its own (its errors then name only its type).
+    _name_in_parent: str | None = None
+
+    def __init_subclass__(cls, register: bool | None = None, **kwargs) -> None:
+        """Register the new layer type (see :data:`LAYER_TYPES`), and make its ``forward`` and
+        ``backward`` name the layer's path in the errors they raise."""
+        super().__init_subclass__(**kwargs)
+        for method_name in ("forward", "backward"):
+            method = cls.__dict__.get(method_name)
+            if method is not None and not getattr(method, "names_the_path", False):
+                setattr(cls, method_name, _naming_the_path(method))
+        if register is None:
+            register = cls.__module__.startswith(__name__.rpartition(".")[0] + ".") and not cls.__name__.startswith("_")
+        if register:
+            known = LAYER_TYPES.get(cls.__name__)
+            if known is not None and known.__qualname__ != cls.__qualname__:
+                raise TypeError(f"layer type {cls.__name__!r} is already registered ({known.__module__}."
+                                f"{known.__qualname__}); saved files name layers by type, so names must be unique")
+            LAYER_TYPES[cls.__name__] = cls
+
     def __init__(self) -> None:
         self._own = {"params": {}, "grads": {}, "buffers": {}}
         self._children: dict[str, Layer] = {}
         self.training = True
+
+    def __getattr__(self, name: str):
+        # Children are attributes: self.ln_f, self.attn (only reached when nothing else has the name).
+        children = self.__dict__.get("_children")
+        if children is not None and name in children:
+            return children[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # --- parameters, gradients and buffers: the layer's own, then its children's by path ------
 
@@ -99,6 +138,7 @@ class Layer:
         if name in self._children:
             raise ValueError(f"{self.name}: there is already a child named {name!r}")
         self._children[name] = layer
+        layer._name_in_parent = name
         return layer
 
     def children(self) -> list[tuple[str, "Layer"]]:
@@ -113,13 +153,9 @@ class Layer:
             yield from child.named_layers(path + ".")
 
     def call_child(self, name: str, method, *args, **kwargs):
-        """``method(*args)`` of the child ``name`` (its forward or backward). A ValueError or
-        TypeError it raises is raised again naming the path: ``"layer attn: <its message>"``,
-        and a parent adds its own part of the path in front (``"layer 3.attn: ..."``)."""
-        try:
-            return method(*args, **kwargs)
-        except (ValueError, TypeError) as error:
-            raise with_layer_path(error, name) from error
+        """``method(*args)`` of the child ``name``: kept for code written before children named
+        their own path in errors (they do now, so this is a plain call)."""
+        return method(*args, **kwargs)
 
     @property
     def name(self) -> str:
@@ -200,17 +236,37 @@ class Layer:
         return dout
 
 
-def with_layer_path(error: Exception, name: str) -> Exception:
+def with_layer_path(error: Exception, name: str, raised_by: Layer | None = None) -> Exception:
     """A copy of ``error`` (ValueError or TypeError) whose message starts with the layer path,
-    ``name`` in front of any path it already names: ``"layer 3.attn: MultiHeadAttention: ..."``."""
+    ``name`` in front of any path it already names: ``"layer 3.attn: MultiHeadAttention: ..."``.
+    ``raised_by``: the layer whose name was just added (so that it adds it only once)."""
     path = f"{name}.{error.layer_path}" if hasattr(error, "layer_path") else str(name)
     message = getattr(error, "bare_message", str(error))
     try:
         new = type(error)(f"layer {path}: {message}")
     except TypeError:  # an exception type that takes other arguments: keep it as it is
         return error
-    new.layer_path, new.bare_message = path, message
+    new.layer_path, new.bare_message, new.raised_by = path, message, raised_by
     return new
+
+
+def _naming_the_path(method):
+    """``method`` (a layer's forward or backward), raising its ValueError or TypeError again with
+    the layer's name in its parent in front of the path (each level adds its own name once, so
+    the message names the whole path from the model down)."""
+
+    @functools.wraps(method)
+    def naming_the_path(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (ValueError, TypeError) as error:
+            name = self._name_in_parent
+            if name is None or getattr(error, "raised_by", None) is self:  # alone, or said by an override
+                raise
+            raise with_layer_path(error, name, self) from error
+
+    naming_the_path.names_the_path = True
+    return naming_the_path
 
 
 def check_sizes(spec: dict, *keys: str, limit: int = validate.MAX_SIZE) -> list[int]:
@@ -220,7 +276,7 @@ def check_sizes(spec: dict, *keys: str, limit: int = validate.MAX_SIZE) -> list[
     return [validate.positive_int(spec.get(key), key, limit=limit) for key in keys]
 
 
-class WeightedLayer(Layer):
+class WeightedLayer(Layer, register=False):
     """A layer with a weight ``W`` and a bias ``b`` (Affine, Convolution), exposing the names the
     book and the tutorial use: ``W``, ``b``, ``dW``, ``db``. Assigning ``layer.W = ...`` writes
     into the existing array, so ``params`` (and a model's mapping of it) keeps seeing the

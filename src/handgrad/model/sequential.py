@@ -8,7 +8,6 @@ import numpy as np
 from .. import init as initializers
 from ..gradcheck import numerical_gradient as _numerical_gradient
 from ..layers import Affine, BatchNorm, Dropout, Embedding, Layer, Relu, Sigmoid, Tanh
-from ..layers.base import with_layer_path
 from .base import Model
 
 __all__ = ["Sequential", "mlp", "TwoLayerNet", "two_layer_net_layers", "ACTIVATIONS"]
@@ -64,6 +63,8 @@ class Sequential(Model):
         if not weight_decay >= 0:
             raise ValueError(f"Sequential: weight_decay must be >= 0, got {weight_decay}")
         self.layers = layers
+        for index, layer in enumerate(layers):  # each layer names its path in its errors: "layer 3.attn: ..."
+            layer._name_in_parent = str(index)
         self.weight_decay = float(weight_decay)
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.rng = initializers.as_generator(seed)
@@ -142,26 +143,22 @@ class Sequential(Model):
         self.add_weight_decay_grads()
 
     def layer_forward(self, index: int, x) -> np.ndarray:
-        """``self.layers[index].forward(x)``; a ValueError or TypeError it raises is raised
-        again with ``"layer <index>: "`` before its message (the layer's message says what went
-        wrong, this says where in the model), chained to the original."""
-        return self._where(index, self.layers[index].forward, x)
+        """``self.layers[index].forward(x)``; a ValueError or TypeError it raises says
+        ``"layer <index>: "`` before its message (the layer's message says what went wrong,
+        this says where in the model)."""
+        layer = self.layers[index]
+        layer._name_in_parent = str(index)  # also for a layer put into model.layers since
+        return layer.forward(x)
 
     def layer_backward(self, index: int, dout, input_grad: bool = True) -> np.ndarray | None:
         """``self.layers[index].backward(dout)``, errors named as in :meth:`layer_forward`.
         ``input_grad=False`` lets a layer that can (``can_skip_input_grad``) skip computing
         dx and return None."""
         layer = self.layers[index]
+        layer._name_in_parent = str(index)
         if not input_grad and layer.can_skip_input_grad:
-            return self._where(index, lambda d: layer.backward(d, input_grad=False), dout)
-        return self._where(index, layer.backward, dout)
-
-    @staticmethod
-    def _where(index: int, method, value):
-        try:
-            return method(value)
-        except (ValueError, TypeError) as error:
-            raise with_layer_path(error, str(index)) from error
+            return layer.backward(dout, input_grad=False)
+        return layer.backward(dout)
 
     def decayed_weights(self) -> dict[str, np.ndarray]:
         """The weights ``weight_decay`` applies to, keyed by path (``"0.W"``): every weight
