@@ -21,5 +21,7 @@ from .attention import Attention, MultiHeadAttention
 from .recurrent import GRU, LSTM, RNN
 from .shape import LastStep, Reshape
 
-# LAYER_TYPES is filled as the modules above define their layers (Layer.__init_subclass__).
-__all__ = ["LAYER_TYPES", "Layer", *LAYER_TYPES]
+# LAYER_TYPES is filled as the modules above define their layers (Layer.__init_subclass__), and
+# the exported names follow it (so the names imported above are re-exports, not unused).
+__all__ = ["LAYER_TYPES", "Layer"]
+__all__ += LAYER_TYPES.keys()
