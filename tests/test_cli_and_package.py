@@ -33,7 +33,7 @@ def test_no_command_prints_usage_and_fails(capsys):
 
 
 def test_unknown_command_is_a_one_line_error():
-    proc = subprocess.run([sys.executable, "-m", "handgrad", "fly"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "handgrad", "fly"], capture_output=True, text=True, check=False)
     assert proc.returncode == 2
     assert "invalid choice: 'fly'" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -48,7 +48,26 @@ def test_version_flag(capsys):
 def test_ci_runs_exactly_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", readme, flags=re.S)
+    blocks = re.findall(r"```(?:bash|sh)\n(.*?)```", readme, flags=re.DOTALL)
     test_commands = [line for block in blocks for line in block.splitlines() if "pytest" in line]
     assert len(test_commands) == 1, test_commands
     assert test_commands[0].strip() in ci.splitlines()
+
+
+def test_the_data_modules_dataset_names_keep_their_older_name():
+    """`data.DATASETS` (names) and `registry.DATASETS` (entries) shared a name; the names are
+    `data.DATASET_NAMES` now, and the older spelling still works."""
+    assert hg.data.DATASETS is hg.data.DATASET_NAMES
+    from handgrad import registry
+
+    assert set(registry.DATASETS) <= set(hg.data.DATASET_NAMES)
+
+
+def test_the_command_line_is_a_package_with_its_old_names_importable():
+    from handgrad import cli
+
+    for name in ("main", "build_parser", "CommandError", "_GuardedOutput", "_OutputLock", "_claim_output_folder",
+                 "_mpi_world"):
+        assert hasattr(cli, name), name
+    assert [command.name for command in cli.COMMANDS] == list(
+        next(a for a in cli.build_parser()._actions if a.dest == "command").choices)

@@ -15,7 +15,7 @@ from handgrad.registry import DIGITS_MLP
 
 
 def run(*args, cwd=None, **kwargs):
-    return subprocess.run([sys.executable, "-m", "handgrad", *args], capture_output=True, text=True, cwd=cwd, **kwargs)
+    return subprocess.run([sys.executable, "-m", "handgrad", *args], capture_output=True, text=True, check=False, cwd=cwd, **kwargs)
 
 
 def one_line_error(capsys, *fragments):
@@ -150,7 +150,7 @@ def test_train_piped_into_head_still_finishes_and_saves(tmp_path):
 @pytest.mark.parametrize("command", [["walkthrough"], ["train", "--epochs", "2"]])
 def test_a_failed_write_to_standard_output_is_one_line_and_a_failure(tmp_path, command):
     with open("/dev/full", "w") as full:
-        proc = subprocess.run([sys.executable, "-m", "handgrad", *command], stdout=full, stderr=subprocess.PIPE,
+        proc = subprocess.run([sys.executable, "-m", "handgrad", *command], stdout=full, stderr=subprocess.PIPE, check=False,
                               text=True, cwd=tmp_path)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines() == [

@@ -4,11 +4,11 @@ what does not fit."""
 import json
 
 import pytest
+from conftest import SHARED_DATA
 
 import handgrad as hg
 from handgrad.cli import main
 
-from conftest import SHARED_DATA  # noqa: E402
 needs_shakespeare = pytest.mark.skipif(not (SHARED_DATA / "tinyshakespeare" / "input.txt").is_file(),
                                        reason=f"tinyshakespeare not found under {SHARED_DATA}")
 
@@ -123,7 +123,7 @@ def test_language_model_settings_are_checked_before_building(tmp_path, capsys):
     assert "--min-lr must lie between 0 and the learning rate 0.001, got 1" in capsys.readouterr().err
 
 
-def _reordered(chars: str, seed: int = 3) -> tuple[str, "np.ndarray"]:
+def _reordered(chars: str, seed: int = 3) -> tuple:
     """The same characters in another order, and ``order``: new id i is old id order[i]."""
     import numpy as np
 

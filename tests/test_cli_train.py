@@ -13,7 +13,7 @@ from handgrad.registry import DIGITS_MLP
 
 
 def run(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "handgrad", *args], capture_output=True, text=True, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "handgrad", *args], capture_output=True, text=True, check=False, cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,7 @@ def test_evaluate_prints_accuracy_per_class_and_confusion(trained, capsys):
 
 def test_predict_npy_and_images(trained, tmp_path, capsys):
     out, _ = trained
-    _, (x_test, t_test) = hg.data.load_dataset("digits")
+    _, (x_test, _) = hg.data.load_dataset("digits")
     np.save(tmp_path / "one.npy", x_test[3])
     np.save(tmp_path / "many.npy", x_test[:4])
     Image = pytest.importorskip("PIL.Image")
@@ -91,7 +91,7 @@ def test_predict_npy_and_images(trained, tmp_path, capsys):
 def test_bad_input_is_a_one_line_error(tmp_path, args, message, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv("HANDGRAD_DATA", raising=False)
-    import handgrad.data.fetch as fetch
+    from handgrad.data import fetch
     monkeypatch.setattr(fetch, "_download", lambda *a: (_ for _ in ()).throw(fetch.DataError("not found in " + str(a[3]))))
     monkeypatch.chdir(tmp_path)
     assert main(args) == 1

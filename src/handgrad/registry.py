@@ -1,19 +1,56 @@
-"""The one registry of ready-made models and datasets, read by the CLI (and by any front end):
-a dataset name gives its loader and the kind of task it poses; a model name gives a builder
-that takes the task's shapes and the options, and returns the model.
+"""The one registry of ready-made models and datasets, with their defaults and training recipes,
+read by the CLI (whose help is generated from it) and by any front end:
+
+* a dataset entry gives its loader, the kind of task it poses and its training defaults (epochs,
+  or none when it trains by steps; the batch size; settings tuned for a model on it);
+* a model entry gives its builder, the options it reads with their defaults, and how it trains
+  (:class:`Training`: the optimizer, Adam's betas, weight decay, gradient clipping and, for a
+  language model, nanoGPT's recipe by steps, :class:`Steps`);
+* :func:`recipe` resolves both, with overrides, into the :class:`Recipe` that
+  ``handgrad train --model MODEL --dataset DATASET`` runs.
 
 Adding a model or a dataset is one entry here; ``handgrad train --model NAME --dataset NAME``
-then works, with the options the entry accepts and a clear refusal of the others.
+then works, with the options the entry accepts, a clear refusal of the others, and its defaults
+in ``handgrad train --help``.
+
+>>> r = recipe("mlp", "digits")
+>>> r.epochs, r.batch_size, r.optimizer, r.lr, r.model_options["hidden"]
+(100, 32, 'adam', 0.003, [512])
+>>> recipe("mlp", "digits", optimizer="sgd").lr
+0.1
+>>> r = recipe("gpt", "shakespeare")
+>>> r.optimizer, r.betas, r.weight_decay, r.max_steps, r.warmup, r.min_lr, r.grad_clip
+('adamw', (0.9, 0.99), 0.1, 2000, 100, 0.0001, 1.0)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Callable
+import inspect
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-__all__ = ["Task", "DatasetEntry", "ModelEntry", "DATASETS", "MODELS", "load_task", "build_model"]
+__all__ = [
+    "DATASETS",
+    "DEFAULT_DATASET",
+    "DEFAULT_MODEL",
+    "LEARNING_RATES",
+    "MODELS",
+    "MODEL_OPTIONS",
+    "OPTION_DEFAULTS",
+    "STEP_OPTIONS",
+    "DatasetEntry",
+    "ModelEntry",
+    "Recipe",
+    "Steps",
+    "Task",
+    "Training",
+    "build_model",
+    "load_task",
+    "model_options",
+    "recipe",
+]
 
 
 @dataclass
@@ -21,7 +58,8 @@ class Task:
     """A dataset ready to train on: ``train`` and ``test`` are ``(x, t)`` pairs.
 
     ``kind``: ``"images"`` (x ``(N, C, H, W)`` floats, t class labels), ``"signals"`` (x
-    ``(N, L)`` floats), or ``"seq2seq"`` (x ``(N, Tq)`` and t ``(N, Ta)`` character ids).
+    ``(N, L)`` floats), ``"seq2seq"`` (x ``(N, Tq)`` and t ``(N, Ta)`` character ids) or
+    ``"text"`` (aligned token streams, t[i] the token after x[i]).
     ``sample_shape``: one sample's shape; ``num_classes``: classes, or the vocabulary's size;
     ``vocab``: the character vocabulary of text tasks."""
 
@@ -34,34 +72,90 @@ class Task:
     vocab: object = None
 
 
+# --- how models train -------------------------------------------------------------------------------
+
+
+#: Each optimizer's learning rate when none is given: the book's 0.1 for SGD and its momentum
+#: variants, 0.01 for AdaGrad, 1e-3 (Adam's paper, torch's) for the adaptive ones.
+LEARNING_RATES = {"sgd": 0.1, "momentum": 0.1, "nesterov": 0.1, "adagrad": 0.01, "rmsprop": 1e-3, "adam": 1e-3,
+                  "adamw": 1e-3}
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Training by steps, as nanoGPT's train.py trains a language model: ``max_steps`` updates
+    on random batches; the learning rate warms up linearly for ``warmup`` steps, then decays by
+    a cosine to ``lr / min_lr_divisor`` at ``max_steps``; every ``eval_interval`` steps (and
+    after the last) the loss is estimated on ``eval_iters`` random batches of each split."""
+
+    max_steps: int = 2000
+    warmup: int = 100
+    min_lr_divisor: float = 10
+    eval_interval: int = 250
+    eval_iters: int = 200
+    origin: str = "nanoGPT"  # whose recipe it is, for the messages
+
+
+@dataclass(frozen=True)
+class Training:
+    """How a model trains unless told otherwise.
+
+    ``optimizer``: a name of :data:`handgrad.optim.OPTIMIZERS` (its learning rate comes from
+    :data:`LEARNING_RATES`, or from a dataset's tuned settings); ``betas``: Adam's, or None for
+    the optimizer's own; ``weight_decay``: torch.optim's, on every parameter, or on weight
+    matrices only when ``decay_matrices_only`` (nanoGPT's); ``grad_clip``: the total gradient
+    norm to clip to (None: none); ``steps``: the recipe on datasets trained by steps (text)."""
+
+    optimizer: str = "adam"
+    betas: tuple | None = None
+    weight_decay: float = 0.0
+    decay_matrices_only: bool = False
+    grad_clip: float | None = None
+    steps: Steps | None = None
+
+
+#: nanoGPT's train.py: AdamW with betas (0.9, 0.99) and weight decay 0.1 on matrices only,
+#: gradients clipped at 1, warmup then cosine decay to lr / 10, by steps.
+NANOGPT = Training(optimizer="adamw", betas=(0.9, 0.99), weight_decay=0.1, decay_matrices_only=True, grad_clip=1.0,
+                   steps=Steps())
+#: The second book clips its seq2seq models' gradients at a total norm of 5.
+BOOK_SEQ2SEQ = Training(grad_clip=5.0)
+
+
+# --- datasets -------------------------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class DatasetEntry:
+    """A dataset: ``load(data_dir) -> Task``, the ``kind`` of task, and its training defaults.
+
+    ``epochs``: seconds on the small sets, the book's on the large; None for a dataset trained
+    by steps (a language model's text, see :class:`Steps`). ``tuned``: per model name, settings
+    chosen for it on this dataset over the model's own (any model option, ``"epochs"``,
+    ``"batch_size"``, and ``"lr"``, the learning rate of the model's default optimizer)."""
+
     name: str
     kind: str
-    load: Callable  # (data_dir) -> Task
-    epochs: int     # defaults for `handgrad train`: seconds on the small sets, the book's on the large
+    load: Callable
+    epochs: int | None
     batch_size: int
-    # --model mlp's own defaults here (keys "hidden", "lr" for Adam, "epochs"), over the general ones.
-    mlp: dict = field(default_factory=dict, hash=False, compare=False)
+    tuned: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def by_steps(self) -> bool:
+        """True for a dataset trained by steps (``--max-steps``), not epochs."""
+        return self.epochs is None
+
+    @property
+    def mlp(self) -> dict:
+        """The settings tuned for ``--model mlp`` (``tuned["mlp"]``; the older name)."""
+        return self.tuned.get("mlp", {})
 
 
 #: The first run, `handgrad train` (an MLP on the embedded digits): chosen by 5-fold cross-validation
 #: on the training split alone (benchmarks/choose_defaults.py; README, "How the first run's defaults
 #: were chosen"), never by the test split.
 DIGITS_MLP = {"hidden": [512], "lr": 3e-3, "epochs": 100}
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
-    help: str
-    kinds: tuple                      # the dataset kinds it can learn
-    build: Callable                   # (task, options) -> (model, one-line description)
-    options: frozenset = field(default_factory=frozenset)  # the model options it reads
-    grad_clip: float | None = None    # the default --grad-clip (the book clips seq2seq at 5)
-
-
-# --- datasets -------------------------------------------------------------------------------------
 
 
 def _image_task(name: str):
@@ -97,14 +191,18 @@ def _shakespeare(data_dir) -> Task:
 
 
 DATASETS = {entry.name: entry for entry in (
-    DatasetEntry("digits", "images", _image_task("digits"), 30, 32, mlp=DIGITS_MLP),
+    DatasetEntry("digits", "images", _image_task("digits"), 30, 32, tuned={"mlp": DIGITS_MLP}),
     DatasetEntry("mnist", "images", _image_task("mnist"), 5, 100),
     DatasetEntry("fashion-mnist", "images", _image_task("fashion-mnist"), 5, 100),
     DatasetEntry("mnist1d", "signals", _mnist1d, 60, 100),
     DatasetEntry("addition", "seq2seq", _seq2seq_task("addition"), 25, 128),
     DatasetEntry("dates", "seq2seq", _seq2seq_task("dates"), 10, 128),
-    DatasetEntry("shakespeare", "text", _shakespeare, 0, 12),  # trained by steps (--max-steps), not epochs
+    DatasetEntry("shakespeare", "text", _shakespeare, None, 12),  # trained by steps (--max-steps), not epochs
 )}
+
+
+#: What `handgrad train` learns with no options: an MLP on the embedded digits, in seconds.
+DEFAULT_MODEL, DEFAULT_DATASET = "mlp", "digits"
 
 
 def load_task(name: str, data_dir=None) -> Task:
@@ -116,11 +214,42 @@ def load_task(name: str, data_dir=None) -> Task:
 # --- models ---------------------------------------------------------------------------------------
 
 
+#: Every model option, in the order the CLI lists them (each is ``--name-with-dashes``).
+MODEL_OPTIONS = ("hidden", "activation", "batchnorm", "dropout", "init", "weight_decay_l2", "embed", "peeky",
+                 "reverse_input", "n_layer", "n_head", "n_embd", "block_size", "no_bias")
+
+#: The model options that mean the same to every model reading them, with their one default
+#: (the CLI's flags default to these); the others' defaults depend on the model
+#: (:attr:`ModelEntry.defaults`).
+OPTION_DEFAULTS = {"activation": "relu", "batchnorm": False, "dropout": 0.0, "init": "he", "weight_decay_l2": 0.0,
+                   "peeky": False, "reverse_input": False, "no_bias": False}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A model: ``build(task, options) -> (model, one-line description)``, the dataset
+    ``kinds`` it can learn, the ``options`` it reads, the ``defaults`` of those whose default
+    depends on the model (``hidden``, ``embed``, a GPT's sizes), and how it trains."""
+
+    name: str
+    help: str
+    kinds: tuple
+    build: Callable
+    options: frozenset = field(default_factory=frozenset)
+    defaults: dict = field(default_factory=dict, hash=False, compare=False)
+    training: Training = Training()
+
+    @property
+    def grad_clip(self) -> float | None:
+        """The default ``--grad-clip`` (``training.grad_clip``)."""
+        return self.training.grad_clip
+
+
 def _mlp(task: Task, options: dict):
     from .model import mlp
 
     features = int(np.prod(task.sample_shape))
-    hidden = options["hidden"] if options["hidden"] is not None else DATASETS[task.name].mlp.get("hidden", [100])
+    hidden = options["hidden"]
     model = mlp(features, hidden, task.num_classes, activation=options["activation"], init=options["init"],
                 seed=options["seed"], batchnorm=options["batchnorm"], dropout=options["dropout"],
                 weight_decay=options["weight_decay_l2"])
@@ -151,7 +280,7 @@ def _lstm(task: Task, options: dict):
         steps, width = task.sample_shape[-2], int(np.prod(task.sample_shape)) // task.sample_shape[-2]
     else:
         steps, width = int(np.prod(task.sample_shape)), 1
-    hidden = options["hidden"] if options["hidden"] is not None else [128]
+    hidden = options["hidden"]
     if len(hidden) != 1:
         raise ValueError(f"--model lstm takes one --hidden size, got {len(hidden)}")
     H = hidden[0]
@@ -171,13 +300,13 @@ def _seq2seq(attention: bool):
     def build(task: Task, options: dict):
         from .model import Seq2seq
 
-        hidden = options["hidden"] if options["hidden"] is not None else [256 if attention else 128]
+        hidden = options["hidden"]
         if len(hidden) != 1:
             raise ValueError(f"--model seq2seq takes one --hidden size, got {len(hidden)}")
         (x, t), _ = task.train, task.test
-        model = Seq2seq(task.vocab, x.shape[1], t.shape[1], embed=options["embed"] or 16, hidden=hidden[0],
-                        peeky=options["peeky"], attention=attention, reverse_input=options["reverse_input"],
-                        seed=options["seed"])
+        model = Seq2seq(task.vocab, x.shape[1], t.shape[1], embed=options["embed"], hidden=hidden[0],
+                        peeky=options.get("peeky", False), attention=attention,
+                        reverse_input=options["reverse_input"], seed=options["seed"])
         return model, model.describe()
     return build
 
@@ -185,9 +314,8 @@ def _seq2seq(attention: bool):
 def _gpt(task: Task, options: dict):
     from .model import GPT
 
-    model = GPT(task.num_classes, options["block_size"] or 64, options["n_layer"] or 4, options["n_head"] or 4,
-                options["n_embd"] or 128, dropout=options["dropout"], bias=not options["no_bias"], seed=options["seed"],
-                vocab=task.vocab)
+    model = GPT(task.num_classes, options["block_size"], options["n_layer"], options["n_head"], options["n_embd"],
+                dropout=options["dropout"], bias=not options["no_bias"], seed=options["seed"], vocab=task.vocab)
     return model, model.describe()
 
 
@@ -197,28 +325,205 @@ _SEQ2SEQ_OPTIONS = frozenset({"hidden", "embed", "reverse_input", "seed"})
 
 MODELS = {entry.name: entry for entry in (
     ModelEntry("mlp", "a multilayer perceptron (--hidden, --activation, --batchnorm, --dropout)",
-               ("images", "signals"), _mlp, _MLP_OPTIONS),
+               ("images", "signals"), _mlp, _MLP_OPTIONS, {"hidden": [100]}),
     ModelEntry("cnn", "the book's SimpleConvNet", ("images",), _convnet("cnn"), _CONV_OPTIONS),
     ModelEntry("deep-cnn", "the book's DeepConvNet", ("images",), _convnet("deep-cnn"), _CONV_OPTIONS),
     ModelEntry("lstm", "an LSTM reading each image row by row (or a signal value by value), then Affine",
-               ("images", "signals"), _lstm, frozenset({"hidden", "seed"})),
+               ("images", "signals"), _lstm, frozenset({"hidden", "seed"}), {"hidden": [128]}),
     ModelEntry("seq2seq", "the second book's seq2seq: LSTM encoder and decoder (--peeky, --reverse-input)",
-               ("seq2seq",), _seq2seq(False), _SEQ2SEQ_OPTIONS | {"peeky"}, grad_clip=5.0),
+               ("seq2seq",), _seq2seq(False), _SEQ2SEQ_OPTIONS | {"peeky"}, {"hidden": [128], "embed": 16},
+               BOOK_SEQ2SEQ),
     ModelEntry("seq2seq-attention", "seq2seq with the second book's attention over the encoder's states",
-               ("seq2seq",), _seq2seq(True), _SEQ2SEQ_OPTIONS, grad_clip=5.0),
+               ("seq2seq",), _seq2seq(True), _SEQ2SEQ_OPTIONS, {"hidden": [256], "embed": 16}, BOOK_SEQ2SEQ),
     ModelEntry("gpt", "nanoGPT's model, every backward by hand (--n-layer, --n-head, --n-embd, --block-size)",
                ("text",), _gpt, frozenset({"n_layer", "n_head", "n_embd", "block_size", "dropout", "no_bias", "seed"}),
-               grad_clip=1.0),
+               {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64}, NANOGPT),
 )}
 
 
+def model_options(name: str, dataset: str | None = None, options: dict | None = None) -> dict:
+    """Every option model ``name`` reads (and ``seed``), resolved: ``options`` where given (not
+    None), else the settings tuned for it on ``dataset``, else its defaults; seed 0."""
+    entry = _entry(MODELS, name, "model")
+    tuned = DATASETS[dataset].tuned.get(name, {}) if dataset in DATASETS else {}
+    resolved = {}
+    for option in sorted(entry.options - {"seed"}, key=MODEL_OPTIONS.index):
+        default = tuned.get(option, entry.defaults.get(option, OPTION_DEFAULTS.get(option)))
+        given = (options or {}).get(option)
+        resolved[option] = given if given is not None else default
+    seed = (options or {}).get("seed")
+    return resolved | {"seed": 0 if seed is None else seed}
+
+
 def build_model(name: str, task: Task, options: dict):
-    """``(model, description)`` of the model ``name`` for ``task``; refuses a model that cannot
-    learn this kind of data, naming what would."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-    entry = MODELS[name]
+    """``(model, description)`` of the model ``name`` for ``task``, with ``options`` (missing or
+    None ones take their defaults, :func:`model_options`); refuses a model that cannot learn
+    this kind of data, naming what would."""
+    entry = _entry(MODELS, name, "model")
     if task.kind not in entry.kinds:
         fitting = [m.name for m in MODELS.values() if task.kind in m.kinds]
         raise ValueError(f"--model {name} cannot learn {task.name} ({task.kind}); use --model {' or '.join(fitting)}")
-    return entry.build(task, options)
+    return entry.build(task, model_options(name, task.name, options))
+
+
+def _entry(table: dict, name: str, what: str):
+    if name not in table:
+        raise ValueError(f"unknown {what} {name!r}; choose from {', '.join(table)}")
+    return table[name]
+
+
+# --- the resolved recipe ----------------------------------------------------------------------------
+
+
+#: The options of training by steps only (``max_steps`` also stops a run by epochs).
+STEP_OPTIONS = ("eval_interval", "eval_iters", "warmup", "min_lr")
+_SCHEDULES = ("constant", "cosine")  # by epochs; by steps, always "warmup-cosine"
+_TRAINING_OPTIONS = ("epochs", "batch_size", "optimizer", "lr", "beta2", "weight_decay", "grad_clip", "schedule",
+                     "max_steps", "seed") + STEP_OPTIONS
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything ``handgrad train --model MODEL --dataset DATASET`` trains with, every default
+    resolved (:func:`recipe`). ``epochs`` is None for a dataset trained by steps; ``schedule``
+    is ``"constant"``, ``"cosine"`` (annealed to 0 over the epochs) or ``"warmup-cosine"``
+    (by steps: ``warmup``, then down to ``min_lr`` at ``max_steps``); ``eval_interval``,
+    ``eval_iters``, ``warmup`` and ``min_lr`` are None when training by epochs; ``betas`` is
+    None for an optimizer without them; ``model_options``: :func:`model_options`."""
+
+    model: str
+    dataset: str
+    epochs: int | None
+    batch_size: int
+    optimizer: str
+    lr: float
+    betas: tuple | None
+    weight_decay: float
+    decay_matrices_only: bool
+    schedule: str
+    grad_clip: float | None
+    max_steps: int | None
+    warmup: int | None
+    min_lr: float | None
+    eval_interval: int | None
+    eval_iters: int | None
+    seed: int
+    model_options: dict = field(hash=False)
+
+    @property
+    def by_steps(self) -> bool:
+        return self.epochs is None
+
+    def make_optimizer(self):
+        """The optimizer, as :data:`handgrad.optim.OPTIMIZERS` builds it with these settings."""
+        from .optim import OPTIMIZERS
+
+        extra = {"betas": self.betas} if self.betas is not None else {}
+        if self.decay_matrices_only:
+            extra["matrices_only"] = True
+        return OPTIMIZERS[self.optimizer](lr=self.lr, weight_decay=self.weight_decay, **extra)
+
+    def make_schedule(self):
+        """The learning rate's schedule (None: constant): ``lr_at(epoch)`` for ``fit``'s
+        ``schedule=``, or ``lr_at(step)`` for ``fit_lm``'s. A run shorter than the warmup
+        warms up all along."""
+        from .optim import CosineAnnealingLR, WarmupCosineLR
+
+        if self.schedule == "warmup-cosine":
+            return WarmupCosineLR(self.lr, min(self.warmup, self.max_steps), max(self.max_steps, 1), self.min_lr)
+        return CosineAnnealingLR(self.lr, self.epochs) if self.schedule == "cosine" else None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _optimizer_betas(name: str):
+    """The ``betas`` that optimizer ``name`` takes by default, or None if it has none."""
+    from .optim import OPTIMIZERS
+
+    parameter = inspect.signature(OPTIMIZERS[name]).parameters.get("betas")
+    return None if parameter is None else tuple(parameter.default)
+
+
+def _check_settings(entry: ModelEntry, data: DatasetEntry, given: dict) -> None:
+    """Refuse, in the CLI's words, settings that do not fit this model on this dataset."""
+    if data.by_steps and "epochs" in given:
+        raise ValueError(f"--dataset {data.name} trains by steps: give --max-steps, not --epochs")
+    if not data.by_steps:
+        flags = [_flag(option) for option in STEP_OPTIONS if option in given]
+        if flags:
+            stepped = " or ".join(d.name for d in DATASETS.values() if d.by_steps)
+            raise ValueError(f"{' and '.join(flags)} appl{'ies' if len(flags) == 1 else 'y'} to training a language "
+                             f"model by steps (--dataset {stepped})")
+    if data.kind not in entry.kinds:
+        fitting = [m.name for m in MODELS.values() if data.kind in m.kinds]
+        raise ValueError(f"--model {entry.name} cannot learn {data.name} ({data.kind}); use --model "
+                         + " or ".join(fitting))
+    ignored = [option for option in MODEL_OPTIONS if option not in entry.options and option in given]
+    if ignored:
+        readers = [m for m in MODELS.values() if all(option in m.options for option in ignored)]
+        users = [m.name for m in readers if data.kind in m.kinds] or [m.name for m in readers]
+        raise ValueError(f"{' and '.join(map(_flag, ignored))} appl{'ies' if len(ignored) == 1 else 'y'} to "
+                         + (f"--model {' or '.join(users)}" if users else "no one model") + f", not {entry.name}")
+
+
+def _flag(option: str) -> str:
+    return "--" + option.replace("_", "-")
+
+
+def recipe(model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET, **overrides) -> Recipe:
+    """The :class:`Recipe` that ``handgrad train --model MODEL --dataset DATASET`` runs.
+
+    ``overrides``: the options of ``handgrad train`` by their names (``epochs``, ``batch_size``,
+    ``optimizer``, ``lr``, ``beta2``, ``weight_decay``, ``grad_clip``, ``schedule``,
+    ``max_steps``, ``warmup``, ``min_lr``, ``eval_interval``, ``eval_iters``, ``seed``) and the
+    model options (``hidden``, ``dropout``, ``n_layer``, ...); None, or a model option's
+    default, means not given. Settings that do not fit raise ValueError in the CLI's words
+    (a model option the model does not read, ``epochs`` for a dataset trained by steps, ...).
+    """
+    unknown = sorted(set(overrides) - set(_TRAINING_OPTIONS) - set(MODEL_OPTIONS))
+    if unknown:
+        raise TypeError(f"recipe() got an unexpected keyword argument {unknown[0]!r}")
+    entry, data = _entry(MODELS, model, "model"), _entry(DATASETS, dataset, "dataset")
+    given = {k: v for k, v in overrides.items() if v is not None and not (k in OPTION_DEFAULTS and v == OPTION_DEFAULTS[k])}
+    _check_settings(entry, data, given)
+    tuned = data.tuned.get(model, {})
+    training = entry.training
+    optimizer = given.get("optimizer", training.optimizer)
+    if optimizer not in LEARNING_RATES:
+        raise ValueError(f"unknown optimizer {optimizer!r}; choose from {', '.join(LEARNING_RATES)}")
+    tuned_lr = tuned.get("lr") if optimizer == training.optimizer else None
+    lr = given.get("lr", tuned_lr if tuned_lr is not None else LEARNING_RATES[optimizer])
+    betas = training.betas if optimizer == training.optimizer and training.betas else _optimizer_betas(optimizer)
+    if "beta2" in given:
+        if betas is None:
+            takers = [name for name in LEARNING_RATES if _optimizer_betas(name) is not None]
+            raise ValueError(f"--beta2 applies to --optimizer {' or '.join(takers)}, not {optimizer}")
+        betas = (betas[0], given["beta2"])
+    common = {"model": model, "dataset": dataset, "optimizer": optimizer, "lr": lr, "betas": betas,
+              "batch_size": given.get("batch_size", tuned.get("batch_size", data.batch_size)),
+              "weight_decay": given.get("weight_decay", training.weight_decay),
+              "decay_matrices_only": training.decay_matrices_only,
+              "grad_clip": given.get("grad_clip", training.grad_clip), "seed": given.get("seed", 0),
+              "model_options": model_options(model, dataset, overrides)}
+    if not data.by_steps:
+        if given.get("schedule", "constant") not in _SCHEDULES:
+            raise ValueError(f"unknown schedule {given['schedule']!r} for training by epochs; choose from "
+                             + ", ".join(_SCHEDULES))
+        return Recipe(epochs=given.get("epochs", tuned.get("epochs", data.epochs)), schedule=given.get("schedule", "constant"),
+                      max_steps=given.get("max_steps"), warmup=None, min_lr=None, eval_interval=None, eval_iters=None,
+                      **common)
+    steps = training.steps
+    if optimizer != training.optimizer:
+        raise ValueError(f"--dataset {dataset} trains with {training.optimizer} ({steps.origin}'s); "
+                         f"--optimizer {optimizer} is not offered here")
+    if given.get("schedule", "warmup-cosine") != "warmup-cosine":
+        raise ValueError(f"--dataset {dataset} trains by steps with a warmup then a cosine decay; "
+                         f"--schedule {given['schedule']} is not offered here")
+    min_lr = given.get("min_lr", lr / steps.min_lr_divisor)
+    if not 0 <= min_lr <= lr:
+        raise ValueError(f"--min-lr must lie between 0 and the learning rate {lr:g}, got {min_lr:g}")
+    return Recipe(epochs=None, schedule="warmup-cosine", max_steps=given.get("max_steps", steps.max_steps),
+                  warmup=given.get("warmup", steps.warmup), min_lr=min_lr,
+                  eval_interval=given.get("eval_interval", steps.eval_interval),
+                  eval_iters=given.get("eval_iters", steps.eval_iters), **common)

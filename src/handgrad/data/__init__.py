@@ -34,7 +34,7 @@ from .idx import IdxError, read_idx
 from .mnist1d import make_mnist1d
 from .text import CharVocab, load_seq2seq, load_shakespeare
 
-__all__ = ["load_dataset", "DATASETS", "REMOTE_DATASETS", "DataError", "IdxError",
+__all__ = ["load_dataset", "DATASET_NAMES", "DATASETS", "REMOTE_DATASETS", "DataError", "IdxError",
            "read_idx", "make_mnist1d", "CLASS_NAMES", "CharVocab", "load_seq2seq", "load_shakespeare",
            "SEQ2SEQ_DATASETS"]
 
@@ -81,7 +81,9 @@ REMOTE_DATASETS = {
     ),
 }
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "mnist1d", "addition", "dates", "shakespeare")
+#: The names ``load_dataset`` knows. (``handgrad.registry.DATASETS`` holds the entries the CLI trains on.)
+DATASET_NAMES = ("digits", "mnist", "fashion-mnist", "mnist1d", "addition", "dates", "shakespeare")
+DATASETS = DATASET_NAMES  # the older name, kept working
 SEQ2SEQ_DATASETS = ("addition", "dates")
 
 CLASS_NAMES = {
@@ -156,7 +158,7 @@ def load_dataset(name: str, data_dir=None, flatten: bool = True, download: bool 
         train, test, _ = load_seq2seq(key, data_dir, download)
         return train, test
     else:
-        raise ValueError(f"load_dataset: unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+        raise ValueError(f"load_dataset: unknown dataset {name!r}; choose from {', '.join(DATASET_NAMES)}")
     if flatten:
         train = (train[0].reshape(len(train[0]), -1), train[1])
         test = (test[0].reshape(len(test[0]), -1), test[1])
