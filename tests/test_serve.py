@@ -126,7 +126,7 @@ def test_saliency_is_the_class_scores_gradient_by_the_models_own_backward(client
     x = pixels.astype(np.float64).reshape(1, 1, 8, 8)
     for entry in answer["saliency"]:
         c = entry["class"]
-        numerical = hg.gradcheck.numerical_gradient(lambda z: float(model64.predict(z)[0, c]), x.copy(), 1e-6)
+        numerical = hg.gradcheck.numerical_gradient(lambda z: float(model64.predict(z)[0, c]), x.copy(), 1e-6)  # noqa: B023
         # The server's model is float32: its gradient agrees with float64 to float32's precision.
         np.testing.assert_allclose(np.array(entry["gradient"]).reshape(1, 1, 8, 8), numerical, rtol=1e-4, atol=1e-5)
         assert np.abs(numerical).max() > 1e-3

@@ -4,7 +4,7 @@ GridSearchCV, with string labels, warm starts, partial_fit and early stopping.""
 import numpy as np
 import pytest
 
-sklearn = pytest.importorskip("sklearn")
+pytest.importorskip("sklearn")
 
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 

@@ -168,7 +168,7 @@ def gradient_check(
         _require_float64(f"parameter {name!r}", value)
     inputs = {"x": x}  # what scalar() feeds the target; becomes float64 to check dx of integers
 
-    is_model = hasattr(target, "loss") and callable(getattr(target, "loss"))
+    is_model = hasattr(target, "loss") and callable(target.loss)
     if is_model:
         def scalar(_):
             return target.loss(inputs["x"], t)

@@ -169,7 +169,7 @@ class _HandgradNetwork(BaseEstimator):
             return min(200, n_samples)
         if self.batch_size > n_samples:
             warnings.warn(f"Got `batch_size` larger than sample size. It is going to be clipped to {n_samples}",
-                          UserWarning)
+                          UserWarning, stacklevel=3)
         return min(self.batch_size, n_samples)
 
     def _new_optimizer(self, dtype):
@@ -251,7 +251,7 @@ class _HandgradNetwork(BaseEstimator):
         else:
             if not incremental:
                 warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
-                              "optimization hasn't converged yet.", ConvergenceWarning)
+                              "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
         if early_stopping and best_weights is not None:
             for name, value in self.model_.params.items():
                 value[...] = best_weights[name]

@@ -76,7 +76,7 @@ def _run_network(x, t) -> dict:
     numerical = {}
     for name, _, k in _INPUT_GRADIENTS:
         z = stage_inputs[k].copy()
-        numerical[name] = numerical_gradient(lambda z_: loss_from_stage(k, z_), z)
+        numerical[name] = numerical_gradient(lambda z_: loss_from_stage(k, z_), z)  # noqa: B023 (called here, now)
     for name, index, key in _PARAM_GRADIENTS:
         numerical[name] = numerical_gradient(lambda _: loss_from_stage(0, x), layers[index].params[key])
 

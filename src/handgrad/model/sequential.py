@@ -113,9 +113,10 @@ class Sequential(Model):
     # --- forward and backward ------------------------------------------------------------------
 
     def predict(self, x) -> np.ndarray:
-        for _, _, x in self.forward_steps(x):
-            pass
-        return x
+        scores = x
+        for step in self.forward_steps(x):
+            scores = step[2]  # (index, layer, output): the last layer's output
+        return scores
 
     def forward_steps(self, x):
         """The forward pass one layer at a time: yields ``(index, layer, output)`` for each
@@ -184,8 +185,8 @@ class Sequential(Model):
     def backward_from_scores(self, dscores, input_grad: bool = True) -> np.ndarray | None:
         """:meth:`backward_steps` to the end; returns dL/dx (None with ``input_grad=False``)."""
         dx = dscores
-        for _, _, dx in self.backward_steps(dscores, input_grad=input_grad):
-            pass
+        for step in self.backward_steps(dscores, input_grad=input_grad):
+            dx = step[2]  # (index, layer, dx): what the first layer sent back
         return dx if input_grad else None
 
     # --- description ---------------------------------------------------------------------------
@@ -216,9 +217,9 @@ class Sequential(Model):
         x = np.zeros((1,) + tuple(input_shape), dtype=dtype)
         rows = [("layer", "output shape", "params")]
         with self.mode(False):
-            for index, layer, x in self.forward_steps(x):
+            for index, layer, output in self.forward_steps(x):
                 count = sum(v.size for v in layer.params.values())
-                rows.append((f"{index} {layer!r}", str(("N",) + x.shape[1:]).replace("'", ""), f"{count:,}"))
+                rows.append((f"{index} {layer!r}", str(("N",) + output.shape[1:]).replace("'", ""), f"{count:,}"))
                 for path, child in layer.named_layers(f"{index}."):
                     label = repr(child) if not child.children() else child.name
                     rows.append((f"  {path} {label}", "", f"{sum(v.size for v in child.params.values()):,}"))
