@@ -99,8 +99,9 @@ def _load_state(state_dict: dict, n_head: int, vocab, transpose: bool, gelu: str
         if stated != found[key][0]:
             raise SerializationError(f"{config_where}: {key} is {stated}, but {found[key][1]}")
     bias = prefix + "ln_f.bias" in state
-    if isinstance(n_head, bool) or not isinstance(n_head, (int, np.integer)) or n_head < 1 or C % n_head:
-        raise ValueError(f"{who}: n_head must be a positive integer dividing n_embd = {C}, got {n_head!r:.40}")
+    what = f"a positive integer dividing n_embd = {C}"
+    if validate.integer(n_head, "n_head", who=who, minimum=1, what=what) and C % n_head:
+        raise ValueError(f"{who}: n_head must be {what}, got {n_head!r:.40}")
     # The vocabulary is checked by the constructor, before it allocates anything.
     spec = {"vocab_size": V, "block_size": B, "n_layer": n_layer, "n_head": int(n_head), "n_embd": C,
             "bias": bias, "gelu": gelu, "eps": eps}

@@ -56,7 +56,7 @@ from .layers import Convolution, Flatten, Layer, Pooling, Relu
 from .model import Sequential, mlp
 from .train import TrainingDiverged, train_step
 from . import init as initializers
-from . import optim
+from . import optim, validate
 
 __all__ = ["MLPClassifier", "MLPRegressor", "ConvNetClassifier"]
 
@@ -130,16 +130,18 @@ class _HandgradNetwork(BaseEstimator):
     def _hidden_sizes(self) -> list[int]:
         sizes = self.hidden_layer_sizes
         sizes = [sizes] if isinstance(sizes, numbers.Integral) else list(sizes)
-        if any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1 for s in sizes):
-            raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}")
-        return [int(s) for s in sizes]
+        try:
+            return [validate.positive_int(s, "hidden_layer_sizes") for s in sizes]
+        except ValueError:
+            raise ValueError(f"hidden_layer_sizes must be positive integers, got {self.hidden_layer_sizes!r}") from None
 
     def _check_hyperparameters(self) -> None:
         def positive(name, value, integer=False, zero_ok=False):
-            kind = numbers.Integral if integer else numbers.Real
-            if isinstance(value, bool) or not isinstance(value, kind) or not (value >= 0 if zero_ok else value > 0):
-                what = "an integer" if integer else "a number"
-                raise ValueError(f"{name} must be {what} {'>= 0' if zero_ok else '> 0'}, got {value!r}")
+            what = f"{'an integer' if integer else 'a number'} {'>= 0' if zero_ok else '> 0'}"
+            if integer:
+                validate.integer(value, name, minimum=0 if zero_ok else 1, what=what)
+            else:
+                validate.real(value, name, low=0, low_open=not zero_ok, what=what)
 
         self._hidden_sizes()
         if self.activation not in _ACTIVATIONS:
@@ -159,8 +161,7 @@ class _HandgradNetwork(BaseEstimator):
         positive("n_iter_no_change", self.n_iter_no_change, integer=True)
         for name in ("beta_1", "beta_2"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+            validate.real(value, name, low=0, high=1, high_open=True, what="in [0, 1)")
         if self.early_stopping and not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}")
 
@@ -471,8 +472,7 @@ class ConvNetClassifier(_Classifier):
         super()._check_hyperparameters()
         for name in ("n_filters", "kernel_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+            validate.integer(value, name, minimum=1)
         if self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd (same padding keeps the image's size), got {self.kernel_size}")
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import serialize
+from . import serialize, validate
 from .optim import clip_grad_norm
 
 __all__ = ["fit", "fit_lm", "train_step", "forward_backward", "Step", "lm_batch", "estimate_loss", "evaluate",
@@ -339,8 +339,7 @@ def _start_together(parallel, model, optimizer, rng) -> None:
 
 def _check_count(name: str, value, minimum: int) -> None:
     # bool is an int to Python, and 2.5 epochs would silently run 3.
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"fit: {name} must be an integer >= {minimum}, got {value!r}")
+    validate.integer(value, name, who="fit", minimum=minimum)
 
 
 def _checked_data(pair, what: str) -> tuple[np.ndarray, np.ndarray]:

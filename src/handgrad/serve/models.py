@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import functions as F
+from .. import validate
 
 __all__ = ["RequestError", "ModelOutputError", "ModelPool", "ImageModel", "TextModel", "load_served_model",
            "served_name", "check_copies", "shown", "MAX_NEW_TOKENS", "TOP_ALTERNATIVES", "MAX_COPIES",
@@ -93,10 +94,8 @@ def shown(text: str, limit: int = _SHOWN_CHARACTERS) -> str:
 def check_copies(copies) -> int:
     """``copies`` when it is a whole number from 1 to :data:`MAX_COPIES`; a one-line ValueError
     otherwise, before anything is loaded."""
-    if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or not 1 <= copies <= MAX_COPIES:
-        raise ValueError(f"copies (--copies) must be a whole number from 1 to {MAX_COPIES} (one copy per request "
-                         f"computed at once), got {copies!r:.40}")
-    return int(copies)
+    return validate.integer(copies, "copies (--copies)", minimum=1, maximum=MAX_COPIES,
+                            what=f"a whole number from 1 to {MAX_COPIES} (one copy per request computed at once)")
 
 
 def _rounded(array, decimals: int | None = _DECIMALS) -> list:
