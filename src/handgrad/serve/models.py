@@ -301,11 +301,8 @@ class ImageModel:
         # NaN and overflow are reported in the answer (null, and the trace's warnings), not as
         # RuntimeWarnings on the server's console.
         with self.pool.borrow() as model, model.mode(False), np.errstate(all="ignore"):
-            outputs, value = [], x
-            for index in range(len(model.layers)):
-                value = model.layer_forward(index, value)
-                outputs.append(value[0])
-            scores = value[0]                                            # (classes,), before the softmax
+            outputs = [output[0] for _, _, output in model.forward_steps(x)]   # each layer's, one sample
+            scores = outputs[-1]                                         # (classes,), before the softmax
             probabilities = F.softmax(scores.astype(np.float64))
             answered = bool(np.isfinite(probabilities).all())
             predicted = int(probabilities.argmax()) if answered else None
@@ -322,8 +319,8 @@ class ImageModel:
         """dS_c/dx (H, W) of the last forward: each layer's backward, last to first, from e_c."""
         grad = np.zeros((1, classes), dtype=np.float32)
         grad[0, c] = 1.0                                                 # dS_c / dS = e_c
-        for index in range(len(model.layers) - 1, -1, -1):
-            grad = model.layer_backward(index, grad)
+        for _, _, dx in model.backward_steps(grad):
+            grad = dx
         return np.asarray(grad).reshape(self.image_shape)
 
 
