@@ -305,3 +305,20 @@ def test_the_refusal_of_a_weight_file_the_book_ships_says_how_to_get_its_safeten
     else:
         assert hint.format(out=tmp_path / "out") in line
     assert not marker.exists()
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs FIFOs")
+def test_book_run_does_not_replace_a_fifo_where_a_figure_goes(tmp_path, capsys):
+    """plt.show() under book-run renamed its PNG over whatever had the figure's name."""
+    import os
+
+    pytest.importorskip("matplotlib")
+    script = tmp_path / "draw.py"
+    script.write_text("import matplotlib.pyplot as plt\nplt.plot([0, 1])\nplt.show()\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "draw-1.png")
+    assert run_script(script, out=out) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "draw-1.png" in err[0] and "FIFO" in err[0], err
+    assert (out / "draw-1.png").is_fifo()

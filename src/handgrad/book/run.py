@@ -46,6 +46,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.util
+import io
 import os
 import runpy
 import sys
@@ -54,6 +55,7 @@ import warnings
 from pathlib import Path
 
 from . import BOOK_FILE_SHA256, CHAPTER_MODULES, PROVIDED_MODULES
+from ..serialize import atomic_write_bytes
 from .no_pickle import NoUnpickling, UnpicklingRefused, is_library_file
 
 
@@ -119,9 +121,9 @@ class _FigureSaver:
             figure = self.plt.figure(number)
             self.out.mkdir(parents=True, exist_ok=True)
             path = self.out / f"{self.stem}-{len(self.saved) + 1}.png"
-            temporary = path.with_name(f".{path.name}.tmp")
-            figure.savefig(temporary, format="png")
-            os.replace(temporary, path)
+            picture = io.BytesIO()
+            figure.savefig(picture, format="png")
+            atomic_write_bytes(path, [picture.getvalue()])  # never over a FIFO, a device or a folder
             self.saved.append(path)
             print(f"handgrad book-run: saved {path}", file=sys.stderr)
         self.plt.close("all")
