@@ -1,5 +1,6 @@
 """Sequential, mlp, TwoLayerNet and init."""
 
+import re
 import numpy as np
 import pytest
 
@@ -208,3 +209,16 @@ def test_mode_switches_for_the_block_and_restores_even_on_error():
             assert model.layers[2].training
             model.predict(np.ones((1, 5)))  # wrong width: raises inside the block
     assert not model.training and not any(layer.training for layer in model.layers)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(weight_decay=float("inf")), "Sequential: weight_decay must be >= 0, got inf"),
+    (dict(weight_decay=-1.0), "Sequential: weight_decay must be >= 0, got -1.0"),
+    (dict(input_shape=(1, 0, 8)), "Sequential: input_shape must be a positive integer, got 0"),
+    (dict(input_shape=(1, 8.5)), "Sequential: input_shape must be a positive integer, got 8.5"),
+])
+def test_sequential_refuses_at_construction_what_load_would_refuse(kwargs, message):
+    """Sequential(weight_decay=inf) and a 0 in input_shape were accepted, trained, and then
+    refused by save and load."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Sequential([Relu()], **kwargs)

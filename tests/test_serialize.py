@@ -624,8 +624,11 @@ def test_the_0_1_0_fixtures_still_load_and_a_save_writes_what_it_wrote(model, tm
     ({"input_shape": (0, 6)}, r"input_shape must be null or a list of positive integers, got \[0, 6\]"),
 ])
 def test_save_refuses_a_model_that_load_would_refuse(model, tmp_path, kwargs, match):
-    """Training wrote models that load refused; save now runs load's checks before writing."""
-    odd = hg.Sequential(model.layers, loss=model.loss_layer, **kwargs)
+    """Training wrote models that load refused; save now runs load's checks before writing (the
+    constructor refuses these too: set afterwards, they reach save)."""
+    odd = hg.Sequential(model.layers, loss=model.loss_layer)
+    for name, value in kwargs.items():
+        setattr(odd, name, value)
     with pytest.raises(SerializationError, match=match) as info:
         hg.save(odd, tmp_path / "m.safetensors")
     assert str(info.value).startswith(f"save {tmp_path / 'm.safetensors'}: ")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init as initializers
+from .. import validate
 from ..gradcheck import numerical_gradient as _numerical_gradient
 from ..layers import Affine, BatchNorm, Dropout, Embedding, Layer, Relu, Sigmoid, Tanh
 from .base import Model
@@ -60,8 +61,10 @@ class Sequential(Model):
             if not isinstance(layer, Layer):
                 raise TypeError(f"Sequential: layer {index} must be a handgrad.layers.Layer, "
                                 f"got {type(layer).__name__}")
-        if not weight_decay >= 0:
-            raise ValueError(f"Sequential: weight_decay must be >= 0, got {weight_decay}")
+        # The limits load applies, so a model that trains can be saved and loaded back.
+        weight_decay = validate.real(weight_decay, "weight_decay", who="Sequential", low=0)
+        if input_shape is not None:
+            input_shape = tuple(validate.positive_int(d, "input_shape", who="Sequential") for d in input_shape)
         self.layers = layers
         for index, layer in enumerate(layers):  # each layer names its path in its errors: "layer 3.attn: ..."
             layer._name_in_parent = str(index)
