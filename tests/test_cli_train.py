@@ -188,3 +188,35 @@ def test_missing_mnist_says_how_to_point_at_the_data(tmp_path, monkeypatch, caps
 def test_one_epoch_is_said_in_the_singular(tmp_path, capsys):
     assert main(["train", "--epochs", "1", "--out", str(tmp_path / "run")]) == 0
     assert "; 1 epoch of batch 32" in capsys.readouterr().out
+
+
+def test_ctrl_c_keeps_the_finished_epochs_and_says_how_to_resume(tmp_path):
+    """The dates run printed epoch 1 after 455 s, then `interrupted`, exit 130, and the run folder
+    was gone. Now Ctrl-C saves the run so far and prints the command that continues it."""
+    import shlex
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "handgrad", "train", "--epochs", "100000", "--hidden", "16", "--out", "run"]
+    job = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while not job.stdout.readline().startswith("epoch   2"):  # two epochs finished
+            assert job.poll() is None, job.stderr.read()
+        job.send_signal(signal.SIGINT)
+        stdout, stderr = job.communicate(timeout=60)
+    finally:
+        job.kill()
+    assert job.returncode == 130
+    lines = stderr.strip().splitlines()
+    assert lines[-2].startswith("handgrad train: interrupted at epoch ") and "run/checkpoint.safetensors" in lines[-2]
+    resume = shlex.split(lines[-1])
+    assert resume == ["handgrad", "train", "--epochs", "100000", "--hidden", "16", "--out", "run", "--resume"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".handgrad.lock", "checkpoint.safetensors"]
+    # The command it printed continues the run (a few steps here, then it ends, saves and says so).
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "handgrad", *resume[1:], "--max-steps", "200"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1].startswith("test accuracy:") and time.monotonic() - started < 120

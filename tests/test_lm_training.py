@@ -101,3 +101,30 @@ def test_bad_arguments_are_refused(kwargs, message):
     arguments.update(kwargs)
     with pytest.raises(ValueError, match=message):
         fit_lm(bigram(), hg.optim.AdamW(), arguments.pop("train"), arguments.pop("val"), **arguments)
+
+
+def test_ctrl_c_during_training_by_steps_saves_the_step_and_resumes_exactly(tmp_path):
+    from test_train import _CtrlCAt
+
+    data = dict(train=cyclic_stream(300), val=cyclic_stream(80))
+    kwargs = dict(block_size=6, batch_size=3, eval_interval=5, eval_iters=2, seed=3, grad_clip=1.0, max_steps=20,
+                  log_interval=4)
+
+    def run(optimizer_of=lambda o: o, resume=False, path=tmp_path / "ckpt.safetensors"):
+        model = bigram(seed=7)
+        optimizer = optimizer_of(hg.optim.AdamW(lr=1e-2, weight_decay=0.1, matrices_only=True))
+        schedule = hg.optim.WarmupCosineLR(1e-2, warmup_steps=3, decay_steps=20, min_lr=1e-3)
+        history = fit_lm(model, optimizer, data["train"], data["val"], schedule=schedule, checkpoint=path,
+                         checkpoint_every=0, resume=resume, **kwargs)
+        return model, history
+
+    straight, straight_history = run(path=tmp_path / "straight.safetensors")
+    assert not (tmp_path / "straight.safetensors").exists()  # checkpoint_every=0: none without Ctrl-C
+    assert [r["step"] for r in straight_history.steps] == [4, 8, 12, 16, 20]  # log_interval
+    with pytest.raises(hg.train.TrainingInterrupted, match="step 7 of 20"):
+        run(lambda o: _CtrlCAt(o, at=7))
+    resumed, resumed_history = run(resume=True)
+    for key, value in straight.params.items():
+        np.testing.assert_array_equal(resumed.params[key], value, err_msg=key)
+    assert resumed_history["val_loss"] == straight_history["val_loss"]
+    assert [r["step"] for r in resumed_history.steps] == [4, 8, 12, 16, 20]

@@ -311,3 +311,61 @@ def test_fit_refuses_batchnorm_batches_of_one_sample_before_the_first_step(sampl
     assert expected in str(error.value)
     assert all(np.array_equal(model.params[name], value) for name, value in before.items())
     hg.fit(model, hg.optim.SGD(lr=0.1), (x[:6], t[:6]), epochs=1, batch_size=3)  # batches of 3 and 3 are fine
+
+
+def _CtrlCAt(optimizer, at: int, times: int = 1):
+    """``optimizer``, pressing Ctrl-C (SIGINT to this process) during its update number ``at``
+    (``times`` times: a second press must stop at once); ``optimizer.update.calls`` counts the
+    updates. The same type and settings, so that a checkpoint it wrote resumes with a plain one."""
+    import os
+    import signal
+
+    update = optimizer.update
+
+    def pressing(params, grads):
+        pressing.calls += 1
+        if pressing.calls == at:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+        update(params, grads)
+
+    pressing.calls = 0
+    optimizer.update = pressing
+    return optimizer
+
+
+@pytest.mark.parametrize("interrupt_at", [3, 23 + 5, 23 * 2])  # mid-epoch 1, mid-epoch 2, the last step of epoch 2
+def test_ctrl_c_stops_after_the_step_saves_it_and_the_run_resumes_exactly(digits, tmp_path, interrupt_at):
+    """Ctrl-C threw away finished epochs: the run stopped, nothing was saved. Now the step in
+    progress finishes, the run so far is written, and resuming continues bit for bit."""
+    (x, t), (x_test, t_test) = digits
+    kwargs = dict(val=(x_test, t_test), batch_size=64, seed=4, epochs=4, schedule=hg.optim.StepLR(3e-3, 2, 0.5))
+    straight = hg.mlp(64, [32], 10, dropout=0.2, seed=1)
+    straight_history = hg.fit(straight, hg.optim.Adam(lr=3e-3), (x, t), **kwargs)
+
+    path = tmp_path / "ckpt.safetensors"
+    first = hg.mlp(64, [32], 10, dropout=0.2, seed=1)
+    pressing = _CtrlCAt(hg.optim.Adam(lr=3e-3), at=interrupt_at)
+    with pytest.raises(hg.train.TrainingInterrupted) as stopped:
+        hg.fit(first, pressing, (x, t), checkpoint=path, **kwargs)  # checkpoint_every=0: only on Ctrl-C
+    assert pressing.update.calls == interrupt_at  # it finished the step it was in, and took no other
+    epoch, step = divmod(interrupt_at - 1, 23)
+    assert stopped.value.where == f"epoch {epoch + 1}, step {step + 1} of 23" and stopped.value.checkpoint == path
+
+    resumed = hg.mlp(64, [32], 10, dropout=0.2, seed=99)
+    resumed_history = hg.fit(resumed, hg.optim.Adam(lr=3e-3), (x, t), checkpoint=path, resume=True, **kwargs)
+    assert_same_weights(weights(resumed), weights(straight))
+    assert resumed_history["train_loss"] == straight_history["train_loss"]
+    assert resumed_history["val_loss"] == straight_history["val_loss"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.safetensors"]
+
+
+def test_a_second_ctrl_c_stops_at_once(digits, tmp_path):
+    (x, t), _ = digits
+    pressing = _CtrlCAt(hg.optim.SGD(lr=0.1), at=2, times=2)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        hg.fit(hg.mlp(64, [8], 10, seed=0), pressing, (x, t), epochs=2, checkpoint=tmp_path / "c.safetensors")
+    assert not isinstance(stopped.value, hg.train.TrainingInterrupted)
+    assert not (tmp_path / "c.safetensors").exists()
+    import signal
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit put the handler back

@@ -28,6 +28,11 @@ def launched_by_mpi() -> bool:
     return any(_first_int([name], 1) > 1 for name in _SIZE_VARIABLES)
 
 
+def world_size_from_environment() -> int:
+    """How many processes ``mpiexec`` started (1 outside MPI)."""
+    return max(_first_int([name], 1) for name in _SIZE_VARIABLES)
+
+
 def rank_from_environment() -> int:
     """This process's rank in the job (0 outside MPI)."""
     return _first_int(_RANK_VARIABLES, 0) if launched_by_mpi() else 0

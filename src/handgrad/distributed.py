@@ -10,7 +10,8 @@ DistributedDataParallel, written out so that it can be read):
    ranks with no rows for that step: they send zeros).
 3. Each rank runs forward and backward on its shard. Its loss is the mean over its M_k counted
    targets (samples, or tokens not equal to ``ignore_index``), its gradient g_k that mean's.
-4. One all-reduce per step over one contiguous buffer ``[M_k g_k | M_k loss_k | M_k | hits | counted]``
+4. One all-reduce per step over one contiguous buffer
+   ``[M_k g_k | stop_k | M_k loss_k | M_k | hits | counted]`` (``stop_k``: Ctrl-C on this rank)
    sums every rank's contribution; dividing by ``M = sum M_k`` gives
    ``g = sum_k (M_k / M) g_k``, the gradient of the mean over the whole global batch: the very
    gradient one process computes, whatever the shard sizes (only the order of the sums differs).
@@ -118,8 +119,13 @@ class DataParallel:
         dtype = np.result_type(np.float32, *(g.dtype for g in grads.values()))
         sizes = [grads[name].size for name in self._names]
         self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-        # One contiguous buffer: the gradients, then four numbers (see the module's docstring).
-        self._buffer = np.empty(self._offsets[-1] + 4, dtype=dtype)
+        # One contiguous buffer: the gradients, then five numbers (see the module's docstring).
+        self._buffer = np.empty(self._offsets[-1] + 5, dtype=dtype)
+        # Ctrl-C on any rank: each step's all-reduce carries it, so every rank learns it in the
+        # same step and all stop after that step together (a rank that stopped alone would leave
+        # the others waiting in the next all-reduce).
+        self.stop_requested = False  # this rank's wish, set by the trainer before each step
+        self.stop_agreed = False     # any rank's, after the step
         self._dropouts = [layer for _, layer in model.named_layers() if isinstance(layer, Dropout)]
         self._generators = _generators_of(model, self._dropouts)
         self._shard = (0, 0, 0)
@@ -169,6 +175,7 @@ class DataParallel:
         start, stop, total = self._shard
         buffer, offsets = self._buffer, self._offsets
         buffer[:] = 0.0
+        buffer[-5] = 1.0 if self.stop_requested else 0.0
         if stop > start:  # a batch smaller than K leaves the last ranks idle for this step
             for dropout in self._dropouts:
                 dropout.batch_shard = self._shard
@@ -190,6 +197,7 @@ class DataParallel:
         self.comm.Allreduce(_in_place(), buffer)
         self.seconds_in_allreduce += time.perf_counter() - began
         self.steps += 1
+        self.stop_agreed = bool(buffer[-5] > 0)
         weight_sum = float(buffer[-3])
         grads = model.grads
         for name, lo, hi in zip(self._names, offsets[:-1], offsets[1:]):

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -24,7 +26,7 @@ from . import serialize, validate
 from .optim import clip_grad_norm
 
 __all__ = ["fit", "fit_lm", "train_step", "forward_backward", "Step", "lm_batch", "estimate_loss", "evaluate",
-           "confusion_matrix", "History", "TrainingDiverged", "ResumeMismatch"]
+           "confusion_matrix", "History", "TrainingDiverged", "TrainingInterrupted", "ResumeMismatch"]
 
 CHECKPOINT_FORMAT = "handgrad.checkpoint"
 
@@ -35,6 +37,49 @@ class TrainingDiverged(RuntimeError):
 
 class ResumeMismatch(ValueError):
     """A run asked to resume from a checkpoint with settings that would not continue it exactly."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped ``fit`` or ``fit_lm`` between two steps. ``where`` says how far it got
+    (``"epoch 3, step 120 of 450"``); ``checkpoint`` is the file that continues the run exactly
+    (``resume=True``), or None when the run was given no checkpoint path."""
+
+    def __init__(self, where: str, checkpoint) -> None:
+        super().__init__(where)
+        self.where, self.checkpoint = where, checkpoint
+
+
+class _StopOnInterrupt:
+    """Ctrl-C while training: the first asks the loop to stop after the step it is in (so that
+    no update is left half done, and the run so far can be saved); a second stops at once.
+
+    Python delivers SIGINT to the main thread only: elsewhere (a thread, or a handler someone
+    else installed) nothing changes and Ctrl-C interrupts as it always does."""
+
+    def __init__(self, announce: bool) -> None:
+        self.announce, self.requested, self.previous = announce, False, None
+
+    def __enter__(self) -> "_StopOnInterrupt":
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self._first_interrupt)
+        return self
+
+    def _first_interrupt(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the second Ctrl-C stops at once
+        if self.announce:
+            print("\nhandgrad: stopping after this step to save the run so far (Ctrl-C again to stop at once)",
+                  file=sys.stderr, flush=True)
+
+    def agreed(self, parallel) -> bool:
+        """Whether to stop now: asked here, or under MPI on any rank (every rank learns it in
+        the same step's all-reduce, so all stop after the same step)."""
+        return self.requested if parallel is None else parallel.stop_agreed
+
+    def __exit__(self, *exc_info) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 @dataclass
@@ -49,6 +94,9 @@ class History:
 
     records: list = field(default_factory=list)
     best_epoch: int | None = None  # set by early stopping: the epoch whose weights were restored
+    #: Training by steps (``fit_lm(log_interval=k)``): every k steps, the mean training loss of
+    #: those steps (``step``, ``train_loss``, ``lr``, ``seconds``, ``tokens_per_second``).
+    steps: list = field(default_factory=list)
 
     def __getitem__(self, key: str) -> list:
         return [record[key] for record in self.records]
@@ -57,7 +105,7 @@ class History:
         return len(self.records)
 
     def to_dict(self) -> dict:
-        return {"epochs": self.records, "best_epoch": self.best_epoch}
+        return {"epochs": self.records, "best_epoch": self.best_epoch, **({"steps": self.steps} if self.steps else {})}
 
 
 # --- one training step ---------------------------------------------------------------------------
@@ -166,7 +214,10 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
     * ``max_steps``: stop after this many optimizer steps, even mid-epoch (the book counts
       iterations, not epochs).
     * ``checkpoint=path`` with ``checkpoint_every=k``: write the whole training state every k
-      epochs (atomically); ``resume=True`` continues from that file when it exists.
+      epochs (atomically); ``resume=True`` continues from that file when it exists. Ctrl-C
+      stops the run after the step it is in and writes the checkpoint of that very step
+      (``checkpoint_every=0``: only then), then raises :class:`TrainingInterrupted`; resuming
+      from it continues exactly, mid-epoch included. A second Ctrl-C stops at once.
     * ``grad_clip=max_norm``: before every update, scale the gradients down to this total norm
       when above it (:func:`handgrad.optim.clip_grad_norm`, torch's ``clip_grad_norm_``), which
       keeps recurrent networks from exploding.
@@ -219,58 +270,79 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
     show_progress = (_want_progress() if progress is None else progress) and _is_root(parallel)
     stop = state.get("stopped_early", False) or (max_steps is not None and state["global_step"] >= max_steps)
     model.train()
-    while state["epoch"] < epochs and not stop:
-        epoch = state["epoch"] + 1
-        if schedule is not None:
-            optimizer.lr = schedule.lr_at(epoch - 1)
-        started = time.perf_counter()
-        last_good = _copy_params(model)
-        order = rng.permutation(len(x))
-        loss_sum, correct, counted, seen = 0.0, 0, 0, 0
-        batches = range(0, len(x), batch_size)
-        bar = _progress_bar(batches, epoch, epochs) if show_progress else None
-        for step_in_epoch, start in enumerate(batches, 1):
-            index = order[start:start + batch_size]
-            # This rank's shard under MPI; the loss, counts and gradients are the whole batch's.
-            xb, tb = (x[index], t[index]) if parallel is None else parallel.local_batch(x, t, index)
-            step = train_step(model, optimizer, xb, tb, grad_clip=grad_clip, parallel=parallel)
-            if not math.isfinite(step.loss):
-                _restore_params(model, last_good)
-                raise TrainingDiverged(
-                    f"loss became {step.loss} at epoch {epoch}, step {step_in_epoch} (lr {optimizer.lr:g}); weights "
-                    f"were restored to those at the start of epoch {epoch}. Try a smaller learning rate.")
-            loss_sum += step.loss * len(index)
-            correct, counted, seen = correct + step.correct, counted + step.counted, seen + len(index)
-            state["global_step"] += 1
+    with _StopOnInterrupt(announce=_is_root(parallel)) as interrupt:
+        while state["epoch"] < epochs and not stop:
+            epoch = state["epoch"] + 1
+            if schedule is not None:
+                optimizer.lr = schedule.lr_at(epoch - 1)
+            started = time.perf_counter()
+            last_good = _copy_params(model)
+            epoch_rng = rng.bit_generator.state  # a checkpoint mid-epoch draws this epoch's order again
+            order = rng.permutation(len(x))
+            # A run resumed mid-epoch skips the batches it trained before it stopped.
+            done = state.pop("step_in_epoch", 0)
+            loss_sum, correct, counted, seen = state.pop("partial", (0.0, 0, 0, 0))
+            batches = range(0, len(x), batch_size)
+            bar = _progress_bar(batches, epoch, epochs, done) if show_progress else None
+            for step_in_epoch, start in enumerate(batches, 1):
+                if step_in_epoch <= done:
+                    continue
+                index = order[start:start + batch_size]
+                # This rank's shard under MPI; the loss, counts and gradients are the whole batch's.
+                xb, tb = (x[index], t[index]) if parallel is None else parallel.local_batch(x, t, index)
+                if parallel is not None:
+                    parallel.stop_requested = interrupt.requested
+                step = train_step(model, optimizer, xb, tb, grad_clip=grad_clip, parallel=parallel)
+                if not math.isfinite(step.loss):
+                    _restore_params(model, last_good)
+                    raise TrainingDiverged(
+                        f"loss became {step.loss} at epoch {epoch}, step {step_in_epoch} (lr {optimizer.lr:g}); "
+                        f"weights were restored to those at the start of epoch {epoch}. Try a smaller learning rate.")
+                loss_sum += step.loss * len(index)
+                correct, counted, seen = correct + step.correct, counted + step.counted, seen + len(index)
+                state["global_step"] += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{step.loss:.4f}")
+                if interrupt.agreed(parallel):
+                    if bar is not None:
+                        bar.close()
+                    where = f"epoch {epoch}, step {step_in_epoch} of {len(batches)}"
+                    mid_epoch = dict(state, step_in_epoch=step_in_epoch, partial=[loss_sum, correct, counted, seen])
+                    if checkpoint is not None and _is_root(parallel):
+                        _save_checkpoint(checkpoint, model, optimizer, epoch_rng, mid_epoch, history, best_weights,
+                                         settings)
+                    raise TrainingInterrupted(where, checkpoint)
+                if max_steps is not None and state["global_step"] >= max_steps:
+                    stop = True
+                    break
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{step.loss:.4f}")
-            if max_steps is not None and state["global_step"] >= max_steps:
-                stop = True
-                break
-        if bar is not None:
-            bar.close()
+                bar.close()
 
-        record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / max(counted, 1),
-                  "val_loss": None, "val_accuracy": None, "lr": optimizer.lr, "steps": state["global_step"]}
-        if val is not None:
-            record["val_loss"], record["val_accuracy"] = _on_root(parallel, lambda: evaluate(model, *val))
-        record["seconds"] = time.perf_counter() - started
-        history.records.append(record)
-        state["epoch"] = epoch
-        if early_stopping is not None:
-            if record["val_loss"] < state["best_loss"] - min_delta:
-                state.update(best_loss=record["val_loss"], best_epoch=epoch, wait=0)
-                best_weights = _copy_params(model)
-            else:
-                state["wait"] += 1
-                if state["wait"] >= early_stopping:
-                    stop = state["stopped_early"] = True
-        if checkpoint is not None and checkpoint_every and (epoch % checkpoint_every == 0 or stop or epoch == epochs) \
-                and _is_root(parallel):
-            _save_checkpoint(checkpoint, model, optimizer, rng, state, history, best_weights, settings)
-        if log is not None and _is_root(parallel):
-            log(record)
+            record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / max(counted, 1),
+                      "val_loss": None, "val_accuracy": None, "lr": optimizer.lr, "steps": state["global_step"]}
+            if val is not None:
+                record["val_loss"], record["val_accuracy"] = _on_root(parallel, lambda: evaluate(model, *val))
+            record["seconds"] = time.perf_counter() - started
+            history.records.append(record)
+            state["epoch"] = epoch
+            if early_stopping is not None:
+                if record["val_loss"] < state["best_loss"] - min_delta:
+                    state.update(best_loss=record["val_loss"], best_epoch=epoch, wait=0)
+                    best_weights = _copy_params(model)
+                else:
+                    state["wait"] += 1
+                    if state["wait"] >= early_stopping:
+                        stop = state["stopped_early"] = True
+            last = stop or epoch == epochs
+            # Every k epochs; and at the end, a checkpoint an interrupted run left is brought up to date.
+            if checkpoint is not None and _is_root(parallel) and (
+                    (checkpoint_every and (epoch % checkpoint_every == 0 or last))
+                    or (not checkpoint_every and last and Path(checkpoint).exists())):
+                _save_checkpoint(checkpoint, model, optimizer, rng.bit_generator.state, state, history, best_weights,
+                                 settings)
+            if log is not None and _is_root(parallel):
+                log(record)
 
     if early_stopping is not None and best_weights is not None:
         _restore_params(model, best_weights)
@@ -382,16 +454,34 @@ def _want_progress() -> bool:
     return sys.stderr.isatty()
 
 
-def _progress_bar(batches, epoch, epochs):
+def _log_steps(history, step: int, lr: float, logged: dict, log_step) -> None:
+    """The mean training loss of the steps since the last log, with their tokens/s, into
+    ``history.steps`` (and to ``log_step``); then start counting again."""
+    seconds = time.perf_counter() - logged["since"]
+    record = {"step": step, "train_loss": logged["loss"] / logged["steps"], "lr": lr, "seconds": seconds,
+              "tokens_per_second": logged["tokens"] / seconds if seconds > 0 else None}
+    history.steps.append(record)
+    if log_step is not None:
+        log_step(record)
+    logged.update(loss=0.0, steps=0, tokens=0, since=time.perf_counter())
+
+
+def _step_bar(done: int, total: int):
     from tqdm.auto import tqdm
 
-    return tqdm(total=len(batches), desc=f"epoch {epoch}/{epochs}", leave=False, file=sys.stderr)
+    return tqdm(total=total, initial=done, desc="steps", leave=False, file=sys.stderr)
+
+
+def _progress_bar(batches, epoch, epochs, done: int = 0):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=len(batches), initial=done, desc=f"epoch {epoch}/{epochs}", leave=False, file=sys.stderr)
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
 
 
-def _save_checkpoint(path, model, optimizer, rng, state, history, best_weights, settings) -> None:
+def _save_checkpoint(path, model, optimizer, rng_state, state, history, best_weights, settings) -> None:
     tensors = serialize.layer_tensors(model, prefix="model.")
     opt_state = optimizer.state_dict()
     for name, buffers in opt_state["state"].items():
@@ -400,7 +490,7 @@ def _save_checkpoint(path, model, optimizer, rng, state, history, best_weights, 
     for name, value in (best_weights or {}).items():
         tensors[f"best.{name}"] = value
     meta = {
-        "state": state, "rng": rng.bit_generator.state, "history": history.to_dict(),
+        "state": state, "rng": rng_state, "history": history.to_dict(),
         "model_rng": model.rng.bit_generator.state if hasattr(model, "rng") else None,
         "optimizer": {"type": type(optimizer).__name__, "lr": opt_state["lr"], "step_count": opt_state["step_count"]},
         "settings": settings,
@@ -457,7 +547,8 @@ def _load_checkpoint(path, model, optimizer, rng, settings, epochs):
         rng.bit_generator.state = meta["rng"]
         if meta.get("model_rng") is not None:  # dropout masks continue where they stopped
             model.rng.bit_generator.state = meta["model_rng"]
-        history = History(records=list(meta["history"]["epochs"]), best_epoch=meta["history"]["best_epoch"])
+        history = History(records=list(meta["history"]["epochs"]), best_epoch=meta["history"]["best_epoch"],
+                          steps=list(meta["history"].get("steps", [])))
         state = dict(meta["state"])
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise serialize.SerializationError(f"{path}: checkpoint training state malformed ({error!r})") from error
@@ -490,7 +581,8 @@ def estimate_loss(model, x, t, block_size: int, batch_size: int, iters: int, rng
 
 def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 12, max_steps: int = 2000,
            eval_interval: int = 250, eval_iters: int = 200, schedule=None, grad_clip: float | None = None,
-           seed=0, checkpoint=None, resume: bool = False, log=None, distributed=False) -> History:
+           seed=0, checkpoint=None, checkpoint_every: int = 1, resume: bool = False, log=None,
+           log_interval: int = 0, log_step=None, progress: bool | None = None, distributed=False) -> History:
     """Train a language model by steps, as nanoGPT's ``train.py``; returns the :class:`History`
     with one record per evaluation (``step``, ``train_loss``, ``val_loss``, ``lr``, ``seconds``,
     ``tokens_per_second``).
@@ -502,8 +594,14 @@ def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 1
       batches of each split (:func:`estimate_loss`, evaluation mode, its own seeded generator).
     * ``schedule``: an ``optim.WarmupCosineLR``; the optimizer's lr is set from it before each step.
     * ``grad_clip``: clip the gradients' total norm before each update.
-    * ``checkpoint=path``: written (atomically) at every evaluation; ``resume=True`` continues
-      from it exactly (the same batches, the same evaluations), refusing other settings.
+    * ``checkpoint=path``: written (atomically) at every ``checkpoint_every``-th evaluation (0:
+      only when Ctrl-C stops the run, after the step it is in; a second Ctrl-C stops at once);
+      ``resume=True`` continues from it exactly (the same batches, the same evaluations),
+      refusing other settings. Ctrl-C raises :class:`TrainingInterrupted`.
+    * ``log_interval=k``: every k steps, the mean training loss of those steps, with tokens/s
+      (nanoGPT's ``log_interval``), goes to ``history.steps`` and to ``log_step(record)``.
+    * ``progress``: a tqdm bar over the steps (default: only when stderr is a terminal and tqdm
+      is installed).
     * ``distributed=True``: data-parallel over MPI as in :func:`fit` (each batch's windows split
       across the ranks); rank 0 alone evaluates, writes the checkpoint and calls ``log``.
     """
@@ -512,6 +610,8 @@ def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 1
     _check_count("max_steps", max_steps, minimum=0)
     _check_count("eval_interval", eval_interval, minimum=1)
     _check_count("eval_iters", eval_iters, minimum=1)
+    _check_count("checkpoint_every", checkpoint_every, minimum=0)
+    _check_count("log_interval", log_interval, minimum=0)
     streams = {}
     for name, pair in (("training", train), ("validation", val)):
         x, t = (np.asarray(a) for a in pair)
@@ -552,8 +652,12 @@ def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 1
 
         record = _on_root(parallel, measure)
         history.records.append(record)
-        if checkpoint is not None and _is_root(parallel):
-            _save_checkpoint(checkpoint, model, optimizer, rng, state, history, None, settings)
+        evaluations = len(history.records) - 1  # the first is at step 0
+        last = step == max_steps
+        if checkpoint is not None and _is_root(parallel) and (
+                (checkpoint_every and (evaluations % checkpoint_every == 0 or last))
+                or (not checkpoint_every and last and Path(checkpoint).exists())):
+            _save_checkpoint(checkpoint, model, optimizer, rng.bit_generator.state, state, history, None, settings)
         if log is not None and _is_root(parallel):
             log(record)
 
@@ -565,20 +669,41 @@ def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 1
         evaluate_both(0, started, 0)
         model.train()
         started = time.perf_counter()
-    while state["step"] < max_steps:
-        if schedule is not None:
-            optimizer.lr = schedule.lr_at(state["step"])
-        xb, tb = lm_batch(*streams["training"], block_size, batch_size, rng)
-        tokens += xb.size  # the whole batch's, whichever share of it this rank trains on
-        if parallel is not None:  # this rank's windows of the batch
-            xb, tb = parallel.local_batch(xb, tb, np.arange(len(xb)))
-        loss = train_step(model, optimizer, xb, tb, grad_clip=grad_clip, parallel=parallel, count=False).loss
-        if not math.isfinite(loss):
-            raise TrainingDiverged(f"loss became {loss} at step {state['step'] + 1} (lr {optimizer.lr:g}). "
-                                   "Try a smaller learning rate or --grad-clip.")
-        state["step"] += 1
-        if state["step"] % eval_interval == 0 or state["step"] == max_steps:
-            evaluate_both(state["step"], started, tokens)
-            model.train()
-            started, tokens = time.perf_counter(), 0
+    show_progress = (_want_progress() if progress is None else progress) and _is_root(parallel)
+    bar = _step_bar(state["step"], max_steps) if show_progress else None
+    logged = {"loss": 0.0, "steps": 0, "tokens": 0, "since": time.perf_counter()}  # since the last log_step
+    with _StopOnInterrupt(announce=_is_root(parallel)) as interrupt:
+        while state["step"] < max_steps:
+            if schedule is not None:
+                optimizer.lr = schedule.lr_at(state["step"])
+            xb, tb = lm_batch(*streams["training"], block_size, batch_size, rng)
+            tokens += xb.size  # the whole batch's, whichever share of it this rank trains on
+            logged["tokens"] += xb.size
+            if parallel is not None:  # this rank's windows of the batch
+                xb, tb = parallel.local_batch(xb, tb, np.arange(len(xb)))
+                parallel.stop_requested = interrupt.requested
+            loss = train_step(model, optimizer, xb, tb, grad_clip=grad_clip, parallel=parallel, count=False).loss
+            if not math.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss} at step {state['step'] + 1} (lr {optimizer.lr:g}). "
+                                       "Try a smaller learning rate or --grad-clip.")
+            state["step"] += 1
+            logged["loss"], logged["steps"] = logged["loss"] + loss, logged["steps"] + 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+            if log_interval and state["step"] % log_interval == 0:
+                _log_steps(history, state["step"], optimizer.lr, logged, log_step if _is_root(parallel) else None)
+            if interrupt.agreed(parallel):
+                if bar is not None:
+                    bar.close()
+                if checkpoint is not None and _is_root(parallel):
+                    _save_checkpoint(checkpoint, model, optimizer, rng.bit_generator.state, state, history, None,
+                                     settings)
+                raise TrainingInterrupted(f"step {state['step']} of {max_steps}", checkpoint)
+            if state["step"] % eval_interval == 0 or state["step"] == max_steps:
+                evaluate_both(state["step"], started, tokens)
+                model.train()
+                started, tokens = time.perf_counter(), 0
+    if bar is not None:
+        bar.close()
     return history

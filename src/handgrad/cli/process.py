@@ -25,7 +25,7 @@ def run_main(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     standard error and exit status 1 (2 for usage, 130 for Ctrl-C), never a traceback."""
     from ..data import DataError
     from ..serialize import SerializationError
-    from ..train import TrainingDiverged
+    from ..train import TrainingDiverged, TrainingInterrupted
 
     if _mpi_env.rank_from_environment():
         # Under mpiexec every rank runs this same command line: rank 0 alone speaks. A mistake in
@@ -38,6 +38,7 @@ def run_main(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to say how to continue an interrupted run
     user_errors = (CommandError, DataError, SerializationError, TrainingDiverged, FileNotFoundError, ValueError)
     output, real_stdout = GuardedOutput(sys.stdout), sys.stdout
     sys.stdout = output
@@ -52,6 +53,10 @@ def run_main(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     except OSError as error:  # a full disk, a permission: the file and the reason, in one line
         where = f"{error.filename}: " if error.filename else ""
         return _fail(args, error, f"{where}{error.strerror or error}")
+    except TrainingInterrupted as stopped:  # every rank stopped after the same step: nothing hangs
+        if not _mpi_env.rank_from_environment():
+            print(_interrupted_run(args, stopped), file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         if _mpi_env.launched_by_mpi():  # the other ranks would wait for this one forever
             return _end_mpi_job(args, "interrupted", 130)
@@ -65,6 +70,19 @@ def run_main(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
               f"({output.error.strerror or output.error})", file=sys.stderr)
         return 1
     return status
+
+
+def _interrupted_run(args, stopped) -> str:
+    """What Ctrl-C left: how far the run got, and the command that continues it."""
+    import shlex
+
+    if stopped.checkpoint is None:
+        return f"handgrad {args.command}: interrupted at {stopped.where}"
+    command = ["handgrad", *args.argv] + ([] if "--resume" in args.argv else ["--resume"])
+    size = _mpi_env.world_size_from_environment()
+    launcher = f"mpiexec -n {size} " if size > 1 else ""
+    return (f"handgrad {args.command}: interrupted at {stopped.where}; the run so far is saved in "
+            f"{stopped.checkpoint}. Continue it with:\n  {launcher}{shlex.join(command)}")
 
 
 def _fail(args, error: BaseException, message: str) -> int:

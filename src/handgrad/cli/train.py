@@ -126,7 +126,11 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--out", default="handgrad-run", help="output folder (default: handgrad-run); a model there from an earlier "
         "run is replaced, and two runs at once on one folder are refused")
     add("--checkpoint-every", type=non_negative_int, default=0, metavar="K",
-        help="write a checkpoint every K epochs (0: none; a gpt checkpoints at every evaluation when K > 0)")
+        help="write a checkpoint every K epochs (a gpt: at every evaluation when K > 0); 0: only when Ctrl-C "
+        "stops the run, after the step it is in (a second Ctrl-C stops at once)")
+    add("--log-interval", type=non_negative_int, metavar="N",
+        help="language models: print the training loss every N steps, with tokens/s (nanoGPT's log_interval; "
+        "default: 10, 0: off)")
     add("--resume", action="store_true",
         help="continue from the checkpoint in --out, with the same settings (others are refused)")
     add("--plot", action="store_true", help="also write training curves to --out/curves.png (matplotlib)")
@@ -156,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
     comm = mpi_world()
     rank = comm.rank if comm is not None else 0
     if args.resume and not rank and not checkpoint.is_file():
-        raise CommandError(f"--resume: no checkpoint at {checkpoint} (write one with --checkpoint-every)")
+        raise CommandError(f"--resume: no checkpoint at {checkpoint} (a run writes one when Ctrl-C stops it, and "
+                           "every K epochs with --checkpoint-every K)")
     with contextlib.ExitStack() as stack:
         if rank:
             stack.enter_context(contextlib.redirect_stdout(stack.enter_context(open(os.devnull, "w"))))
@@ -197,7 +202,7 @@ def _train_classifier(out: Path, args: argparse.Namespace, recipe, plot) -> int:
     x_test, t_test = task.test
     test_accuracy = hg.train.evaluate(model, x_test, t_test)[1]
     _save(out, args, model, {"test_accuracy": test_accuracy}, history,
-          {"epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.lr})
+          {"epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.lr}, recipe.optimizer)
     if history.best_epoch is not None:
         print(f"early stopping: restored the weights of epoch {history.best_epoch}")
     print(f"wrote {out / 'model.safetensors'} and {out / 'history.json'}")
@@ -246,17 +251,24 @@ def _train_language_model(out: Path, args: argparse.Namespace, recipe, plot) -> 
         print(f"step {record['step']:5d}: train loss {record['train_loss']:.4f}, val loss {record['val_loss']:.4f}  "
               f"(lr {record['lr']:.2e}{speed})", flush=True)
 
+    def log_step(record):
+        speed = f", {record['tokens_per_second']:,.0f} tokens/s" if record["tokens_per_second"] else ""
+        # nanoGPT's "iter" line between evaluations (which print "step N: train loss, val loss").
+        print(f"iter {record['step']:5d}: loss {record['train_loss']:.4f}  (lr {record['lr']:.2e}{speed})", flush=True)
+
     history = hg.train.fit_lm(model, optimizer, task.train, task.test, block_size=model.block_size,
                               batch_size=recipe.batch_size, max_steps=recipe.max_steps,
                               eval_interval=recipe.eval_interval, eval_iters=recipe.eval_iters, schedule=schedule,
                               grad_clip=recipe.grad_clip, seed=recipe.seed, checkpoint=_checkpoint(out, args),
-                              resume=args.resume, log=log, distributed=mpi_world() is not None)
+                              checkpoint_every=1 if args.checkpoint_every else 0, resume=args.resume, log=log,
+                              log_interval=LOG_INTERVAL if args.log_interval is None else args.log_interval,
+                              log_step=log_step, distributed=mpi_world() is not None)
     if _other_rank():  # rank 0 alone writes
         return 0
     _save(out, args, model, {"val_loss": history["val_loss"][-1]}, history,
           {"eval_interval": recipe.eval_interval, "eval_iters": recipe.eval_iters, "warmup": recipe.warmup,
            "min_lr": recipe.min_lr, "batch_size": recipe.batch_size, "lr": recipe.lr, "max_steps": recipe.max_steps,
-           "grad_clip": recipe.grad_clip})
+           "grad_clip": recipe.grad_clip}, recipe.optimizer)
     print(f"wrote {out / 'model.safetensors'} and {out / 'history.json'}")
     if plot is not None:
         print(f"wrote {plot.lm_curves(history, out / 'curves.png')}")
@@ -264,8 +276,14 @@ def _train_language_model(out: Path, args: argparse.Namespace, recipe, plot) -> 
     return 0
 
 
-def _checkpoint(out: Path, args: argparse.Namespace) -> Path | None:
-    return out / "checkpoint.safetensors" if (args.checkpoint_every or args.resume) else None
+#: Steps between two lines of training loss when training by steps (nanoGPT's log_interval).
+LOG_INTERVAL = 10
+
+
+def _checkpoint(out: Path, args: argparse.Namespace) -> Path:
+    """Where the run's checkpoint goes: every K epochs with --checkpoint-every K, and always when
+    Ctrl-C stops the run (the trainer writes it then, and the message says how to --resume)."""
+    return out / "checkpoint.safetensors"
 
 
 def _other_rank() -> bool:
@@ -274,7 +292,7 @@ def _other_rank() -> bool:
     return comm is not None and bool(comm.rank)
 
 
-def _save(out: Path, args: argparse.Namespace, model, result: dict, history, resolved: dict) -> None:
+def _save(out: Path, args: argparse.Namespace, model, result: dict, history, resolved: dict, optimizer: str) -> None:
     """Write model.safetensors and history.json, whose ``arguments`` are the command's with the
     defaults that ran resolved (so that history.json says what really ran)."""
     import handgrad as hg
@@ -283,8 +301,14 @@ def _save(out: Path, args: argparse.Namespace, model, result: dict, history, res
 
     if (out / "model.safetensors").is_file() and not args.resume:
         print(f"replacing the model of an earlier run in {out}")
-    hg.save(model, out / "model.safetensors", metadata={"dataset": args.dataset})
-    arguments = {k: v for k, v in vars(args).items() if k != "handler"} | resolved
+    # What later commands reuse: the data root it learned from (evaluate, generate, the web page's
+    # test images), and the optimizer and lr that trained it (trace's update ratios).
+    metadata = {"dataset": args.dataset, "optimizer": optimizer, "lr": repr(resolved["lr"])}
+    data_root = args.data_dir or os.environ.get("HANDGRAD_DATA")
+    if data_root:
+        metadata["data_dir"] = str(Path(data_root).resolve())
+    hg.save(model, out / "model.safetensors", metadata={k: v for k, v in metadata.items() if v})
+    arguments = {k: v for k, v in vars(args).items() if k not in ("handler", "argv")} | resolved
     summary = {"dataset": args.dataset, **result, **history.to_dict(), "arguments": arguments}
     atomic_write_bytes(out / "history.json", [json.dumps(summary, indent=2, default=str).encode()])
 
