@@ -1,8 +1,11 @@
 """Contract v2: layers made of layers, parameter paths, gradients that add up, one owner per
 weight, one registry of layer types, and errors that name the nested layer."""
 
+import json
+
 import numpy as np
 import pytest
+from layer_cases import CASES, case_id
 
 import handgrad as hg
 from handgrad import layers as L
@@ -130,41 +133,35 @@ def test_a_nested_model_saves_and_loads_exactly(tmp_path):
     np.testing.assert_array_equal(again.predict(x), model.predict(x))
 
 
-def example_layers():
-    """One instance of every exported layer type, as a user would build it."""
-    rng = np.random.default_rng(6)
-    return {
-        "Affine": affine(rng, 3, 2), "Relu": Relu(), "Sigmoid": L.Sigmoid(), "Tanh": Tanh(),
-        "SoftmaxWithLoss": L.SoftmaxWithLoss(label_smoothing=0.1), "Dropout": L.Dropout(0.3),
-        "BatchNorm": L.BatchNorm(3, momentum=0.2, eps=1e-4),
-        "Convolution": L.Convolution(rng.standard_normal((2, 1, 3, 3)), np.zeros(2), stride=2, pad=1),
-        "Pooling": L.Pooling(2, 2, stride=2), "AvgPooling": L.AvgPooling(2, 2, stride=1, pad=1), "Flatten": L.Flatten(),
-        "Chain": Chain([affine(rng, 3, 3), Relu()]), "Residual": Residual([affine(rng, 3, 3), Tanh()]),
-        "Embedding": L.Embedding(rng.standard_normal((7, 3))), "LayerNorm": L.LayerNorm(4, eps=1e-6),
-        "GELU": L.GELU("tanh"),
-        "MultiHeadAttention": L.MultiHeadAttention(rng.standard_normal((4, 12)), np.zeros(12), rng.standard_normal((4, 4)),
-                                                   np.zeros(4), n_heads=2, causal=True),
-        "Attention": L.Attention(),
-        "RNN": L.RNN(rng.standard_normal((3, 5)), rng.standard_normal((5, 5)), np.zeros(5)),
-        "LSTM": L.LSTM(rng.standard_normal((3, 20)), rng.standard_normal((5, 20)), np.zeros(20), stateful=True),
-        "GRU": L.GRU(rng.standard_normal((3, 15)), rng.standard_normal((5, 15)), np.zeros(15), np.zeros(15)),
-        "Reshape": L.Reshape((2, 3)), "LastStep": L.LastStep(),
-    }
-
-
-def test_every_exported_layer_is_registered_once_and_survives_its_spec():
+def test_every_exported_layer_type_is_registered_once_and_has_a_row_in_the_table():
+    """A new layer is its file plus one row in tests/layer_cases.py: a layer type without a row
+    (and so without a gradient check, spec round trip, PyTorch parity or ONNX case) fails here."""
     exported = {name for name in L.__all__ if isinstance(getattr(L, name), type)
                 and issubclass(getattr(L, name), Layer) and name != "Layer"}
     assert exported == set(L.LAYER_TYPES)
-    examples = example_layers()
-    assert set(examples) == exported
-    for name, layer in examples.items():
-        spec = layer.spec()
-        assert spec["type"] == name
-        rebuilt = L.LAYER_TYPES[name].from_spec(spec, np.float64)
-        assert rebuilt.spec() == spec, name
-        shapes = L.LAYER_TYPES[name].param_shapes(spec)
-        assert shapes == {k: v.shape for k, v in {**rebuilt.params, **rebuilt.buffers}.items()}, name
+    rows = {case.layer_type for case in CASES}
+    assert not exported - rows, f"layer types with no row in tests/layer_cases.py: {sorted(exported - rows)}"
+    assert rows == exported, f"rows of layer types that are not exported: {sorted(rows - exported)}"
+    ids = [case.id for case in CASES]
+    assert len(ids) == len(set(ids)), "two rows with the same id"
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_every_case_survives_its_spec(case):
+    layer, _, _ = case.build(np.float32)
+    cls = L.LAYER_TYPES[case.layer_type]
+    assert type(layer) is cls
+    spec = layer.spec()
+    assert spec["type"] == case.layer_type
+    assert json.loads(json.dumps(spec)) == spec  # JSON-able data, no weights
+    own = {key: value.shape for key, value in {**layer.params, **layer.buffers}.items()}
+    assert cls.param_shapes(spec) == own
+    for dtype in (np.float64, np.float32):
+        rebuilt = cls.from_spec(spec, dtype)
+        assert type(rebuilt) is cls and rebuilt.spec() == spec
+        allocated = {**rebuilt.params, **rebuilt.buffers}
+        assert cls.param_shapes(spec) == {key: value.shape for key, value in allocated.items()}
+        assert all(value.dtype == dtype for value in allocated.values())
 
 
 def test_summary_lists_nested_layers_by_path():

@@ -1,5 +1,7 @@
 """Dropout, BatchNorm, Convolution, Pooling, AvgPooling, Flatten: numerical gradients on odd
-shapes, PyTorch parity in float64, the layer contract, and the ready-made ConvNets."""
+shapes, PyTorch parity in float64 for every geometry, what each layer does of its own, and the
+ready-made ConvNets. The checks every layer gets (one gradient check, the contract, the spec, PyTorch,
+ONNX) come from the table of layer cases, tests/layer_cases.py."""
 
 import re
 
@@ -10,7 +12,7 @@ from hypothesis import strategies as st
 
 import handgrad as hg
 from handgrad.gradcheck import gradient_check
-from handgrad.layers import AvgPooling, BatchNorm, Convolution, Dropout, Flatten, Pooling
+from handgrad.layers import AvgPooling, BatchNorm, Convolution, Dropout, Pooling
 from handgrad.layers.conv import col2im, im2col
 
 seeds = st.integers(0, 2**32 - 1)
@@ -60,18 +62,6 @@ def test_batchnorm_gradients_match_numerical_in_both_modes(seed, shape):
     assert gradient_check(layer, x, seed=seed).passed
 
 
-def test_dropout_and_flatten_gradients():
-    rng = np.random.default_rng(0)
-
-    class FixedMaskDropout(Dropout):  # the same mask on every call, so differences are defined
-        def forward(self, x):
-            self.rng = np.random.default_rng(7)
-            return super().forward(x)
-
-    assert gradient_check(FixedMaskDropout(0.3), rng.standard_normal((4, 5))).passed
-    assert gradient_check(Flatten(), rng.standard_normal((2, 3, 2, 2))).passed
-
-
 def test_convolution_batch_of_one_and_im2col_col2im_are_adjoint():
     rng = np.random.default_rng(1)
     layer = Convolution(rng.standard_normal((2, 3, 3, 3)), rng.standard_normal(2), stride=2, pad=1)
@@ -114,24 +104,6 @@ def test_max_and_average_pooling_are_separate_types_with_the_same_saved_descript
         assert layer.spec() == {"type": layer_type.__name__, "pool": [3, 2], "stride": 2, "pad": 1}
         again = hg.layers.LAYER_TYPES[layer.spec()["type"]].from_spec(layer.spec())
         assert type(again) is layer_type and again.spec() == layer.spec()
-
-
-def test_backward_leaves_inputs_untouched_and_eval_is_deterministic():
-    rng = np.random.default_rng(2)
-    layers = [Convolution(rng.standard_normal((2, 2, 3, 3)), np.zeros(2), pad=1), Pooling(2, 2, 2), AvgPooling(2, 2, 1),
-              BatchNorm(2, dtype=np.float64), Dropout(0.5, rng=rng), Flatten()]
-    for layer in layers:
-        x = rng.standard_normal((3, 2, 4, 4))
-        x_before = x.copy()
-        out = layer.forward(x)
-        out_before, dout = out.copy(), rng.standard_normal(out.shape)
-        dout_before = dout.copy()
-        layer.backward(dout)
-        np.testing.assert_array_equal(x, x_before, err_msg=layer.name)
-        np.testing.assert_array_equal(out, out_before, err_msg=layer.name)
-        np.testing.assert_array_equal(dout, dout_before, err_msg=layer.name)
-        layer.eval()
-        np.testing.assert_array_equal(layer.forward(x), layer.forward(x), err_msg=layer.name)
 
 
 def test_dropout_is_inverted_and_seeded():

@@ -1,13 +1,16 @@
-"""handgrad.layers: every backward against numerical gradients (float64, hypothesis), the
-layer contract of DESIGN.md, and clear errors."""
+"""handgrad.layers: every row of the table of layer cases (tests/layer_cases.py) against
+numerical gradients (float64) and the layer contract of docs/design.md#layer-contract; the dense
+layers, activations and loss on random sizes (hypothesis); and clear errors."""
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from layer_cases import CASES, case_id
 
 from handgrad import functions as F
-from handgrad.gradcheck import DEFAULT_THRESHOLD, gradient_check
+from handgrad.gradcheck import (DEFAULT_THRESHOLD, GradientCheckReport, gradient_check, numerical_gradient,
+                                relative_error)
 from handgrad.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh
 
 seeds = st.integers(0, 2**32 - 1)
@@ -20,7 +23,111 @@ def away_from_zero(rng, shape, margin=0.05):
     return np.sign(u + (u == 0)) * (margin + np.abs(u))
 
 
-# --- gradients against numerical differences -----------------------------------------------
+# --- every row of the table: numerical gradients ------------------------------------------------
+
+
+def check_gradients(layer, inputs, t):
+    """``gradient_check`` for a layer of one input; for one of several (``forward(h_dec, h_enc)``,
+    a tuple from backward), the same check written out with ``numerical_gradient``, per input."""
+    if len(inputs) == 1:
+        return gradient_check(layer, inputs[0], t)
+    dout = np.random.default_rng(0).standard_normal(np.shape(layer.forward(*inputs)))
+
+    def scalar(_):
+        return float(np.sum(layer.forward(*inputs) * dout))
+
+    dxs = layer.backward(dout)
+    report = GradientCheckReport(errors={}, threshold=DEFAULT_THRESHOLD, analytic={}, numerical={})
+    for name, grad in {**{k: v.copy() for k, v in layer.grads.items()},
+                       **{f"x{i}": dx for i, dx in enumerate(dxs)}}.items():
+        array = layer.params[name] if name in layer.params else inputs[int(name[1:])]
+        report.analytic[name], report.numerical[name] = grad, numerical_gradient(scalar, array)
+        report.errors[name] = relative_error(grad, report.numerical[name])
+    return report
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_every_case_passes_the_gradient_check(case):
+    layer, inputs, t = case.build(np.float64)
+    report = check_gradients(layer, inputs, t)
+    float_inputs = [i for i, x in enumerate(inputs) if np.asarray(x).dtype.kind == "f"]
+    expected_inputs = {"x"} if len(inputs) == 1 else {f"x{i}" for i in range(len(inputs))}
+    assert set(report.errors) == set(layer.params) | (expected_inputs if float_inputs else set())
+    assert report.passed, str(report)
+
+
+# --- every row of the table: the layer contract ------------------------------------------------------
+
+
+def _arrays(value, where: str, found: dict) -> None:
+    if isinstance(value, np.ndarray):
+        found[where] = value.copy()
+    elif isinstance(value, (tuple, list)):
+        for i, item in enumerate(value):
+            _arrays(item, f"{where}[{i}]", found)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _arrays(item, f"{where}[{key!r}]", found)
+
+
+def forward_cache(layer) -> dict:
+    """A copy of every array a layer and its children hold, besides params, grads and buffers:
+    what forward cached for backward (``_x2d``, ``mask``, ``_cache``, ``y``, ...)."""
+    found = {}
+    for path, each in [("", layer), *layer.named_layers()]:
+        for name, value in vars(each).items():
+            if name not in ("_own", "_children"):
+                _arrays(value, f"{path}.{name}" if path else name, found)
+    return found
+
+
+def run_forward(layer, inputs, t):
+    return layer.forward(*inputs) if t is None else layer.forward(*inputs, t)
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_every_case_keeps_the_layer_contract(case):
+    layer, inputs, t = case.build(np.float64)
+    # backward never writes into dout, the input, the output or what forward cached; run twice, it
+    # gives the same dx (it depends on nothing accumulated).
+    inputs_before = [np.copy(x) for x in inputs]
+    out = run_forward(layer, inputs, t)
+    out_before, cache_before = np.copy(out), forward_cache(layer)
+    dout = 2.0 if t is not None else case.rng(1).standard_normal(np.shape(out))
+    dout_before = np.copy(dout)
+    first, second = layer.backward(dout), layer.backward(dout)
+    for dx_first, dx_second in zip(first if isinstance(first, tuple) else [first],
+                                   second if isinstance(second, tuple) else [second]):
+        np.testing.assert_array_equal(dx_first, dx_second)
+    np.testing.assert_array_equal(dout, dout_before)
+    np.testing.assert_array_equal(out, out_before)
+    for x, x_before in zip(inputs, inputs_before):
+        np.testing.assert_array_equal(x, x_before)
+    cache_after = forward_cache(layer)
+    for name, value in cache_before.items():
+        np.testing.assert_array_equal(cache_after[name], value, err_msg=f"{case.id}: backward changed {name}")
+
+    # A bare layer used the book's way (forward, backward, read the gradients, repeat) holds one
+    # step's gradients each time, never the sum of the steps; a second backward of one forward adds.
+    layer, inputs, t = case.build(np.float64)
+    steps = []
+    for _ in range(3):
+        run_forward(layer, inputs, t)
+        layer.backward(dout)
+        steps.append({key: grad.copy() for key, grad in layer.grads.items()})
+    for step in steps[1:]:
+        for key, grad in step.items():
+            np.testing.assert_array_equal(grad, steps[0][key], err_msg=key)
+    layer.backward(dout)
+    for key, grad in layer.grads.items():
+        np.testing.assert_allclose(grad, 2 * steps[0][key], rtol=1e-12, atol=1e-14, err_msg=key)
+
+    # Evaluation mode is deterministic.
+    layer.eval()
+    np.testing.assert_array_equal(run_forward(layer, inputs, t), run_forward(layer, inputs, t))
+
+
+# --- gradients against numerical differences, on random sizes ---------------------------------------
 
 
 @given(seed=seeds, n=sizes, d_in=sizes, d_out=sizes)
@@ -102,41 +209,7 @@ def test_softmax_with_loss_unnormalised_soft_targets_get_the_exact_gradient():
     assert report.passed, str(report)
 
 
-# --- the contract ---------------------------------------------------------------------------
-
-
-def make_layers(rng):
-    return [
-        (Affine(rng.standard_normal((4, 3)), rng.standard_normal(3)), (5, 4)),
-        (Relu(), (5, 4)),
-        (Sigmoid(), (5, 4)),
-        (Tanh(), (5, 4)),
-    ]
-
-
-def test_backward_never_writes_into_dout_or_forward_cache():
-    rng = np.random.default_rng(0)
-    for layer, shape in make_layers(rng):
-        x = rng.standard_normal(shape)
-        x_before = x.copy()
-        out = layer.forward(x)
-        out_before = out.copy()
-        dout = rng.standard_normal(out.shape)
-        dout_before = dout.copy()
-        layer.backward(dout)
-        layer.backward(dout)  # twice: the second call sees the same cache
-        np.testing.assert_array_equal(dout, dout_before, err_msg=layer.name)
-        np.testing.assert_array_equal(out, out_before, err_msg=layer.name)
-        np.testing.assert_array_equal(x, x_before, err_msg=layer.name)
-
-
-def test_softmax_with_loss_backward_leaves_probabilities_intact():
-    layer = SoftmaxWithLoss()
-    layer.forward(np.array([[1.0, 2.0, 3.0]]), np.array([2]))
-    y_before = layer.y.copy()
-    layer.backward()
-    layer.backward(2.0)
-    np.testing.assert_array_equal(layer.y, y_before)
+# --- the contract, written out for Affine -----------------------------------------------------------
 
 
 def test_backward_adds_into_grads_and_forward_starts_a_new_step():

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 
 import handgrad as hg
-from handgrad.layers import (GELU, GRU, LSTM, RNN, Affine, Attention, AvgPooling, BatchNorm, Chain, Convolution,
-                             Dropout, Embedding, Flatten, LastStep, Layer, LayerNorm, MultiHeadAttention, Pooling,
-                             Relu, Reshape, Residual, Sigmoid, Tanh)
+from layer_cases import CASES, case_id
+
+from handgrad.layers import (GRU, LSTM, RNN, Affine, Attention, BatchNorm, Chain, Convolution, Embedding,
+                             FlattenConsecutive, Layer, LayerNorm, MultiHeadAttention, Relu, Residual, Tanh)
 from handgrad.model import GPT, DeepConvNet, Sequential, SimpleConvNet
-from handgrad.onnx_export import OPSET, OnnxExportError, signature, to_onnx
+from handgrad.onnx_export import CONVERTERS, OPSET, OnnxExportError, signature, to_onnx
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -71,29 +72,40 @@ def alone(layer):
     return Sequential([layer])
 
 
-@pytest.mark.parametrize("layer, input_shape", [
-    (Affine(randn(12, 5), randn(5, seed=1)), (12,)),
-    (Affine(randn(12, 5), randn(5, seed=1)), (3, 2, 2)),   # images flatten
-    (Affine(randn(6, 5), randn(5, seed=1)), (4, 6)),       # a sequence: the last axis
-    (Relu(), (7,)), (Sigmoid(), (2, 3, 4)), (Tanh(), (7,)),
-    (GELU("none"), (3, 7)), (GELU("tanh"), (3, 7)),
-    (Dropout(0.5), (7,)),
-    (Convolution(randn(4, 3, 3, 2), randn(4, seed=1), stride=2, pad=1), (3, 9, 8)),
-    (Convolution(randn(2, 1, 5, 5), randn(2, seed=1)), (1, 12, 12)),
-    (Pooling(3, 3, stride=1, pad=1), (2, 6, 7)),            # overlapping windows, -inf padding
-    (Pooling(2, 2, stride=2), (2, 7, 6)),
-    (AvgPooling(3, 2, stride=2, pad=1), (2, 7, 6)),         # zero padding counts in the mean
-    (Flatten(), (2, 3, 4)),
-    (Reshape((4, -1)), (12,)), (Reshape((2, 3, 2)), (3, 4)),
-    (LastStep(), (5, 3)),
-    (LayerNorm(6), (4, 6)),
-], ids=lambda v: type(v).__name__ if isinstance(v, Layer) else str(v))
-def test_each_layer_alone_matches_handgrad(layer, input_shape):
-    if isinstance(layer, LayerNorm):
-        layer.params["gamma"][...] = randn(6, seed=2) + 1
-        layer.params["beta"][...] = randn(6, seed=3)
-    assert_exports(alone(layer), randn(5, *input_shape, seed=4, scale=2.0), randn(1, *input_shape, seed=5),
-                   input_shape=input_shape)
+@pytest.mark.parametrize("case", [case for case in CASES if case.onnx], ids=case_id)
+def test_every_exportable_case_alone_matches_handgrad(case):
+    """Every row of tests/layer_cases.py with ``onnx``, on its batch and on a batch of one."""
+    layer, (x,), _ = case.build(np.float32)
+    input_shape = case.onnx if isinstance(case.onnx, tuple) else x.shape[1:]
+    assert_exports(alone(layer), x, x[:1], input_shape=input_shape)
+
+
+def test_the_table_of_layer_cases_covers_every_converter():
+    exportable = {cls.__name__ for cls in CONVERTERS}
+    rows = {case.layer_type for case in CASES if case.onnx}
+    assert rows == exportable, f"converters without a row: {sorted(exportable - rows)}; " \
+                               f"rows without a converter: {sorted(rows - exportable)}"
+
+
+def test_flatten_consecutive_needs_a_known_length_that_n_divides():
+    """Its output's rank depends on whether T // n is 1, which a graph with a dynamic T cannot know."""
+    with pytest.raises(OnnxExportError, match=r"layer 0 \(FlattenConsecutive\): .*T and C known.*\(N, T, 3\)"):
+        to_onnx(Sequential([FlattenConsecutive(2)]), input_shape=("T", 3))
+    with pytest.raises(OnnxExportError, match=r"layer 0 \(FlattenConsecutive\): .*T a multiple of n = 2.*\(N, 5, 3\)"):
+        to_onnx(Sequential([FlattenConsecutive(2)]), input_shape=(5, 3))
+
+
+def test_a_wavenet_of_flatten_consecutive_layers_exports():
+    """makemore part 5's hierarchy: 8 characters, fused two by two three times, then the scores."""
+    C, H = 4, 6
+    model = Sequential([Embedding(randn(11, C)),
+                        FlattenConsecutive(2), Affine(randn(2 * C, H, seed=1), randn(H, seed=2)), Tanh(),
+                        FlattenConsecutive(2), Affine(randn(2 * H, H, seed=3), randn(H, seed=4)), Tanh(),
+                        FlattenConsecutive(2), Affine(randn(2 * H, H, seed=5), randn(H, seed=6)), Tanh(),
+                        Affine(randn(H, 11, seed=7), randn(11, seed=8))], input_shape=(8,))
+    ids = rng(9).integers(0, 11, (5, 8))
+    proto = assert_exports(model, ids, ids[:1])
+    assert signature(proto) == "x (N, 8) int64 -> scores (N, 11) float32"
 
 
 @pytest.mark.parametrize("input_shape", [(6,), (6, 5, 4)])

@@ -1,5 +1,7 @@
 """Embedding, LayerNorm, GELU, sequence cross-entropy with ignore_index, clip_grad_norm:
-numerical gradient checks, PyTorch parity (float64 at 1e-9, float32 at 1e-5), errors, spec."""
+numerical gradient checks on many shapes, PyTorch parity (float64 at 1e-9, float32 at 1e-5),
+errors, old specs. The checks every layer gets (the contract, the bare-layer loop, the spec round
+trip, PyTorch in float64, ONNX) come from the table of layer cases, tests/layer_cases.py."""
 
 import math
 
@@ -369,34 +371,7 @@ def test_clip_grad_norm_leaves_small_gradients_alone_and_refuses_non_float():
         clip_grad_norm([np.array([1, 2])], 1.0)
 
 
-# --- the book's loop, spec round trip --------------------------------------------------------------
-
-
-def test_bare_layers_hold_one_steps_gradients_in_the_book_loop():
-    ids = _ids((2, 3), 6)
-    x = RNG.standard_normal((2, 3, 4))
-    emb, norm = Embedding(RNG.standard_normal((6, 4))), LayerNorm(4, dtype=np.float64)
-    dout = RNG.standard_normal((2, 3, 4))
-    first = None
-    for _ in range(3):  # forward, backward, read the grads, repeat: never the sum of the steps
-        emb.forward(ids)
-        emb.backward(dout)
-        norm.forward(x)
-        norm.backward(dout)
-        grads = (emb.dW.copy(), norm.grads["gamma"].copy(), norm.grads["beta"].copy())
-        first = first or grads
-        for a, b in zip(grads, first):
-            np.testing.assert_allclose(a, b, rtol=1e-15)
-
-
-@pytest.mark.parametrize("layer", [Embedding(np.zeros((9, 4), np.float32)), LayerNorm(6, eps=1e-6), GELU("tanh"),
-                                   GELU(), SoftmaxWithLoss(0.1, ignore_index=0)], ids=lambda layer: layer.name)
-def test_spec_round_trip_and_param_shapes(layer):
-    spec = layer.spec()
-    rebuilt = type(layer).from_spec(spec, np.float64)
-    assert rebuilt.spec() == spec
-    assert type(layer).param_shapes(spec) == {k: v.shape for k, v in rebuilt.params.items()}
-    assert all(v.dtype == np.float64 for v in rebuilt.params.values())
+# --- specs ----------------------------------------------------------------------------------------
 
 
 def test_old_softmax_spec_without_ignore_index_loads_with_torchs_default():

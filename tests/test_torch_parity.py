@@ -1,10 +1,13 @@
-"""Values and gradients against PyTorch.
+"""Values and gradients against PyTorch: every row of the table of layer cases
+(tests/layer_cases.py) against its PyTorch mirror in float64, and the functions, Affine,
+activations and loss in both precisions.
 
 Tolerances: 1e-10 in float64, 1e-5 in float32 (relative, with a matching absolute floor).
 """
 
 import numpy as np
 import pytest
+from layer_cases import CASES, case_id
 
 from handgrad import functions as F
 from handgrad.layers import Affine, Relu, Sigmoid, SoftmaxWithLoss, Tanh
@@ -138,3 +141,43 @@ def test_softmax_with_loss_one_sample(torch):
     loss_t.backward()
     close(loss, loss_t, np.float64)
     close(dx, x_t.grad, np.float64)
+
+
+# --- every row of the table ---------------------------------------------------------------------------
+
+
+def test_every_case_has_a_pytorch_mirror_or_says_why_not():
+    for case in CASES:
+        assert (case.torch_forward is None) == bool(case.no_torch), case.id
+
+
+@pytest.mark.parametrize("case", [case for case in CASES if case.torch_forward is not None], ids=case_id)
+def test_every_case_matches_its_pytorch_mirror_in_float64(torch, case):
+    """The output, the gradient of every float input and of every parameter, with
+    ``dout`` random (a loss layer: ``backward(2.5)`` against ``2.5 * loss``)."""
+    layer, inputs, t = case.build(np.float64)
+    params_t = {key: torch.from_numpy(value.copy()).requires_grad_(True) for key, value in layer.params.items()}
+    inputs_t = [torch_input(torch, x) if x.dtype.kind == "f" else torch.from_numpy(x) for x in inputs]
+    if t is None:
+        out = layer.forward(*inputs)
+        dout = case.rng(1).standard_normal(out.shape)
+        dx = layer.backward(dout)
+        out_t = case.torch_forward(torch, layer, params_t, *inputs_t)
+        out_t.backward(torch.from_numpy(dout))
+    else:
+        out = layer.forward(*inputs, t)
+        dx = layer.backward(2.5)
+        out_t = case.torch_forward(torch, layer, params_t, *inputs_t, torch.from_numpy(t))
+        (2.5 * out_t).backward()
+    assert np.shape(out) == tuple(out_t.shape)
+    close(out, out_t, np.float64)
+    dxs = dx if isinstance(dx, tuple) else (dx,)
+    for x_t, dx in zip(inputs_t, dxs):
+        if x_t.requires_grad:
+            assert dx.shape == tuple(x_t.shape)
+            close(dx, x_t.grad, np.float64)
+        else:
+            assert dx is None  # integer ids have no gradient
+    assert set(layer.grads) == set(params_t)
+    for key, grad in layer.grads.items():
+        close(grad, params_t[key].grad, np.float64)

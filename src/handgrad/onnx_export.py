@@ -23,7 +23,8 @@ first with ``LayerNormalization`` as one operator; GELU is written with ``Erf`` 
 Layers, and the ONNX operators they become: Affine (``Gemm``, or ``MatMul`` + ``Add`` on
 ``(N, T, D)``), Relu, Sigmoid, Tanh, GELU (both formulas), Dropout (``Identity``), BatchNorm
 (``BatchNormalization``), Convolution (``Conv``), Pooling (``MaxPool``), AvgPooling
-(``AveragePool``, padding counted, as handgrad does), Flatten, Reshape, LastStep (``Gather``),
+(``AveragePool``, padding counted, as handgrad does), Flatten, Reshape, FlattenConsecutive
+(``Reshape`` to a shape computed from one sample's), LastStep (``Gather``),
 Embedding (``Gather``), LayerNorm (``LayerNormalization``), MultiHeadAttention (its
 projections, a ``Softmax`` and the causal mask, written out), RNN, LSTM and GRU (ONNX's own
 ``RNN`` / ``LSTM`` / ``GRU``, gates reordered; not ``stateful=True``, whose state outlives a
@@ -42,8 +43,8 @@ import numpy as np
 
 from . import __version__
 from .layers import (GELU, GRU, LSTM, RNN, Affine, AvgPooling, BatchNorm, Chain, Convolution, Dropout, Embedding,
-                     Flatten, LastStep, Layer, LayerNorm, MultiHeadAttention, Pooling, Relu, Reshape, Residual,
-                     Sigmoid, Tanh)
+                     Flatten, FlattenConsecutive, LastStep, Layer, LayerNorm, MultiHeadAttention, Pooling, Relu,
+                     Reshape, Residual, Sigmoid, Tanh)
 
 __all__ = ["export_onnx", "to_onnx", "signature", "OnnxExportError", "OPSET"]
 
@@ -234,6 +235,21 @@ def _reshape(g: _Graph, layer: Reshape, x: _Value, path: str) -> _Value:
     return _Value(y, (x.shape[0],) + tuple(s if s != -1 else None for s in shape), x.ids)
 
 
+def _flatten_consecutive(g: _Graph, layer: FlattenConsecutive, x: _Value, path: str) -> _Value:
+    """``(N, T, C) -> (N, T // n, C n)``, or ``(N, C n)`` when ``T == n``: one ``Reshape`` to the
+    shape computed here from the layer and one sample's shape (0 copies the batch axis). T and C
+    must be known: whether the time axis stays depends on T, and a graph has one output rank."""
+    if len(x.shape) != 3 or not all(isinstance(d, int) for d in x.shape[1:]):
+        raise _refuse(path, layer, f"expects (N, T, C) with T and C known (whether the time axis stays depends on "
+                                   f"T // n), its input here has shape {_text(x.shape)}; give input_shape=(T, C)")
+    if x.shape[1] % layer.n:
+        raise _refuse(path, layer, f"expects (N, T, C) with T a multiple of n = {layer.n}, its input here has "
+                                   f"shape {_text(x.shape)}")
+    per_sample = layer.output_shape((1,) + x.shape[1:])[1:]
+    y = g.node("Reshape", [x.name, g.ints(f"{path}.shape", (0,) + per_sample)], path)
+    return _Value(y, x.shape[:1] + per_sample, x.ids)
+
+
 def _last_step(g: _Graph, layer: LastStep, x: _Value, path: str) -> _Value:
     if len(x.shape) < 2:
         raise _refuse(path, layer, f"expects (N, T, *), its input here has shape {_text(x.shape)}")
@@ -345,7 +361,8 @@ CONVERTERS = {
     Affine: _affine, Relu: _elementwise("Relu"), Sigmoid: _elementwise("Sigmoid"), Tanh: _elementwise("Tanh"),
     GELU: _gelu, Dropout: _identity, BatchNorm: _batchnorm, Convolution: _convolution,
     Pooling: _pooling("MaxPool"), AvgPooling: _pooling("AveragePool", count_include_pad=1), Flatten: _flatten,
-    Reshape: _reshape, LastStep: _last_step, Embedding: _embedding, LayerNorm: _layernorm,
+    Reshape: _reshape, FlattenConsecutive: _flatten_consecutive, LastStep: _last_step, Embedding: _embedding,
+    LayerNorm: _layernorm,
     MultiHeadAttention: _attention, RNN: _recurrent("RNN", (0,)), LSTM: _recurrent("LSTM", (0, 3, 1, 2)),
     GRU: _recurrent("GRU", (1, 0, 2)), Chain: _chain, Residual: _residual,
 }
@@ -356,7 +373,7 @@ def _convert(g: _Graph, layer: Layer, x: _Value, path: str) -> _Value:
     if converter is None:
         known = ", ".join(sorted(cls.__name__ for cls in CONVERTERS))
         raise _refuse(path, layer, f"no ONNX form for this layer type yet (exportable: {known})")
-    if x.ids and type(layer) not in (Embedding, Reshape, LastStep, Dropout):
+    if x.ids and type(layer) not in (Embedding, Reshape, FlattenConsecutive, LastStep, Dropout):
         raise _refuse(path, layer, "its input is integer token ids; only an Embedding can read them")
     return converter(g, layer, x, path)
 

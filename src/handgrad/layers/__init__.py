@@ -19,7 +19,7 @@ from .embedding import Embedding
 from .normalization import LayerNorm
 from .attention import Attention, MultiHeadAttention
 from .recurrent import GRU, LSTM, RNN
-from .shape import LastStep, Reshape
+from .shape import FlattenConsecutive, LastStep, Reshape
 
 # LAYER_TYPES is filled as the modules above define their layers (Layer.__init_subclass__), and
 # the exported names follow it (so the names imported above are re-exports, not unused).

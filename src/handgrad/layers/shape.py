@@ -1,4 +1,5 @@
-"""Layers that only rearrange values: a per-sample reshape, and the last step of a sequence.
+"""Layers that only rearrange values: a per-sample reshape, consecutive steps side by side, and
+the last step of a sequence.
 
 Their backward moves ``dout`` back to where each value came from; they have no parameters.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import validate
 from .base import Layer
 
 
@@ -115,3 +117,68 @@ class LastStep(Layer):
         dx = np.zeros(self._x_shape, dout.dtype)
         dx[:, -1] = dout
         return dx
+
+
+class FlattenConsecutive(Layer):
+    """Put every ``n`` consecutive time steps side by side: ``(N, T, C) -> (N, T // n, C n)``
+    (Karpathy's ``FlattenConsecutive`` from makemore part 5, "Building a WaveNet": the layers of a
+    hierarchical model fuse two characters, then two pairs, then two quadruples).
+
+    ``y[b, s] = [x[b, s n] | x[b, s n + 1] | ... | x[b, s n + n - 1]]``: group ``s`` of the
+    output holds steps ``s n .. s n + n - 1`` of the input, their C values each, one after the
+    other. When only one group is left (``T // n == 1``) the time axis is dropped, as Karpathy's
+    ``squeeze(1)``, so that the classifier after it sees ``(N, C n)``.
+
+    Shapes: ``n`` a positive integer; x ``(N, T, C)`` with T a multiple of n; y
+    ``(N, T // n, C n)``, or ``(N, C n)`` when ``T == n``. Backward: ``dx`` is ``dout`` reshaped
+    to x's shape ``(N, T, C)``, the exact inverse (every value of x reaches exactly one value of
+    y, so its gradient is that value's). No parameters.
+
+    The values keep their dtype (integer token ids stay integers), as with :class:`Reshape`.
+    """
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = validate.positive_int(n, "n", who="FlattenConsecutive")
+        self._x_shape = None
+        self._out_shape = None
+
+    def spec(self) -> dict:
+        return {"type": "FlattenConsecutive", "n": self.n}
+
+    @classmethod
+    def param_shapes(cls, spec: dict) -> dict:
+        validate.positive_int(spec.get("n"), "n", who="FlattenConsecutive")
+        return {}
+
+    @classmethod
+    def from_spec(cls, spec: dict, dtype=np.float32) -> FlattenConsecutive:
+        return cls(spec.get("n"))
+
+    def __repr__(self) -> str:
+        return f"FlattenConsecutive({self.n})"
+
+    def output_shape(self, x_shape: tuple) -> tuple:
+        """The output's shape for an input of shape ``x_shape`` ``(N, T, C)``; ValueError naming
+        both shapes if T is not a multiple of n."""
+        if len(x_shape) != 3 or x_shape[1] == 0 or x_shape[1] % self.n:
+            raise ValueError(f"FlattenConsecutive: expected input of shape (N, T, C) with T a multiple of "
+                             f"n = {self.n}, got {tuple(x_shape)}")
+        batch, steps, channels = x_shape
+        groups = steps // self.n
+        return (batch, channels * self.n) if groups == 1 else (batch, groups, channels * self.n)
+
+    def forward(self, x):
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"FlattenConsecutive: expected a numeric array, got dtype {x.dtype}")
+        out_shape = self.output_shape(x.shape)
+        self._x_shape, self._out_shape = x.shape, out_shape
+        # Row-major memory holds step t's C values right after step t - 1's, so grouping n steps
+        # is a reshape: a view of x, no copy (Karpathy's x.view); no layer writes into its input.
+        return x.reshape(out_shape)
+
+    def backward(self, dout):
+        self._require_forward(self._x_shape)
+        dout = self._check_dout(dout, self._out_shape)
+        return dout.reshape(self._x_shape).copy()  # a new array, never a view of the caller's dout
