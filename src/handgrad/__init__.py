@@ -6,7 +6,7 @@
 ``hg.fit``, ``hg.save``, ``hg.load`` and ``hg.export_onnx``.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from ._mpi_env import share_cores_between_ranks  # noqa: E402
 

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .layers import (GELU, GRU, LSTM, RNN, Affine, AvgPooling, BatchNorm, Chain, Convolution, Dropout, Embedding,
                      Flatten, FlattenConsecutive, LastStep, Layer, LayerNorm, MultiHeadAttention, Pooling, Relu,
                      Reshape, Residual, Sigmoid, Tanh)

@@ -59,7 +59,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__, validate
+from . import validate
+from ._version import __version__
 from .layers import LAYER_TYPES
 
 __all__ = ["save", "load", "read_metadata", "write_safetensors", "read_safetensors", "SerializationError",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import __version__
+from .._version import __version__
 from .arguments import Command, Parser
 from .book import BOOK_RUN, WALKTHROUGH
 from .evaluate import EVALUATE, PREDICT
