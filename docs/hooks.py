@@ -14,6 +14,22 @@ Markers a page may hold, each replaced when the site is built:
 
 Every table says which JSON file it comes from, and the commit and machine recorded in it. A
 marker or figure that names a file or key that does not exist stops the build.
+
+The docstrings of ``src/handgrad`` cite objects with Sphinx roles (``:class:`Sequential```,
+``:meth:`call_child```, ``:func:`handgrad.fit```, ``:data:`...```), which Markdown would print raw.
+``SphinxRoles``, a Griffe extension (mkdocs.yml lists it under the mkdocstrings handler's
+``extensions``), rewrites every docstring of the package once Griffe has loaded it, before
+mkdocstrings renders anything, so the sources keep their roles:
+
+* the target is resolved relative to the documented object (its members, inherited ones included,
+  then its class's, its module's, the parent packages'), then as a full dotted path, then as the one
+  object of the package whose path ends with it (a name two objects share stays unresolved); as in
+  Sphinx, ``~a.b.C`` shows ``C``, ``title <target>`` shows the title, ``!name`` never links;
+* a resolved role becomes ``<autoref identifier="CANONICAL.PATH" optional>`title`</autoref>``:
+  mkdocs-autorefs links it to whichever reference page renders that object (mkdocstrings registers
+  each object's canonical path beside its heading id) and, where no page does, prints the plain
+  code span, so an undocumented target never breaks the strict build; an unresolved role is the code
+  span alone. Fenced blocks and doctest lines are left as written.
 """
 
 from __future__ import annotations
@@ -22,7 +38,13 @@ import fnmatch
 import json
 import re
 import statistics
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+try:
+    import griffe
+except ImportError:  # without the docs extra: the page markers still work, the roles need Griffe
+    griffe = None
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -483,3 +505,107 @@ def render(markdown: str) -> str:
 
 def on_page_markdown(markdown: str, page, config, files) -> str:
     return render(markdown)
+
+
+# --- Sphinx roles in docstrings (a Griffe extension) ---------------------------------------------------
+
+#: A Python-domain Sphinx role and its text: ``:class:`~handgrad.layers.Layer```, ``:py:func:`fit```.
+SPHINX_ROLE = re.compile(r":(?:py:)?(?:class|meth|func|mod|data|attr|exc|obj|const|type):`(?P<text>[^`]+)`")
+CODE_LINE = (">>>", "...")   # doctest lines: shown as code, never rewritten
+FENCE = ("```", "~~~")
+
+
+def role_parts(text: str) -> tuple[str, str | None]:
+    """A role's text -> (title shown, target to resolve or None): Sphinx's ``~``, ``!`` and
+    ``title <target>`` forms, and ``name()`` for functions."""
+    explicit = re.fullmatch(r"(?s)(.*?)\s*<([^<>]+)>", text)
+    if explicit and explicit.group(1):
+        title, target = explicit.group(1), explicit.group(2)
+    else:
+        target = text
+        title = None
+    no_link = target.startswith("!")
+    target = target.lstrip("!")
+    if title is None:
+        title = target.lstrip("~").rsplit(".", 1)[-1] if target.startswith("~") else target
+    target = target.lstrip("~.").removesuffix("()")
+    return title, None if no_link else target
+
+
+def rewrite_roles(docstring: str, resolve: Callable[[str], str | None]) -> str:
+    """``docstring`` with each Sphinx role replaced: an optional autoref to ``resolve(target)``
+    around the code span, or the code span alone where the target does not resolve."""
+
+    def replace(match: re.Match) -> str:
+        title, target = role_parts(match.group("text"))
+        path = resolve(target) if target else None
+        return f'<autoref identifier="{path}" optional>`{title}`</autoref>' if path else f"`{title}`"
+
+    lines, fenced = [], False
+    for line in docstring.split("\n"):
+        stripped = line.lstrip()
+        if stripped.startswith(FENCE):
+            fenced = not fenced
+        elif not fenced and not stripped.startswith(CODE_LINE):
+            line = SPHINX_ROLE.sub(replace, line)
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _own_objects(obj) -> Iterator:
+    """``obj`` and every object defined in it, recursively (imported names left out)."""
+    yield obj
+    for member in obj.members.values():
+        if not member.is_alias:
+            yield from _own_objects(member)
+
+
+def _canonical(obj) -> str | None:
+    """Where ``obj`` (an object or an alias) is defined, or None for an alias that leads outside."""
+    try:
+        return obj.canonical_path
+    except (griffe.AliasResolutionError, griffe.CyclicAliasError):
+        return None
+
+
+def _member_at(scope, dotted: str):
+    """The object at ``dotted`` under ``scope`` (inherited members included), or None."""
+    node = scope
+    try:
+        for name in dotted.split("."):
+            node = node.all_members[name]
+    except (KeyError, griffe.AliasResolutionError, griffe.CyclicAliasError):
+        return None
+    return node
+
+
+_GriffeExtension = griffe.Extension if griffe is not None else object
+
+
+class SphinxRoles(_GriffeExtension):
+    """Griffe extension: the package's docstrings with their Sphinx roles made cross-references
+    (see the module docstring)."""
+
+    def on_package(self, *, pkg, loader, **kwargs) -> None:
+        objects = list(_own_objects(pkg))
+        everything = {obj.path for obj in objects}
+
+        def resolver(obj) -> Callable[[str], str | None]:
+            def resolve(target: str) -> str | None:
+                scope = obj
+                while scope is not None:            # relative to the object, then outwards
+                    found = _member_at(scope, target)
+                    if found is not None:
+                        return _canonical(found)
+                    scope = scope.parent
+                try:                                # a full dotted path
+                    return _canonical(loader.modules_collection[target])
+                except (KeyError, ValueError, griffe.AliasResolutionError, griffe.CyclicAliasError):
+                    pass
+                ends = [path for path in everything if path.endswith("." + target)]
+                return ends[0] if len(ends) == 1 else None
+            return resolve
+
+        for obj in objects:
+            if obj.docstring is not None and SPHINX_ROLE.search(obj.docstring.value):
+                obj.docstring.value = rewrite_roles(obj.docstring.value, resolver(obj))

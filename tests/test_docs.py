@@ -109,6 +109,95 @@ def test_the_design_page_has_the_anchors_code_cites(site):
         assert f'id="{anchor}"' in page, f"docs/design.md lost its #{anchor} section, which code comments cite"
 
 
+#: A Sphinx role Markdown printed as it stands (":class:" before a code span): issue 24, item 5.
+RAW_SPHINX_ROLE = re.compile(r":(?:py:)?(?:class|meth|func|mod|data|attr|exc|obj|const|type):\s*(?:<code>|`)")
+
+
+def _links_to(page: str, title: str, anchor: str) -> bool:
+    """Whether ``page`` has a link to ``#anchor`` (on any page) around the code span ``title``."""
+    return re.search(rf'<a [^>]*href="[^"#]*#{re.escape(anchor)}"[^>]*>\s*<code>{re.escape(title)}</code>',
+                     page) is not None
+
+
+def test_docstrings_sphinx_roles_are_links_or_code_never_raw_text_on_the_site(site):
+    raw = {path: RAW_SPHINX_ROLE.findall(html) for path, html in site.items()}
+    raw = {path: len(found) for path, found in raw.items() if found}
+    assert not raw, f"pages print Sphinx roles raw (docs/hooks.py's SphinxRoles should rewrite them): {raw}"
+    # A full path, a relative dotted name and a bare relative name, each linked across pages:
+    assert _links_to(site["reference/registry/index.html"], "handgrad.optim.OPTIMIZERS", "handgrad.optim.OPTIMIZERS")
+    assert _links_to(site["reference/layers/index.html"], "handgrad.functions.sigmoid", "handgrad.functions.sigmoid")
+    serialize = site["reference/serialize/index.html"]
+    assert (_links_to(serialize, "Sequential.spec", "handgrad.Sequential.spec")
+            or _links_to(serialize, "Sequential.spec", "handgrad.model.Sequential.spec"))
+    assert _links_to(site["reference/handgrad/index.html"], "SerializationError",
+                     "handgrad.serialize.SerializationError")
+    # LAYER_TYPES: a link where a page documents it, else plain code, never the role.
+    anchors = {anchor for html in site.values() for anchor in re.findall(r'id="(handgrad[\w.]*)"', html)}
+    layers = site["reference/layers/index.html"]
+    if "handgrad.layers.LAYER_TYPES" in anchors:
+        assert _links_to(layers, "LAYER_TYPES", "handgrad.layers.LAYER_TYPES")
+    else:
+        assert "<code>LAYER_TYPES</code>" in layers
+
+
+def test_sphinx_roles_become_optional_autorefs_and_code_samples_keep_theirs():
+    hooks = _load_hooks()
+    known = {"handgrad.fit": "handgrad.train.fit", "Layer": "handgrad.layers.base.Layer",
+             "handgrad.layers.Layer": "handgrad.layers.base.Layer"}
+    docstring = "\n".join([
+        "See :func:`handgrad.fit` and :py:class:`~handgrad.layers.Layer`, :meth:`the spec <Layer>`,",
+        ":func:`fit()`, :data:`!handgrad.fit` and :exc:`NoSuchError`.",
+        ">>> ':class:`Layer`'",
+        "```python",
+        "x = ':class:`Layer`'",
+        "```",
+    ])
+    rewritten = hooks.rewrite_roles(docstring, known.get).split("\n")
+    assert rewritten[0] == ('See <autoref identifier="handgrad.train.fit" optional>`handgrad.fit`</autoref> and '
+                            '<autoref identifier="handgrad.layers.base.Layer" optional>`Layer`</autoref>, '
+                            '<autoref identifier="handgrad.layers.base.Layer" optional>`the spec`</autoref>,')
+    assert rewritten[1] == "`fit()`, `handgrad.fit` and `NoSuchError`."  # unresolved, not linked, unknown
+    assert rewritten[2:] == docstring.split("\n")[2:], "a doctest line or fenced block was rewritten"
+
+
+def test_sphinx_role_targets_resolve_relative_to_the_documented_object(tmp_path):
+    griffe = pytest.importorskip("griffe")
+    package = tmp_path / "rolepkg"
+    package.mkdir()
+    (package / "__init__.py").write_text('"""Start at :func:`build` or :class:`rolepkg.shapes.Square`."""\n'
+                                         "from rolepkg.shapes import build\n")
+    (package / "shapes.py").write_text(
+        '"""Shapes: :class:`Square`, :meth:`Square.area`, :func:`helper` and :class:`Missing`."""\n'
+        "class Shape:\n"
+        '    """Base."""\n'
+        "    def area(self):\n"
+        '        """Area."""\n'
+        "class Square(Shape):\n"
+        '    """Inherits :meth:`area`, built by :func:`build`."""\n'
+        "    def side(self):\n"
+        '        """Half of :meth:`area`\'s root, see :class:`Square`."""\n'
+        "def build():\n"
+        '    """A :class:`Square`; :func:`helper` exists twice, so stays code."""\n')
+    (package / "one.py").write_text("def helper():\n    pass\n")
+    (package / "two.py").write_text("def helper():\n    pass\n")
+    hooks = _load_hooks()
+    loaded = griffe.load("rolepkg", search_paths=[tmp_path], extensions=griffe.load_extensions(hooks.SphinxRoles()))
+
+    def ref(path):
+        return f'<autoref identifier="{path}" optional>'
+
+    assert loaded.docstring.value == (f"Start at {ref('rolepkg.shapes.build')}`build`</autoref> or "
+                                      f"{ref('rolepkg.shapes.Square')}`rolepkg.shapes.Square`</autoref>.")
+    shapes = loaded["shapes"]
+    assert shapes.docstring.value == (f"Shapes: {ref('rolepkg.shapes.Square')}`Square`</autoref>, "
+                                      f"{ref('rolepkg.shapes.Shape.area')}`Square.area`</autoref>, "
+                                      "`helper` and `Missing`.")
+    assert shapes["Square"].docstring.value == (f"Inherits {ref('rolepkg.shapes.Shape.area')}`area`</autoref>, "
+                                                f"built by {ref('rolepkg.shapes.build')}`build`</autoref>.")
+    assert shapes["Square.side"].docstring.value == (f"Half of {ref('rolepkg.shapes.Shape.area')}`area`</autoref>'s "
+                                                     f"root, see {ref('rolepkg.shapes.Square')}`Square`</autoref>.")
+
+
 def test_a_figure_naming_a_missing_key_stops_the_build_instead_of_printing_nothing():
     hooks = _load_hooks()
     assert hooks.render("{{ gpt.json | tokens_per_second/handgrad | ,.0f }} tokens/s").endswith(" tokens/s")
