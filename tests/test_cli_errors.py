@@ -276,3 +276,19 @@ def test_non_finite_or_out_of_range_rates_are_refused_by_the_parser(tmp_path, fl
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"argument {flag}: must be" in lines[0] and "Warning" not in proc.stderr, proc.stderr
+
+
+# --- help -----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "trace", "plot", "generate"])
+def test_options_of_the_commands_on_a_saved_model_had_no_help_text(command):
+    """`trace --help` and `plot --help` listed --data-dir with nothing beside it (and plot's
+    --what, predict's FILE, generate's --seed were as bare)."""
+    from handgrad.cli import build_parser
+
+    parser = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+    bare = [a.option_strings or a.dest for a in parser._actions if not a.help]
+    assert bare == [], f"handgrad {command}: no help for {bare}"
+    if command in ("evaluate", "trace", "plot"):  # those that read the model's dataset
+        assert "data root with one folder per dataset" in " ".join(parser.format_help().split())

@@ -203,3 +203,74 @@ def test_evaluate_seq2seq_reads_questions_with_the_models_own_vocabulary_order(t
         printed.append(capsys.readouterr().out)
     assert printed[0] == printed[1]  # the same answers, printed with the same characters
     assert "exact answers:" in printed[0]
+
+
+# --- the data root a model was trained from ---------------------------------------------------------------
+
+
+@pytest.fixture
+def no_download(monkeypatch, tmp_path):
+    """No HANDGRAD_DATA, an empty cache, and a download that records where it would have
+    written and fails: ``calls`` lists the target folder of every attempt."""
+    from handgrad.data import DataError, fetch
+
+    monkeypatch.delenv("HANDGRAD_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    calls = []
+
+    def refuse(dataset, file, target, where):
+        calls.append(target)
+        raise DataError(f"{dataset.name}: a download into {target} was attempted")
+
+    monkeypatch.setattr(fetch, "_download", refuse)
+    return calls
+
+
+@needs_shakespeare
+def test_evaluate_ignored_the_data_root_a_gpt_was_trained_from_and_tried_to_download(tmp_path, capsys, no_download):
+    """`train --data-dir DIR` then `evaluate MODEL` looked for the text in the cache and tried to
+    download it; the data root recorded with the model is used (an explicit --data-dir wins)."""
+    out = tmp_path / "gpt"
+    assert main(["train", "--dataset", "shakespeare", "--model", "gpt", "--n-layer", "1", "--n-head", "2",
+                 "--n-embd", "8", "--block-size", "8", "--max-steps", "1", "--eval-iters", "1",
+                 "--data-dir", str(SHARED_DATA), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "model.safetensors")]) == 0
+    assert "val loss:" in capsys.readouterr().out and no_download == []
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert main(["evaluate", str(out / "model.safetensors"), "--data-dir", str(elsewhere)]) == 1
+    assert no_download == [elsewhere / "tinyshakespeare"]  # searched first, so the download would go there
+    assert "a download into" in capsys.readouterr().err
+
+
+@needs_shakespeare
+def test_a_recorded_data_root_that_is_gone_is_passed_over_not_downloaded_into(tiny_models, tmp_path, capsys,
+                                                                              no_download, monkeypatch):
+    gone = tmp_path / "moved-away"
+    hg.save(hg.load(tiny_models / "gpt.safetensors"), tmp_path / "gpt.safetensors",
+            metadata={"dataset": "shakespeare", "data_dir": str(gone)})
+    monkeypatch.setenv("HANDGRAD_DATA", str(SHARED_DATA))  # where the text is now
+    assert main(["evaluate", str(tmp_path / "gpt.safetensors")]) == 0
+    captured = capsys.readouterr()
+    assert "val loss:" in captured.out and no_download == [] and not gone.exists()
+    assert f"the data root the model was trained from, {gone}, is not a folder any more" in captured.err
+
+
+def test_generate_reads_no_data_and_says_so_to_a_data_dir(tiny_models, capsys, monkeypatch):
+    """The trial read `generate` as needing the training data as `evaluate` does: it never looks
+    for any (the vocabulary is in the model file), and --data-dir gets a line that says so
+    instead of argparse's 'unrecognized arguments'."""
+    from handgrad.data import fetch
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("generate looked for data")
+
+    monkeypatch.setattr(fetch, "search_roots", no_data)
+    monkeypatch.setenv("HANDGRAD_DATA", "/nonexistent-handgrad-data")
+    assert main(["generate", str(tiny_models / "gpt.safetensors"), "--prompt", "RO", "--tokens", "5"]) == 0
+    assert capsys.readouterr().out.startswith("RO")
+    assert main(["generate", str(tiny_models / "gpt.safetensors"), "--data-dir", str(SHARED_DATA)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "--data-dir: generate reads no data (the model file holds its vocabulary)" in err
+    assert len(err.splitlines()) == 1

@@ -51,7 +51,10 @@ def test_train_evaluate_predict_and_picture_an_attention_seq2seq(small_addition,
     assert f"exact answers: {accuracy:.4f}" in text and "examples (question -> answer, expected), the first five" in text
     assert main(["predict", str(model_file), "--text", "3+4", "--text", "9+9"]) == 0
     model = hg.load(model_file)
-    assert capsys.readouterr().out.split() == [model.answer("3+4"), model.answer("9+9")]
+    assert capsys.readouterr().out.splitlines() == [f"'3+4' -> {model.answer('3+4')!r}",
+                                                    f"'9+9' -> {model.answer('9+9')!r}"]
+    assert main(["predict", str(model_file), "--text", "3+4"]) == 0  # one question: the bare answer
+    assert capsys.readouterr().out == model.answer("3+4") + "\n"
     right = sum(model.answer(f"{a}+{b}") == str(a + b) for a in range(10) for b in range(10))
     assert right >= 90  # the model answers as it was measured to
     assert main(["predict", str(model_file), "--text", "3+x"]) == 1
@@ -92,3 +95,14 @@ def test_an_lstm_reads_digits_row_by_row_and_trace_shows_gradients_by_time_step(
     assert row.startswith("1 LSTM") and len(row.split()) == 2 + 8
     assert main(["evaluate", str(out / "model.safetensors")]) == 0
     assert "per-class accuracy" in capsys.readouterr().out
+
+
+def test_several_questions_got_bare_answers_that_could_not_be_told_apart(tmp_path, capsys):
+    """`predict --text Q1 --text Q2` printed the answers alone, one per line: which answer was
+    whose could only be guessed from the order (and an empty answer left no line to count)."""
+    model = hg.model.Seq2seq(VOCAB, 5, 4, embed=3, hidden=4, seed=0)
+    hg.save(model, tmp_path / "s.safetensors", metadata={"dataset": "addition"})
+    questions = ["12+3", "1+1", "9+9"]
+    assert main(["predict", str(tmp_path / "s.safetensors"), *[a for q in questions for a in ("--text", q)]]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"{q!r} -> {model.answer(q)!r}" for q in questions]

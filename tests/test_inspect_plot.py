@@ -337,3 +337,159 @@ def test_weights_of_a_model_on_signals_are_drawn_as_curves(plot_module, monkeypa
     with pytest.raises(ValueError, match=r"first_layer_weights: layer 0 Affine has 40 inputs, which are not "
                                          r"images of shape \(6, 6\)"):
         plot_module.first_layer_weights(hg.mlp(40, [16], 10, seed=0), tmp_path / "x.png", image_shape=(6, 6))
+
+
+# --- update ratios for the optimizer and lr the model was trained with ---------------------------------
+
+
+def test_trace_gave_ratios_for_lr_0_001_to_a_model_trained_with_adam_at_3e_3(saved, capsys):
+    """`handgrad trace` said "update ratios for lr 0.001" and computed lr*|grad|/|w| for a model
+    that `handgrad train` had trained with Adam at 3e-3, whose steps do not scale with |grad|."""
+    from handgrad.registry import MODELS, recipe
+
+    assert main(["trace", str(saved / "model.safetensors"), "--samples", "4", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    trained = recipe("mlp", "digits")
+    assert (data["optimizer"], data["lr"]) == (trained.optimizer, trained.lr) == (MODELS["mlp"].training.optimizer, 0.003)
+    assert data["update_ratio"] == "lr/rms(w)"
+    model = hg.load(saved / "model.safetensors")
+    for layer in data["layers"]:
+        for key, p in layer["params"].items():
+            w = model.params[f"{layer['index']}.{key}"].astype(np.float64)
+            assert p["update_ratio"] == pytest.approx(0.003 * np.sqrt(w.size) / np.linalg.norm(w), rel=1e-9)
+    assert main(["trace", str(saved / "model.safetensors"), "--samples", "4"]) == 0
+    text = capsys.readouterr().out
+    assert "backward (update ratios for adam lr 0.003: adam moves every weight by about lr whatever its gradient" in text
+    assert "parameters: |grad|, lr/rms(w)" in text and "update ratios for lr 0.001" not in text
+
+
+def test_trace_reads_the_runs_settings_from_history_json_and_takes_explicit_ones(saved, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    hg.save(hg.load(saved / "model.safetensors"), run / "model.safetensors")  # a file that records nothing
+    assert main(["trace", str(run / "model.safetensors"), "--samples", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert (data["optimizer"], data["lr"], data["update_ratio"]) == (None, 0.001, "lr*|grad|/|w|")
+    assert "records no lr or optimizer of its training; the update ratios are for sgd lr 0.001" in captured.err
+    # history.json beside it: its arguments (an unset optimizer is the model's default, adam).
+    (run / "history.json").write_text((saved / "history.json").read_text())
+    assert main(["trace", str(run / "model.safetensors"), "--samples", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert (json.loads(captured.out)["optimizer"], json.loads(captured.out)["lr"]) == ("adam", 0.003)
+    assert captured.err == ""
+    # --optimizer and --lr win over the record.
+    assert main(["trace", str(run / "model.safetensors"), "--samples", "2", "--json", "--optimizer", "sgd",
+                 "--lr", "0.1"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["optimizer"], data["lr"]) == ("sgd", 0.1)
+    weights = data["layers"][0]["params"]["W"]
+    assert weights["update_ratio"] == pytest.approx(0.1 * weights["grad_norm"] / weights["norm"], rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_the_update_ratio_is_the_size_of_the_optimizers_own_first_step(name):
+    """SGD's ratio is lr*|grad|/|w|; Adam's is lr/rms(w), whatever the gradient's size, because
+    that is how far Adam moves the weights (its first step is lr*sign(grad))."""
+    from handgrad.inspect import update_ratio
+
+    rng = np.random.default_rng(0)
+    w, g = rng.normal(0, 0.1, (20, 30)), rng.normal(0, 1e-3, (20, 30))
+    for grad in (g, 1000 * g):
+        params = {"w": w.copy()}
+        hg.optim.OPTIMIZERS[name](lr=1e-3).update(params, {"w": grad})
+        step = np.linalg.norm(params["w"] - w) / np.linalg.norm(w)
+        assert update_ratio(1e-3, w, grad, name) == pytest.approx(step, rel=1e-4)
+    assert update_ratio(1e-3, np.zeros(3), np.ones(3), name) is None  # no ratio to a zero weight
+
+
+# --- pictures of a run: beside the model, and the curves again from history.json ----------------------
+
+
+def test_plot_wrote_its_picture_into_the_current_folder(saved, tmp_path, monkeypatch, capsys):
+    """`handgrad plot MODEL` wrote ./confusion.png wherever the user stood (a clone of the
+    repository, say); it goes beside the model, into its run folder, unless --out says otherwise."""
+    import shutil
+
+    run, here = tmp_path / "run", tmp_path / "here"
+    shutil.copytree(saved, run)
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert main(["plot", str(run / "model.safetensors"), "--what", "weights"]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {run / 'weights.png'}"
+    assert png_pixels(run / "weights.png").std() > 10 and list(here.iterdir()) == []
+    assert main(["plot", str(run / "model.safetensors"), "--out", "mine.png"]) == 0
+    assert [p.name for p in here.iterdir()] == ["mine.png"]
+
+
+def test_a_finished_runs_curves_could_not_be_redrawn(saved, tmp_path, capsys):
+    """There was no way to draw a finished run's curves again (train --plot only, while training):
+    `plot RUN --what curves` draws them from history.json, the same picture as train --plot."""
+    import shutil
+
+    for given in (saved, saved / "model.safetensors"):  # the run folder or the model file in it
+        out = tmp_path / f"{given.name}.png"
+        assert main(["plot", str(given), "--what", "curves", "--out", str(out)]) == 0
+        assert capsys.readouterr().out.strip() == f"wrote {out}"
+        assert np.array_equal(png_pixels(out), png_pixels(saved / "curves.png"))
+    run = tmp_path / "run"
+    shutil.copytree(saved, run, ignore=shutil.ignore_patterns("curves.png"))
+    assert main(["plot", str(run), "--what", "curves"]) == 0  # by default into the run folder
+    assert (run / "curves.png").is_file() and capsys.readouterr().out.strip() == f"wrote {run / 'curves.png'}"
+
+
+def test_a_language_models_curves_are_drawn_by_step(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    from handgrad import plot
+
+    drawn = []
+    real = plot.lm_curves
+    monkeypatch.setattr(plot, "lm_curves", lambda history, path: drawn.append(history) or real(history, path))
+    evaluations = [{"step": s, "lr": 1e-3, "train_loss": 4.2 - s / 100, "val_loss": 4.3 - s / 120, "seconds": 0.1,
+                    "tokens_per_second": None} for s in (0, 50, 100)]
+    logged = [{"step": s, "train_loss": 4.2 - s / 90, "lr": 1e-3, "seconds": 0.1, "tokens_per_second": 1e4}
+              for s in range(10, 101, 10)]
+    (tmp_path / "history.json").write_text(json.dumps({"dataset": "shakespeare", "epochs": evaluations,
+                                                       "best_epoch": None, "steps": logged}))
+    assert main(["plot", str(tmp_path), "--what", "curves"]) == 0
+    assert drawn[0]["step"] == [0, 50, 100] and drawn[0].steps == logged
+    assert png_pixels(tmp_path / "curves.png").std() > 10
+
+
+@pytest.mark.parametrize("history, message", [
+    (None, "history.json: no such file; --what curves draws the history.json that handgrad train writes"),
+    ("{not json", "history.json: not JSON"),
+    ({"epochs": []}, "expected a handgrad history with a non-empty list 'epochs' of records"),
+    ({"epochs": [{"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.9, "val_loss": 0.4, "val_accuracy": 0.9},
+                 {"epoch": 2, "train_accuracy": 0.9, "val_loss": 0.4, "val_accuracy": 0.9}]},
+     "history.json: record 1 of 'epochs' has no 'train_loss'"),
+    ({"epochs": [{"step": 0, "train_loss": "4.2", "val_loss": 4.3}]},
+     "history.json: record 0 of 'epochs': 'train_loss' must be a number, got '4.2'"),
+])
+def test_curves_of_a_folder_without_a_readable_history_are_one_line(tmp_path, capsys, history, message):
+    pytest.importorskip("matplotlib")
+    if history is not None:
+        (tmp_path / "history.json").write_text(history if isinstance(history, str) else json.dumps(history))
+    assert main(["plot", str(tmp_path), "--what", "curves"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "curves.png").exists()
+
+
+def test_trace_and_plot_read_the_data_root_the_model_was_trained_from(saved, tmp_path, monkeypatch, capsys):
+    """As evaluate: the data root recorded with the model (``data_dir``), unless --data-dir is given."""
+    from handgrad import data
+
+    root, other = tmp_path / "root", tmp_path / "other"
+    root.mkdir()
+    other.mkdir()
+    hg.save(hg.load(saved / "model.safetensors"), tmp_path / "m.safetensors",
+            metadata={"dataset": "digits", "data_dir": str(root)})
+    asked = []
+    real = data.load_dataset
+    monkeypatch.setattr(data, "load_dataset",
+                        lambda name, data_dir=None, **kw: asked.append(data_dir) or real(name, data_dir, **kw))
+    assert main(["trace", str(tmp_path / "m.safetensors"), "--samples", "2"]) == 0
+    assert main(["plot", str(tmp_path / "m.safetensors"), "--what", "activations", "--samples", "20"]) == 0
+    assert main(["trace", str(tmp_path / "m.safetensors"), "--samples", "2", "--data-dir", str(other)]) == 0
+    assert asked == [str(root), str(root), str(other)]

@@ -3,8 +3,9 @@
 ``trace(model, x, t)`` runs the model on a batch and records, for every layer, its input and
 output (shape, mean, std, min, max; the full values when they are small), the gradient that
 arrives at its output and the one it sends back, each parameter's gradient norm and
-update-to-weight ratio, and the fraction of dead ReLU units; then it looks for trouble
-(vanishing or exploding gradients, saturated sigmoids or softmax, dead ReLUs, NaN).
+update-to-weight ratio (:func:`update_ratio`: what the optimizer would do with that gradient),
+and the fraction of dead ReLU units; then it looks for trouble (vanishing or exploding
+gradients, saturated sigmoids or softmax, dead ReLUs, NaN).
 """
 
 from __future__ import annotations
@@ -16,13 +17,55 @@ import numpy as np
 
 from .layers import GRU, LSTM, RNN, Relu, Sigmoid, SoftmaxWithLoss, Tanh
 
-__all__ = ["trace", "Trace", "LayerTrace", "stats"]
+__all__ = ["trace", "Trace", "LayerTrace", "stats", "update_ratio", "ratio_formula"]
 
 #: Thresholds of the warnings, documented in :func:`trace`.
 DEAD_RELU_WARNING = 0.5
 SATURATION_WARNING = 0.5
 VANISHING_RATIO = 1e-3
 EXPLODING_NORM = 1e3
+
+#: Optimizers that divide each weight's step by a running size of its own gradient, so that every
+#: weight moves by about lr whatever its gradient's size (AdaGrad's steps then shrink as its sum
+#: of squared gradients grows).
+ADAPTIVE_OPTIMIZERS = ("adagrad", "rmsprop", "adam", "adamw")
+#: Optimizers whose step is lr times the gradient plus a velocity carried from earlier steps.
+MOMENTUM_OPTIMIZERS = ("momentum", "nesterov")
+
+
+def ratio_formula(optimizer: str | None = None) -> str:
+    """How :func:`update_ratio` measures the step of ``optimizer`` relative to the weight."""
+    return "lr/rms(w)" if optimizer in ADAPTIVE_OPTIMIZERS else "lr*|grad|/|w|"
+
+
+def update_ratio(lr: float, weight, grad, optimizer: str | None = None) -> float | None:
+    """The size of one update relative to the weight, ``|update| / |w|`` (norms over the whole
+    parameter), or None when ``w`` is 0. Healthy training keeps it around 1e-3.
+
+    SGD (``optimizer`` None or ``"sgd"``) steps by ``lr * grad``: the ratio is
+    ``lr |grad| / |w|`` for this batch's gradient. Momentum and Nesterov: the same, which leaves
+    out the velocity of earlier steps (with momentum m their steps grow up to 1/(1 - m) times
+    this on a steady gradient). Adam, AdamW, RMSprop and AdaGrad divide each weight's step by its
+    gradient's running size, so each of the n weights moves by about lr whatever the gradient:
+    ``|update| ~ lr sqrt(n)``, and the ratio is ``lr / rms(w)``, the gradient playing no part
+    (``lr |grad| / |w|`` would be a number that no step of theirs takes)."""
+    weight = np.asarray(weight, dtype=np.float64)
+    norm = float(np.sqrt(np.sum(weight * weight)))
+    if not norm:
+        return None
+    if optimizer in ADAPTIVE_OPTIMIZERS:
+        return lr * math.sqrt(weight.size) / norm
+    return lr * _norm(grad) / norm
+
+
+def _ratio_meaning(optimizer: str | None) -> str:
+    """What the backward table's ratios are, in words, for ``optimizer``."""
+    if optimizer in ADAPTIVE_OPTIMIZERS:
+        return f"{optimizer} moves every weight by about lr whatever its gradient: |update|/|w| ~ lr/rms(w)"
+    if optimizer in MOMENTUM_OPTIMIZERS:
+        return ("lr*|grad|/|w|, one step without the velocity of earlier steps, which makes its steps up to "
+                "1/(1 - momentum) times larger")
+    return "|update|/|w| = lr*|grad|/|w|, SGD's step on this batch"
 
 
 def stats(array) -> dict:
@@ -53,7 +96,9 @@ class LayerTrace:
 @dataclass
 class Trace:
     """``loss`` is the objective the gradients belong to: the data loss (what ``fit`` and
-    ``evaluate`` report) plus the model's weight penalty, ``penalty`` (0 without weight decay)."""
+    ``evaluate`` report) plus the model's weight penalty, ``penalty`` (0 without weight decay).
+    ``lr`` and ``optimizer`` (None: plain SGD's rule, the optimizer not said) are those the
+    update ratios are for (:func:`update_ratio`)."""
 
     layers: list
     loss: float
@@ -61,6 +106,7 @@ class Trace:
     warnings: list
     lr: float
     penalty: float = 0.0
+    optimizer: str | None = None
 
     @property
     def data_loss(self) -> float:
@@ -68,6 +114,7 @@ class Trace:
 
     def to_dict(self) -> dict:
         return {"loss": self.loss, "data_loss": self.data_loss, "penalty": self.penalty, "lr": self.lr,
+                "optimizer": self.optimizer, "update_ratio": ratio_formula(self.optimizer),
                 "loss_layer": self.loss_layer, "warnings": self.warnings, "layers": [vars(layer) for layer in self.layers]}
 
     def format_text(self) -> str:
@@ -84,8 +131,13 @@ class Trace:
                 notes.append(f"saturated {100 * layer.saturated_fraction:.0f}%")
             lines.append(f"{layer.index} {layer.name:<16} {str(tuple(o['shape'])):<16} {o['mean']:10.3g} {o['std']:10.3g} "
                          f"{o['min']:10.3g} {o['max']:10.3g}  {', '.join(notes)}")
-        head = f"{'layer':<18} {'dL/d input rms':>14} {'dL/d output rms':>15}  parameters: |grad|, lr*|grad|/|w|"
-        lines += ["", f"backward (update ratios for lr {self.lr:g})", head, "-" * len(head)]
+        head = (f"{'layer':<18} {'dL/d input rms':>14} {'dL/d output rms':>15}  "
+                f"parameters: |grad|, {ratio_formula(self.optimizer)}")
+        if self.optimizer is None:  # the library's call without an optimizer: SGD's rule
+            title = f"backward (update ratios for lr {self.lr:g})"
+        else:
+            title = f"backward (update ratios for {self.optimizer} lr {self.lr:g}: {_ratio_meaning(self.optimizer)})"
+        lines += ["", title, head, "-" * len(head)]
         for layer in reversed(self.layers):
             grad_in = f"{layer.grad_input['rms']:14.3g}" if layer.grad_input else f"{'-':>14}"
             params = "; ".join(f"{k}: {v['grad_norm']:.3g}, " + (f"{v['update_ratio']:.2g}" if v["update_ratio"] is not None
@@ -108,10 +160,13 @@ def _norm(a) -> float:
     return float(np.sqrt(np.sum(np.asarray(a, dtype=np.float64) ** 2)))
 
 
-def trace(model, x, t, lr: float = 1e-3, train: bool = False, max_values: int = 64) -> Trace:
+def trace(model, x, t, lr: float = 1e-3, train: bool = False, max_values: int = 64,
+          optimizer: str | None = None) -> Trace:
     """Trace one forward and backward pass of ``model`` on ``(x, t)``.
 
-    ``lr`` gives the update-to-weight ratio ``lr |grad| / |w|`` (about 1e-3 is healthy for SGD).
+    ``lr`` and ``optimizer`` (a name of :data:`handgrad.optim.OPTIMIZERS`; None: SGD's rule) give
+    each parameter's update-to-weight ratio (:func:`update_ratio`: ``lr |grad| / |w|`` for SGD,
+    ``lr / rms(w)`` for Adam and the other adaptive optimizers; about 1e-3 is healthy).
     ``train``: run in training mode (dropout active, BatchNorm on batch statistics); evaluation
     mode by default, which is deterministic. Arrays of at most ``max_values`` elements are kept
     in full. The model's parameters are not changed (in training mode BatchNorm's running
@@ -127,6 +182,11 @@ def trace(model, x, t, lr: float = 1e-3, train: bool = False, max_values: int = 
         raise TypeError(f"trace: expected a handgrad Sequential model, got {type(model).__name__}")
     if np.ndim(x) == 0 or len(x) == 0:
         raise ValueError(f"trace: expected a batch of at least one sample, got an input of shape {np.shape(x)}")
+    if optimizer is not None:
+        from .optim import OPTIMIZERS
+
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"trace: unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
     with model.mode(train):
         records, value = [], x
         for index, layer, out in model.forward_steps(x):
@@ -158,14 +218,13 @@ def trace(model, x, t, lr: float = 1e-3, train: bool = False, max_values: int = 
             layer = model.layers[record.index]
             for key, param in layer.params.items():
                 grad = layer.grads[key]
-                norm, grad_norm = _norm(param), _norm(grad)
-                record.params[key] = {"norm": norm, "grad_norm": grad_norm,
-                                      "update_ratio": lr * grad_norm / norm if norm else None}
+                record.params[key] = {"norm": _norm(param), "grad_norm": _norm(grad),
+                                      "update_ratio": update_ratio(lr, param, grad, optimizer)}
                 if grad.size <= max_values:
                     record.values[f"d{key}"] = np.asarray(grad).tolist()
         loss_info = {"name": model.loss_layer.name}
         warnings = _warnings(records, loss, probabilities)
-        return Trace(records, float(loss), loss_info, warnings, lr, float(penalty))
+        return Trace(records, float(loss), loss_info, warnings, lr, float(penalty), optimizer)
 
 
 def _backward_by_layer(model):

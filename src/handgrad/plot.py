@@ -1,6 +1,8 @@
 """Pictures of a network learning (matplotlib, the ``plot`` extra; PNG files, no screen needed).
 
-* :func:`training_curves`: loss and accuracies per epoch from a :class:`handgrad.History`.
+* :func:`training_curves`: loss and accuracies per epoch from a :class:`handgrad.History`
+  (:func:`lm_curves`: a language model's loss by step); ``handgrad plot RUN --what curves``
+  redraws them from a finished run's history.json.
 * :func:`confusion`: the confusion matrix of a model on a dataset.
 * :func:`mistakes`: a grid of misclassified images with their true and predicted labels.
 * :func:`first_layer_weights`: the first layer's weights (Affine columns or conv filters) as images.
@@ -21,7 +23,7 @@ import numpy as np
 
 from .layers import Affine, Convolution, Relu, Sigmoid, Tanh
 
-__all__ = ["training_curves", "confusion", "mistakes", "first_layer_weights", "activations", "MissingMatplotlib"]
+__all__ = ["training_curves", "lm_curves", "confusion", "mistakes", "first_layer_weights", "activations", "MissingMatplotlib"]
 
 
 class MissingMatplotlib(ImportError):
@@ -80,10 +82,16 @@ def _save(fig, path: Path) -> Path:
 
 
 def lm_curves(history, path) -> Path:
-    """A language model's loss by step (``fit_lm``'s history): train and validation."""
+    """A language model's loss by step (``fit_lm``'s history): train and validation at each
+    evaluation, and the training loss logged between evaluations (``history.steps``, with
+    ``fit_lm(log_interval=k)``) as a thin line when there is one."""
     path = _output_path(path, "lm_curves")
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    logged = getattr(history, "steps", None) or []
+    if logged:
+        ax.plot([r["step"] for r in logged], [r["train_loss"] for r in logged], color="0.6", linewidth=0.8,
+                label="train, mean of the steps between logs")
     for key, label in (("train_loss", "train"), ("val_loss", "validation")):
         ax.plot(history["step"], history[key], marker="o", label=label)
     ax.set(xlabel="step", ylabel="cross-entropy loss (nats per character)", title="loss")

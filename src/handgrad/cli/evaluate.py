@@ -11,8 +11,10 @@ import numpy as np
 
 from .arguments import Command
 from .models import (
+    DATA_DIR_HELP,
     as_model_input,
     check_fits,
+    data_dir_of,
     dataset_of,
     in_model_vocabulary,
     load_model,
@@ -29,7 +31,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
     parser.add_argument("model", help="a model.safetensors written by handgrad")
     parser.add_argument("--dataset", choices=DATASET_NAMES, help="default: the dataset recorded in the model file, else digits")
-    parser.add_argument("--data-dir")
+    parser.add_argument("--data-dir", help=DATA_DIR_HELP)
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -37,6 +39,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     dataset = dataset_of(args)
+    args.data_dir = data_dir_of(args)  # the root the model was trained from, unless --data-dir says otherwise
     task = task_of(model)
     if task == "language model":
         return _evaluate_language_model(model, args, dataset)
@@ -126,9 +129,11 @@ EVALUATE = Command("evaluate", "accuracy, per-class accuracy and confusion matri
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="a model.safetensors written by handgrad")
-    parser.add_argument("files", nargs="*", metavar="FILE")
+    parser.add_argument("files", nargs="*", metavar="FILE",
+                        help=".npy arrays or images (PNG, JPEG, ...) for a classifier to classify")
     parser.add_argument("--text", action="append", metavar="TEXT",
-                        help="a question for a seq2seq model, e.g. \"september 27, 1994\" (repeatable)")
+                        help="a question for a seq2seq model, e.g. \"september 27, 1994\" (repeatable: each answer "
+                        "is then printed beside its question, 'QUESTION' -> 'ANSWER')")
     parser.add_argument("--dataset", choices=["mnist", "fashion-mnist", "digits"],
                         help="prepare images as this dataset's were made (default: the dataset recorded in the "
                         "model file, else guessed from its input size)")
@@ -162,7 +167,9 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def _answer(model, args: argparse.Namespace) -> int:
-    """A seq2seq model's answer to each --text question."""
+    """A seq2seq model's answer to each --text question: the bare answer to one question, and
+    ``'question' -> 'answer'`` lines for several (bare answers one per line could not be told
+    apart, nor matched with their questions when one was empty)."""
     task = task_of(model)
     if task == "language model":
         raise CommandError("a language model continues text: use 'handgrad generate MODEL --prompt TEXT'")
@@ -170,14 +177,18 @@ def _answer(model, args: argparse.Namespace) -> int:
         raise CommandError(f"--text is a question for a seq2seq model; this {type(model).__name__} takes FILEs")
     if args.files or args.text is None:
         raise CommandError("a seq2seq model answers --text QUESTION (and takes no files)")
+    several = len(args.text) > 1
     for text in args.text:
         if text and not text.strip():  # "   " was answered while "" was refused: both are no question
             raise CommandError(f"--text {text!r}: the question is blank")
         try:
             answer = model.answer(text)
-            print(answer if answer else "(an empty answer)")
         except ValueError as error:  # "" (the question is empty), a character outside the vocabulary
             raise CommandError(f"--text {text!r}: {error}") from error
+        if several:
+            print(f"{text!r} -> {answer!r}")
+        else:
+            print(answer if answer else "(an empty answer)")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""``handgrad generate``: text from a trained language model."""
+"""``handgrad generate``: text from a trained language model. It reads no data: the model file
+holds the vocabulary (``GPT.vocab``), so it runs where the training text is not."""
 
 from __future__ import annotations
 
@@ -16,10 +17,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=finite_non_negative, default=0.8,
                         help="divide the logits by this (default: 0.8; 0: always the most likely)")
     parser.add_argument("--top-k", type=positive_int, default=200, help="sample among the k most likely (default: 200)")
-    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of the sampling: the same seed, the same text (default: 0)")
+    # Not an option of generate, which reads no data (the model file holds its vocabulary); declared
+    # only to say so in one line to someone who passes it as evaluate needs it.
+    parser.add_argument("--data-dir", help=argparse.SUPPRESS)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.data_dir is not None:
+        raise CommandError("--data-dir: generate reads no data (the model file holds its vocabulary); drop it")
     model = load_model(args.model)
     if task_of(model) != "language model":
         raise CommandError(f"{args.model}: generate needs a language model (--model gpt), this is a {type(model).__name__}")

@@ -4,13 +4,14 @@ fitting a dataset's samples to it."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from .process import CommandError
 
-#: What a model learns, by its type's name, for models that do not say it yet (``model.task``).
+
 def task_of(model) -> str:
     """``model.task`` (handgrad.model.base.Model): ``"classifier"``, ``"language model"`` or
     ``"seq2seq"``; what the commands read to choose what to do with a saved model."""
@@ -42,6 +43,32 @@ def dataset_of(args: argparse.Namespace) -> str:
     from ..serialize import read_metadata
 
     return args.dataset or read_metadata(args.model).get("dataset") or "digits"
+
+
+#: The help of ``--data-dir`` for the commands that read a saved model's dataset.
+DATA_DIR_HELP = ("data root with one folder per dataset, e.g. DIR/mnist/ (default: the one the model was trained "
+                 "with, recorded in its file; then $HANDGRAD_DATA, then the download cache)")
+
+
+def data_dir_of(args: argparse.Namespace) -> str | None:
+    """--data-dir, else the data root the model was trained from (``handgrad train`` records it in
+    the model file's metadata as ``data_dir``), else None (``$HANDGRAD_DATA``, then the cache).
+
+    Without this, ``evaluate`` on a GPT trained with ``--data-dir`` went looking in the cache
+    and tried to download the text. A recorded root that is no longer a folder is passed over
+    with a note: the data would otherwise be downloaded into wherever it used to be."""
+    from ..serialize import read_metadata
+
+    if args.data_dir is not None:
+        return args.data_dir
+    recorded = read_metadata(args.model).get("data_dir")
+    if recorded is None:
+        return None
+    if not Path(recorded).is_dir():
+        print(f"note: the data root the model was trained from, {recorded}, is not a folder any more; looking in "
+              "$HANDGRAD_DATA and the cache instead (--data-dir DIR says where the data is)", file=sys.stderr)
+        return None
+    return recorded
 
 
 def in_model_vocabulary(ids: np.ndarray, data_vocab, model_vocab, dataset: str) -> np.ndarray:
@@ -82,12 +109,11 @@ def dataset_samples(model, args, count=None):
 
     args.dataset = dataset_of(args)
     require_classifier(model, f"handgrad {args.command}", args.dataset)
-    _, (x_test, t_test) = load_dataset(args.dataset, data_dir=args.data_dir)
+    _, (x_test, t_test) = load_dataset(args.dataset, data_dir=data_dir_of(args))
     check_fits(model, x_test.shape[1], f"dataset {args.dataset}")
     if count is not None:
         x_test, t_test = x_test[:count], t_test[:count]
     return as_model_input(model, x_test), t_test, CLASS_NAMES.get(args.dataset)
-
 
 
 def plot_module():
