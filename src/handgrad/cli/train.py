@@ -117,7 +117,8 @@ def _add_language_model_arguments(parser: argparse.ArgumentParser) -> None:
 def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the run itself: seed, validation, data, output, checkpoints."""
     add = parser.add_argument
-    add("--seed", type=non_negative_int, default=0)
+    add("--seed", type=non_negative_int, default=0,
+        help="the seed of the weights, the batches and dropout: the same seed, the same run (default: 0)")
     add("--val-split", type=fraction, default=0.0,
         help="hold out this fraction of the training set for validation (default: report the test set)")
     add("--early-stopping", type=positive_int, metavar="PATIENCE",
