@@ -9,8 +9,9 @@ and see the same batches (handgrad's seeded windows); the mirror is nanoGPT's ar
 written in PyTorch (tests/test_interop.py), eager mode, with scaled-dot-product attention.
 
 Printed: validation loss every 250 steps for both (nanoGPT's README reports 1.88 at 2000),
-training speed in tokens per second side by side (alternating blocks of steps, a pause before
-each), generation speed with and without the key/value cache at contexts 64 and 256, and a
+training speed in tokens per second side by side, timed in blocks of 30 steps (each runner
+takes a block in a row after a 0.3 s pause, alternating who goes first; the median and spread
+over the blocks), generation speed with and without the key/value cache at contexts 64 and 256, and a
 sample of generated text.
 """
 
@@ -34,6 +35,7 @@ from test_interop import nanogpt_mirror  # noqa: E402  (the mirror the parity te
 
 CONFIG = dict(n_layer=4, n_head=4, n_embd=128, block_size=64)
 BATCH, LR, MIN_LR, WARMUP, DECAY, BETA2, CLIP, EVAL_INTERVAL, EVAL_ITERS = 12, 1e-3, 1e-4, 100, 0.1, 0.99, 1.0, 250, 200
+BLOCK, PAUSE = 30, 0.3  # steps per timed block, and the pause before each (see the docstring)
 
 
 def torch_optimizer(torch, net):
@@ -85,8 +87,12 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(net.parameters(), CLIP)
         theirs.step()
 
-    curve, seconds = [], {"handgrad": 0.0, "PyTorch": 0.0}
-    for step in range(args.steps + 1):
+    # Timed in blocks: each runner takes BLOCK steps in a row (as a user runs one library), after a
+    # pause, and the runners alternate which goes first; single steps alternated with a short pause
+    # let the other runner's spinning BLAS/OpenMP threads slow whoever ran second.
+    curve, blocks = [], {"handgrad": [], "PyTorch": []}
+    step, turn = 0, 0
+    while True:
         if step % EVAL_INTERVAL == 0 or step == args.steps:
             eval_rng = np.random.default_rng([0, step])
             ours_val = estimate_loss(model, x_val, t_val, block, BATCH, EVAL_ITERS, eval_rng)
@@ -98,21 +104,31 @@ def main() -> None:
             print(f"step {step:5d}: val loss handgrad {ours_val:.4f}, PyTorch {theirs_val:.4f}", flush=True)
         if step == args.steps:
             break
-        lr = schedule.lr_at(step)
-        ours.lr = lr
-        for group in theirs.param_groups:
-            group["lr"] = lr
-        xb, tb = lm_batch(x, t, block, BATCH, rng)
-        # Alternate who goes first, with a pause, so that neither inherits the other's spinning threads.
-        for name, step_fn in (("handgrad", ours_step), ("PyTorch", theirs_step))[:: 1 if step % 2 else -1]:
-            time.sleep(0.002)
+        # The next block ends at the next evaluation at the latest; both runners train on its batches.
+        stop = min(step + BLOCK, (step // EVAL_INTERVAL + 1) * EVAL_INTERVAL, args.steps)
+        batches = [(schedule.lr_at(s), *lm_batch(x, t, block, BATCH, rng)) for s in range(step, stop)]
+        for name, step_fn in (("handgrad", ours_step), ("PyTorch", theirs_step))[:: 1 if turn % 2 else -1]:
+            time.sleep(PAUSE)
             started = time.perf_counter()
-            step_fn(xb, tb)
-            seconds[name] += time.perf_counter() - started
-    tokens = args.steps * BATCH * block
-    speed = {name: tokens / value for name, value in seconds.items()}
-    print(f"\ntraining speed, {args.steps} steps of {BATCH} x {block} tokens: handgrad {speed['handgrad']:,.0f} "
-          f"tokens/s, PyTorch {speed['PyTorch']:,.0f} tokens/s, ratio {speed['handgrad'] / speed['PyTorch']:.2f}x")
+            for lr, xb, tb in batches:
+                ours.lr = lr
+                for group in theirs.param_groups:
+                    group["lr"] = lr
+                step_fn(xb, tb)
+            blocks[name].append((len(batches) * BATCH * block, time.perf_counter() - started))
+        step, turn = stop, turn + 1
+    # Blocks of a full BLOCK steps (the ones cut short by an evaluation are as long for both, but
+    # shorter than the threads' switch is worth): the median and spread of tokens/s over them.
+    rates = {name: [tokens / seconds for tokens, seconds in values if tokens == BLOCK * BATCH * block]
+                   or [tokens / seconds for tokens, seconds in values] for name, values in blocks.items()}
+    speed = {name: float(np.median(values)) for name, values in rates.items()}
+    spread = {name: [float(min(values)), float(max(values))] for name, values in rates.items()}
+    ratios = [a / b for a, b in zip(rates["handgrad"], rates["PyTorch"])]
+    print(f"\ntraining speed, blocks of {BLOCK} steps of {BATCH} x {block} tokens ({len(rates['handgrad'])} each), "
+          f"median (min-max): handgrad {speed['handgrad']:,.0f} ({spread['handgrad'][0]:,.0f}-{spread['handgrad'][1]:,.0f}) "
+          f"tokens/s, PyTorch {speed['PyTorch']:,.0f} ({spread['PyTorch'][0]:,.0f}-{spread['PyTorch'][1]:,.0f}) "
+          f"tokens/s, ratio {speed['handgrad'] / speed['PyTorch']:.2f}x (block by block {min(ratios):.2f}x-"
+          f"{max(ratios):.2f}x)")
 
     generation = {}
     for context in (64, 256):
@@ -134,7 +150,8 @@ def main() -> None:
     print(f"| PyTorch {torch.__version__} mirror, eager | {curve[-1]['torch_val_loss']:.4f} | {speed['PyTorch']:,.0f} | 1.00x |")
     print(machine_line())
     write_results(args.json, {"config": {**CONFIG, "batch": BATCH, "steps": args.steps}, "curve": curve,
-                              "tokens_per_second": speed, "generation_tokens_per_second": generation, "sample": sample})
+                              "method": f"alternating blocks of {BLOCK} steps, a {PAUSE} s pause before each",
+                              "tokens_per_second": speed, "tokens_per_second_spread": spread, "generation_tokens_per_second": generation, "sample": sample})
 
 
 if __name__ == "__main__":
