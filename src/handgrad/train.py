@@ -10,6 +10,7 @@ it had never stopped.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import signal
@@ -237,21 +238,8 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
             raise ValueError("fit: give schedule= (scheduler= is its old spelling), not both")
         schedule = scheduler
     x, t = _checked_data(train, "training")
-    if val is not None:
-        val = _checked_data(val, "validation")
-    _check_count("epochs", epochs, minimum=0)
-    _check_count("batch_size", batch_size, minimum=1)
-    _check_count("checkpoint_every", checkpoint_every, minimum=0)
-    for name, value in (("early_stopping", early_stopping), ("max_steps", max_steps)):
-        if value is not None:
-            _check_count(name, value, minimum=1)
-    if early_stopping is not None and val is None:
-        raise ValueError("fit: early_stopping needs validation data (val=...)")
-    if grad_clip is not None and not (isinstance(grad_clip, (int, float)) and grad_clip > 0):
-        raise ValueError(f"fit: grad_clip must be a number > 0, got {grad_clip!r}")
-    if checkpoint_every and checkpoint is None:
-        raise ValueError("fit: checkpoint_every needs a checkpoint path")
-
+    val = None if val is None else _checked_data(val, "validation")
+    _check_fit_settings(epochs, batch_size, checkpoint, checkpoint_every, early_stopping, max_steps, val, grad_clip)
     parallel = _data_parallel(model, distributed)
     _check_batch_norm_batches(model, len(x), batch_size, ranks=1 if parallel is None else parallel.size)
     rng = np.random.default_rng(seed)
@@ -267,6 +255,10 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
     if parallel is not None:
         _start_together(parallel, model, optimizer, rng)
 
+    def save(rng_state, at_state):
+        if checkpoint is not None and _is_root(parallel):
+            _save_checkpoint(checkpoint, model, optimizer, rng_state, at_state, history, best_weights, settings)
+
     show_progress = (_want_progress() if progress is None else progress) and _is_root(parallel)
     stop = state.get("stopped_early", False) or (max_steps is not None and state["global_step"] >= max_steps)
     model.train()
@@ -276,49 +268,16 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
             if schedule is not None:
                 optimizer.lr = schedule.lr_at(epoch - 1)
             started = time.perf_counter()
-            last_good = _copy_params(model)
             epoch_rng = rng.bit_generator.state  # a checkpoint mid-epoch draws this epoch's order again
-            order = rng.permutation(len(x))
-            # A run resumed mid-epoch skips the batches it trained before it stopped.
-            done = state.pop("step_in_epoch", 0)
-            loss_sum, correct, counted, seen = state.pop("partial", (0.0, 0, 0, 0))
-            batches = range(0, len(x), batch_size)
-            bar = _progress_bar(batches, epoch, epochs, done) if show_progress else None
-            for step_in_epoch, start in enumerate(batches, 1):
-                if step_in_epoch <= done:
-                    continue
-                index = order[start:start + batch_size]
-                # This rank's shard under MPI; the loss, counts and gradients are the whole batch's.
-                xb, tb = (x[index], t[index]) if parallel is None else parallel.local_batch(x, t, index)
-                if parallel is not None:
-                    parallel.stop_requested = interrupt.requested
-                step = train_step(model, optimizer, xb, tb, grad_clip=grad_clip, parallel=parallel)
-                if not math.isfinite(step.loss):
-                    _restore_params(model, last_good)
-                    raise TrainingDiverged(
-                        f"loss became {step.loss} at epoch {epoch}, step {step_in_epoch} (lr {optimizer.lr:g}); "
-                        f"weights were restored to those at the start of epoch {epoch}. Try a smaller learning rate.")
-                loss_sum += step.loss * len(index)
-                correct, counted, seen = correct + step.correct, counted + step.counted, seen + len(index)
-                state["global_step"] += 1
+            loop = _Epoch(model, optimizer, x, t, rng.permutation(len(x)), epoch, epochs, batch_size, grad_clip,
+                          parallel, state)
+            bar = _progress_bar(loop.batches, epoch, epochs, loop.done) if show_progress else None
+            try:
+                stop = loop.run(interrupt, max_steps, bar, functools.partial(save, epoch_rng), checkpoint)
+            finally:
                 if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{step.loss:.4f}")
-                if interrupt.agreed(parallel):
-                    if bar is not None:
-                        bar.close()
-                    where = f"epoch {epoch}, step {step_in_epoch} of {len(batches)}"
-                    mid_epoch = dict(state, step_in_epoch=step_in_epoch, partial=[loss_sum, correct, counted, seen])
-                    if checkpoint is not None and _is_root(parallel):
-                        _save_checkpoint(checkpoint, model, optimizer, epoch_rng, mid_epoch, history, best_weights,
-                                         settings)
-                    raise TrainingInterrupted(where, checkpoint)
-                if max_steps is not None and state["global_step"] >= max_steps:
-                    stop = True
-                    break
-            if bar is not None:
-                bar.close()
-
+                    bar.close()
+            loss_sum, correct, counted, seen = loop.sums
             record = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / max(counted, 1),
                       "val_loss": None, "val_accuracy": None, "lr": optimizer.lr, "steps": state["global_step"]}
             if val is not None:
@@ -336,11 +295,9 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
                         stop = state["stopped_early"] = True
             last = stop or epoch == epochs
             # Every k epochs; and at the end, a checkpoint an interrupted run left is brought up to date.
-            if checkpoint is not None and _is_root(parallel) and (
-                    (checkpoint_every and (epoch % checkpoint_every == 0 or last))
-                    or (not checkpoint_every and last and Path(checkpoint).exists())):
-                _save_checkpoint(checkpoint, model, optimizer, rng.bit_generator.state, state, history, best_weights,
-                                 settings)
+            if (checkpoint_every and (epoch % checkpoint_every == 0 or last)) \
+                    or (not checkpoint_every and last and checkpoint is not None and Path(checkpoint).exists()):
+                save(rng.bit_generator.state, state)
             if log is not None and _is_root(parallel):
                 log(record)
 
@@ -348,6 +305,74 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
         _restore_params(model, best_weights)
         history.best_epoch = state["best_epoch"]
     return history
+
+
+def _check_fit_settings(epochs, batch_size, checkpoint, checkpoint_every, early_stopping, max_steps, val,
+                        grad_clip) -> None:
+    """fit's counts and their combinations, refused in one line before anything runs."""
+    _check_count("epochs", epochs, minimum=0)
+    _check_count("batch_size", batch_size, minimum=1)
+    _check_count("checkpoint_every", checkpoint_every, minimum=0)
+    for name, value in (("early_stopping", early_stopping), ("max_steps", max_steps)):
+        if value is not None:
+            _check_count(name, value, minimum=1)
+    if early_stopping is not None and val is None:
+        raise ValueError("fit: early_stopping needs validation data (val=...)")
+    if grad_clip is not None and not (isinstance(grad_clip, (int, float)) and grad_clip > 0):
+        raise ValueError(f"fit: grad_clip must be a number > 0, got {grad_clip!r}")
+    if checkpoint_every and checkpoint is None:
+        raise ValueError("fit: checkpoint_every needs a checkpoint path")
+
+
+class _Epoch:
+    """One epoch of ``fit``: its minibatches in the epoch's ``order``, each a :func:`train_step`.
+
+    A run resumed mid-epoch skips the batches it trained before it stopped (``state`` holds
+    ``step_in_epoch`` and the partial sums). ``sums`` are ``[loss x samples, correct, counted,
+    samples]`` over the epoch's batches."""
+
+    def __init__(self, model, optimizer, x, t, order, epoch, epochs, batch_size, grad_clip, parallel, state) -> None:
+        self.model, self.optimizer, self.x, self.t, self.order = model, optimizer, x, t, order
+        self.epoch, self.epochs, self.batch_size, self.grad_clip = epoch, epochs, batch_size, grad_clip
+        self.parallel, self.state = parallel, state
+        self.batches = range(0, len(x), batch_size)
+        self.done = state.pop("step_in_epoch", 0)
+        self.sums = list(state.pop("partial", (0.0, 0, 0, 0)))
+
+    def run(self, interrupt, max_steps, bar, save, checkpoint) -> bool:
+        """Train the batches; True when ``max_steps`` is reached. A NaN or infinite loss restores
+        the weights the epoch started from and raises :class:`TrainingDiverged`; Ctrl-C
+        (``interrupt``) saves this very step (``save(state)``, into ``checkpoint``) and raises
+        :class:`TrainingInterrupted`."""
+        model, parallel, state = self.model, self.parallel, self.state
+        last_good = _copy_params(model)
+        for step_in_epoch, start in enumerate(self.batches, 1):
+            if step_in_epoch <= self.done:
+                continue
+            index = self.order[start:start + self.batch_size]
+            # This rank's shard under MPI; the loss, counts and gradients are the whole batch's.
+            xb, tb = (self.x[index], self.t[index]) if parallel is None else parallel.local_batch(self.x, self.t, index)
+            if parallel is not None:
+                parallel.stop_requested = interrupt.requested
+            step = train_step(model, self.optimizer, xb, tb, grad_clip=self.grad_clip, parallel=parallel)
+            if not math.isfinite(step.loss):
+                _restore_params(model, last_good)
+                raise TrainingDiverged(
+                    f"loss became {step.loss} at epoch {self.epoch}, step {step_in_epoch} (lr {self.optimizer.lr:g}); "
+                    f"weights were restored to those at the start of epoch {self.epoch}. Try a smaller learning rate.")
+            for i, value in enumerate((step.loss * len(index), step.correct, step.counted, len(index))):
+                self.sums[i] += value
+            state["global_step"] += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{step.loss:.4f}")
+            if interrupt.agreed(parallel):
+                save(dict(state, step_in_epoch=step_in_epoch, partial=list(self.sums)))
+                raise TrainingInterrupted(f"epoch {self.epoch}, step {step_in_epoch} of {len(self.batches)}",
+                                          checkpoint)
+            if max_steps is not None and state["global_step"] >= max_steps:
+                return True
+        return False
 
 
 # --- several processes (MPI) ---------------------------------------------------------------------
@@ -579,6 +604,17 @@ def estimate_loss(model, x, t, block_size: int, batch_size: int, iters: int, rng
     return float(np.mean(losses))
 
 
+def _token_stream(pair, name: str, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, t)``: two aligned 1-D streams of token ids, at least ``block_size`` long."""
+    x, t = (np.asarray(a) for a in pair)
+    if x.ndim != 1 or x.shape != t.shape or x.dtype.kind not in "iu" or t.dtype.kind not in "iu":
+        raise ValueError(f"fit_lm: the {name} data must be two aligned 1-D streams of token ids, got "
+                         f"{x.shape} {x.dtype} and {t.shape} {t.dtype}")
+    if len(x) < block_size:
+        raise ValueError(f"fit_lm: the {name} stream has {len(x)} tokens, fewer than block_size={block_size}")
+    return x, t
+
+
 def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 12, max_steps: int = 2000,
            eval_interval: int = 250, eval_iters: int = 200, schedule=None, grad_clip: float | None = None,
            seed=0, checkpoint=None, checkpoint_every: int = 1, resume: bool = False, log=None,
@@ -605,22 +641,13 @@ def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 1
     * ``distributed=True``: data-parallel over MPI as in :func:`fit` (each batch's windows split
       across the ranks); rank 0 alone evaluates, writes the checkpoint and calls ``log``.
     """
-    _check_count("block_size", block_size, minimum=1)
-    _check_count("batch_size", batch_size, minimum=1)
-    _check_count("max_steps", max_steps, minimum=0)
-    _check_count("eval_interval", eval_interval, minimum=1)
-    _check_count("eval_iters", eval_iters, minimum=1)
-    _check_count("checkpoint_every", checkpoint_every, minimum=0)
-    _check_count("log_interval", log_interval, minimum=0)
-    streams = {}
-    for name, pair in (("training", train), ("validation", val)):
-        x, t = (np.asarray(a) for a in pair)
-        if x.ndim != 1 or x.shape != t.shape or x.dtype.kind not in "iu" or t.dtype.kind not in "iu":
-            raise ValueError(f"fit_lm: the {name} data must be two aligned 1-D streams of token ids, got "
-                             f"{x.shape} {x.dtype} and {t.shape} {t.dtype}")
-        if len(x) < block_size:
-            raise ValueError(f"fit_lm: the {name} stream has {len(x)} tokens, fewer than block_size={block_size}")
-        streams[name] = (x, t)
+    for name, value, minimum in (("block_size", block_size, 1), ("batch_size", batch_size, 1),
+                                 ("max_steps", max_steps, 0), ("eval_interval", eval_interval, 1),
+                                 ("eval_iters", eval_iters, 1), ("checkpoint_every", checkpoint_every, 0),
+                                 ("log_interval", log_interval, 0)):
+        _check_count(name, value, minimum=minimum)
+    streams = {"training": _token_stream(train, "training", block_size),
+               "validation": _token_stream(val, "validation", block_size)}
     if grad_clip is not None and not grad_clip > 0:
         raise ValueError(f"fit_lm: grad_clip must be a number > 0, got {grad_clip!r}")
     settings = {"unit": "steps", "block_size": block_size, "batch_size": batch_size, "seed": seed,
