@@ -334,6 +334,21 @@ def test_forward_step_with_a_cache_equals_the_full_forward(causal):
         np.testing.assert_allclose(y_all, y_full, rtol=1e-12, atol=1e-14)
 
 
+def test_one_new_position_sees_every_cached_key_with_or_without_the_causal_mask():
+    """A single query after its cache adds no causal mask (it would be all zeros): the step of a
+    causal layer is then exactly the non-causal layer's, and a one-position forward is too."""
+    causal, free = make_mha(8, 4, causal=True, seed=3), make_mha(8, 4, causal=False, seed=3)
+    x = np.random.default_rng(63).standard_normal((2, 5, 8))
+    _, cache = causal.forward_step(x[:, :4])
+    y_causal, (k, v) = causal.forward_step(x[:, 4:], cache)
+    y_free, _ = free.forward_step(x[:, 4:], cache)
+    np.testing.assert_array_equal(y_causal, y_free)
+    np.testing.assert_allclose(y_causal, causal.forward(x)[:, 4:], rtol=1e-12, atol=1e-14)
+    assert k.shape == v.shape == (2, 4, 5, 2)
+    np.testing.assert_array_equal(causal.forward(x[:, :1]), free.forward(x[:, :1]))
+    np.testing.assert_array_equal(causal.attention, 1.0)  # one key: all the weight
+
+
 def test_forward_step_leaves_the_training_state_alone():
     layer = make_mha(6, 2, causal=True)
     rng = np.random.default_rng(62)

@@ -2,14 +2,17 @@
 key/value cache and nanoGPT's crop, sampling, save/load and messages. (PyTorch parity of logits,
 loss and every gradient: test_interop.py.)"""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 import handgrad as hg
+from handgrad.data.text import CharVocab
 from handgrad.gradcheck import gradient_check, numerical_gradient, relative_error
-from handgrad.layers import Dropout
+from handgrad.layers import GELU, Affine, Dropout, LayerNorm
 from handgrad.model import GPT, MODEL_TYPES
-from handgrad.model.gpt import _sample
+from handgrad.model.gpt import GPTConfig, _sample
 
 
 def randomize(gpt, seed=0, scale=0.3):
@@ -227,6 +230,8 @@ def test_a_gpt_that_load_would_refuse_is_refused_at_construction(kwargs, match):
     settings = {"vocab_size": 3, "block_size": 4, "n_layer": 1, "n_head": 1, "n_embd": 2, **kwargs}
     with pytest.raises(ValueError, match=match):
         GPT(**settings)
+    with pytest.raises(ValueError, match=match):  # the one check, the config's
+        GPTConfig(**settings)
     spec = {"model": "GPT", "dropout": 0.0, "bias": True, "gelu": "none", "eps": 1e-5, "vocab": None, **settings}
     with pytest.raises(ValueError, match=match):  # load's own check, the same function, the same words
         GPT.param_shapes(spec)
@@ -285,3 +290,100 @@ def test_non_finite_logits_are_refused_instead_of_sampling_token_zero(temperatur
         gpt.generate(np.zeros((1, 1), int), 2, temperature=temperature, seed=0)
     with pytest.raises(ValueError, match="logits are not finite"):
         _sample(np.array([[0.0, np.inf]]), 1.0, None, np.random.default_rng(0))
+
+
+# --- issue 21, item 5: one GPTConfig, a pure apply for generation, children called by name -------
+
+
+def test_a_gpt_is_its_config_and_from_config_builds_the_same_model(tmp_path):
+    config = GPTConfig(vocab_size=7, block_size=6, n_layer=2, n_head=2, n_embd=4, dropout=0.1, bias=False,
+                       gelu="tanh", eps=1e-6, vocab="abcdefg")
+    gpt = GPT(7, 6, 2, 2, 4, dropout=0.1, bias=False, gelu="tanh", eps=1e-6, vocab="abcdefg", seed=3)
+    assert gpt.config == config
+    twin = GPT.from_config(config, seed=3)
+    assert twin.config == config and twin.spec() == gpt.spec()
+    # The saved description: the keys and their order of every file saved so far.
+    assert list(gpt.spec()) == ["model", "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "bias",
+                                "gelu", "eps", "vocab"]
+    hg.save(gpt, tmp_path / "a.safetensors")
+    hg.save(twin, tmp_path / "b.safetensors")
+    assert (tmp_path / "a.safetensors").read_bytes() == (tmp_path / "b.safetensors").read_bytes()
+    assert GPT.param_shapes(gpt.spec()) == {name: value.shape for name, value in gpt.params.items()}
+    assert (gpt.n_layer, gpt.n_embd, gpt.dropout, gpt.bias, gpt.gelu, gpt.eps) == (2, 4, 0.1, False, "tanh", 1e-6)
+    assert repr(gpt) == ("GPT(vocab_size=7, block_size=6, n_layer=2, n_head=2, n_embd=4, dropout=0.1, bias=False, "
+                         "gelu='tanh', eps=1e-06)")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        gpt.config.n_layer = 3  # a built GPT's architecture does not change
+    with pytest.raises(TypeError, match="GPT.from_config: expected a GPTConfig, got dict"):
+        GPT.from_config({"vocab_size": 7})
+
+
+def test_the_config_stores_its_settings_normalised():
+    config = GPTConfig(np.int64(5), 4, 1, 1, 2, dropout=0, eps=np.float32(0.5), bias=np.bool_(False))
+    assert (type(config.vocab_size), type(config.dropout), type(config.eps), type(config.bias)) == (int, float, float,
+                                                                                                    bool)
+    assert GPTConfig.from_spec(GPT.from_config(config).spec()) == config
+
+
+def test_the_config_follows_a_replaced_vocabulary():
+    gpt = GPT(3, 4, 1, 1, 2, vocab="abc", seed=0)
+    gpt.vocab = CharVocab("xyz")
+    assert gpt.config.vocab == "xyz" and gpt.spec()["vocab"] == "xyz"
+
+
+@pytest.mark.parametrize("layer, x", [
+    (Affine(np.arange(12.0).reshape(3, 4) / 7, np.arange(4.0)), np.linspace(-1, 1, 30).reshape(2, 5, 3)),
+    (Affine(np.arange(12.0).reshape(3, 4) / 7, np.arange(4.0)), np.linspace(-1, 1, 3)),
+    (Affine(np.arange(12.0).reshape(3, 4) / 7, np.arange(4.0)), np.linspace(-1, 1, 6).reshape(2, 3)),
+    (LayerNorm(3, eps=1e-3, dtype=np.float64), np.linspace(-2, 3, 30).reshape(2, 5, 3)),
+    (GELU("none"), np.linspace(-6, 6, 40).reshape(2, 4, 5)),
+    (GELU("tanh"), np.linspace(-6, 6, 40).reshape(2, 4, 5)),
+])
+def test_apply_is_the_forward_formula_and_leaves_forward_s_cache_and_the_gradients_alone(layer, x):
+    for key, value in layer.params.items():
+        value[...] = np.random.default_rng(0).normal(1.0 if key == "gamma" else 0.0, 0.5, value.shape)
+    y = layer.forward(x)
+    dout = np.random.default_rng(1).normal(size=y.shape)
+    dx = layer.backward(dout)
+    grads = {key: value.copy() for key, value in layer.grads.items()}
+    np.testing.assert_array_equal(layer.apply(x), y)  # the same code, the same numbers
+    layer.apply(x[::-1] * 3 + 1)  # other input: nothing of it may stay
+    np.testing.assert_array_equal(layer.backward(dout), dx)  # forward's cache untouched...
+    for key, value in layer.grads.items():
+        np.testing.assert_array_equal(value, 2 * grads[key])  # ...and apply neither zeroed nor added
+
+
+def test_apply_refuses_bad_input_as_forward_does():
+    with pytest.raises(ValueError, match=r"LayerNorm: expected input of shape \(\.\.\., 3\)"):
+        LayerNorm(3).apply(np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"Affine: expected input of shape \(N, 3\)"):
+        Affine(np.zeros((3, 2)), np.zeros(2)).apply(np.zeros((2, 4)))
+
+
+def test_an_error_inside_a_block_names_its_whole_path():
+    gpt = GPT(5, 4, 2, 1, 4, seed=0)
+    with pytest.raises(ValueError, match=r"^layer h\.0\.ln_1: LayerNorm: expected input of shape \(\.\.\., 4\)"):
+        gpt.h.forward(np.zeros((1, 3, 5)))
+    gpt.predict(np.zeros((1, 3), int))
+    with pytest.raises(ValueError, match=r"^layer h\.1\.mlp\.c_proj: Affine: backward expected dout of shape "
+                                         r"\(1, 3, 4\)"):
+        gpt.h.backward(np.zeros((1, 3, 5)))
+
+
+def test_generation_uses_the_layers_apply_and_leaves_training_state_alone():
+    gpt = randomize(GPT(9, 8, 2, 2, 8, seed=0, dtype=np.float64), scale=0.5)
+    idx, targets = data(9, 2, 8)
+    gpt.loss(idx, targets)
+    gpt.backward()
+    grads = {name: value.copy() for name, value in gpt.grads.items()}
+    cached = gpt.generate(idx[:, :3], 5, temperature=0)
+    np.testing.assert_array_equal(cached, gpt.generate(idx[:, :3], 5, temperature=0, use_cache=False))
+    gpt.loss(idx, targets)  # the uncached path ran predict: run the step again, then compare
+    gpt.backward()
+    for name, value in gpt.grads.items():
+        np.testing.assert_array_equal(value, grads[name], err_msg=name)
+    gpt.loss(idx, targets)
+    gpt.generate(idx[:, :3], 5, temperature=0)  # cached: no forward of any layer
+    gpt.backward()
+    for name, value in gpt.grads.items():
+        np.testing.assert_array_equal(value, grads[name], err_msg=name)

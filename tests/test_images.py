@@ -294,6 +294,65 @@ def test_digits_style_fills_the_8x8_box_in_sixteenths(seven):
     assert np.allclose(pixels * 16, np.round(pixels * 16), atol=1e-6)  # block counts 0..16, as loaded
 
 
+def strokes(lines, pen, side=280) -> np.ndarray:
+    """White strokes (round-capped polylines ``pen`` pixels wide) on a black ``side`` canvas, in [0, 1]."""
+    from PIL import ImageDraw
+
+    image = Image.new("L", (side, side), 0)
+    draw = ImageDraw.Draw(image)
+    for line in lines:
+        draw.line(line, fill=255, width=pen, joint="curve")
+        for x, y in (line[0], line[-1]):
+            draw.ellipse([x - pen / 2, y - pen / 2, x + pen / 2, y + pen / 2], fill=255)
+    return np.asarray(image, dtype=np.float64) / 255.0
+
+
+def test_digits_style_gives_a_thin_pens_1_the_ink_of_uci_ones():
+    # Scaled to fill the box, a 1 drawn with a thin pen kept a third of the ink of UCI's 1s
+    # (whose strokes NIST's normalisation had thickened): the model saw no 1 in it.
+    thin, _ = I.preprocess(strokes([[(140, 30), (140, 250)]], pen=6), "digits")
+    thick, _ = I.preprocess(strokes([[(140, 30), (140, 250)]], pen=40), "digits")
+    for pixels in (thin, thick):
+        assert abs(pixels.sum() * 16 - I.DIGITS_INK_PIXELS) < 0.1 * I.DIGITS_INK_PIXELS
+        assert pixels[:, 3:5].all() and not pixels[:, :2].any() and not pixels[:, 6:].any()  # a bar in the middle
+    assert np.abs(thin - thick).max() <= 2 / 16
+
+
+def test_digits_style_stands_a_slanted_1_upright():
+    pixels, _ = I.preprocess(strokes([[(180, 30), (100, 250)]], pen=20), "digits")
+    columns = np.arange(8)
+    top, bottom = (pixels[0] @ columns) / pixels[0].sum(), (pixels[7] @ columns) / pixels[7].sum()
+    assert abs(top - bottom) < 0.5, pixels  # UCI's digits are upright; the drawing was 20 degrees off
+
+
+def test_digits_style_fits_a_wide_digit_into_18_of_32_columns_and_the_full_height():
+    ring = [[(140 + 110 * np.cos(a), 140 + 100 * np.sin(a)) for a in np.linspace(0, 2 * np.pi, 60)]]
+    pixels, _ = I.preprocess(strokes(ring, pen=20), "digits")
+    columns, rows = np.flatnonzero(pixels.any(axis=0)), np.flatnonzero(pixels.any(axis=1))
+    # 18 columns centred in 32 are bitmap columns 7..24: blocks 1 to 6, as UCI's 0s all span.
+    assert (columns[0], columns[-1]) == (1, 6) and (rows[0], rows[-1]) == (0, 7)
+    assert pixels[3:5, 3:5].max() <= 0.25  # the ring keeps its hole
+
+
+def test_warp_digits_draws_its_own_warp_for_every_image_and_keeps_shape_and_dtype(digits):
+    (x, _), _ = digits
+    flat, images = x[:200], x[:200].reshape(200, 1, 8, 8)
+    same = I.warp_digits(flat, np.random.default_rng(0), shear=0, rotation=0, scale=(1, 1), shift=0)
+    assert same.dtype == np.float32 and same.shape == (200, 64) and np.array_equal(same, flat)
+    warped = I.warp_digits(images, np.random.default_rng(1))
+    assert warped.shape == (200, 1, 8, 8) and warped.dtype == np.float32
+    again = I.warp_digits(images, np.random.default_rng(1))
+    assert np.array_equal(warped, again)                                   # the generator decides
+    changed = np.abs(warped - images).reshape(200, -1).max(axis=1)
+    assert (changed > 0.1).all()                                          # each image its own warp
+    ink = warped.reshape(200, -1).sum(axis=1) / images.reshape(200, -1).sum(axis=1)
+    # Sampled, the ink grows and shrinks with the area (scales 0.8-1.15 on each axis: 0.64-1.32),
+    # less what leaves the grid: a warp, not an eraser.
+    assert 0.5 < ink.min() and ink.max() < 1.4 and 0.85 < np.median(ink) < 1.1
+    with pytest.raises(ValueError, match=r"expected 8x8 images, \(N, 64\) or \(N, 1, 8, 8\), got shape \(3, 28, 28\)"):
+        I.warp_digits(np.zeros((3, 28, 28)), np.random.default_rng(0))
+
+
 def test_mnist_style_of_an_mnist_style_image_is_itself(digits):
     # Preprocessing an already normalised image changes at most the contrast stretch a little,
     # or, when its centre of mass sits halfway between two pixels, moves it by one pixel.

@@ -27,16 +27,24 @@ assert CHROMIUM is not None, "HANDGRAD_REQUIRE_BROWSER is set but chromium is no
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
+import handgrad as hg  # noqa: E402
+
 from test_serve import free_port, make_models  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`handgrad serve` on the test's models, as a user starts it; stopped with Ctrl-C's signal."""
-    paths = make_models(tmp_path_factory.mktemp("browser"))
+    """`handgrad serve` on the test's models and the book's SimpleConvNet at full size (its
+    Flatten holds 4,320 units), as a user starts it; stopped with Ctrl-C's signal."""
+    from handgrad.model import SimpleConvNet
+
+    folder = tmp_path_factory.mktemp("browser")
+    paths = make_models(folder)
+    paths["mnist-convnet"] = folder / "mnist-convnet.safetensors"
+    hg.save(SimpleConvNet(seed=4), paths["mnist-convnet"], metadata={"dataset": "mnist"})
     port = free_port()
     command = [sys.executable, "-m", "handgrad", "serve", str(paths["digits-cnn"]), str(paths["digits-mlp"]),
-               str(paths["mnist-cnn"]), str(paths["tiny-gpt"]), "--port", str(port)]
+               str(paths["mnist-cnn"]), str(paths["mnist-convnet"]), str(paths["tiny-gpt"]), "--port", str(port)]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -51,7 +59,7 @@ def server(tmp_path_factory):
     yield url
     process.send_signal(2)  # SIGINT: what Ctrl-C sends
     out, err = process.communicate(timeout=20)
-    assert f"serving digits-cnn, digits-mlp, mnist-cnn, tiny-gpt at {url}/" in out
+    assert f"serving digits-cnn, digits-mlp, mnist-cnn, mnist-convnet, tiny-gpt at {url}/" in out
     assert process.returncode in (0, 130), err
 
 
@@ -126,6 +134,43 @@ def test_draw_a_digit_and_see_every_layer(server, browser, tmp_path):
     assert errors == []
 
 
+def test_the_picker_says_what_each_model_learned_and_how_well_it_reads_drawings(server, browser):
+    page, errors = open_page(browser, f"{server}/?model=digits-mlp", 900, "image")
+    # The server scores each digits model on its held-out drawn digits once, on the first request.
+    page.wait_for_function("[...document.querySelectorAll('#model option')].filter("
+                           "o => o.text.includes('% of drawn digits')).length === 4", timeout=120_000)
+    options = page.eval_on_selector_all("#model option", "options => options.map(o => o.text)")
+    assert options[1].startswith("digits-mlp: digits (UCI 8x8), ") and options[1].endswith(" % of drawn digits")
+    assert options[2].startswith("mnist-cnn: MNIST 28x28, ") and options[4] == "tiny-gpt: text (characters)"
+    note = page.text_content("#drawn-note")
+    share = float(page.get_attribute("#drawn-note", "data-recognised"))
+    assert note.startswith("Learned digits (UCI 8x8). Recognises ")
+    assert f"{round(100 * share)} % of handgrad's 400 drawn test digits" in note and f"{round(100 * share)} %" in options[1]
+    assert errors == []
+
+
+def test_a_convnets_4320_unit_flatten_is_folded_so_the_page_stays_short(server, browser):
+    page, errors = open_page(browser, f"{server}/?model=mnist-convnet", 900, "image")
+    draw_stroke(page, [(0.3, 0.2), (0.7, 0.2), (0.4, 0.85)])  # a 7
+    page.wait_for_function("document.querySelectorAll('#layers .layer').length === 7")
+    page.wait_for_function("document.querySelector('#bars .bar') !== null")
+    height = page.evaluate("document.documentElement.scrollHeight")
+    flatten = page.locator("#layers .layer", has_text="Flatten (4320)")
+    assert flatten.get_attribute("data-folded") == "true"
+    folded_canvas = flatten.locator("canvas").evaluate("c => c.height")
+    # Measured at 1280 px wide: 1,432 px folded; unfolded, the Flatten alone is 1,512 px tall
+    # (108 rows of 40 units) and the page about 2,800.
+    assert height < 1600, height
+    flatten.locator("button.fold").click()
+    assert flatten.get_attribute("data-folded") == "false"
+    assert flatten.locator("canvas").evaluate("c => c.height") >= 10 * folded_canvas   # all 108 rows of 40
+    assert page.evaluate("document.documentElement.scrollHeight") > height + 1000
+    flatten.locator("button.fold").click()
+    assert flatten.locator("canvas").evaluate("c => c.height") == folded_canvas
+    assert "first 400 of 4,320 units shown" in flatten.locator("button.fold").text_content()
+    assert errors == []
+
+
 def test_an_mnist_model_takes_the_drawing_centred_by_mass(server, browser):
     page, errors = open_page(browser, f"{server}/?model=mnist-cnn", 900, "image")
     draw_stroke(page, [(0.2, 0.2), (0.3, 0.6)])  # in a corner: the model still sees it centred
@@ -149,6 +194,16 @@ def test_type_a_prompt_and_watch_tokens_stream(server, browser, tmp_path):
     assert "the 5 most likely" in page.text_content("#tooltip")
     assert page.locator("#tooltip div").count() == 6
     assert min(page.evaluate(NON_BLANK, "#attention canvas")) > 1
+    # Every head's picture carries its characters on both axes: the last 16 (the context).
+    text = page.evaluate("textSoFar()")
+    labels = page.eval_on_selector_all("#attention canvas", """canvases => canvases.map(c => {
+        const ctx = c.getContext("2d"), margin = 14;
+        const dark = (x, y, w, h) => [...ctx.getImageData(x, y, w, h).data].filter((v, i) => i % 4 === 0 && v < 128).length;
+        return [c.dataset.characters, c.dataset.labelledEvery, dark(margin, 0, c.width - margin, margin),
+                dark(0, margin, margin, c.height - margin)];
+    })""")
+    for characters, every, top, left in labels:
+        assert characters == text[-16:] and every == "1" and top > 20 and left > 20, labels
     page.screenshot(path=tmp_path / "serve-gpt.png")
     check_screenshot(tmp_path / "serve-gpt.png", 1280, 900)
     page.fill("#prompt", "ÉÉ")  # a character the model does not know: said on the page

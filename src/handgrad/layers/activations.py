@@ -76,7 +76,8 @@ class GELU(Layer):
 
     NumPy has no erf: Phi comes from :func:`handgrad.functions.normal_cdf` (W. J. Cody's
     rational approximations, ~1e-16 relative in float64, and exact in the left tail where
-    PyTorch's ``1 + erf`` cancels). Caches x and Phi(x) (or tanh u), nothing else.
+    PyTorch's ``1 + erf`` cancels). Caches x and Phi(x) (or tanh u), nothing else; ``apply(x)``
+    is the same y, caching nothing (inference: a GPT's generation).
     Shapes: any; y and dx have x's shape and dtype (integers become float64).
     """
 
@@ -94,18 +95,30 @@ class GELU(Layer):
     def from_spec(cls, spec: dict, dtype=np.float32) -> "GELU":
         return cls(approximate=spec.get("approximate", "none"))
 
-    def forward(self, x):
-        x = self._input(x)
+    def _gate(self, x: np.ndarray) -> np.ndarray:
+        """What backward needs besides x: Phi(x) (exact), or tanh u ("tanh")."""
+        return F.normal_cdf(x) if self.approximate == "none" else F.tanh_gelu_inner_tanh(x)
+
+    def _output(self, x: np.ndarray, gate: np.ndarray) -> np.ndarray:
+        """``y`` from x and its gate: ``x Phi(x)``, or ``x (1 + tanh u) / 2`` (a new array)."""
         if self.approximate == "none":
-            gate = F.normal_cdf(x)  # Phi(x)
-            self._cache = (x, gate)
             return x * gate
-        tanh_u = F.tanh_gelu_inner_tanh(x)
-        self._cache = (x, tanh_u)
-        y = tanh_u + 1.0
+        y = gate + 1.0
         y *= x
         y *= 0.5
         return y
+
+    def apply(self, x):
+        """``y = GELU(x)``, caching nothing: the forward formula, for inference (a GPT's generation)."""
+        x = self._input(x)
+        return self._output(x, self._gate(x))
+
+    def forward(self, x):
+        """:meth:`apply`, keeping x and its gate for backward."""
+        x = self._input(x)
+        gate = self._gate(x)
+        self._cache = (x, gate)
+        return self._output(x, gate)
 
     def backward(self, dout):
         self._require_forward(self._cache)

@@ -243,8 +243,17 @@ class MultiHeadAttention(Layer):
         np.matmul(A, v, out=out)
         return A
 
+    def _project_out(self, heads_out: np.ndarray) -> np.ndarray:
+        """``y = [O_1 | ... | O_heads] W_o + b_o``, ``(N, T, D)``."""
+        n, t, d = heads_out.shape
+        y = heads_out.reshape(n * t, d) @ self.params["W_o"]
+        y += self.params["b_o"]
+        return y.reshape(n, t, d)
+
     def _bias(self, n, t_queries, t_keys, key_padding_mask, dtype):
-        bias = _causal_bias(t_queries, t_keys, dtype) if self.causal else None
+        # One query, the last position (a generated token after its cache), sees every key: a causal
+        # mask would be all zeros, a pass over the scores for nothing.
+        bias = _causal_bias(t_queries, t_keys, dtype) if self.causal and t_queries > 1 else None
         if key_padding_mask is not None:
             padding = _key_padding_bias(key_padding_mask, n, t_keys, dtype, self.name)
             bias = padding if bias is None else padding + bias  # (N, 1, Tq, Tk)
@@ -264,11 +273,9 @@ class MultiHeadAttention(Layer):
         heads_out = np.empty((n, t, d), dtype=x.dtype)  # [O_1 | ... | O_heads], filled by _attend
         A = self._attend(q, k, v, bias, key_padding_mask is not None,
                          out=heads_out.reshape(n, t, self.n_heads, self.head_dim).transpose(0, 2, 1, 3))
-        y = heads_out.reshape(n * t, d) @ self.params["W_o"]
-        y += self.params["b_o"]
         self._cache = (x, qkv, A, heads_out)
         self.attention = _read_only(A)
-        return y.reshape(n, t, d)
+        return self._project_out(heads_out)
 
     def backward(self, dout, input_grad: bool = True):
         """``dx`` (N, T, D), after adding into every parameter's gradient; with
@@ -337,9 +344,7 @@ class MultiHeadAttention(Layer):
         heads_out = np.empty((n, t, d), dtype=x.dtype)
         self._attend(q, k, v, bias, False,
                      out=heads_out.reshape(n, t, self.n_heads, self.head_dim).transpose(0, 2, 1, 3))
-        y = heads_out.reshape(n * t, d) @ self.params["W_o"]
-        y += self.params["b_o"]
-        return y.reshape(n, t, d), (k, v)
+        return self._project_out(heads_out), (k, v)
 
 
 class Attention(Layer):

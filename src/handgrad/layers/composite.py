@@ -1,8 +1,9 @@
 """Layers made of layers: a chain of layers used as one, and a residual connection.
 
-A composite owns its children (``add_child``) and writes its own forward and backward by hand,
-calling the children in order and, for backward, in reverse order (llm.c's spirit: no tape, no
-autograd). Its ``params`` and ``grads`` list the children's by path (``"body.0.W"``).
+A composite owns its children (``add_child``; each is then an attribute, ``self.body``) and
+writes its own forward and backward by hand, calling the children in order and, for backward, in
+reverse order (llm.c's spirit: no tape, no autograd). Its ``params`` and ``grads`` list the
+children's by path (``"body.0.W"``).
 """
 
 from __future__ import annotations
@@ -91,13 +92,13 @@ class Chain(Layer):
                     for name, layer_spec in zip(cls._names(spec), cls._layer_specs(spec))})
 
     def forward(self, x):
-        for name, layer in self._children.items():
-            x = self.call_child(name, layer.forward, x)
+        for layer in self.layers:
+            x = layer.forward(x)
         return x
 
     def backward(self, dout):
-        for name, layer in reversed(self._children.items()):
-            dout = self.call_child(name, layer.backward, dout)
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
         return dout
 
     def __repr__(self) -> str:
@@ -117,10 +118,6 @@ class Residual(Layer):
         self.add_child("body", body if isinstance(body, Layer) else Chain(body))
         self._x_shape = None
 
-    @property
-    def body(self) -> Layer:
-        return self._children["body"]
-
     def spec(self) -> dict:
         return {"type": self.name, "body": self.body.spec()}
 
@@ -134,7 +131,7 @@ class Residual(Layer):
 
     def forward(self, x):
         x = np.asarray(x)
-        fx = self.call_child("body", self.body.forward, x)
+        fx = self.body.forward(x)
         if np.shape(fx) != x.shape:
             raise ValueError(f"Residual: the body must keep the input's shape {x.shape}, it returned {np.shape(fx)}")
         self._x_shape = x.shape
@@ -143,7 +140,7 @@ class Residual(Layer):
     def backward(self, dout):
         self._require_forward(self._x_shape)
         dout = self._check_dout(dout, self._x_shape)
-        return dout + self.call_child("body", self.body.backward, dout)
+        return dout + self.body.backward(dout)
 
     def __repr__(self) -> str:
         return f"{self.name}({self.body!r})"

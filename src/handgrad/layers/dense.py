@@ -27,7 +27,8 @@ class Affine(WeightedLayer):
     The layer computes in its parameters' dtype: the input is cast to it (float64 weights
     compute in float64 whatever the input, as NumPy's promotion does in the book; integers
     become floats). ``dW`` and ``db`` accumulate into the same arrays (``grads``); ``forward``
-    zeroes them first.
+    zeroes them first. ``apply(x)`` is the same y, caching nothing and touching no gradient
+    (inference: a GPT's generation).
     """
 
     def __init__(self, W, b) -> None:
@@ -54,26 +55,41 @@ class Affine(WeightedLayer):
         """The input of the last forward, as rows ``(rows, in)``."""
         return self._x2d
 
-    def forward(self, x):
-        W, b = self.params["W"], self.params["b"]
+    def _rows(self, x):
+        """``(rows, x_shape, out_shape)``: x cast to W's dtype as rows ``(rows, in)``, its shape,
+        and y's shape. The check both forwards share."""
+        W = self.params["W"]
         x = self._input(x).astype(W.dtype, copy=False)
-        in_features = W.shape[0]
-        if x.ndim == 3 and x.shape[-1] == in_features:
-            rows = x.reshape(-1, in_features)  # a sequence (N, T, in): the last axis
-            out_shape = x.shape[:-1] + (W.shape[1],)
-        else:
-            features = x.shape[0] if x.ndim == 1 else int(np.prod(x.shape[1:]))
-            if features != in_features:
-                raise ValueError(
-                    f"Affine: expected input of shape (N, {in_features}) (or (N, T, {in_features}), (N, *) with "
-                    f"{in_features} values per sample, or ({in_features},) for one sample), got {x.shape}")
-            rows = x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], -1)
-            out_shape = (W.shape[1],) if x.ndim == 1 else (x.shape[0], W.shape[1])
+        in_features, out_features = W.shape
+        if x.ndim == 3 and x.shape[-1] == in_features:  # a sequence (N, T, in): the last axis
+            return x.reshape(-1, in_features), x.shape, x.shape[:-1] + (out_features,)
+        features = x.shape[0] if x.ndim == 1 else int(np.prod(x.shape[1:]))
+        if features != in_features:
+            raise ValueError(
+                f"Affine: expected input of shape (N, {in_features}) (or (N, T, {in_features}), (N, *) with "
+                f"{in_features} values per sample, or ({in_features},) for one sample), got {x.shape}")
+        if x.ndim == 1:  # one sample
+            return x.reshape(1, -1), x.shape, (out_features,)
+        return x.reshape(x.shape[0], -1), x.shape, (x.shape[0], out_features)  # (N, *) flattened
+
+    def _affine(self, rows: np.ndarray) -> np.ndarray:
+        """``rows W + b``, ``(rows, out)``."""
+        out = rows @ self.params["W"]
+        out += self.params["b"]  # in place: one pass and no second (rows, out) array
+        return out
+
+    def apply(self, x):
+        """``y = x W + b``, caching nothing and leaving the gradients alone: the forward
+        formula, for inference (a GPT's generation)."""
+        rows, _, out_shape = self._rows(x)
+        return self._affine(rows).reshape(out_shape)
+
+    def forward(self, x):
+        """:meth:`apply`, keeping x's rows for backward (dW = x^T dout)."""
+        rows, x_shape, out_shape = self._rows(x)
         self._zero_own_grads()
-        out = rows @ W
-        out += b  # in place: one pass and no second (rows, out) array
-        self._x_shape, self._x2d, self._out_shape = x.shape, rows, out_shape
-        return out.reshape(out_shape)
+        self._x_shape, self._x2d, self._out_shape = x_shape, rows, out_shape
+        return self._affine(rows).reshape(out_shape)
 
     #: Sequential may ask the first layer to skip dx, which nobody needs (see backward).
     can_skip_input_grad = True

@@ -41,7 +41,8 @@ class LayerNorm(Layer):
 
     The layer computes in its parameters' dtype (``dtype``: float16, float32 unless asked, or
     float64): the input is cast to it. ``forward`` zeroes dgamma and dbeta first. ``eps`` lies in
-    ``EPS_RANGE``, (0, 1).
+    ``EPS_RANGE``, (0, 1). ``apply(x)`` is the same y, caching nothing and touching no gradient
+    (inference: a GPT's generation).
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, dtype=np.float32) -> None:
@@ -75,13 +76,13 @@ class LayerNorm(Layer):
     def from_spec(cls, spec: dict, dtype=np.float32) -> "LayerNorm":
         return cls(spec["num_features"], eps=spec.get("eps", 1e-5), dtype=dtype)
 
-    def forward(self, x):
-        gamma, beta = self.params["gamma"], self.params["beta"]
-        x = self._input(x).astype(gamma.dtype, copy=False)
+    def _normalized(self, x):
+        """``(x_hat, inv_std, shape)``: x's rows (M, D) centred and scaled to unit variance, one
+        new buffer, and ``1 / sqrt(var + eps)`` (M,) per row. The check both forwards share."""
+        x = self._input(x).astype(self.params["gamma"].dtype, copy=False)
         D = self.num_features
         if x.shape[-1] != D:
             raise ValueError(f"LayerNorm: expected input of shape (..., {D}) (the last axis normalised), got {x.shape}")
-        self._zero_own_grads()
         rows = x.reshape(-1, D)
         # x_hat is built in one buffer: centred, then scaled in place. The variance comes from an
         # einsum over the centred rows (one read, no squared temporary).
@@ -89,10 +90,26 @@ class LayerNorm(Layer):
         var = np.einsum("md,md->m", x_hat, x_hat) / D
         inv_std = 1.0 / np.sqrt(var + x.dtype.type(self.eps))
         x_hat *= inv_std[:, None]
-        self._cache = (x_hat, inv_std, x.shape)
-        y = x_hat * gamma
-        y += beta
-        return y.reshape(x.shape)
+        return x_hat, inv_std, x.shape
+
+    def _scale_and_shift(self, x_hat, out=None):
+        """``y = gamma * x_hat + beta``, into ``out`` (``x_hat`` itself when nothing keeps it)."""
+        y = np.multiply(x_hat, self.params["gamma"], out=out)
+        y += self.params["beta"]
+        return y
+
+    def apply(self, x):
+        """``y`` for ``x`` (..., D), caching nothing and leaving the gradients alone: the
+        forward formula, for inference (a GPT's generation)."""
+        x_hat, _, shape = self._normalized(x)
+        return self._scale_and_shift(x_hat, out=x_hat).reshape(shape)
+
+    def forward(self, x):
+        """:meth:`apply`, keeping ``x_hat`` and ``1 / sqrt(var + eps)`` for backward."""
+        x_hat, inv_std, shape = self._normalized(x)
+        self._zero_own_grads()
+        self._cache = (x_hat, inv_std, shape)
+        return self._scale_and_shift(x_hat).reshape(shape)  # a new array: x_hat is kept
 
     def backward(self, dout):
         self._require_forward(self._cache)

@@ -1,24 +1,66 @@
 """A GPT whose every gradient is written out by hand: nanoGPT's model (Radford et al. 2019's
-GPT-2 architecture) in NumPy, in llm.c's spirit.
+GPT-2 architecture) in NumPy, read as llm.c's ``gpt2_backward``.
 
-The model, for token ids ``idx`` (N, T) with T <= block_size and C = n_embd:
+Sizes (:class:`GPTConfig`): N sequences, T <= B = block_size positions, V = vocab_size,
+C = n_embd, H = n_head heads of hd = C / H, L = n_layer blocks. The forward, for ids ``idx`` (N, T):
 
-    x = wte[idx] + wpe[0 .. T-1]                       token + position embeddings   (N, T, C)
-    for each block:  x = x + attn(ln_1(x))              causal self-attention, pre-norm
-                     x = x + mlp(ln_2(x))               mlp = c_proj(gelu(c_fc(.))), 4C wide
-    logits = ln_f(x) wte^T                              output layer tied to wte      (N, T, V)
+    x = wte[idx] + wpe[0 .. T-1]                     token + position embeddings       (N, T, C)
+    for each block:  x1 = x  + attn(ln_1(x))         causal self-attention, pre-norm   (N, T, C)
+                     x  = x1 + mlp(ln_2(x1))         mlp = c_proj(gelu(c_fc(.)))       via (N, T, 4C)
+    logits = ln_f(x) wte^T                           output layer tied to wte          (N, T, V)
 
-Backward retraces it in reverse order, one child layer at a time (each child's backward is its
-derivative written out, see the layers); the gradients of wte are the sum of its two uses.
+With dropout p > 0, dropout also acts after the embeddings' sum (``drop``) and on the outputs of
+attn and mlp (``drop_attn``, ``drop_mlp``); with p = 0 those layers do not exist.
+
+The backward, op by op in the order it runs (llm.c's ``gpt2_backward``), once every gradient is
+zeroed (``Model.backward``). Each op ADDS into its parameters' gradients and hands on the gradient
+of its input; ``dy`` is the gradient arriving at a block, ``dx1`` at its middle ``x1``:
+
+    loss                SoftmaxWithLoss.backward            layers/losses.py
+        dlogits = (softmax(logits) - onehot(targets)) / M     (N, T, V); M counted positions
+    lm_head (tied wte)  GPT.backward_from_scores            model/gpt.py
+        dwte += dlogits^T x_f (V, C);  dx = dlogits wte (N, T, C)
+    ln_f                LayerNorm.backward                  layers/normalization.py
+        dx (N, T, C) -> dy of the last block (N, T, C);  dgamma, dbeta (C,)
+    for each block, L-1 .. 0 (Chain.backward, layers/composite.py; _Block.backward, model/gpt.py):
+      [drop_mlp]        Dropout.backward                    layers/regularization.py    (N, T, C)
+      mlp.c_proj        Affine.backward                     layers/dense.py
+          dy (N, T, C) -> dh (N, T, 4C);  dW (4C, C), db (C,)
+      mlp.gelu          GELU.backward                       layers/activations.py
+          dh (N, T, 4C) -> dh_pre (N, T, 4C)
+      mlp.c_fc          Affine.backward                     layers/dense.py
+          dh_pre (N, T, 4C) -> dln_2 (N, T, C);  dW (C, 4C), db (4C,)
+      ln_2              LayerNorm.backward                  layers/normalization.py
+          dln_2 (N, T, C) -> dx1 (N, T, C);  dgamma, dbeta (C,)
+      residual          _Block.backward                     model/gpt.py
+          dx1 += dy (N, T, C): x1 also reaches the block's output directly
+      [drop_attn]       Dropout.backward                    layers/regularization.py    (N, T, C)
+      attn c_proj       MultiHeadAttention.backward         layers/attention.py
+          dx1 (N, T, C) -> dO (N, H, T, hd);  dW_o (C, C), db_o (C,)
+      attention         MultiHeadAttention.backward, _softmax_backward_     layers/attention.py
+          dv = A^T dO;  dA = dO v^T (N, H, T, T) -> dS (in place);  dq = dS k, dk = dS^T q:
+          dq, dk, dv (N, H, T, hd), written into dqkv (N, T, 3C)
+      attn c_attn       MultiHeadAttention.backward         layers/attention.py
+          dqkv (N, T, 3C) -> dln_1 (N, T, C);  dW_qkv (C, 3C), db_qkv (3C,)
+      ln_1              LayerNorm.backward                  layers/normalization.py
+          dln_1 (N, T, C) -> dx (N, T, C);  then dx += dx1, the residual x1 = x + ...
+    [drop]              Dropout.backward                    layers/regularization.py    (N, T, C)
+    wpe                 Embedding.backward                  layers/embedding.py
+        dx summed over the batch (1, T, C) -> dwpe rows 0 .. T-1 (B, C)
+    wte                 Embedding.backward                  layers/embedding.py
+        dx (N, T, C) -> dwte rows idx (V, C): the tied weight's second share
+
+Generation runs the same layers' pure ``apply`` (LayerNorm, Affine, GELU) and the attention's
+``forward_step`` with a key/value cache: each forward formula is written once, in its layer.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 
 import numpy as np
 
-from .. import functions as F
 from .. import init as initializers
 from .. import validate
 from ..data.text import CharVocab
@@ -26,47 +68,122 @@ from ..layers import GELU, Affine, Chain, Dropout, Embedding, Layer, LayerNorm, 
 from ..layers.normalization import check_eps
 from .base import Model
 
-__all__ = ["GPT"]
+__all__ = ["GPT", "GPTConfig"]
 
 _GELUS = ("none", "tanh")
 
-# The limits of a GPT's settings, in one place: the constructor and load apply them (_check_spec).
-# Sizes are below validate.MAX_SIZE (2**40); n_layer at most 10000 (load loops over the layers
-# before it allocates anything, so a crafted count must stay small); eps: LayerNorm's EPS_RANGE.
+# The limits of a GPT's settings, in one place: GPTConfig applies them, for the constructor and
+# for load. Sizes are below validate.MAX_SIZE (2**40); n_layer at most 10000 (load loops over the
+# layers before it allocates anything, so a crafted count must stay small); eps: LayerNorm's EPS_RANGE.
 MAX_N_LAYER = 10_000
 DROPOUT_RANGE = (0.0, 1.0)  # 0 <= dropout < 1
 
 
-# --- pure inference helpers (generation): they read the layers' parameters and touch nothing else
+@dataclass(frozen=True)
+class GPTConfig:
+    """A GPT's architecture: nanoGPT's ``GPTConfig`` (its names), plus ``gelu`` (``"none"``:
+    exact, nanoGPT's ``nn.GELU()``; ``"tanh"``: GPT-2's ``gelu_new``), ``eps`` (LayerNorm's,
+    GPT-2's ``layer_norm_epsilon``) and ``vocab`` (None, or the V characters of the ids as one
+    string). Everything :class:`GPT` builds, saves (``spec``), counts (``param_shapes``) and
+    describes follows from it.
+
+    Checked once, when created, against the limits of this module: sizes positive integers below
+    2**40, ``n_layer`` <= ``MAX_N_LAYER`` (10000), ``n_embd`` divisible by ``n_head``, ``dropout``
+    in [0, 1), ``eps`` in (0, 1) (LayerNorm's ``EPS_RANGE``), ``bias`` a bool, ``vocab``
+    ``vocab_size`` distinct characters of Unicode text. ValueError names the first wrong setting,
+    with the words load uses for a saved GPT (it checks the file's description the same way).
+    Settings are stored normalised (ints, floats, a bool); frozen: ``dataclasses.replace`` gives
+    a changed copy, checked again.
+    """
+
+    vocab_size: int
+    block_size: int
+    n_layer: int
+    n_head: int
+    n_embd: int
+    dropout: float = 0.0
+    bias: bool = True
+    gelu: str = "none"
+    eps: float = 1e-5
+    vocab: str | None = None
+
+    def __post_init__(self) -> None:
+        settings = {key: validate.positive_int(getattr(self, key), key, who="GPT",
+                                               limit=MAX_N_LAYER + 1 if key == "n_layer" else validate.MAX_SIZE)
+                    for key in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")}
+        V, H, C = settings["vocab_size"], settings["n_head"], settings["n_embd"]
+        if C % H:
+            raise ValueError(f"GPT: n_embd = {C} must be divisible by n_head = {H} (each head takes n_embd / n_head)")
+        settings["dropout"] = validate.real(self.dropout, "dropout", who="GPT", low=DROPOUT_RANGE[0],
+                                            high=DROPOUT_RANGE[1], high_open=True)
+        settings["eps"] = check_eps(self.eps, who="GPT")
+        settings["bias"] = validate.boolean(self.bias, "bias", who="GPT")
+        settings["gelu"] = validate.choice(self.gelu, "gelu", _GELUS, who="GPT",
+                                           meaning="'none' (exact, nanoGPT) or 'tanh' (GPT-2's gelu_new)")
+        vocab = self.vocab
+        if vocab is not None:
+            if not isinstance(vocab, str):
+                raise ValueError(f"GPT: vocab must be null or a string of vocab_size = {V} distinct characters, "
+                                 f"got a {type(vocab).__name__}")
+            if len(vocab) != V:
+                raise ValueError(f"GPT: vocab must list vocab_size = {V} single characters, got {len(vocab)} entries")
+            if len(set(vocab)) != V:
+                raise ValueError(f"GPT: vocab lists a character twice ({V} entries, {len(set(vocab))} distinct)")
+            validate.unicode_text(vocab, "vocab", who="GPT")
+        for key, value in settings.items():
+            object.__setattr__(self, key, value)  # frozen: the checked, normalised values
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "GPTConfig":
+        """The configuration a GPT's ``spec()`` describes (as read from a model file: a missing
+        size is None, and refused; other keys, such as ``"model"``, are not settings)."""
+        return cls(**{f.name: spec.get(f.name, None if f.default is MISSING else f.default) for f in fields(cls)})
+
+    def param_shapes(self) -> dict[str, tuple]:
+        """The shape of every parameter of a GPT of this configuration, by path, in ``params``'
+        order (llm.c's ``fill_in_parameter_sizes``); no biases when ``bias=False``. Computed from
+        the settings alone: load compares them with a file's tensors before allocating anything."""
+        V, B, C = self.vocab_size, self.block_size, self.n_embd
+        block = {"ln_1.gamma": (C,), "ln_1.beta": (C,), "attn.W_qkv": (C, 3 * C), "attn.b_qkv": (3 * C,),
+                 "attn.W_o": (C, C), "attn.b_o": (C,), "ln_2.gamma": (C,), "ln_2.beta": (C,),
+                 "mlp.c_fc.W": (C, 4 * C), "mlp.c_fc.b": (4 * C,), "mlp.c_proj.W": (4 * C, C), "mlp.c_proj.b": (C,)}
+        shapes = {"wte.W": (V, C), "wpe.W": (B, C)}
+        for i in range(self.n_layer):
+            shapes.update({f"h.{i}.{key}": shape for key, shape in block.items()})
+        shapes.update({"ln_f.gamma": (C,), "ln_f.beta": (C,)})
+        if not self.bias:
+            shapes = {k: v for k, v in shapes.items() if not _is_bias(k)}
+        return shapes
 
 
-def _layernorm(x: np.ndarray, ln: LayerNorm) -> np.ndarray:
-    """LayerNorm's forward formula on ``x`` (..., C), without caching or zeroing anything."""
-    centred = x - x.mean(axis=-1, keepdims=True)
-    var = np.einsum("...d,...d->...", centred, centred)[..., None] / x.shape[-1]
-    centred *= 1.0 / np.sqrt(var + x.dtype.type(ln.eps))
-    centred *= ln.params["gamma"]
-    centred += ln.params["beta"]
-    return centred
+def _is_bias(path: str) -> bool:
+    return path.endswith((".beta", ".b", ".b_qkv", ".b_o"))
 
 
-def _affine(x: np.ndarray, layer: Affine) -> np.ndarray:
-    y = x @ layer.params["W"]
-    y += layer.params["b"]
-    return y
+def _setting(name: str) -> property:
+    return property(lambda self: getattr(self._config, name), doc=f"``config.{name}``")
 
 
 class _MLP(Chain):
-    """The block's feed-forward part: ``c_proj(gelu(c_fc(x)))``, x (N, T, C) -> (N, T, 4C) ->
-    (N, T, C); a Chain with nanoGPT's names. Backward in reverse: ``dx = c_fc'(gelu'(c_proj'(dy)))``."""
+    """The block's feed-forward part, nanoGPT's ``MLP``: ``c_proj(gelu(c_fc(x)))``, a Chain
+    with nanoGPT's names. Backward in reverse: ``dx = c_fc'(gelu'(c_proj'(dy)))``."""
 
     def __init__(self, c_fc: Affine, gelu: GELU, c_proj: Affine) -> None:
         super().__init__({"c_fc": c_fc, "gelu": gelu, "c_proj": c_proj})
 
-    def step(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x):                   # x (N, T, C)
+        h = self.c_fc.forward(x)            # (N, T, 4C)
+        h = self.gelu.forward(h)            # (N, T, 4C)
+        return self.c_proj.forward(h)       # (N, T, C)
+
+    def backward(self, dy):                 # dy (N, T, C)
+        dh = self.c_proj.backward(dy)       # (N, T, 4C)
+        dh = self.gelu.backward(dh)         # (N, T, 4C)
+        return self.c_fc.backward(dh)       # (N, T, C)
+
+    def apply(self, x):
         """Forward for inference, caching nothing."""
-        c = self._children
-        return _affine(F.gelu(_affine(x, c["c_fc"]), c["gelu"].approximate), c["c_proj"])
+        return self.c_proj.apply(self.gelu.apply(self.c_fc.apply(x)))
 
 
 class _Block(Layer):
@@ -81,6 +198,7 @@ class _Block(Layer):
 
     def __init__(self, ln_1, attn, ln_2, mlp, dropout: float, rng) -> None:
         super().__init__()
+        self.dropout = dropout
         self.add_child("ln_1", ln_1)
         self.add_child("attn", attn)
         if dropout > 0:
@@ -90,40 +208,33 @@ class _Block(Layer):
         if dropout > 0:
             self.add_child("drop_mlp", Dropout(dropout, rng=rng))  # nanoGPT's mlp.dropout
 
-    def _call(self, name: str, method: str, x):
-        layer = self._children.get(name)
-        return x if layer is None else self.call_child(name, getattr(layer, method), x)
-
     def forward(self, x):                               # x (N, T, C)
-        a = self._call("ln_1", "forward", x)            # (N, T, C)
-        a = self._call("attn", "forward", a)            # (N, T, C), a new array
-        a = self._call("drop_attn", "forward", a)
+        a = self.attn.forward(self.ln_1.forward(x))     # (N, T, C), a new array
+        if self.dropout > 0:
+            a = self.drop_attn.forward(a)
         a += x                                          # x1 = x + attn(ln_1(x)), in the new array
-        m = self._call("ln_2", "forward", a)
-        m = self._call("mlp", "forward", m)             # (N, T, C): via (N, T, 4C)
-        m = self._call("drop_mlp", "forward", m)
+        m = self.mlp.forward(self.ln_2.forward(a))      # (N, T, C), via (N, T, 4C)
+        if self.dropout > 0:
+            m = self.drop_mlp.forward(m)
         m += a                                          # y = x1 + mlp(ln_2(x1))
         return m
 
-    def backward(self, dout):                           # dout (N, T, C) = dL/dy
-        dm = self._call("drop_mlp", "backward", dout)
-        dm = self._call("mlp", "backward", dm)
-        dx1 = self._call("ln_2", "backward", dm)        # a new array
-        dx1 += dout                                     # the skip path of y = x1 + ...
-        da = self._call("drop_attn", "backward", dx1)
-        da = self._call("attn", "backward", da)
-        dx = self._call("ln_1", "backward", da)
-        dx += dx1                                       # the skip path of x1 = x + ...
+    def backward(self, dy):                             # dy (N, T, C) = dL/dy
+        dm = self.drop_mlp.backward(dy) if self.dropout > 0 else dy
+        dx1 = self.ln_2.backward(self.mlp.backward(dm))  # mlp: c_proj, gelu, c_fc; then ln_2: a new array
+        dx1 += dy                                       # residual: x1 reaches y = x1 + ... directly too
+        da = self.drop_attn.backward(dx1) if self.dropout > 0 else dx1
+        dx = self.ln_1.backward(self.attn.backward(da))  # attn: c_proj, attention, c_attn; then ln_1
+        dx += dx1                                       # residual: x1 = x + ...
         return dx
 
-    def step(self, x: np.ndarray, cache):
+    def forward_step(self, x: np.ndarray, cache):
         """Inference forward of new positions ``x`` (N, T_new, C) after those in ``cache`` (the
         attention's keys and values, or None): ``(y, new cache)``. Caches and gradients of the
         layers are left alone."""
-        c = self._children
-        a, cache = c["attn"].forward_step(_layernorm(x, c["ln_1"]), cache)
+        a, cache = self.attn.forward_step(self.ln_1.apply(x), cache)
         a += x
-        m = c["mlp"].step(_layernorm(a, c["ln_2"]))
+        m = self.mlp.apply(self.ln_2.apply(a))
         m += a
         return m, cache
 
@@ -142,6 +253,8 @@ class GPT(Model):
     ``"none"`` (exact, nanoGPT's ``nn.GELU()``) or ``"tanh"`` (GPT-2's ``gelu_new``, for
     Hugging Face checkpoints). ``eps``: LayerNorm's (GPT-2's ``layer_norm_epsilon``).
     ``init``: ``"nanogpt"`` or ``"zeros"`` (to load weights into; :meth:`from_spec` uses it).
+    The settings make a :class:`GPTConfig`, ``gpt.config``; :meth:`from_config` builds a GPT
+    from one, and ``gpt.vocab_size``, ``gpt.n_layer``, ... read it.
 
     Children (paths of ``params``): ``wte.W`` (V, C), ``wpe.W`` (B, C), ``h.<i>.ln_1.gamma/beta``,
     ``h.<i>.attn.W_qkv`` (C, 3C) / ``b_qkv`` / ``W_o`` (C, C) / ``b_o``, ``h.<i>.ln_2.*``,
@@ -164,12 +277,9 @@ class GPT(Model):
     model does not list them in ``params``/``grads`` (they are never trained, saved or decayed);
     adding an exact zero changes nothing, so this is nanoGPT's bias-free model.
 
-    Settings refused at construction, by the same check ``load`` applies to a saved GPT (so a
-    model that trains can be saved and loaded): sizes that are not positive integers below
-    2**40, ``n_layer`` above ``MAX_N_LAYER`` (10000), ``n_embd`` not divisible by ``n_head``,
-    ``dropout`` outside [0, 1), ``eps`` outside (0, 1) (LayerNorm's ``EPS_RANGE``), a dtype other
-    than float16/32/64, a vocabulary that is not ``vocab_size`` distinct single characters of
-    Unicode text (no lone surrogate).
+    Settings are refused at construction by :class:`GPTConfig`'s checks, the ones ``load``
+    applies to a saved GPT (so a model that trains can be saved and loaded); so is a dtype other
+    than float16/32/64.
 
     Model protocol (``handgrad.fit``, ``save``/``load``): ``predict(idx)`` -> logits (N, T, V);
     ``loss(idx, targets)`` mean cross-entropy over targets (N, T), positions with target -100
@@ -192,17 +302,15 @@ class GPT(Model):
             vocab = vocab if isinstance(vocab, CharVocab) else CharVocab(vocab)
             if any(not isinstance(ch, str) or len(ch) != 1 for ch in vocab.chars):
                 raise ValueError(f"GPT: vocab must list single characters, got {vocab.chars[:5]!r:.60}")
-        # Everything else is checked by the very function load checks a saved GPT with, so a
-        # model that can be built (and trained) can be saved and loaded back.
-        spec = {"vocab_size": vocab_size, "block_size": block_size, "n_layer": n_layer, "n_head": n_head,
-                "n_embd": n_embd, "dropout": dropout, "bias": bias, "gelu": gelu, "eps": eps,
-                "vocab": None if vocab is None else "".join(vocab.chars)}
-        V, B, L, H, C = self._check_spec(spec)
-        dropout, eps = float(dropout), float(eps)
-        self.vocab_size, self.block_size, self.n_layer, self.n_head, self.n_embd = V, B, L, H, C
-        self.dropout, self.bias, self.gelu, self.eps = dropout, bool(bias), str(gelu), eps
+        # GPTConfig checks everything else, as load checks a saved GPT: a model that can be built
+        # (and trained) can be saved and loaded back.
+        self._config = config = GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd, dropout=dropout,
+                                          bias=bias, gelu=gelu, eps=eps,
+                                          vocab=None if vocab is None else "".join(vocab.chars))
         self.vocab = vocab
         self.rng = initializers.as_generator(seed)
+        V, B, L, H, C = config.vocab_size, config.block_size, config.n_layer, config.n_head, config.n_embd
+        p = config.dropout
 
         def normal(shape, std):
             if init == "zeros":
@@ -213,24 +321,46 @@ class GPT(Model):
         proj_std = 0.02 / math.sqrt(2 * L)
         self.add_child("wte", Embedding(normal((V, C), 0.02)))
         self.add_child("wpe", Embedding(normal((B, C), 0.02)))
-        if dropout > 0:
-            self.add_child("drop", Dropout(dropout, rng=self.rng))  # nanoGPT's transformer.drop
+        if p > 0:
+            self.add_child("drop", Dropout(p, rng=self.rng))  # nanoGPT's transformer.drop
         blocks = []
         for _ in range(L):
             attn = MultiHeadAttention(normal((C, 3 * C), 0.02), zeros(3 * C), normal((C, C), proj_std), zeros(C),
                                       n_heads=H, causal=True)
-            mlp = _MLP(Affine(normal((C, 4 * C), 0.02), zeros(4 * C)), GELU(gelu),
+            mlp = _MLP(Affine(normal((C, 4 * C), 0.02), zeros(4 * C)), GELU(config.gelu),
                        Affine(normal((4 * C, C), proj_std), zeros(C)))
-            blocks.append(_Block(LayerNorm(C, eps, dtype), attn, LayerNorm(C, eps, dtype), mlp, dropout, self.rng))
+            blocks.append(_Block(LayerNorm(C, config.eps, dtype), attn, LayerNorm(C, config.eps, dtype), mlp, p,
+                                 self.rng))
         self.add_child("h", Chain(blocks))
-        self.add_child("ln_f", LayerNorm(C, eps, dtype))
+        self.add_child("ln_f", LayerNorm(C, config.eps, dtype))
         # bias=False: the bias arrays stay zero and are not the model's parameters (see above).
-        everything = super().params
-        self._fixed_zero = frozenset(k for k in everything if k.endswith((".beta", ".b", ".b_qkv", ".b_o"))) \
-            if not self.bias else frozenset()
+        self._fixed_zero = frozenset() if config.bias else frozenset(k for k in super().params if _is_bias(k))
         self._positions = np.arange(B)[None, :]  # (1, B): the position ids wpe looks up
         self._xf = None
         self._nt = None  # (N, T) of the last predict
+
+    @classmethod
+    def from_config(cls, config: GPTConfig, seed=None, dtype=np.float32, init: str = "nanogpt") -> "GPT":
+        """A new GPT of ``config``'s architecture (nanoGPT's ``GPT(config)``); ``seed``, ``dtype``
+        and ``init`` as for the constructor."""
+        if not isinstance(config, GPTConfig):
+            raise TypeError(f"GPT.from_config: expected a GPTConfig, got {type(config).__name__}")
+        return cls(**asdict(config), seed=seed, dtype=dtype, init=init)
+
+    @property
+    def config(self) -> GPTConfig:
+        """The architecture (frozen), with the vocabulary the model holds now (``vocab`` is an
+        attribute one may replace: a new one is checked here)."""
+        if self._vocab_text() != self._config.vocab:
+            self._config = replace(self._config, vocab=self._vocab_text())
+        return self._config
+
+    def _vocab_text(self) -> str | None:
+        return None if self.vocab is None else "".join(self.vocab.chars)
+
+    # The settings, read from the config (a built GPT's architecture does not change).
+    vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias, gelu, eps = map(_setting, (
+        "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "gelu", "eps"))
 
     # --- parameters ----------------------------------------------------------------------------
 
@@ -252,78 +382,34 @@ class GPT(Model):
 
     @property
     def dtype(self) -> np.dtype:
-        return self._children["wte"].W.dtype
+        return self.wte.W.dtype
 
     @property
     def blocks(self) -> list[_Block]:
-        return self._children["h"].layers
+        return self.h.layers
 
-    # --- description -----------------------------------------------------------------------------
+    # --- description: everything from the config --------------------------------------------------
 
     def spec(self) -> dict:
-        return {"model": "GPT", "vocab_size": self.vocab_size, "block_size": self.block_size,
-                "n_layer": self.n_layer, "n_head": self.n_head, "n_embd": self.n_embd, "dropout": self.dropout,
-                "bias": self.bias, "gelu": self.gelu, "eps": self.eps,
-                "vocab": None if self.vocab is None else "".join(self.vocab.chars)}
-
-    @classmethod
-    def _check_spec(cls, spec: dict):
-        """``(V, B, L, H, C)`` of a GPT's description, every setting checked against the limits
-        at the top of this module; ValueError naming the first one that is wrong. The one check
-        both the constructor and ``load`` (before allocating anything) apply."""
-        V, B, L, H, C = (validate.positive_int(spec.get(key), key, who="GPT",
-                                               limit=MAX_N_LAYER + 1 if key == "n_layer" else validate.MAX_SIZE)
-                         for key in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"))
-        if C % H:
-            raise ValueError(f"GPT: n_embd = {C} must be divisible by n_head = {H} (each head takes n_embd / n_head)")
-        validate.real(spec.get("dropout", 0.0), "dropout", who="GPT", low=DROPOUT_RANGE[0], high=DROPOUT_RANGE[1],
-                      high_open=True)
-        check_eps(spec.get("eps", 1e-5), who="GPT")
-        validate.boolean(spec.get("bias", True), "bias", who="GPT")
-        validate.choice(spec.get("gelu", "none"), "gelu", _GELUS, who="GPT",
-                        meaning="'none' (exact, nanoGPT) or 'tanh' (GPT-2's gelu_new)")
-        vocab = spec.get("vocab")
-        if vocab is not None:
-            if not isinstance(vocab, str):
-                raise ValueError(f"GPT: vocab must be null or a string of vocab_size = {V} distinct characters, "
-                                 f"got a {type(vocab).__name__}")
-            if len(vocab) != V:
-                raise ValueError(f"GPT: vocab must list vocab_size = {V} single characters, got {len(vocab)} entries")
-            if len(set(vocab)) != V:
-                raise ValueError(f"GPT: vocab lists a character twice ({V} entries, {len(set(vocab))} distinct)")
-            validate.unicode_text(vocab, "vocab", who="GPT")
-        return V, B, L, H, C
+        # The vocabulary as the model holds it now, unchecked: save refuses one it cannot write.
+        return {"model": "GPT", **asdict(self._config), "vocab": self._vocab_text()}
 
     @classmethod
     def param_shapes(cls, spec: dict) -> dict:
-        V, B, L, H, C = cls._check_spec(spec)
-        bias = spec.get("bias", True)
-        shapes = {"wte.W": (V, C), "wpe.W": (B, C)}
-        for i in range(L):
-            p = f"h.{i}."
-            shapes.update({p + "ln_1.gamma": (C,), p + "ln_1.beta": (C,), p + "attn.W_qkv": (C, 3 * C),
-                           p + "attn.b_qkv": (3 * C,), p + "attn.W_o": (C, C), p + "attn.b_o": (C,),
-                           p + "ln_2.gamma": (C,), p + "ln_2.beta": (C,), p + "mlp.c_fc.W": (C, 4 * C),
-                           p + "mlp.c_fc.b": (4 * C,), p + "mlp.c_proj.W": (4 * C, C), p + "mlp.c_proj.b": (C,)})
-        shapes.update({"ln_f.gamma": (C,), "ln_f.beta": (C,)})
-        if not bias:
-            shapes = {k: v for k, v in shapes.items() if not k.endswith((".beta", ".b", ".b_qkv", ".b_o"))}
-        return shapes
+        return GPTConfig.from_spec(spec).param_shapes()
 
     @classmethod
     def from_spec(cls, spec: dict, dtype=np.float32) -> "GPT":
-        cls._check_spec(spec)
-        return cls(spec["vocab_size"], spec["block_size"], spec["n_layer"], spec["n_head"], spec["n_embd"],
-                   dropout=spec.get("dropout", 0.0), bias=spec.get("bias", True), dtype=dtype,
-                   vocab=spec.get("vocab"), gelu=spec.get("gelu", "none"), eps=spec.get("eps", 1e-5), init="zeros")
+        return cls.from_config(GPTConfig.from_spec(spec), dtype=dtype, init="zeros")
 
     def describe(self) -> str:
-        return (f"GPT: {self.n_layer} layers, {self.n_head} heads, {self.n_embd} wide, context {self.block_size}, "
-                f"vocabulary {self.vocab_size}, {self.num_params:,} parameters")
+        c = self.config
+        return (f"GPT: {c.n_layer} layers, {c.n_head} heads, {c.n_embd} wide, context {c.block_size}, "
+                f"vocabulary {c.vocab_size}, {self.num_params:,} parameters")
 
     def __repr__(self) -> str:
-        return (f"GPT(vocab_size={self.vocab_size}, block_size={self.block_size}, n_layer={self.n_layer}, "
-                f"n_head={self.n_head}, n_embd={self.n_embd}, dropout={self.dropout}, bias={self.bias})")
+        settings = ", ".join(f"{f.name}={getattr(self.config, f.name)!r}" for f in fields(GPTConfig) if f.name != "vocab")
+        return f"GPT({settings})"
 
     # --- text ---------------------------------------------------------------------------------------
 
@@ -339,8 +425,6 @@ class GPT(Model):
     def decode(self, ids) -> str:
         """The text of ids (any shape, read in order)."""
         return self._require_vocab().decode(ids)
-
-    # --- modes ----------------------------------------------------------------------------------------
 
     # --- forward --------------------------------------------------------------------------------------
 
@@ -368,15 +452,14 @@ class GPT(Model):
         idx = self._check_idx(idx)
         n, t = idx.shape
         self._check_length(t)
-        c = self._children
-        x = self.call_child("wte", c["wte"].forward, idx)                        # (N, T, C)
-        x += self.call_child("wpe", c["wpe"].forward, self._positions[:, :t])     # + (1, T, C)
-        if "drop" in c:
-            x = self.call_child("drop", c["drop"].forward, x)
-        x = self.call_child("h", c["h"].forward, x)                              # (N, T, C)
-        x = self.call_child("ln_f", c["ln_f"].forward, x)                        # (N, T, C)
-        self._xf, self._nt = x.reshape(n * t, self.n_embd), (n, t)
-        return (self._xf @ c["wte"].W.T).reshape(n, t, self.vocab_size)        # lm_head: x wte^T
+        x = self.wte.forward(idx)                                   # (N, T, C)
+        x += self.wpe.forward(self._positions[:, :t])               # + (1, T, C)
+        if self.dropout > 0:
+            x = self.drop.forward(x)
+        x = self.h.forward(x)                                       # every block, first to last (N, T, C)
+        x = self.ln_f.forward(x)                                    # (N, T, C)
+        self._xf, self._nt = x.reshape(n * t, self.n_embd), (n, t)  # x_f (N*T, C), kept for backward
+        return (self._xf @ self.wte.W.T).reshape(n, t, self.vocab_size)  # lm_head: x_f wte^T (N, T, V)
 
     def backward_from_logits(self, dlogits) -> None:
         """Backpropagate ``dL/dlogits`` (N, T, V) of the last :meth:`predict` into every
@@ -386,23 +469,20 @@ class GPT(Model):
 
     def backward_from_scores(self, dlogits, input_grad: bool = False) -> None:
         """Add the gradients of ``dL/dlogits`` (N, T, V) of the last :meth:`predict` into every
-        gradient; returns None (token ids have no gradient)."""
+        gradient, op by op in reverse (the module's description lists them); returns None
+        (token ids have no gradient)."""
         self._require_forward(self._xf)
-        c = self._children
-        (n, t), C = self._nt, self.n_embd
-        dlogits = self._check_dout(dlogits, (n, t, self.vocab_size))
-        dlogits = dlogits.reshape(n * t, self.vocab_size).astype(self.dtype, copy=False)
-        wte = c["wte"]
+        (n, t), C, V = self._nt, self.n_embd, self.vocab_size
+        dlogits = self._check_dout(dlogits, (n, t, V)).reshape(n * t, V).astype(self.dtype, copy=False)
         # lm_head, logits = x_f wte^T: its share of the tied weight's gradient, and dx_f.
-        wte.grads["W"] += dlogits.T @ self._xf                                   # (V, C)
-        dx = (dlogits @ wte.W).reshape(n, t, C)                                  # (N, T, C)
-        dx = self.call_child("ln_f", c["ln_f"].backward, dx)
-        dx = self.call_child("h", c["h"].backward, dx)
-        if "drop" in c:
-            dx = self.call_child("drop", c["drop"].backward, dx)
-        # Every sequence used the same positions: their gradients add over the batch.
-        self.call_child("wpe", c["wpe"].backward, dx.sum(axis=0, keepdims=True))  # (1, T, C)
-        self.call_child("wte", wte.backward, dx)                                  # the embedding's share
+        self.wte.grads["W"] += dlogits.T @ self._xf                 # (V, C)
+        dx = (dlogits @ self.wte.W).reshape(n, t, C)                # (N, T, C)
+        dx = self.ln_f.backward(dx)                                 # (N, T, C)
+        dx = self.h.backward(dx)                                    # every block, last to first (N, T, C)
+        if self.dropout > 0:
+            dx = self.drop.backward(dx)
+        self.wpe.backward(dx.sum(axis=0, keepdims=True))            # (1, T, C): the same positions in every row
+        self.wte.backward(dx)                                       # the embedding's share of dwte (V, C)
         return None
 
     # --- generation -----------------------------------------------------------------------------------
@@ -410,14 +490,13 @@ class GPT(Model):
     def _step_logits(self, idx: np.ndarray, caches, start: int):
         """Inference: logits (N, V) after the last of ``idx`` (N, T_new), which sit at positions
         ``start ..`` after the cached ones; returns ``(logits, new caches)``."""
-        c = self._children
-        x = c["wte"].W[idx] + c["wpe"].W[start:start + idx.shape[1]]            # (N, T_new, C)
+        x = self.wte.W[idx] + self.wpe.W[start:start + idx.shape[1]]  # (N, T_new, C)
         new_caches = []
         for i, block in enumerate(self.blocks):
-            x, cache = block.step(x, None if caches is None else caches[i])
+            x, cache = block.forward_step(x, None if caches is None else caches[i])
             new_caches.append(cache)
-        last = _layernorm(x[:, -1], c["ln_f"])                                   # (N, C)
-        return last @ c["wte"].W.T, new_caches                                   # (N, V)
+        last = self.ln_f.apply(x[:, -1])                              # (N, C)
+        return last @ self.wte.W.T, new_caches                        # (N, V)
 
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None, seed=None,
                  use_cache: bool = True, return_logits: bool = False):

@@ -217,13 +217,36 @@ class ImageModel:
             classes = model.predict(np.zeros((1, *self.input_shape), np.float32)).shape[-1]
         self.class_names = list(CLASS_NAMES.get(dataset, [str(c) for c in range(classes)]))
         self.test_images = _LabelledTestImages(dataset, data_dir)
+        self._drawn: dict = {}  # split -> drawn_digits()'s answer, computed on the first request
 
     def describe(self) -> dict:
         model = self.pool.first
         return {"name": self.name, "kind": self.kind, "file": self.path.name, "dataset": self.dataset,
                 "image_shape": list(self.image_shape), "class_names": self.class_names,
                 "layers": [f"{i} {layer!r}" for i, layer in enumerate(model.layers)],
-                "parameters": model.num_params, "copies": self.pool.copies}
+                "parameters": model.num_params, "copies": self.pool.copies, "reads_digits": self.reads_digits}
+
+    @property
+    def reads_digits(self) -> bool:
+        """Whether the model's ten classes are the digits 0 to 9 (not Fashion-MNIST's garments):
+        whether the drawn digits (:meth:`drawn_digits`) say anything about it."""
+        return self.dataset != "fashion-mnist" and self.class_names == [str(d) for d in range(10)]
+
+    def drawn_digits(self, split: str = "test") -> dict:
+        """The share of handgrad's drawn digits (:mod:`handgrad.serve.drawn`; the held-out
+        ``test`` split by default) this model recognises through the page's own path, per digit
+        and overall: ``{"split", "count", "recognised", "per_digit"}``. The drawings are prepared
+        once per process and style (seconds); each model then costs one forward pass over them,
+        once: the answer is kept. :class:`RequestError` (404) for a model of other classes."""
+        if not self.reads_digits:
+            raise RequestError(f"model {self.name} classifies {self.dataset}, not the digits 0 to 9; the drawn "
+                               "digits say nothing about it", status=404)
+        from .drawn import recognised
+
+        if split not in self._drawn:
+            with self.pool.borrow() as model:
+                self._drawn[split] = recognised(model, self.input_shape, self.style, split)
+        return self._drawn[split]
 
     # --- inputs ---------------------------------------------------------------------------------------
 
@@ -252,23 +275,8 @@ class ImageModel:
 
     def pixels_from_data_url(self, url: str) -> tuple[np.ndarray, list]:
         """A drawing sent as a data URL, prepared exactly as ``handgrad predict`` prepares an
-        image file for this dataset (ink found, cropped, scaled; MNIST centred by mass)."""
-        from ..data import DataError
-        from ..data.images import read_image
-
-        prefix = next((p for p in _DATA_URL_PREFIXES if url.startswith(p)), None)
-        if prefix is None:
-            raise RequestError(f"image must be a data URL starting with one of {', '.join(_DATA_URL_PREFIXES)}; "
-                               f"got {url[:30]!r}")
-        try:
-            data = base64.b64decode(url[len(prefix):], validate=True)
-        except (binascii.Error, ValueError):
-            raise RequestError("image: the data URL's base64 is malformed") from None
-        _check_drawing_size(data, "the drawing")
-        try:
-            return read_image(_NamedBytes(data, "the drawing"), self.style)
-        except DataError as error:
-            raise RequestError(str(error)) from None
+        image file for this dataset (see :func:`pixels_from_drawing`)."""
+        return pixels_from_drawing(url, self.style)
 
     def test_image(self, index: int | None, rng: np.random.Generator) -> dict:
         """One test image of the model's dataset and its true label (a random one without index)."""
@@ -322,6 +330,30 @@ class ImageModel:
         for _, _, dx in model.backward_steps(grad):
             grad = dx
         return np.asarray(grad).reshape(self.image_shape)
+
+
+def pixels_from_drawing(url: str, style: str) -> tuple[np.ndarray, list]:
+    """``(pixels, warnings)`` of a drawing sent as a data URL (PNG, JPEG or WebP), prepared for
+    ``style`` (a key of :data:`handgrad.data.images.STYLE_SHAPES`) exactly as ``handgrad predict``
+    prepares an image file (:func:`handgrad.data.images.read_image`: ink found, cropped, scaled;
+    MNIST centred by mass). The page's path, and the drawn digits' (:mod:`handgrad.serve.drawn`).
+    Raises :class:`RequestError` for anything that is not such an image, or holds no digit."""
+    from ..data import DataError
+    from ..data.images import read_image
+
+    prefix = next((p for p in _DATA_URL_PREFIXES if url.startswith(p)), None)
+    if prefix is None:
+        raise RequestError(f"image must be a data URL starting with one of {', '.join(_DATA_URL_PREFIXES)}; "
+                           f"got {url[:30]!r}")
+    try:
+        data = base64.b64decode(url[len(prefix):], validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError("image: the data URL's base64 is malformed") from None
+    _check_drawing_size(data, "the drawing")
+    try:
+        return read_image(_NamedBytes(data, "the drawing"), style)
+    except DataError as error:
+        raise RequestError(str(error)) from None
 
 
 def _check_drawing_size(data: bytes, name: str) -> None:

@@ -71,19 +71,63 @@ function drawImage(canvas, values2d, colour) {
 
 // --- choosing a model ------------------------------------------------------------------------------
 
+// What each image model learned, as the picker names it.
+const DATASETS = {digits: "digits (UCI 8x8)", mnist: "MNIST 28x28", "fashion-mnist": "Fashion-MNIST 28x28"};
+
+function learned(m) {
+  return m.kind === "image" ? (DATASETS[m.dataset] || m.dataset) : `text (${m.dataset || "characters"})`;
+}
+
+function percent(share) { return `${Math.round(100 * share)} %`; }
+
+// The picker's line for a model: its name, what it learned and, once the server has scored it,
+// the share of handgrad's drawn test digits it recognises.
+function pickerLabel(m) {
+  return `${m.name}: ${learned(m)}` + (m.drawn ? `, ${percent(m.drawn.recognised)} of drawn digits` : "");
+}
+
 async function start() {
   try {
     models = await api("/api/models");
   } catch (error) { showError(`cannot list the models: ${error.message}`); return; }
   const select = $("model");
-  for (const m of models) select.add(new Option(`${m.name} (${m.kind === "image" ? m.dataset : "text"})`, m.name));
+  for (const m of models) select.add(new Option(pickerLabel(m), m.name));
   select.addEventListener("change", () => choose(select.value));
   const wanted = new URLSearchParams(location.search).get("model");
   choose(models.some((m) => m.name === wanted) ? wanted : models[0].name);
+  // Scored once per server (a few seconds the first time), the chosen model first: the picker
+  // and the note follow.
+  const scored = models.filter((m) => m.reads_digits).sort((a, b) => (b === current) - (a === current));
+  for (const m of scored) {
+    try {
+      m.drawn = await api(`/api/models/${m.name}/drawn-digits`);
+    } catch (error) { m.drawn = {error: error.message}; }
+    if (m.drawn.error === undefined) select.options[models.indexOf(m)].text = pickerLabel(m);
+    if (current === m) showDrawnNote(m);
+  }
+}
+
+// What the chosen model learned and how well it reads drawings (handgrad's drawn test digits,
+// drawn as on this canvas and prepared as a drawing is).
+function showDrawnNote(m) {
+  const note = $("drawn-note");
+  note.dataset.recognised = m.drawn && m.drawn.recognised !== undefined ? m.drawn.recognised : "";
+  if (!m.reads_digits) { note.textContent = `Learned ${learned(m)}.`; return; }
+  if (!m.drawn) { note.textContent = `Learned ${learned(m)}; scoring it on handgrad's drawn test digits…`; return; }
+  if (m.drawn.error !== undefined) { note.textContent = `Learned ${learned(m)}; not scored on drawings: ${m.drawn.error}`; return; }
+  const per = m.drawn.per_digit.map((share, digit) => [share, digit]).filter(([share]) => share !== null);
+  const [worst, digit] = per.reduce((a, b) => (b[0] < a[0] ? b : a));
+  note.textContent = `Learned ${learned(m)}. Recognises ${percent(m.drawn.recognised)} of handgrad's ` +
+    `${m.drawn.count} drawn test digits (drawn as on this canvas, prepared as your drawing is; ` +
+    `weakest: ${digit} at ${percent(worst)}).` +
+    (m.drawn.recognised < 0.9 ? " Drawings unlike the images it learned from fool it; a model trained on MNIST " +
+      "(handgrad train --dataset mnist) reads drawings better." : "");
+  note.title = per.map(([share, d]) => `${d}: ${percent(share)}`).join(", ");
 }
 
 function choose(name) {
   current = models.find((m) => m.name === name);
+  unfolded.clear();
   $("model").value = name;
   showError("");
   $("image-view").hidden = current.kind !== "image";
@@ -92,7 +136,10 @@ function choose(name) {
     const [h, w] = current.image_shape;
     $("model-info").textContent = `${current.parameters.toLocaleString()} parameters; ${current.layers.join(" → ")}`;
     $("seen-caption").textContent = `${h}x${w}, as the ${current.dataset} images were made` +
-      (h === 28 ? " (cropped, scaled to 20x20, centred by its centre of mass)" : " (cropped, scaled, counted in 4x4 blocks)");
+      (h === 28 ? " (cropped, scaled to 20x20, centred by its centre of mass)"
+        : " (cropped, sheared upright, scaled to 32 pixels tall and at most 18 wide, strokes evened to UCI's ink, " +
+          "counted in 4x4 blocks)");
+    showDrawnNote(current);
     clearDrawing();
   } else {
     $("model-info").textContent = current.description;
@@ -263,17 +310,60 @@ function showLayers(layers) {
         const x0 = (c % perRow) * (W * cell + 4), y0 = Math.floor(c / perRow) * (H * cell + 4);
         drawGrid(context, values.slice(c * H * W, (c + 1) * H * W), H, W, cell, x0, y0, colour);
       }
-    } else {
-      const [rows, cols] = shape.length === 2 ? shape : [Math.ceil(values.length / Math.min(values.length, 40)), Math.min(values.length, 40)];
+    } else if (shape.length === 2) {
+      const [rows, cols] = shape;
       const cell = Math.max(2, Math.min(14, Math.floor(560 / cols)));
       canvas.width = cols * cell; canvas.height = rows * cell;
       drawGrid(ctx(), values, rows, cols, cell, 0, 0, colour);
+    } else {
+      const folded = values.length > FOLDED_UNITS && !unfolded.has(layer.index);
+      drawUnits(canvas, folded ? values.slice(0, FOLDED_UNITS) : values, colour);
     }
-    let lo = Math.min(...values), hi = Math.max(...values);
-    box.append(canvas, Object.assign(document.createElement("p"), {className: "note", textContent: `min ${lo.toPrecision(3)}, max ${hi.toPrecision(3)}`}));
+    const summary = summarise(values);
+    box.append(canvas, Object.assign(document.createElement("p"), {className: "note", textContent: summary}));
+    if (shape.length === 1 && values.length > FOLDED_UNITS) box.append(foldToggle(canvas, values, colour, box, layer.index));
     return box;
   });
   $("layers").replaceChildren(...boxes);
+}
+
+// A row of units longer than this (a ConvNet's Flatten: 4,320) shows its first ones, folded,
+// until asked for all: unfolded it would make the page thousands of pixels tall.
+const FOLDED_UNITS = 400;
+const UNITS_PER_ROW = 40;
+// The layers shown unfolded, by index: kept while the answers to a drawing come in, reset for another model.
+const unfolded = new Set();
+
+// `values` as rows of UNITS_PER_ROW cells.
+function drawUnits(canvas, values, colour) {
+  const cols = Math.min(values.length, UNITS_PER_ROW), rows = Math.ceil(values.length / cols);
+  const cell = Math.max(2, Math.min(14, Math.floor(560 / cols)));
+  canvas.width = cols * cell; canvas.height = rows * cell;
+  drawGrid(canvas.getContext("2d"), values, rows, cols, cell, 0, 0, colour);
+}
+
+function summarise(values) {
+  let lo = Infinity, hi = -Infinity, sum = 0, zeros = 0;
+  for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; sum += v; if (v === 0) zeros++; }
+  return `min ${lo.toPrecision(3)}, max ${hi.toPrecision(3)}, mean ${(sum / values.length).toPrecision(3)}` +
+    (zeros ? `, ${(100 * zeros / values.length).toFixed(0)} % zeros` : "");
+}
+
+// The button that shows all of a long row of units, or folds it back to its first FOLDED_UNITS.
+function foldToggle(canvas, values, colour, box, index) {
+  const button = Object.assign(document.createElement("button"), {type: "button", className: "fold"});
+  const label = (folded) => folded ? `first ${FOLDED_UNITS} of ${values.length.toLocaleString()} units shown: show all`
+    : `all ${values.length.toLocaleString()} units shown: fold to the first ${FOLDED_UNITS}`;
+  box.dataset.folded = String(!unfolded.has(index));
+  button.textContent = label(!unfolded.has(index));
+  button.addEventListener("click", () => {
+    const folded = !unfolded.has(index);   // before the click
+    if (folded) unfolded.add(index); else unfolded.delete(index);
+    box.dataset.folded = String(!folded);
+    drawUnits(canvas, folded ? values : values.slice(0, FOLDED_UNITS), colour);
+    button.textContent = label(!folded);
+  });
+  return button;
 }
 
 // --- text models: streamed generation, token probabilities, attention -------------------------------
@@ -356,19 +446,59 @@ function showTooltip(span, event) {
   tip.hidden = false;
 }
 
+// The margin of an attention picture that holds its characters (rows: the position looking;
+// columns: the position looked at), and the smallest cell whose every character is written.
+const AXIS = 14, LABELLED_CELL = 7;
+
+// One head's weights (T x T) with the characters on both axes, as handgrad plot --what attention
+// draws them: every character when the cells are large enough, else every k-th (the others are
+// in the tooltip of each cell).
+function drawAttention(canvas, weights, tokens, cell) {
+  const T = tokens.length;
+  canvas.width = AXIS + T * cell; canvas.height = AXIS + T * cell;
+  const ctx = canvas.getContext("2d");
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, canvas.width, canvas.height);
+  drawGrid(ctx, flat(weights), T, T, cell, AXIS, AXIS, (v) => { const g = 255 * (1 - v); return [g, g, g]; });
+  const every = Math.max(1, Math.ceil(LABELLED_CELL / cell));
+  ctx.fillStyle = "#1d2330";
+  ctx.font = `${Math.min(11, Math.max(7, cell))}px ui-monospace, monospace`;
+  ctx.textAlign = "center"; ctx.textBaseline = "middle";
+  for (let i = 0; i < T; i += every) {
+    const ch = visible(tokens[i]), middle = AXIS + (i + 0.5) * cell;
+    ctx.fillText(ch, middle, AXIS / 2);   // columns: the position looked at
+    ctx.fillText(ch, AXIS / 2, middle);   // rows: the position looking
+  }
+  canvas.dataset.characters = tokens.join("");
+  canvas.dataset.labelledEvery = every;
+}
+
+function attentionTooltip(canvas, weights, tokens, cell, event) {
+  const box = canvas.getBoundingClientRect();
+  const x = (event.clientX - box.left) * canvas.width / box.width - AXIS;
+  const y = (event.clientY - box.top) * canvas.height / box.height - AXIS;
+  const row = Math.floor(y / cell), col = Math.floor(x / cell);
+  if (row < 0 || col < 0 || row >= tokens.length || col >= tokens.length) { $("tooltip").hidden = true; return; }
+  const tip = $("tooltip");
+  tip.textContent = `${visible(tokens[row])} (position ${row}) looks at ${visible(tokens[col])} (position ${col}): ` +
+    `${(100 * weights[row][col]).toFixed(1)} %`;
+  tip.style.left = `${event.clientX + 12}px`; tip.style.top = `${event.clientY + 12}px`;
+  tip.hidden = false;
+}
+
 async function showAttention(text) {
   try {
     const answer = await api(`/api/models/${current.name}/attention`, {prompt: text});
-    const T = answer.tokens.length, cell = Math.max(2, Math.floor(192 / T));
+    const T = answer.tokens.length, cell = Math.max(3, Math.min(16, Math.floor(288 / T)));
     const layers = answer.weights.map((heads, layer) => {
       const row = Object.assign(document.createElement("div"), {className: "heads"});
       heads.forEach((weights, head) => {
         const figure = document.createElement("figure");
         const canvas = document.createElement("canvas");
         canvas.className = "attention-canvas";
-        canvas.width = T * cell; canvas.height = T * cell;
-        drawGrid(canvas.getContext("2d"), flat(weights), T, T, cell, 0, 0, (v) => { const g = 255 * (1 - v); return [g, g, g]; });
-        canvas.title = `layer ${layer}, head ${head} on ${JSON.stringify(answer.tokens.join(""))}`;
+        drawAttention(canvas, weights, answer.tokens, cell);
+        canvas.addEventListener("mousemove", (event) => attentionTooltip(canvas, weights, answer.tokens, cell, event));
+        canvas.addEventListener("mouseleave", () => { $("tooltip").hidden = true; });
         figure.append(canvas, Object.assign(document.createElement("figcaption"), {textContent: `layer ${layer}, head ${head}`}));
         row.append(figure);
       });
