@@ -2,7 +2,7 @@
 model recognises through the page's own path.
 
     python benchmarks/drawn_digits.py make            # (re)writes src/handgrad/data/drawn_digits.json.gz
-    python benchmarks/drawn_digits.py score [--split test] [--data-dir ../shared/data] [--seeds 5]
+    python benchmarks/drawn_digits.py score [--split test] [--data-dir ../shared/data] [--seeds 5] [--unaugmented]
                                             [--model FILE ...] [--json benchmarks/results/drawn_digits.json]
 
 ``make`` draws the set, seeded, so the same command gives the same file (up to the last bits of
@@ -28,10 +28,9 @@ prepares it with the server's own code (handgrad.serve.models.pixels_from_drawin
 predict does for a file), and prints the share of each digit recognised and of all. It writes
 the table with the commit and machine (benchmarks/machine.py) to --json.
 
-``--warped`` also trains each seed of the first run with every training batch warped by
-handgrad.data.images.warp_digits (its default strengths), the batch's generator seeded by
-(seed, batch number): the augmentation proposed for the first run in issue 24, run here by
-wrapping handgrad.train.train_step until `handgrad train` does it itself.
+The first run warps every training batch (``--augment warp``, the default on the digits:
+handgrad.data.images.warp_digits, the batch's generator seeded by (seed, step)).
+``--unaugmented`` also trains each seed with ``--augment none``, to show what the warping buys.
 """
 
 from __future__ import annotations
@@ -287,30 +286,10 @@ def write_set(path: Path = DATA_FILE) -> Path:
 # --- scoring --------------------------------------------------------------------------------------
 
 
-# `handgrad train`, every training batch warped first (``--warped``).
-WARPED_TRAIN = """
-import sys
-import numpy as np
-import handgrad.train as training
-from handgrad.cli import main
-from handgrad.data.images import warp_digits
-
-seed, step, batches = int(sys.argv[sys.argv.index("--seed") + 1]), training.train_step, [0]
-
-def warped_step(model, optimizer, xb, tb, **options):
-    batches[0] += 1
-    return step(model, optimizer, warp_digits(xb, np.random.default_rng([seed, batches[0]])), tb, **options)
-
-training.train_step = warped_step
-sys.exit(main(["train", *sys.argv[1:]]))
-"""
-
-
-def train(out: Path, *options: str, warped: bool = False) -> Path:
-    """``handgrad train OPTIONS --out OUT`` as a user runs it (``warped``: every batch warped,
-    see ``--warped``); its model file."""
-    command = ["-c", WARPED_TRAIN] if warped else ["-m", "handgrad", "train"]
-    subprocess.run([sys.executable, *command, *options, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+def train(out: Path, *options: str) -> Path:
+    """``handgrad train OPTIONS --out OUT`` as a user runs it; its model file."""
+    subprocess.run([sys.executable, "-m", "handgrad", "train", *options, "--out", str(out)], check=True,
+                   stdout=subprocess.DEVNULL)
     return out / "model.safetensors"
 
 
@@ -334,7 +313,8 @@ def main() -> None:
     score.add_argument("--model", action="append", default=[], metavar="NAME=FILE",
                        help="another model file to score, named NAME in the table (repeatable)")
     score.add_argument("--no-mnist", action="store_true", help="skip the MNIST MLP")
-    score.add_argument("--warped", action="store_true", help="also train each seed with warped batches (see above)")
+    score.add_argument("--unaugmented", action="store_true",
+                       help="also train each seed with --augment none (see above)")
     score.add_argument("--keep", metavar="DIR", help="keep the trained models in DIR (run0, run1, ... as in the table)")
     score.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "drawn_digits.json"))
     args = parser.parse_args()
@@ -354,17 +334,17 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         folder = args.keep or scratch
-        runs = [(f"handgrad train --seed {seed}", ("--seed", str(seed)), False) for seed in range(args.seeds)]
-        if args.warped:
-            runs += [(f"handgrad train --seed {seed}, warped batches", ("--seed", str(seed)), True)
+        runs = [(f"handgrad train --seed {seed}", ("--seed", str(seed))) for seed in range(args.seeds)]
+        if args.unaugmented:
+            runs += [(f"handgrad train --seed {seed} --augment none", ("--seed", str(seed), "--augment", "none"))
                      for seed in range(args.seeds)]
         mnist = Path(args.data_dir or "") / "mnist" / "t10k-images-idx3-ubyte.gz"
         if not args.no_mnist and args.data_dir and mnist.is_file():
             runs.append(("handgrad train --dataset mnist --epochs 3",
-                         ("--dataset", "mnist", "--epochs", "3", "--data-dir", args.data_dir), False))
-        for i, (name, options, warped) in enumerate(runs):
+                         ("--dataset", "mnist", "--epochs", "3", "--data-dir", args.data_dir)))
+        for i, (name, options) in enumerate(runs):
             started = time.perf_counter()
-            path = train(Path(folder) / f"run{i}", *options, warped=warped)
+            path = train(Path(folder) / f"run{i}", *options)
             rows.append({"model": name, "train_seconds": round(time.perf_counter() - started, 1),
                          **score_file(path, args.split)})
         for name, _, path in named:
@@ -376,8 +356,8 @@ def main() -> None:
         print(f"{row['model'][:44]:44} {row['dataset']:8} " + " ".join(f"{p:4.0%}" for p in row["per_digit"])
               + f" {row['recognised']:6.1%}")
     summary = {}
-    for what, group in (("first_run", rows[:args.seeds]), ("first_run_warped", rows[args.seeds:2 * args.seeds])):
-        if what == "first_run_warped" and not args.warped:
+    for what, group in (("first_run", rows[:args.seeds]), ("first_run_unaugmented", rows[args.seeds:2 * args.seeds])):
+        if what == "first_run_unaugmented" and not args.unaugmented:
             continue
         shares = [row["recognised"] for row in group]
         summary[what] = {"mean": float(np.mean(shares)), "lowest": float(min(shares)), "seed_0": shares[0]}

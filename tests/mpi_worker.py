@@ -24,6 +24,11 @@ def _classification(n, shape, classes, seed, dtype):
     return x, (x.reshape(n, -1) @ rule).argmax(axis=1)
 
 
+def _jitter(xb, rng):
+    """An augmentation (fit's ``augment=``): noise drawn from the step's generator."""
+    return xb + rng.normal(0.0, 0.1, xb.shape).astype(xb.dtype)
+
+
 # name: (model builder, optimizer builder, data, fit's keywords). Batch sizes are chosen so that
 # shards are uneven (odd batches) and the last batch is partial, or smaller than K.
 SCENARIOS = {
@@ -52,6 +57,11 @@ SCENARIOS = {
         lambda: hg.optim.SGD(lr=0.05),
         lambda: _classification(103, (12,), 4, 1, np.float64),
         dict(batch_size=26, epochs=2)),
+    "mlp_augmented": (  # every batch jittered, whole, on every rank, then sharded
+        lambda: hg.mlp(12, [24, 16], 4, seed=0, dtype=np.float64),
+        lambda: hg.optim.Adam(lr=1e-2),
+        lambda: _classification(103, (12,), 4, 1, np.float64),
+        dict(batch_size=25, epochs=2, augment=_jitter)),
     "batch_of_one": (
         lambda: hg.mlp(6, [8], 3, dropout=0.5, seed=3, dtype=np.float64),
         lambda: hg.optim.SGD(lr=0.1),

@@ -86,7 +86,8 @@ def _same(said, runs) -> bool:
 def test_help_says_the_defaults_that_train_runs(train_help, dataset, model):
     runs = recipe(model, dataset)
     settings = {"--epochs": runs.epochs, "--batch-size": runs.batch_size, "--optimizer": runs.optimizer,
-                "--weight-decay": runs.weight_decay, "--grad-clip": runs.grad_clip, "--max-steps": runs.max_steps}
+                "--weight-decay": runs.weight_decay, "--grad-clip": runs.grad_clip, "--max-steps": runs.max_steps,
+                "--augment": runs.augment}
     if runs.by_steps:
         settings |= {"--warmup": runs.warmup, "--eval-interval": runs.eval_interval, "--eval-iters": runs.eval_iters}
     for flag, value in settings.items():
@@ -157,8 +158,11 @@ def test_history_records_the_defaults_the_help_states(train_help, tmp_path, caps
     arguments = _history_arguments(out)
     for flag, key in (("--epochs", "epochs"), ("--batch-size", "batch_size"), ("--lr", "lr")):
         assert arguments[key] == claimed(train_help[flag], model, dataset, "adam"), key
+    augment = claimed(train_help["--augment"], model, dataset, "adam")
+    assert arguments["augment"] == (augment or "none")
     header = capsys.readouterr().out.splitlines()[0]
-    assert header.endswith(f"adam lr {arguments['lr']:g}; {arguments['epochs']} epochs of batch {arguments['batch_size']}")
+    assert header.endswith(f"adam lr {arguments['lr']:g}; {arguments['epochs']} epochs of batch {arguments['batch_size']}"
+                           + (f"; training batches augmented ({augment})" if augment else ""))
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "tinyshakespeare" / "input.txt").is_file(),

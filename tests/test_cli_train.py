@@ -37,6 +37,20 @@ def test_train_with_no_arguments_uses_the_embedded_digits(tmp_path):
     history = json.loads((tmp_path / "handgrad-run" / "history.json").read_text())
     assert history["test_accuracy"] == pytest.approx(accuracy, abs=5e-5)
     assert len(history["epochs"]) == DIGITS_MLP["epochs"]
+    assert history["arguments"]["augment"] == "warp"  # the first run warps its training digits
+
+
+def test_the_first_runs_warping_can_be_switched_off_and_is_said(tmp_path, capsys):
+    """The first run learns from warped digits (so that it reads drawings); --augment none is
+    the plain run, and each says what it did."""
+    for augment, said in (("warp", "; training batches augmented (warp)"), ("none", "")):
+        out = tmp_path / augment
+        assert main(["train", "--epochs", "1", "--augment", augment, "--out", str(out)]) == 0
+        first = capsys.readouterr().out.splitlines()[0]
+        assert first.endswith("1 epoch of batch 32" + said)
+        assert json.loads((out / "history.json").read_text())["arguments"]["augment"] == augment
+    warped, plain = (hg.load(tmp_path / name / "model.safetensors") for name in ("warp", "none"))
+    assert not np.array_equal(warped.params["0.W"], plain.params["0.W"])
 
 
 def test_saved_model_reproduces_the_reported_accuracy(trained):
@@ -87,6 +101,7 @@ def test_predict_npy_and_images(trained, tmp_path, capsys):
     (["train", "--early-stopping", "3"], "--early-stopping needs --val-split"),
     (["train", "--init", "magic"], "unknown initializer 'magic'"),
     (["train", "--resume", "--out", "fresh"], "no checkpoint at"),
+    (["train", "--dataset", "mnist1d", "--augment", "warp"], "--augment warp applies to --dataset digits, not mnist1d"),
 ])
 def test_bad_input_is_a_one_line_error(tmp_path, args, message, monkeypatch, capsys):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

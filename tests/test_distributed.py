@@ -83,6 +83,7 @@ def _assert_same_training(saved, model, history, tolerance):
     ("convnet_sgd32", FLOAT32),             # SimpleConvNet, last batch 13 of 16
     ("batch_smaller_than_ranks", FLOAT64),  # a last batch of 1: rank 1 idle for that step, dropout on
     ("batch_of_one", FLOAT64),              # batch 1: rank 1 idle at every step
+    ("mlp_augmented", FLOAT64),             # fit(augment=): each rank's shard of the batch augmented as one process's
     ("gpt", FLOAT64),                       # fit_lm: a GPT with dropout, batch 5 = 3 + 2 windows, AdamW, clipping
 ])
 def test_two_ranks_train_as_one_process(tmp_path, scenario, tolerance):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import handgrad as hg
+from handgrad.data.images import warp_digits
 from handgrad.train import TrainingDiverged
 
 
@@ -369,3 +370,56 @@ def test_a_second_ctrl_c_stops_at_once(digits, tmp_path):
     assert not (tmp_path / "c.safetensors").exists()
     import signal
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fit put the handler back
+
+
+# --- augmentation of the training batches ---------------------------------------------------------
+
+
+def _recording_jitter(calls):
+    """An augmentation adding noise drawn from ``rng``; records each batch and a draw of its rng."""
+    def jitter(xb, rng):
+        calls.append((xb.copy(), rng.bit_generator.state["state"]["state"]))
+        return xb + rng.normal(0.0, 0.05, xb.shape).astype(xb.dtype)
+    return jitter
+
+
+def test_augment_warps_every_training_batch_with_a_generator_seeded_by_seed_and_step(digits):
+    (x, t), (x_test, t_test) = digits
+    calls = []
+    model = hg.mlp(64, [16], 10, seed=0)
+    hg.fit(model, hg.optim.SGD(lr=0.1), (x, t), val=(x_test, t_test), epochs=2, batch_size=500, seed=7,
+           augment=_recording_jitter(calls), progress=False)
+    steps = 2 * int(np.ceil(len(x) / 500))
+    assert len(calls) == steps                                    # the training batches only, never validation
+    assert [len(xb) for xb, _ in calls] == [500, 500, 438] * 2
+    expected = [np.random.default_rng([7, step]).bit_generator.state["state"]["state"] for step in range(1, steps + 1)]
+    assert [state for _, state in calls] == expected
+
+
+def test_an_augmented_run_interrupted_and_resumed_equals_the_uninterrupted_one(digits, tmp_path):
+    (x, t), _ = digits
+    kwargs = dict(batch_size=64, seed=4, epochs=3, augment=warp_digits, progress=False)
+    straight = hg.mlp(64, [32], 10, seed=1)
+    straight_history = hg.fit(straight, hg.optim.Adam(lr=3e-3), (x, t), **kwargs)
+    path = tmp_path / "ckpt.safetensors"
+    first = hg.mlp(64, [32], 10, seed=1)
+    with pytest.raises(hg.train.TrainingInterrupted):
+        hg.fit(first, _CtrlCAt(hg.optim.Adam(lr=3e-3), at=30), (x, t), checkpoint=path, **kwargs)
+    resumed = hg.mlp(64, [32], 10, seed=99)
+    resumed_history = hg.fit(resumed, hg.optim.Adam(lr=3e-3), (x, t), checkpoint=path, resume=True, **kwargs)
+    assert_same_weights(weights(resumed), weights(straight))
+    assert resumed_history["train_loss"] == straight_history["train_loss"]
+    with pytest.raises(ValueError, match="augment"):  # resuming without the augmentation is another run
+        hg.fit(hg.mlp(64, [32], 10, seed=1), hg.optim.Adam(lr=3e-3), (x, t), checkpoint=path, resume=True,
+               **(kwargs | {"augment": None}))
+
+
+@pytest.mark.parametrize("augment, message", [
+    ("warp", "augment must be a function"),
+    (lambda xb, rng: xb[:, :10], r"augment must return the batch's shape \(32, 64\), got \(32, 10\)"),
+    (lambda xb, rng: None, "augment must return the batch's shape .* got NoneType"),
+])
+def test_an_augmentation_that_is_no_function_or_changes_the_shape_is_refused_in_one_line(digits, augment, message):
+    (x, t), _ = digits
+    with pytest.raises(ValueError, match=message):
+        hg.fit(hg.mlp(64, [8], 10), hg.optim.SGD(), (x, t), epochs=1, batch_size=32, augment=augment, progress=False)

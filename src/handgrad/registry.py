@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 __all__ = [
+    "AUGMENTATIONS",
     "DATASETS",
     "DEFAULT_DATASET",
     "DEFAULT_MODEL",
@@ -132,7 +133,8 @@ class DatasetEntry:
     ``epochs``: seconds on the small sets, the book's on the large; None for a dataset trained
     by steps (a language model's text, see :class:`Steps`). ``tuned``: per model name, settings
     chosen for it on this dataset over the model's own (any model option, ``"epochs"``,
-    ``"batch_size"``, and ``"lr"``, the learning rate of the model's default optimizer)."""
+    ``"batch_size"``, ``"lr"``, the learning rate of the model's default optimizer, and
+    ``"augment"``, the augmentation of the training batches, a name of :data:`AUGMENTATIONS`)."""
 
     name: str
     kind: str
@@ -190,8 +192,23 @@ def _shakespeare(data_dir) -> Task:
     return Task("shakespeare", "text", (train_ids[:-1], train_ids[1:]), (val_ids[:-1], val_ids[1:]), (), len(vocab), vocab)
 
 
+def _warp_digits(xb, rng):
+    from .data.images import warp_digits
+
+    return warp_digits(xb, rng)
+
+
+#: ``handgrad train --augment NAME``: each augmentation of the training batches, ``(function
+#: (xb, rng) -> xb, the datasets it fits)``. ``warp``: every 8x8 digit sheared, rotated, scaled
+#: and shifted at random (:func:`handgrad.data.images.warp_digits`): UCI's 43 writers wrote
+#: upright digits of one size, and people drawing on the web page slant, squeeze and stretch
+#: them; the first run (the mlp on the digits) learns with it, and recognises 93.5 % of the drawn
+#: test digits instead of 88 % (benchmarks/drawn_digits.py).
+AUGMENTATIONS = {"warp": (_warp_digits, ("digits",))}
+
+
 DATASETS = {entry.name: entry for entry in (
-    DatasetEntry("digits", "images", _image_task("digits"), 30, 32, tuned={"mlp": DIGITS_MLP}),
+    DatasetEntry("digits", "images", _image_task("digits"), 30, 32, tuned={"mlp": DIGITS_MLP | {"augment": "warp"}}),
     DatasetEntry("mnist", "images", _image_task("mnist"), 5, 100),
     DatasetEntry("fashion-mnist", "images", _image_task("fashion-mnist"), 5, 100),
     DatasetEntry("mnist1d", "signals", _mnist1d, 60, 100),
@@ -379,7 +396,7 @@ def _entry(table: dict, name: str, what: str):
 STEP_OPTIONS = ("eval_interval", "eval_iters", "warmup", "min_lr")
 _SCHEDULES = ("constant", "cosine")  # by epochs; by steps, always "warmup-cosine"
 _TRAINING_OPTIONS = ("epochs", "batch_size", "optimizer", "lr", "beta2", "weight_decay", "grad_clip", "schedule",
-                     "max_steps", "seed") + STEP_OPTIONS
+                     "max_steps", "seed", "augment") + STEP_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -409,6 +426,7 @@ class Recipe:
     eval_iters: int | None
     seed: int
     model_options: dict = field(hash=False)
+    augment: str | None = None
 
     @property
     def by_steps(self) -> bool:
@@ -433,6 +451,11 @@ class Recipe:
             return WarmupCosineLR(self.lr, min(self.warmup, self.max_steps), max(self.max_steps, 1), self.min_lr)
         return CosineAnnealingLR(self.lr, self.epochs) if self.schedule == "cosine" else None
 
+    def make_augment(self):
+        """The training batches' augmentation ``(xb, rng) -> xb`` for ``fit``'s ``augment=``,
+        or None."""
+        return None if self.augment is None else AUGMENTATIONS[self.augment][0]
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -447,6 +470,13 @@ def _optimizer_betas(name: str):
 
 def _check_settings(entry: ModelEntry, data: DatasetEntry, given: dict) -> None:
     """Refuse, in the CLI's words, settings that do not fit this model on this dataset."""
+    augment = given.get("augment")
+    if augment not in (None, "none"):
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {augment!r}; choose from none, {', '.join(AUGMENTATIONS)}")
+        fits = AUGMENTATIONS[augment][1]
+        if data.name not in fits:
+            raise ValueError(f"--augment {augment} applies to --dataset {'/'.join(fits)}, not {data.name}")
     if data.by_steps and "epochs" in given:
         raise ValueError(f"--dataset {data.name} trains by steps: give --max-steps, not --epochs")
     if not data.by_steps:
@@ -476,7 +506,8 @@ def recipe(model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET, **overrid
 
     ``overrides``: the options of ``handgrad train`` by their names (``epochs``, ``batch_size``,
     ``optimizer``, ``lr``, ``beta2``, ``weight_decay``, ``grad_clip``, ``schedule``,
-    ``max_steps``, ``warmup``, ``min_lr``, ``eval_interval``, ``eval_iters``, ``seed``) and the
+    ``augment`` (``"none"`` for none), ``max_steps``, ``warmup``, ``min_lr``, ``eval_interval``,
+    ``eval_iters``, ``seed``) and the
     model options (``hidden``, ``dropout``, ``n_layer``, ...); None, or a model option's
     default, means not given. Settings that do not fit raise ValueError in the CLI's words
     (a model option the model does not read, ``epochs`` for a dataset trained by steps, ...).
@@ -505,6 +536,8 @@ def recipe(model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET, **overrid
               "weight_decay": given.get("weight_decay", training.weight_decay),
               "decay_matrices_only": training.decay_matrices_only,
               "grad_clip": given.get("grad_clip", training.grad_clip), "seed": given.get("seed", 0),
+              "augment": None if given.get("augment", tuned.get("augment")) == "none"
+              else given.get("augment", tuned.get("augment")),
               "model_options": model_options(model, dataset, overrides)}
     if not data.by_steps:
         if given.get("schedule", "constant") not in _SCHEDULES:

@@ -201,7 +201,7 @@ def _restore_params(model, saved: dict) -> None:
 def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int = 100, seed=0,
         schedule=None, scheduler=None, early_stopping: int | None = None, min_delta: float = 0.0, max_steps: int | None = None,
         checkpoint=None, checkpoint_every: int = 0, resume: bool = False, grad_clip: float | None = None,
-        progress: bool | None = None, log=None, distributed=False) -> History:
+        progress: bool | None = None, log=None, distributed=False, augment=None) -> History:
     """Train ``model`` with ``optimizer`` on ``train = (x, t)``; returns the :class:`History`.
 
     * ``val = (x, t)``: evaluated after every epoch (loss and accuracy, eval mode).
@@ -229,6 +229,11 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
       checkpoints as one process with the same ``batch_size`` (each global batch is split into
       K shards; see :mod:`handgrad.distributed`). Rank 0 alone evaluates, writes the checkpoint,
       shows progress and calls ``log``; every rank returns the same history and weights.
+    * ``augment``: ``augment(xb, rng) -> xb``, applied to every training batch before its step
+      (e.g. :func:`handgrad.data.images.warp_digits`); ``rng`` is
+      ``numpy.random.default_rng([seed, step])`` for the run's step number (1, 2, ...), so a
+      resumed run and an MPI run (which warps the whole batch, then shards it) see the very
+      same batches. Validation data is never augmented.
 
     A NaN or infinite loss raises :class:`TrainingDiverged` naming the epoch and step, with the
     weights restored to those at the start of that epoch (the last ones known to be good).
@@ -240,13 +245,15 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
     x, t = _checked_data(train, "training")
     val = None if val is None else _checked_data(val, "validation")
     _check_fit_settings(epochs, batch_size, checkpoint, checkpoint_every, early_stopping, max_steps, val, grad_clip)
+    augmented = _batch_augmenter(augment, seed)
     parallel = _data_parallel(model, distributed)
     _check_batch_norm_batches(model, len(x), batch_size, ranks=1 if parallel is None else parallel.size)
     rng = np.random.default_rng(seed)
     # What decides the trajectory of the run: a resumed run must have the very same.
     settings = {"unit": "epochs", "batch_size": batch_size, "seed": seed if isinstance(seed, int) else repr(seed),
                 "optimizer": _settings_of(optimizer), "scheduler": _settings_of(schedule),
-                "early_stopping": early_stopping, "min_delta": min_delta, "grad_clip": grad_clip}
+                "early_stopping": early_stopping, "min_delta": min_delta, "grad_clip": grad_clip,
+                "augment": None if augment is None else getattr(augment, "__qualname__", repr(augment))}
     state = {"epoch": 0, "global_step": 0, "best_loss": math.inf, "best_epoch": None, "wait": 0, "stopped_early": False}
     history, best_weights = History(), None
     if resume and checkpoint is not None and _on_root(parallel, Path(checkpoint).exists):
@@ -270,7 +277,7 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
             started = time.perf_counter()
             epoch_rng = rng.bit_generator.state  # a checkpoint mid-epoch draws this epoch's order again
             loop = _Epoch(model, optimizer, x, t, rng.permutation(len(x)), epoch, epochs, batch_size, grad_clip,
-                          parallel, state)
+                          parallel, state, augmented)
             bar = _progress_bar(loop.batches, epoch, epochs, loop.done) if show_progress else None
             try:
                 stop = loop.run(interrupt, max_steps, bar, functools.partial(save, epoch_rng), checkpoint)
@@ -331,10 +338,11 @@ class _Epoch:
     ``step_in_epoch`` and the partial sums). ``sums`` are ``[loss x samples, correct, counted,
     samples]`` over the epoch's batches."""
 
-    def __init__(self, model, optimizer, x, t, order, epoch, epochs, batch_size, grad_clip, parallel, state) -> None:
+    def __init__(self, model, optimizer, x, t, order, epoch, epochs, batch_size, grad_clip, parallel, state,
+                 augment=None) -> None:
         self.model, self.optimizer, self.x, self.t, self.order = model, optimizer, x, t, order
         self.epoch, self.epochs, self.batch_size, self.grad_clip = epoch, epochs, batch_size, grad_clip
-        self.parallel, self.state = parallel, state
+        self.parallel, self.state, self.augment = parallel, state, augment
         self.batches = range(0, len(x), batch_size)
         self.done = state.pop("step_in_epoch", 0)
         self.sums = list(state.pop("partial", (0.0, 0, 0, 0)))
@@ -350,8 +358,11 @@ class _Epoch:
             if step_in_epoch <= self.done:
                 continue
             index = self.order[start:start + self.batch_size]
+            x, t = self.x, self.t
+            if self.augment is not None:  # the whole batch, on every rank: the shards are the same as one process's
+                x, t, index = self.augment(x[index], state["global_step"] + 1), t[index], np.arange(len(index))
             # This rank's shard under MPI; the loss, counts and gradients are the whole batch's.
-            xb, tb = (self.x[index], self.t[index]) if parallel is None else parallel.local_batch(self.x, self.t, index)
+            xb, tb = (x[index], t[index]) if parallel is None else parallel.local_batch(x, t, index)
             if parallel is not None:
                 parallel.stop_requested = interrupt.requested
             step = train_step(model, self.optimizer, xb, tb, grad_clip=self.grad_clip, parallel=parallel)
@@ -373,6 +384,24 @@ class _Epoch:
             if max_steps is not None and state["global_step"] >= max_steps:
                 return True
         return False
+
+
+def _batch_augmenter(augment, seed):
+    """``step, xb -> augment(xb, rng)`` with ``rng`` seeded by ``(seed, step)`` (None: none);
+    the augmented batch is checked to keep its shape."""
+    if augment is None:
+        return None
+    if not callable(augment):
+        raise ValueError(f"fit: augment must be a function (xb, rng) -> xb, got {type(augment).__name__}")
+    entropy = [seed] if isinstance(seed, int) else []
+
+    def augmented(xb, step):
+        out = augment(xb, np.random.default_rng(entropy + [step]))
+        if getattr(out, "shape", None) != xb.shape:
+            raise ValueError(f"fit: augment must return the batch's shape {xb.shape}, got "
+                             f"{getattr(out, 'shape', type(out).__name__)}")
+        return out
+    return augmented
 
 
 # --- several processes (MPI) ---------------------------------------------------------------------

@@ -67,6 +67,10 @@ def batch_size() -> str:
     return _clause(_tuned("batch_size") + _grouped([(d.name, d.batch_size) for d in DATASETS.values()], "on"))
 
 
+def augment() -> str:
+    return _clause(_tuned("augment") + ["else none"])
+
+
 def lr() -> str:
     from ..registry import LEARNING_RATES
 

@@ -27,7 +27,7 @@ from .process import CommandError, claim_output_folder, mpi_world
 
 #: The settings of ``handgrad train`` that :func:`handgrad.registry.recipe` resolves, besides the model options.
 RECIPE_OPTIONS = ("epochs", "batch_size", "optimizer", "lr", "beta2", "weight_decay", "grad_clip", "schedule",
-                  "max_steps", "seed", "eval_interval", "eval_iters", "warmup", "min_lr")
+                  "augment", "max_steps", "seed", "eval_interval", "eval_iters", "warmup", "min_lr")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +89,9 @@ def _add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
         + defaults.model_option("weight_decay_l2"))
     add("--schedule", choices=["constant", "cosine"], default="constant",
         help="learning rate: constant, or cosine annealing to 0 over the epochs")
+    add("--augment", choices=["none", *registry.AUGMENTATIONS],
+        help="warp: shear, rotate, scale and shift each training image at random, every batch anew (the 8x8 "
+        "digits: so that the model reads drawings, which are less tidy than UCI's) " + defaults.augment())
     add("--epochs", type=positive_int, help="epochs to train " + defaults.epochs())
     add("--max-steps", type=non_negative_int, metavar="N",
         help="stop after N optimizer steps; language models train by steps " + defaults.steps("max_steps"))
@@ -186,7 +189,7 @@ def _train_classifier(out: Path, args: argparse.Namespace, recipe, plot) -> int:
     model, description = build_model(recipe.model, task, recipe.model_options)
     print(f"dataset {args.dataset}: {len(x_train)} train, {len(val[0])} {val_name} samples; model {description}; "
           f"{recipe.optimizer} lr {recipe.lr:g}; {recipe.epochs} epoch{'' if recipe.epochs == 1 else 's'} of batch "
-          f"{recipe.batch_size}")
+          f"{recipe.batch_size}" + (f"; training batches augmented ({recipe.augment})" if recipe.augment else ""))
 
     def log(record):
         print(f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  train acc {record['train_accuracy']:.4f}  "
@@ -197,13 +200,15 @@ def _train_classifier(out: Path, args: argparse.Namespace, recipe, plot) -> int:
                      batch_size=recipe.batch_size, seed=recipe.seed, early_stopping=args.early_stopping,
                      schedule=recipe.make_schedule(), grad_clip=recipe.grad_clip,
                      checkpoint=_checkpoint(out, args), checkpoint_every=args.checkpoint_every, resume=args.resume,
-                     max_steps=recipe.max_steps, log=log, distributed=mpi_world() is not None)
+                     max_steps=recipe.max_steps, augment=recipe.make_augment(), log=log,
+                     distributed=mpi_world() is not None)
     if _other_rank():  # rank 0 alone evaluates and writes
         return 0
     x_test, t_test = task.test
     test_accuracy = hg.train.evaluate(model, x_test, t_test)[1]
     _save(out, args, model, {"test_accuracy": test_accuracy}, history,
-          {"epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.lr}, recipe.optimizer)
+          {"epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.lr, "augment": recipe.augment or "none"},
+          recipe.optimizer)
     if history.best_epoch is not None:
         print(f"early stopping: restored the weights of epoch {history.best_epoch}")
     print(f"wrote {out / 'model.safetensors'} and {out / 'history.json'}")

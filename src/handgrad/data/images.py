@@ -36,7 +36,8 @@ model trained on one and shown the other, merely resized, is right about 2 times
      kept a thin pen's 1 at a third of the ink of UCI's 1s and a slanted 7 slanted: the first
      run's model (``handgrad train``) recognised 70 % of the held-out drawn digits of
      :mod:`handgrad.serve.drawn` that way, 88 % this way; trained on batches warped by
-     :func:`warp_digits`, 90 to 95 % (seeds 0 to 4; benchmarks/results/drawn_digits.json).
+     :func:`warp_digits`, as the first run now is (``--augment warp``), 89.8 to 94.5 % (seeds 0
+     to 4; benchmarks/results/drawn_digits.json).
 
 Pillow is an optional extra (``pip install 'handgrad[images]'``), imported only here.
 """
@@ -197,7 +198,8 @@ def warp_digits(images: np.ndarray, rng: np.random.Generator, *, shear: float = 
     centre; bilinear, ink that leaves the grid is lost and what enters is 0.
 
     The training augmentation that lets the 8x8 digits model read drawings: UCI's 1797 digits
-    come from 43 writers, upright and of one size; people slant, squeeze and stretch. ``images``:
+    come from 43 writers, upright and of one size; people slant, squeeze and stretch. ``handgrad
+    train`` warps every batch of the digits with it (``--augment warp``, the default). ``images``:
     (N, 64) or (N, 1, 8, 8) (the two shapes :func:`handgrad.data.load_dataset` gives); returns
     the same shape and dtype.
     """
