@@ -165,7 +165,7 @@ def test_a_model_is_scored_on_the_drawings_as_the_page_prepares_them(digits_mode
     assert result["split"] == "test" and result["count"] == len(drawings) == 400
     assert len(result["per_digit"]) == 10 and all(0 <= share <= 1 for share in result["per_digit"])
     # The prepared pixels are those of a drawing sent to predict, drawing by drawing.
-    pixels, labels = drawn.prepared_drawings("digits")
+    pixels, labels = drawn.prepared_drawings("digits", pixels_from_drawing)
     assert pixels.shape == (400, 8, 8) and (labels == [d.label for d in drawings]).all()
     for i in (0, 57, 133, 399):
         url = drawn.canvas_data_url(drawn.render(drawings[i].strokes, drawings[i].pen_width))

@@ -429,3 +429,62 @@ def test_without_the_serve_extra_the_command_says_what_to_install(model_files, m
     monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if it were not installed
     assert main(["serve", str(model_files["digits-mlp"])]) == 1
     assert 'uvicorn is missing): pip install "handgrad[serve]"' in capsys.readouterr().err
+
+
+# --- "Random test image": decided at start-up, never a 500 ---------------------------------------
+
+
+@pytest.fixture
+def no_data_anywhere(tmp_path, monkeypatch):
+    """No MNIST under $HANDGRAD_DATA or the cache."""
+    monkeypatch.setenv("HANDGRAD_DATA", str(tmp_path / "empty-root"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def test_random_test_image_without_mnist_is_switched_off_at_start_up_with_the_reason_not_a_500(
+        model_files, no_data_anywhere):
+    """An MNIST model served without --data-dir answered 500 (a DataError escaped) on "Random
+    test image". Now the server knows at start-up, says why in the model's description (the page
+    disables the button with that reason), and the endpoint answers 404 with the same words."""
+    with TestClient(create_app([model_files["mnist-cnn"], model_files["digits-mlp"]]), raise_server_exceptions=False) as c:
+        described = {m["name"]: m for m in c.get("/api/models").json()}
+        missing = described["mnist-cnn"]["test_images_missing"]
+        assert "no test images of mnist here" in missing and "--data-dir DIR holding mnist/" in missing
+        assert "t10k-images-idx3-ubyte.gz not found" in missing
+        assert described["digits-mlp"]["test_images_missing"] is None  # embedded: always here
+        answer = c.get("/api/models/mnist-cnn/test-image")
+        assert answer.status_code == 404 and answer.json()["detail"] == missing
+        assert c.get("/api/models/digits-mlp/test-image").status_code == 200
+
+
+def test_random_test_image_uses_the_data_root_the_model_was_trained_from(tmp_path, model_files, no_data_anywhere):
+    from conftest import SHARED_DATA
+
+    if not (SHARED_DATA / "mnist" / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"MNIST not found under {SHARED_DATA}")
+    model = hg.load(model_files["mnist-cnn"])
+    path = tmp_path / "trained-with-root.safetensors"
+    hg.save(model, path, metadata={"dataset": "mnist", "data_dir": str(SHARED_DATA.resolve())})
+    with TestClient(create_app([path])) as c:
+        assert c.get("/api/models").json()[0]["test_images_missing"] is None
+        sample = c.get("/api/models/trained-with-root/test-image", params={"index": 0}).json()
+        assert len(sample["pixels"]) == 28 and sample["label"] == 7  # MNIST's first test image is a 7
+
+
+def test_test_images_that_vanish_after_start_up_are_a_404_not_a_500(tmp_path, model_files, no_data_anywhere):
+    import shutil
+
+    from conftest import SHARED_DATA
+
+    source = SHARED_DATA / "mnist"
+    if not (source / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"MNIST not found under {SHARED_DATA}")
+    root = tmp_path / "root"
+    (root / "mnist").mkdir(parents=True)
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        shutil.copy(source / name, root / "mnist" / name)
+    with TestClient(create_app([model_files["mnist-cnn"]], data_dir=root), raise_server_exceptions=False) as c:
+        assert c.get("/api/models").json()[0]["test_images_missing"] is None
+        (root / "mnist" / "t10k-images-idx3-ubyte.gz").unlink()
+        answer = c.get("/api/models/mnist-cnn/test-image")
+        assert answer.status_code == 404 and "no test images of mnist here" in answer.json()["detail"]

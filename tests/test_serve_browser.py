@@ -45,7 +45,9 @@ def server(tmp_path_factory):
     port = free_port()
     command = [sys.executable, "-m", "handgrad", "serve", str(paths["digits-cnn"]), str(paths["digits-mlp"]),
                str(paths["mnist-cnn"]), str(paths["mnist-convnet"]), str(paths["tiny-gpt"]), "--port", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # No MNIST anywhere (the models' files record no data root): the MNIST models have no test images.
+    env = dict(os.environ, HANDGRAD_DATA=str(folder / "no-data"), XDG_CACHE_HOME=str(folder / "cache"))
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -61,6 +63,7 @@ def server(tmp_path_factory):
     out, err = process.communicate(timeout=20)
     assert f"serving digits-cnn, digits-mlp, mnist-cnn, mnist-convnet, tiny-gpt at {url}/" in out
     assert process.returncode in (0, 130), err
+    assert "mnist-cnn: the page's Random test image is off: no test images of mnist here" in err
 
 
 @pytest.fixture(scope="module")
@@ -178,6 +181,22 @@ def test_an_mnist_model_takes_the_drawing_centred_by_mass(server, browser):
     shape = page.text_content("#layers .layer h3")
     assert shape == "0 Convolution (4×24×24)"
     assert page.evaluate(NON_BLANK, "#seen")[0] > 2 and errors == []
+
+
+
+def test_without_test_images_the_random_button_is_off_and_says_why(server, browser):
+    """It answered 500 and showed a pink "Internal Server Error"; the server now knows at
+    start-up, and the page disables the button with the reason, which stays after Clear."""
+    page, errors = open_page(browser, f"{server}/?model=mnist-cnn", 900, "image")
+    assert page.is_disabled("#random")
+    reason = page.get_attribute("#random", "title")
+    assert "no test images of mnist here" in reason and "--data-dir DIR holding mnist/" in reason
+    assert page.text_content("#truth") == f"Random test image is off: {reason}."
+    page.click("#clear")
+    assert page.text_content("#truth") == f"Random test image is off: {reason}."
+    page.select_option("#model", "digits-mlp")  # the embedded digits are always here
+    assert not page.is_disabled("#random") and page.text_content("#truth") == ""
+    assert errors == []
 
 
 def test_type_a_prompt_and_watch_tokens_stream(server, browser, tmp_path):

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Layer
+from .base import LAYER_TYPES, Layer  # filled as each layer module is imported (Layer.__init_subclass__)
 
 
 def layer_from_spec(spec, dtype=np.float32) -> Layer:
     """A layer rebuilt from its spec through the one registry, ``handgrad.layers.LAYER_TYPES``."""
-    from . import LAYER_TYPES  # the registry imports this module: look it up at call time
-
     kind = spec.get("type") if isinstance(spec, dict) else None
     if kind not in LAYER_TYPES:
         raise ValueError(f"unknown layer type {str(kind)[:80]!r}; known: {', '.join(sorted(LAYER_TYPES))}")
@@ -25,8 +23,6 @@ def layer_from_spec(spec, dtype=np.float32) -> Layer:
 
 def child_param_shapes(name: str, spec) -> dict:
     """``param_shapes`` of a child's spec, keyed by the child's path (``"body.0.W"``)."""
-    from . import LAYER_TYPES
-
     kind = spec.get("type") if isinstance(spec, dict) else None
     if kind not in LAYER_TYPES:
         raise ValueError(f"child {name} has unknown layer type {str(kind)[:80]!r}")

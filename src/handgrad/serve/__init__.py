@@ -76,6 +76,10 @@ def serve(model_paths, host: str = "127.0.0.1", port: int = 8000, copies: int = 
 
         guard_host_header(app)
     shown = f"[{host}]" if ":" in host else host
+    for name, model in app.state.served.items():
+        missing = getattr(getattr(model, "test_images", None), "missing", None)
+        if missing:
+            print(f"{name}: the page's Random test image is off: {missing}", file=sys.stderr)
     print(f"serving {', '.join(app.state.served)} at http://{shown}:{port}/ "
           f"(API: http://{shown}:{port}/docs); Ctrl-C stops", flush=True)
     _run_server(uvicorn, app, listening)

@@ -274,14 +274,12 @@ def create_app(model_paths, copies: int = 2, data_dir=None) -> FastAPI:
                                   "the held-out drawings of handgrad.serve.drawn, each rendered as the page's canvas "
                                   "draws it and prepared as a drawing sent to predict; 404 for a model of other classes")
     async def drawn_digits(name: str):
-        from .drawn import prepared_drawings
-
         model = model_of(name, "image")
         if not model.reads_digits:
             model.drawn_digits()  # raises the 404 saying why
         # Rendering and preparing the 400 drawings takes seconds, once per process and style: in a
         # thread of its own, not a turn of the model (its requests go on meanwhile).
-        await anyio.to_thread.run_sync(prepared_drawings, model.style)
+        await anyio.to_thread.run_sync(model.prepared_drawn_digits)
         return await gates[name].run(lambda: _answer(model.drawn_digits()))
 
     @app.get("/api/models/{name}/test-image", summary="A test image of the model's dataset and its true label")

@@ -174,30 +174,30 @@ _locks: dict = {}
 _locks_lock = threading.Lock()
 
 
-def prepared_drawings(style: str, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+def prepared_drawings(style: str, prepare, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """``(pixels, labels)``: every drawing of ``split`` rendered, sent as the page sends it and
-    prepared by the server's own path for ``style`` (pixels (N, H, W) float32, labels (N,)).
-    Computed once per process, style and split (a few seconds for 400 drawings), then shared;
-    callers asking for the same meanwhile wait for that one computation."""
-    from .models import pixels_from_drawing
-
+    prepared for ``style`` by ``prepare(data_url, style) -> (pixels, warnings)``, the server's
+    own path (:func:`handgrad.serve.models.pixels_from_drawing`; passed in, so that this module,
+    which the server imports, never imports the server back). Pixels (N, H, W) float32, labels
+    (N,). Computed once per process, style and split (a few seconds for 400 drawings), then
+    shared; callers asking for the same meanwhile wait for that one computation."""
     key = (style, split)
     with _locks_lock:
         lock = _locks.setdefault(key, threading.Lock())
     with lock:
         if key not in _prepared:
             drawings = load_drawn_digits(split)
-            pixels = [pixels_from_drawing(canvas_data_url(render(d.strokes, d.pen_width)), style)[0] for d in drawings]
+            pixels = [prepare(canvas_data_url(render(d.strokes, d.pen_width)), style)[0] for d in drawings]
             _prepared[key] = (np.stack(pixels), np.array([d.label for d in drawings], dtype=np.int64))
         return _prepared[key]
 
 
-def recognised(model, input_shape, style: str, split: str = "test") -> dict:
-    """How many drawings of ``split`` ``model`` (a handgrad classifier of the 10 digits)
-    recognises, prepared for ``style`` as the page prepares a drawing: ``{"split", "count",
-    "recognised" (the share, 0..1), "per_digit" (ten shares)}``. A prediction of NaN counts as
-    wrong."""
-    pixels, labels = prepared_drawings(style, split)
+def recognised(model, input_shape, prepared: tuple, split: str = "test") -> dict:
+    """How many of the ``prepared`` drawings (:func:`prepared_drawings` of ``split``) ``model``
+    (a handgrad classifier of the 10 digits, taking ``input_shape``) recognises: ``{"split",
+    "count", "recognised" (the share, 0..1), "per_digit" (ten shares)}``. A prediction of NaN
+    counts as wrong."""
+    pixels, labels = prepared
     x = pixels.reshape(len(pixels), *input_shape)
     with model.mode(False), np.errstate(all="ignore"):
         scores = np.asarray(model.predict(x), dtype=np.float64)

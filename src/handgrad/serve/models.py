@@ -151,7 +151,9 @@ def served_name(path: Path, taken) -> str:
 def load_served_model(path, name: str, copies: int = 2, data_dir=None):
     """The :class:`ImageModel` or :class:`TextModel` for the handgrad model file at ``path``;
     a one-line ``ValueError`` naming the file when it cannot be loaded (out of memory too), is
-    neither an image classifier nor a GPT with a vocabulary, or holds NaN or infinite weights."""
+    neither an image classifier nor a GPT with a vocabulary, or holds NaN or infinite weights.
+    ``data_dir``: where an image model's test images are; by default the data root the model
+    was trained from (recorded in its file), then ``$HANDGRAD_DATA`` and the cache."""
     from ..data import DataError
     from ..data.images import STYLE_SHAPES, image_style
     from ..model import GPT, Sequential
@@ -160,7 +162,11 @@ def load_served_model(path, name: str, copies: int = 2, data_dir=None):
     path = Path(path)
     copies = check_copies(copies)
     pool = ModelPool(lambda: load(path), copies, name=str(path))
-    model, dataset = pool.first, read_metadata(path).get("dataset")
+    metadata = read_metadata(path)
+    model, dataset = pool.first, metadata.get("dataset")
+    recorded = metadata.get("data_dir")  # the data root the model learned from, as `handgrad train` records it
+    if data_dir is None and recorded and Path(recorded).is_dir():
+        data_dir = recorded
     arrays = {**model.params, **getattr(model, "buffers", {})}
     broken = next((key for key, value in arrays.items() if not np.isfinite(value).all()), None)
     if broken is not None:
@@ -180,20 +186,43 @@ def load_served_model(path, name: str, copies: int = 2, data_dir=None):
 
 
 class _LabelledTestImages:
-    """The test images of a dataset, loaded on first use (MNIST's take a second): ``(x, t)``."""
+    """The test images of a dataset, loaded on first use (MNIST's take a second): ``(x, t)``.
+
+    Whether they can be had is decided at start-up, not on the first click: ``missing`` is None
+    when they are here (the embedded digits always are; MNIST's test files where ``data_dir``,
+    ``$HANDGRAD_DATA`` or the cache hold them, checksums verified), else the reason in words,
+    which the page shows on its disabled "Random test image" button. Nothing is downloaded."""
 
     def __init__(self, dataset: str, data_dir) -> None:
         self.dataset, self.data_dir = dataset, data_dir
         self._data, self._lock = None, threading.Lock()
+        self.missing = self._missing()
+
+    def _missing(self) -> str | None:
+        from ..data import REMOTE_DATASETS, DataError
+        from ..data.fetch import locate
+
+        remote = REMOTE_DATASETS.get(self.dataset)
+        if remote is None:
+            return None
+        try:
+            for key in ("test_images", "test_labels"):
+                locate(remote, remote.files[key], self.data_dir, download=False)
+        except (DataError, OSError, ValueError) as error:
+            return (f"no test images of {self.dataset} here ({str(error).split('. ')[0]}); start the server with "
+                    f"--data-dir DIR holding {self.dataset}/")
+        return None
 
     def get(self):
-        from ..data import load_dataset
+        from ..data import DataError, load_dataset
 
+        if self.missing is not None:
+            raise RequestError(self.missing, status=404)
         with self._lock:
             if self._data is None:
                 try:
                     _, self._data = load_dataset(self.dataset, data_dir=self.data_dir, download=False)
-                except (OSError, ValueError) as error:
+                except (DataError, OSError, ValueError) as error:  # the files changed since start-up
                     raise RequestError(f"no test images of {self.dataset} here ({error}); start the server with "
                                        f"--data-dir DIR holding {self.dataset}/", status=404) from None
             return self._data
@@ -224,7 +253,8 @@ class ImageModel:
         return {"name": self.name, "kind": self.kind, "file": self.path.name, "dataset": self.dataset,
                 "image_shape": list(self.image_shape), "class_names": self.class_names,
                 "layers": [f"{i} {layer!r}" for i, layer in enumerate(model.layers)],
-                "parameters": model.num_params, "copies": self.pool.copies, "reads_digits": self.reads_digits}
+                "parameters": model.num_params, "copies": self.pool.copies, "reads_digits": self.reads_digits,
+                "test_images_missing": self.test_images.missing}
 
     @property
     def reads_digits(self) -> bool:
@@ -244,9 +274,17 @@ class ImageModel:
         from .drawn import recognised
 
         if split not in self._drawn:
+            prepared = self.prepared_drawn_digits(split)
             with self.pool.borrow() as model:
-                self._drawn[split] = recognised(model, self.input_shape, self.style, split)
+                self._drawn[split] = recognised(model, self.input_shape, prepared, split)
         return self._drawn[split]
+
+    def prepared_drawn_digits(self, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+        """The drawn digits of ``split`` prepared for this model's style by the page's own path
+        (:func:`pixels_from_drawing`): seconds the first time in a process, then shared."""
+        from .drawn import prepared_drawings
+
+        return prepared_drawings(self.style, pixels_from_drawing, split)
 
     # --- inputs ---------------------------------------------------------------------------------------
 

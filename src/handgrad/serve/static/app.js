@@ -141,6 +141,11 @@ function choose(name) {
           "counted in 4x4 blocks)");
     showDrawnNote(current);
     clearDrawing();
+    // Decided when the server started: no test images here means a disabled button that says why.
+    const missing = current.test_images_missing;
+    $("random").disabled = Boolean(missing);
+    $("random").title = missing || `a random image of the ${current.dataset} test set, with its true label`;
+
   } else {
     $("model-info").textContent = current.description;
     $("length").max = current.max_new_tokens;
@@ -159,7 +164,8 @@ function clearDrawing() {
   pen.fillStyle = "#000";
   pen.fillRect(0, 0, draw.width, draw.height);
   hasInk = false; pendingPixels = null; chosenClass = null; lastAnswer = null;
-  $("truth").textContent = "";
+  $("truth").textContent = current && current.test_images_missing
+    ? `Random test image is off: ${current.test_images_missing}.` : "";
   $("prediction").textContent = "draw something";
   for (const id of ["bars", "layers", "warnings"]) $(id).replaceChildren();
   for (const id of ["seen", "saliency"]) $(id).getContext("2d").clearRect(0, 0, 168, 168);
