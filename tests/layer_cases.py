@@ -2,19 +2,20 @@
 ``handgrad.layers.LAYER_TYPES``. A new layer is its file plus one row here
 (docs/design.md#adding-a-layer); every row is run by the generic tests:
 
-- tests/test_layers.py: the numerical gradient check of every parameter and of the input
-  (float64, ``handgrad.gradcheck``), and the layer contract (backward leaves ``dout``, the input,
-  the output and the forward cache unchanged and can be repeated; a bare layer used the book's way
-  holds one step's gradients and a second backward adds; evaluation mode is deterministic);
-- tests/test_contract_v2.py: every exported layer type has a row; the spec survives a round trip
-  (``from_spec(spec)``) and ``param_shapes(spec)`` equals what ``from_spec`` allocates;
-- tests/test_torch_parity.py: the row's PyTorch mirror (``torch_forward``) in float64 at 1e-10:
-  the output, the input gradient and every parameter's gradient;
+- tests/test_layer_cases.py: every exported layer type has a row; the numerical gradient check of
+  every parameter and of the input (float64, ``handgrad.gradcheck``); the layer contract (backward
+  leaves ``dout``, the input, the output and the forward cache unchanged and can be repeated; a
+  bare layer used the book's way holds one step's gradients and a second backward adds;
+  evaluation mode is deterministic); the spec survives a round trip (``from_spec(spec)``) and
+  ``param_shapes(spec)`` equals what ``from_spec`` allocates; the row's PyTorch mirror
+  (``torch_forward``) in float64 at 1e-10: the output, the input gradient and every parameter's
+  gradient;
 - tests/test_onnx.py: rows with ``onnx``: the layer alone, exported and run in onnxruntime
   (float32, 1e-5), on the row's batch and on a batch of one; the rows cover every converter.
 
 Tests of one layer's own behaviour (Convolution's paths, recurrent states, attention masks,
-BatchNorm's running statistics, ...) stay in the test file of its module.
+BatchNorm's running statistics, ...) stay in the test file of its module:
+tests/layers/test_<module>.py for src/handgrad/layers/<module>.py.
 
 This module is a plain Python module (no tests in it); the test files import it.
 """
@@ -242,19 +243,23 @@ CASES = [
     # regularization.py
     LayerCase("Dropout", lambda rng, dtype: L.Dropout(0.3, rng=SameDraws(7)), normal(5, 7), onnx=True,
               no_torch="PyTorch draws its own masks; evaluation mode against torch: "
-                       "test_deep_layers.py::test_dropout_eval_mode_matches_torch",
+                       "layers/test_regularization.py::test_dropout_eval_mode_matches_torch",
               notes="training mode, the same mask at every forward; exported as the identity"),
     LayerCase("BatchNorm", lambda rng, dtype: with_random_gamma_beta(L.BatchNorm(4, momentum=0.2, eps=1e-4,
                                                                                dtype=dtype), rng),
               normal(6, 4, scale=2.0), torch_forward=batchnorm_torch, onnx=True,
-              notes="training mode; running statistics and evaluation: test_deep_layers.py"),
+              notes="training mode; running statistics and evaluation: layers/test_regularization.py"),
+    LayerCase("BatchNorm-sequences", lambda rng, dtype: with_random_gamma_beta(L.BatchNorm(4, dtype=dtype), rng),
+              normal(3, 5, 4, scale=2.0), torch_forward=lambda torch, layer, p, x: batchnorm_torch(
+                  torch, layer, p, x.transpose(1, 2)).transpose(1, 2), onnx=True,
+              notes="(N, T, C), statistics over N and T (makemore part 5); PyTorch's BatchNorm1d on (N, C, T)"),
     LayerCase("BatchNorm-images", lambda rng, dtype: with_random_gamma_beta(L.BatchNorm(3, dtype=dtype), rng),
               normal(2, 3, 4, 5, scale=2.0), torch_forward=batchnorm_torch, onnx=True),
     # conv.py
     LayerCase("Convolution", convolution(4, 3, 3, 2, stride=2, pad=1), normal(2, 3, 9, 8),
               torch_forward=lambda torch, layer, p, x: torch.nn.functional.conv2d(
                   x, p["W"], p["b"], stride=layer.stride, padding=layer.pad), onnx=True,
-              notes="every geometry and both paths: test_deep_layers.py, test_conv_speed_paths.py"),
+              notes="every geometry and both paths: layers/test_conv.py, test_conv_speed_paths.py"),
     LayerCase("Convolution-5x5", convolution(2, 1, 5, 5), normal(2, 1, 8, 7),
               torch_forward=lambda torch, layer, p, x: torch.nn.functional.conv2d(x, p["W"], p["b"]), onnx=True),
     LayerCase("Pooling", lambda rng, dtype: L.Pooling(3, 3, stride=1, pad=1), distinct(2, 2, 6, 7),
@@ -289,7 +294,7 @@ CASES = [
     # attention.py
     LayerCase("MultiHeadAttention", multi_head_attention(4, 2, causal=True), normal(2, 5, 4),
               torch_forward=attention_torch, onnx=("T", 4),
-              notes="masks, padding and the cache: test_attention.py"),
+              notes="masks, padding and the cache: layers/test_attention.py"),
     LayerCase("MultiHeadAttention-full", multi_head_attention(6, 3, causal=False), normal(2, 3, 6),
               torch_forward=attention_torch, onnx=("T", 6)),
     LayerCase("Attention", lambda rng, dtype: L.Attention(),
@@ -299,7 +304,7 @@ CASES = [
               notes="two inputs (h_dec, h_enc): no ONNX form (refused, test_onnx.py)"),
     # recurrent.py
     LayerCase("RNN", recurrent("RNN", 3, 5), normal(2, 4, 3), torch_forward=recurrent_torch, onnx=("T", 3),
-              notes="states, stateful, dh and dc: test_recurrent.py"),
+              notes="states, stateful, dh and dc: layers/test_recurrent.py"),
     LayerCase("LSTM", recurrent("LSTM", 3, 5), normal(2, 4, 3), torch_forward=recurrent_torch, onnx=("T", 3)),
     LayerCase("GRU", recurrent("GRU", 3, 5), normal(2, 4, 3), torch_forward=recurrent_torch, onnx=("T", 3)),
     # shape.py

@@ -1,20 +1,17 @@
-"""Contract v2: layers made of layers, parameter paths, gradients that add up, one owner per
-weight, one registry of layer types, and errors that name the nested layer."""
-
-import json
+"""Contract v2 in a model: layers made of layers, parameter paths, gradients that add up, one owner
+per weight, errors that name the nested layer, save and load, the summary. The registry of layer
+types is tested in tests/layers/test_base.py, Residual and Chain in
+tests/layers/test_composite.py, every row of the table of layer cases in
+tests/test_layer_cases.py."""
 
 import numpy as np
 import pytest
-from layer_cases import CASES, case_id
+from helpers import affine
 
 import handgrad as hg
 from handgrad import layers as L
 from handgrad.gradcheck import gradient_check, numerical_gradient
-from handgrad.layers import Affine, Chain, Layer, Relu, Residual, Tanh
-
-
-def affine(rng, n_in, n_out):
-    return Affine(rng.standard_normal((n_in, n_out)) * 0.5, rng.standard_normal(n_out) * 0.1)
+from handgrad.layers import Affine, Layer, Relu, Residual, Tanh
 
 
 def nested_model(seed=0):
@@ -31,17 +28,6 @@ def test_nested_parameters_are_named_by_path_and_flat_models_keep_their_keys():
     assert list(hg.mlp(3, [4], 2).params) == ["0.W", "0.b", "2.W", "2.b"]
     assert [path for path, _ in model.named_layers()] == ["0", "1", "1.body", "1.body.0", "1.body.1", "1.body.2",
                                                           "2", "3"]
-
-
-def test_a_residual_connection_gets_the_gradient_of_both_paths():
-    rng = np.random.default_rng(1)
-    block = Residual([affine(rng, 5, 5), Tanh()])
-    x, dout = rng.standard_normal((3, 5)), rng.standard_normal((3, 5))
-    y = block.forward(x)
-    np.testing.assert_allclose(y, x + np.tanh(x @ block.body.layers[0].W + block.body.layers[0].b), rtol=1e-14)
-    dx = block.backward(dout)
-    numerical = numerical_gradient(lambda _: float(np.sum(block.forward(x) * dout)), x)
-    np.testing.assert_allclose(dx, numerical, rtol=1e-7, atol=1e-9)
 
 
 class UsesItsWeightTwice(Layer):
@@ -133,37 +119,6 @@ def test_a_nested_model_saves_and_loads_exactly(tmp_path):
     np.testing.assert_array_equal(again.predict(x), model.predict(x))
 
 
-def test_every_exported_layer_type_is_registered_once_and_has_a_row_in_the_table():
-    """A new layer is its file plus one row in tests/layer_cases.py: a layer type without a row
-    (and so without a gradient check, spec round trip, PyTorch parity or ONNX case) fails here."""
-    exported = {name for name in L.__all__ if isinstance(getattr(L, name), type)
-                and issubclass(getattr(L, name), Layer) and name != "Layer"}
-    assert exported == set(L.LAYER_TYPES)
-    rows = {case.layer_type for case in CASES}
-    assert not exported - rows, f"layer types with no row in tests/layer_cases.py: {sorted(exported - rows)}"
-    assert rows == exported, f"rows of layer types that are not exported: {sorted(rows - exported)}"
-    ids = [case.id for case in CASES]
-    assert len(ids) == len(set(ids)), "two rows with the same id"
-
-
-@pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_every_case_survives_its_spec(case):
-    layer, _, _ = case.build(np.float32)
-    cls = L.LAYER_TYPES[case.layer_type]
-    assert type(layer) is cls
-    spec = layer.spec()
-    assert spec["type"] == case.layer_type
-    assert json.loads(json.dumps(spec)) == spec  # JSON-able data, no weights
-    own = {key: value.shape for key, value in {**layer.params, **layer.buffers}.items()}
-    assert cls.param_shapes(spec) == own
-    for dtype in (np.float64, np.float32):
-        rebuilt = cls.from_spec(spec, dtype)
-        assert type(rebuilt) is cls and rebuilt.spec() == spec
-        allocated = {**rebuilt.params, **rebuilt.buffers}
-        assert cls.param_shapes(spec) == {key: value.shape for key, value in allocated.items()}
-        assert all(value.dtype == dtype for value in allocated.values())
-
-
 def test_summary_lists_nested_layers_by_path():
     text = nested_model().summary_text()
     lines = text.splitlines()
@@ -173,78 +128,3 @@ def test_summary_lists_nested_layers_by_path():
     assert lines[-1] == f"total parameters: {nested_model().num_params:,}"
     ids_first = hg.Sequential([L.Embedding(np.ones((5, 3))), affine(np.random.default_rng(0), 3, 2)])
     assert "(N, 4, 3)" in ids_first.summary_text(input_shape=(4,))  # ids stay integers
-
-
-def test_a_chain_with_named_children_keeps_its_names_through_its_spec():
-    rng = np.random.default_rng(7)
-    chain = Chain({"c_fc": affine(rng, 3, 4), "gelu": L.GELU(), "c_proj": affine(rng, 4, 3)})
-    assert list(chain.params) == ["c_fc.W", "c_fc.b", "c_proj.W", "c_proj.b"]
-    spec = chain.spec()
-    assert spec["names"] == ["c_fc", "gelu", "c_proj"]
-    assert list(Chain.from_spec(spec).params) == list(chain.params)
-    assert Chain.param_shapes(spec) == {k: v.shape for k, v in chain.params.items()}
-    with pytest.raises(ValueError, match="names must be 3 distinct strings"):
-        Chain.param_shapes({**spec, "names": ["a", "a", "b"]})
-
-
-def _make_doubler():
-    class _Doubler(L.Layer, register=True):
-        """A layer of a user's own, registered so that load can rebuild it."""
-
-        def forward(self, x):
-            x = self._input(x)
-            if x.shape[-1] != 2:
-                raise ValueError(f"Doubler: expected 2 features, got {x.shape[-1]}")
-            return 2 * x
-
-        def backward(self, dout):
-            return 2 * dout
-
-    return _Doubler
-
-
-def test_a_layer_type_registers_itself_once_and_its_errors_name_its_path(tmp_path):
-    """Registration happens in one place (Layer.__init_subclass__), and a child names its own path
-    in the errors its forward and backward raise: no call needs wrapping by its parent."""
-    import handgrad as hg
-    from handgrad.layers.base import LAYER_TYPES
-
-    _Doubler = _make_doubler()
-    try:
-        _check_registration_and_paths(_Doubler, LAYER_TYPES, hg, tmp_path)
-    finally:
-        LAYER_TYPES.pop("_Doubler", None)
-    assert "_Doubler" not in LAYER_TYPES
-
-
-def _check_registration_and_paths(_Doubler, LAYER_TYPES, hg, tmp_path):
-    assert LAYER_TYPES["_Doubler"] is _Doubler and "_Doubler" not in L.__all__
-    _make_doubler()  # defined again where it was (a notebook cell run twice): it replaces itself
-    assert LAYER_TYPES["_Doubler"] is not _Doubler
-    LAYER_TYPES["_Doubler"] = _Doubler
-    assert all(name in LAYER_TYPES for name in L.__all__ if name not in ("LAYER_TYPES", "Layer"))
-    model = hg.Sequential([L.Affine(np.ones((3, 2)), np.zeros(2)), L.Residual(L.Chain([L.Relu(), _Doubler()]))])
-    hg.save(model, tmp_path / "m.safetensors")  # a registered layer of one's own saves and loads
-    assert type(hg.load(tmp_path / "m.safetensors").layers[1].body.layers[1]) is _Doubler
-
-    def another_doubler():
-        class _Doubler(L.Layer, register=True):  # another class under a registered name
-            pass
-        return _Doubler
-
-    with pytest.raises(TypeError, match="layer type '_Doubler' is already registered"):
-        another_doubler()
-    with pytest.raises(ValueError, match=r"^layer 1\.body\.1: Doubler: expected 2 features, got 3$"):
-        model.layers[1].forward(np.ones((4, 3)))  # named "1" by the model, "body" and "1" below
-    assert model.layers[1].body is model.layers[1]._children["body"]  # children are attributes
-    # A layer on its own names no path; a subclass calling super().forward adds its name once.
-    with pytest.raises(ValueError, match=r"^Affine: expected input of shape \(N, 3\)"):
-        L.Affine(np.ones((3, 2)), np.zeros(2)).forward(np.ones((4, 5)))
-
-    class Loud(L.Affine, register=False):
-        def forward(self, x):
-            return super().forward(x)
-
-    chain = L.Chain([L.Relu(), Loud(np.ones((3, 2)), np.zeros(2))])
-    with pytest.raises(ValueError, match=r"^layer 1: Affine: expected input of shape \(N, 3\)"):
-        chain.forward(np.ones((4, 5)))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from handgrad.gradcheck import gradient_check, numerical_gradient, relative_error
+from handgrad.gradcheck import DEFAULT_THRESHOLD, gradient_check, numerical_gradient, relative_error
 from handgrad.layers import Affine, Layer, Relu, SoftmaxWithLoss
 
 
@@ -135,3 +135,27 @@ def test_gradient_check_refuses_float32_parameters():
     layer = Affine(np.ones((2, 2), dtype=np.float32), np.zeros(2, dtype=np.float32))
     with pytest.raises(TypeError, match="parameter 'W' has dtype float32; gradient checks need float64"):
         gradient_check(layer, np.ones((1, 2)))
+
+
+class AffineWithScaledDW(Affine):
+    """An Affine whose dW is off by the factor 1 + error (a relative error of about `error`)."""
+
+    def __init__(self, W, b, error):
+        super().__init__(W, b)
+        self.error = error
+
+    def backward(self, dout):
+        dx = super().backward(dout)
+        self.grads["W"] *= 1 + self.error
+        return dx
+
+
+@pytest.mark.parametrize("error, passes", [(0.0, True), (1e-8, True), (1e-5, False), (1e-3, False)])
+def test_gradient_check_fails_a_layer_whose_gradient_is_off_by_more_than_the_threshold(error, passes):
+    # README: a check passes when every relative error is below 1e-6 (DEFAULT_THRESHOLD).
+    rng = np.random.default_rng(6)
+    layer = AffineWithScaledDW(rng.standard_normal((3, 4)), rng.standard_normal(4), error)
+    report = gradient_check(layer, rng.standard_normal((5, 3)))
+    assert report.passed is passes, str(report)
+    assert (report.errors["W"] < DEFAULT_THRESHOLD) is passes
+    assert report.errors["b"] < DEFAULT_THRESHOLD and report.errors["x"] < DEFAULT_THRESHOLD

@@ -22,7 +22,7 @@ first with ``LayerNormalization`` as one operator; GELU is written with ``Erf`` 
 
 Layers, and the ONNX operators they become: Affine (``Gemm``, or ``MatMul`` + ``Add`` on
 ``(N, T, D)``), Relu, Sigmoid, Tanh, GELU (both formulas), Dropout (``Identity``), BatchNorm
-(``BatchNormalization``), Convolution (``Conv``), Pooling (``MaxPool``), AvgPooling
+(``BatchNormalization``; over ``(N, T, C)`` between two ``Transpose``), Convolution (``Conv``), Pooling (``MaxPool``), AvgPooling
 (``AveragePool``, padding counted, as handgrad does), Flatten, Reshape, FlattenConsecutive
 (``Reshape`` to a shape computed from one sample's), LastStep (``Gather``),
 Embedding (``Gather``), LayerNorm (``LayerNormalization``), MultiHeadAttention (its
@@ -180,14 +180,19 @@ def _identity(g: _Graph, layer: Dropout, x: _Value, path: str) -> _Value:
 
 
 def _batchnorm(g: _Graph, layer: BatchNorm, x: _Value, path: str) -> _Value:
-    if len(x.shape) not in (2, 4) or x.shape[1] != layer.num_features:
-        raise _refuse(path, layer, f"expects (N, {layer.num_features}) or (N, {layer.num_features}, H, W), "
-                                   f"its input here has shape {_text(x.shape)}")
-    inputs = [x.name] + [g.weight(f"{path}.{key}", value) for key, value in
-                         (("gamma", layer.params["gamma"]), ("beta", layer.params["beta"]),
-                          ("running_mean", layer.buffers["running_mean"]),
-                          ("running_var", layer.buffers["running_var"]))]
-    return _Value(g.node("BatchNormalization", inputs, path, epsilon=layer.eps), x.shape)
+    sequence = len(x.shape) == 3  # (N, T, C): ONNX normalises axis 1, so the features go there and back
+    if len(x.shape) not in (2, 3, 4) or x.shape[2 if sequence else 1] != layer.num_features:
+        raise _refuse(path, layer, f"expects (N, {layer.num_features}), (N, T, {layer.num_features}) or "
+                                   f"(N, {layer.num_features}, H, W), its input here has shape {_text(x.shape)}")
+    name = g.node("Transpose", [x.name], f"{path}.to_channels", perm=[0, 2, 1]) if sequence else x.name
+    inputs = [name] + [g.weight(f"{path}.{key}", value) for key, value in
+                       (("gamma", layer.params["gamma"]), ("beta", layer.params["beta"]),
+                        ("running_mean", layer.buffers["running_mean"]),
+                        ("running_var", layer.buffers["running_var"]))]
+    out = g.node("BatchNormalization", inputs, path, epsilon=layer.eps)
+    if sequence:
+        out = g.node("Transpose", [out], f"{path}.from_channels", perm=[0, 2, 1])
+    return _Value(out, x.shape)
 
 
 def _window_output(layer, x: _Value, path: str, kh: int, kw: int, channels: int | None) -> tuple:

@@ -65,8 +65,11 @@ class Dropout(Layer):
 
 
 class BatchNorm(Layer):
-    """Batch normalisation (Ioffe and Szegedy 2015) for ``(N, D)`` or ``(N, C, H, W)`` input:
-    statistics per feature D, or per channel C over N, H and W.
+    """Batch normalisation (Ioffe and Szegedy 2015) for ``(N, D)``, ``(N, T, C)`` or
+    ``(N, C, H, W)`` input: statistics per feature D; per feature C over N and T (a sequence's
+    features, the last axis, as Karpathy's ``BatchNorm1d`` in makemore part 5, "Building a
+    WaveNet"; PyTorch's ``BatchNorm1d`` wants ``(N, C, L)`` instead, so a mirror transposes); or
+    per channel C over N, H and W.
 
     Training: ``x_hat = (x - mean) / sqrt(var + eps)`` with the batch's mean and biased variance,
     ``y = gamma x_hat + beta``; the running statistics move by ``momentum`` (PyTorch's
@@ -104,13 +107,16 @@ class BatchNorm(Layer):
         return cls(spec["num_features"], momentum=spec["momentum"], eps=spec["eps"], dtype=dtype)
 
     def _axes(self, x):
-        if x.ndim not in (2, 4) or x.shape[1] != self.num_features:
-            raise ValueError(f"BatchNorm: expected input of shape (N, {self.num_features}) or "
-                             f"(N, {self.num_features}, H, W), got {x.shape}")
-        return (0,) if x.ndim == 2 else (0, 2, 3)
+        """The axes the statistics are taken over: all but the feature axis."""
+        feature_axis = 2 if x.ndim == 3 else 1
+        if x.ndim not in (2, 3, 4) or x.shape[feature_axis] != self.num_features:
+            raise ValueError(f"BatchNorm: expected input of shape (N, {self.num_features}), (N, T, "
+                             f"{self.num_features}) or (N, {self.num_features}, H, W), got {x.shape}")
+        return {2: (0,), 3: (0, 1), 4: (0, 2, 3)}[x.ndim]
 
     def _per_feature(self, v, ndim):
-        return v if ndim == 2 else v.reshape(1, -1, 1, 1)
+        """A per-feature vector shaped to broadcast against the input."""
+        return v.reshape(1, -1, 1, 1) if ndim == 4 else v
 
     def forward(self, x):
         x = self._input(x).astype(self.params["gamma"].dtype, copy=False)

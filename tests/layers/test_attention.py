@@ -1,6 +1,6 @@
-"""MultiHeadAttention (self-attention, causal and key-padding masks, a key/value cache) and the
-second book's dot-product Attention for seq2seq: numerical gradients, PyTorch parity, masks that
-really mask, and the messages bad input gets."""
+"""handgrad.layers.attention: MultiHeadAttention (self-attention, causal and key-padding masks, a
+key/value cache) and the second book's dot-product Attention for seq2seq: numerical gradients,
+PyTorch parity, masks that really mask, and the messages bad input gets."""
 
 import numpy as np
 import pytest
