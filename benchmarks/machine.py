@@ -115,7 +115,8 @@ def write_results(path, results: dict) -> Path:
     """Write ``results`` with the machine description as JSON, atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"machine": describe(), **{k: v for k, v in results.items() if k != "machine"}}
+    payload = {"machine": describe(), "handgrad_source": handgrad_source(),
+               **{k: v for k, v in results.items() if k not in ("machine", "handgrad_source")}}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as handle:
         json.dump(payload, handle, indent=2)
