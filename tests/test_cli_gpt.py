@@ -56,14 +56,14 @@ def test_language_model_options_are_refused_where_they_do_not_apply(tmp_path, ca
     assert main(["train", "--dataset", "shakespeare", "--out", str(tmp_path / "o")]) == 1
     assert "--model mlp cannot learn shakespeare (text); use --model gpt" in capsys.readouterr().err
     assert main(["train", "--n-layer", "2", "--out", str(tmp_path / "o")]) == 1
-    assert "--n-layer applies to --model gpt, not mlp" in capsys.readouterr().err
+    assert "--n-layer applies to --model gpt or transformer, not mlp" in capsys.readouterr().err
 
 
 def test_generate_refuses_a_model_that_is_not_a_language_model(tmp_path, capsys):
     assert main(["train", "--epochs", "1", "--out", str(tmp_path / "mlp")]) == 0
     capsys.readouterr()
     assert main(["generate", str(tmp_path / "mlp" / "model.safetensors")]) == 1
-    assert "generate needs a language model (--model gpt), this is a Sequential" in capsys.readouterr().err
+    assert "generate needs a language model (--model gpt, or a makemore model), this is a Sequential" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
@@ -272,5 +272,5 @@ def test_generate_reads_no_data_and_says_so_to_a_data_dir(tiny_models, capsys, m
     assert capsys.readouterr().out.startswith("RO")
     assert main(["generate", str(tiny_models / "gpt.safetensors"), "--data-dir", str(SHARED_DATA)]) == 1
     err = capsys.readouterr().err.strip()
-    assert "--data-dir: generate reads no data (the model file holds its vocabulary)" in err
+    assert "--data-dir: generate reads no data for a text model (the model file holds its vocabulary)" in err
     assert len(err.splitlines()) == 1

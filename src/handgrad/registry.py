@@ -87,7 +87,10 @@ class Steps:
     """Training by steps, as nanoGPT's train.py trains a language model: ``max_steps`` updates
     on random batches; the learning rate warms up linearly for ``warmup`` steps, then decays by
     a cosine to ``lr / min_lr_divisor`` at ``max_steps``; every ``eval_interval`` steps (and
-    after the last) the loss is estimated on ``eval_iters`` random batches of each split."""
+    after the last) the loss is estimated on ``eval_iters`` random batches of each split.
+    ``schedule="step"`` (Zero to Hero's): ``lr`` for the first 3/4 of the steps, then ``lr /
+    min_lr_divisor`` (150k and 200k steps); ``"constant"`` (makemore.py's): ``lr`` throughout,
+    ``min_lr_divisor`` 1, no warmup."""
 
     max_steps: int = 2000
     warmup: int = 100
@@ -95,6 +98,7 @@ class Steps:
     eval_interval: int = 250
     eval_iters: int = 200
     origin: str = "nanoGPT"  # whose recipe it is, for the messages
+    schedule: str = "warmup-cosine"  # or "step": lr until 3/4 of max_steps, then min_lr (Zero to Hero's); "constant"
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,16 @@ NANOGPT = Training(optimizer="adamw", betas=(0.9, 0.99), weight_decay=0.1, decay
                    steps=Steps())
 #: The second book clips its seq2seq models' gradients at a total norm of 5.
 BOOK_SEQ2SEQ = Training(grad_clip=5.0)
+#: Zero to Hero's makemore parts 3-5: SGD at 0.1, then 0.01 for the last quarter of 200k steps,
+#: batches of 32 examples drawn with replacement; the loss of each split estimated every 10k steps.
+ZERO_TO_HERO = Training(optimizer="sgd", steps=Steps(max_steps=200_000, warmup=0, min_lr_divisor=10,
+                                                     eval_interval=10_000, eval_iters=200, origin="Zero to Hero",
+                                                     schedule="step"))
+#: makemore.py: AdamW (betas 0.9/0.99, weight decay 0.01 on every parameter) at a constant rate,
+#: the test loss every 500 steps (makemore runs until stopped; here 20k steps by default).
+MAKEMORE = Training(optimizer="adamw", betas=(0.9, 0.99), weight_decay=0.01,
+                    steps=Steps(max_steps=20_000, warmup=0, min_lr_divisor=1, eval_interval=500, eval_iters=10,
+                                origin="makemore", schedule="constant"))
 
 
 # --- datasets -------------------------------------------------------------------------------------
@@ -185,6 +199,14 @@ def _seq2seq_task(name: str):
     return load
 
 
+def _names(data_dir, data_file=None) -> Task:
+    """makemore's names.txt, or any file of one word a line (``--data-file``)."""
+    from .data.words import load_names, read_words
+
+    words = load_names(data_dir) if data_file is None else read_words(data_file)
+    return Task(words.source if data_file is not None else "names", "words", words, None, (), words.vocab_size, words)
+
+
 def _shakespeare(data_dir) -> Task:
     from .data import load_shakespeare
 
@@ -215,6 +237,7 @@ DATASETS = {entry.name: entry for entry in (
     DatasetEntry("addition", "seq2seq", _seq2seq_task("addition"), 25, 128),
     DatasetEntry("dates", "seq2seq", _seq2seq_task("dates"), 10, 128),
     DatasetEntry("shakespeare", "text", _shakespeare, None, 12),  # trained by steps (--max-steps), not epochs
+    DatasetEntry("names", "words", _names, None, 32, tuned={"transformer": {"lr": 5e-4}, "bigram": {"lr": 5e-4}}),
 )}
 
 
@@ -222,9 +245,17 @@ DATASETS = {entry.name: entry for entry in (
 DEFAULT_MODEL, DEFAULT_DATASET = "mlp", "digits"
 
 
-def load_task(name: str, data_dir=None) -> Task:
+def load_task(name: str, data_dir=None, data_file=None) -> Task:
+    """The dataset ``name`` under the data root; ``data_file``: a file of one word a line, read
+    as the ``names`` dataset is (makemore's promise: any such file)."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    if data_file is not None:
+        if DATASETS[name].kind != "words":
+            words = [d.name for d in DATASETS.values() if d.kind == "words"]
+            raise ValueError(f"--data-file is a file of words, one a line, for --dataset {'/'.join(words)}; "
+                             f"not for --dataset {name}")
+        return DATASETS[name].load(data_dir, data_file)
     return DATASETS[name].load(data_dir)
 
 
@@ -336,6 +367,30 @@ def _gpt(task: Task, options: dict):
     return model, model.describe()
 
 
+def _makemore(name: str):
+    def build(task: Task, options: dict):
+        from .model.makemore import MAKEMORE_MODELS
+
+        builder, examples = MAKEMORE_MODELS[name]
+        sizes = {"block_size": options["block_size"]} if examples == "contexts" else {}
+        if name == "transformer":
+            sizes = {"block_size": task.vocab.block_size, "n_layer": options["n_layer"], "n_head": options["n_head"],
+                     "n_embd": options["n_embd"]}
+        elif name != "bigram":
+            sizes |= {"n_embd": options["n_embd"], "n_hidden": options["hidden"][0]}
+            if len(options["hidden"]) != 1:
+                raise ValueError(f"--model {name} takes one --hidden size, got {len(options['hidden'])}")
+        model = builder(task.num_classes, seed=options["seed"], **sizes)
+        if name == "transformer":  # id 0, the start and end of a word, reads as a line break
+            from .data.text import CharVocab
+
+            model.vocab = CharVocab("\n" + task.vocab.chars)
+            return model, model.describe()
+        context = f", context of {options['block_size']}" if examples == "contexts" else ""
+        return model, f"{name} ({sum(p.size for p in model.params.values()):,} parameters{context})"
+    return build
+
+
 _MLP_OPTIONS = frozenset({"hidden", "activation", "init", "seed", "batchnorm", "dropout", "weight_decay_l2"})
 _CONV_OPTIONS = frozenset({"init", "seed", "weight_decay_l2"})
 _SEQ2SEQ_OPTIONS = frozenset({"hidden", "embed", "reverse_input", "seed"})
@@ -355,6 +410,17 @@ MODELS = {entry.name: entry for entry in (
     ModelEntry("gpt", "nanoGPT's model, every backward by hand (--n-layer, --n-head, --n-embd, --block-size)",
                ("text",), _gpt, frozenset({"n_layer", "n_head", "n_embd", "block_size", "dropout", "no_bias", "seed"}),
                {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64}, NANOGPT),
+    ModelEntry("bigram", "makemore's bigram: a table of next-character logits", ("words",), _makemore("bigram"),
+               frozenset({"seed"}), training=MAKEMORE),
+    ModelEntry("mlp-bn", "Zero to Hero part 3: an MLP over the last --block-size characters, with BatchNorm",
+               ("words",), _makemore("mlp-bn"), frozenset({"block_size", "n_embd", "hidden", "seed"}),
+               {"block_size": 3, "n_embd": 10, "hidden": [200]}, ZERO_TO_HERO),
+    ModelEntry("wavenet", "Zero to Hero part 5: characters fused two by two (FlattenConsecutive, BatchNorm)",
+               ("words",), _makemore("wavenet"), frozenset({"block_size", "n_embd", "hidden", "seed"}),
+               {"block_size": 8, "n_embd": 24, "hidden": [128]}, ZERO_TO_HERO),
+    ModelEntry("transformer", "makemore's Transformer (a GPT over whole words)", ("words",), _makemore("transformer"),
+               frozenset({"n_layer", "n_head", "n_embd", "seed"}), {"n_layer": 4, "n_head": 4, "n_embd": 64},
+               MAKEMORE),
 )}
 
 
@@ -403,8 +469,9 @@ _TRAINING_OPTIONS = ("epochs", "batch_size", "optimizer", "lr", "beta2", "weight
 class Recipe:
     """Everything ``handgrad train --model MODEL --dataset DATASET`` trains with, every default
     resolved (:func:`recipe`). ``epochs`` is None for a dataset trained by steps; ``schedule``
-    is ``"constant"``, ``"cosine"`` (annealed to 0 over the epochs) or ``"warmup-cosine"``
-    (by steps: ``warmup``, then down to ``min_lr`` at ``max_steps``); ``eval_interval``,
+    is ``"constant"``, ``"cosine"`` (annealed to 0 over the epochs), ``"warmup-cosine"``
+    (by steps: ``warmup``, then down to ``min_lr`` at ``max_steps``) or ``"step"`` (by steps:
+    ``lr``, then ``min_lr`` from 3/4 of ``max_steps`` on); ``eval_interval``,
     ``eval_iters``, ``warmup`` and ``min_lr`` are None when training by epochs; ``betas`` is
     None for an optimizer without them; ``model_options``: :func:`model_options`."""
 
@@ -445,10 +512,12 @@ class Recipe:
         """The learning rate's schedule (None: constant): ``lr_at(epoch)`` for ``fit``'s
         ``schedule=``, or ``lr_at(step)`` for ``fit_lm``'s. A run shorter than the warmup
         warms up all along."""
-        from .optim import CosineAnnealingLR, WarmupCosineLR
+        from .optim import CosineAnnealingLR, StepLR, WarmupCosineLR
 
         if self.schedule == "warmup-cosine":
             return WarmupCosineLR(self.lr, min(self.warmup, self.max_steps), max(self.max_steps, 1), self.min_lr)
+        if self.schedule == "step":  # Zero to Hero: 0.1, then 0.01 from step 150k of 200k
+            return StepLR(self.lr, max(self.max_steps * 3 // 4, 1), self.min_lr / self.lr if self.lr else 1.0)
         return CosineAnnealingLR(self.lr, self.epochs) if self.schedule == "cosine" else None
 
     def make_augment(self):
@@ -550,13 +619,17 @@ def recipe(model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET, **overrid
     if optimizer != training.optimizer:
         raise ValueError(f"--dataset {dataset} trains with {training.optimizer} ({steps.origin}'s); "
                          f"--optimizer {optimizer} is not offered here")
-    if given.get("schedule", "warmup-cosine") != "warmup-cosine":
-        raise ValueError(f"--dataset {dataset} trains by steps with a warmup then a cosine decay; "
+    described = {"warmup-cosine": "a warmup then a cosine decay", "step": "one step down at 3/4 of the run",
+                 "constant": "a constant learning rate"}[steps.schedule]
+    if given.get("schedule", steps.schedule) != steps.schedule:
+        raise ValueError(f"--model {model} trains by steps with {described} ({steps.origin}'s); "
                          f"--schedule {given['schedule']} is not offered here")
+    if steps.schedule != "warmup-cosine" and "warmup" in given:
+        raise ValueError(f"--warmup applies to a warmup then a cosine decay; --model {model} trains with {described}")
     min_lr = given.get("min_lr", lr / steps.min_lr_divisor)
     if not 0 <= min_lr <= lr:
         raise ValueError(f"--min-lr must lie between 0 and the learning rate {lr:g}, got {min_lr:g}")
-    return Recipe(epochs=None, schedule="warmup-cosine", max_steps=given.get("max_steps", steps.max_steps),
+    return Recipe(epochs=None, schedule=steps.schedule, max_steps=given.get("max_steps", steps.max_steps),
                   warmup=given.get("warmup", steps.warmup), min_lr=min_lr,
                   eval_interval=given.get("eval_interval", steps.eval_interval),
                   eval_iters=given.get("eval_iters", steps.eval_iters), **common)

@@ -622,20 +622,35 @@ def lm_batch(x, t, block_size: int, batch_size: int, rng) -> tuple[np.ndarray, n
     return x[window], t[window]
 
 
-def estimate_loss(model, x, t, block_size: int, batch_size: int, iters: int, rng) -> float:
-    """nanoGPT's ``estimate_loss`` for one split: the mean loss over ``iters`` random batches,
-    in evaluation mode."""
+def row_batch(x, t, batch_size: int, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Zero to Hero's minibatch: ``batch_size`` examples (rows of ``x`` and ``t``) drawn
+    uniformly with replacement (``torch.randint(0, len(x), (batch_size,))``)."""
+    rows = rng.integers(0, len(x), size=batch_size)
+    return x[rows], t[rows]
+
+
+def estimate_loss(model, x, t, block_size: int | None, batch_size: int, iters: int, rng) -> float:
+    """nanoGPT's ``estimate_loss`` for one split: the mean loss over ``iters`` random batches
+    (windows of a stream, or rows of examples when ``block_size`` is None), in evaluation mode."""
     losses = []
     with model.mode(False):
         for _ in range(iters):
-            xb, tb = lm_batch(x, t, block_size, batch_size, rng)
+            xb, tb = (row_batch(x, t, batch_size, rng) if block_size is None
+                      else lm_batch(x, t, block_size, batch_size, rng))
             losses.append(model.loss_layer.forward(*model.scores_and_targets(xb, tb)))
     return float(np.mean(losses))
 
 
-def _token_stream(pair, name: str, block_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, t)``: two aligned 1-D streams of token ids, at least ``block_size`` long."""
+def _token_stream(pair, name: str, block_size: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, t)``: two aligned 1-D streams of token ids, at least ``block_size`` long; or, with
+    no ``block_size``, examples: integer ids ``x`` (N, ...) and targets ``t`` (N, ...), N >= 1."""
     x, t = (np.asarray(a) for a in pair)
+    if block_size is None:
+        if x.ndim < 1 or t.ndim < 1 or len(x) != len(t) or len(x) == 0 or x.dtype.kind not in "iu" \
+                or t.dtype.kind not in "iu":
+            raise ValueError(f"fit_lm: the {name} data must be examples, token ids x (N, ...) and targets t (N, ...) "
+                             f"with the same N >= 1, got {x.shape} {x.dtype} and {t.shape} {t.dtype}")
+        return x, t
     if x.ndim != 1 or x.shape != t.shape or x.dtype.kind not in "iu" or t.dtype.kind not in "iu":
         raise ValueError(f"fit_lm: the {name} data must be two aligned 1-D streams of token ids, got "
                          f"{x.shape} {x.dtype} and {t.shape} {t.dtype}")
@@ -644,7 +659,7 @@ def _token_stream(pair, name: str, block_size: int) -> tuple[np.ndarray, np.ndar
     return x, t
 
 
-def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 12, max_steps: int = 2000,
+def fit_lm(model, optimizer, train, val, *, block_size: int | None, batch_size: int = 12, max_steps: int = 2000,
            eval_interval: int = 250, eval_iters: int = 200, schedule=None, grad_clip: float | None = None,
            seed=0, checkpoint=None, checkpoint_every: int = 1, resume: bool = False, log=None,
            log_interval: int = 0, log_step=None, progress: bool | None = None, distributed=False) -> History:
@@ -654,7 +669,9 @@ def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 1
 
     * ``train``, ``val``: aligned token streams ``(x, t)`` with ``t[i]`` the token after ``x[i]``
       (``hg.data.load_dataset("shakespeare")``); batches are random windows (:func:`lm_batch`)
-      drawn from ``numpy.random.default_rng(seed)``.
+      drawn from ``numpy.random.default_rng(seed)``. With ``block_size=None``, ``train`` and
+      ``val`` are examples instead, ids ``x`` (N, ...) and targets ``t`` (N, ...) (makemore's
+      names, :mod:`handgrad.data.words`), and batches are random rows (:func:`row_batch`).
     * Every ``eval_interval`` steps and after the last: the mean loss over ``eval_iters`` random
       batches of each split (:func:`estimate_loss`, evaluation mode, its own seeded generator).
     * ``schedule``: an ``optim.WarmupCosineLR``; the optimizer's lr is set from it before each step.
@@ -670,7 +687,9 @@ def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 1
     * ``distributed=True``: data-parallel over MPI as in :func:`fit` (each batch's windows split
       across the ranks); rank 0 alone evaluates, writes the checkpoint and calls ``log``.
     """
-    for name, value, minimum in (("block_size", block_size, 1), ("batch_size", batch_size, 1),
+    if block_size is not None:
+        _check_count("block_size", block_size, minimum=1)
+    for name, value, minimum in (("batch_size", batch_size, 1),
                                  ("max_steps", max_steps, 0), ("eval_interval", eval_interval, 1),
                                  ("eval_iters", eval_iters, 1), ("checkpoint_every", checkpoint_every, 0),
                                  ("log_interval", log_interval, 0)):
@@ -732,7 +751,8 @@ def fit_lm(model, optimizer, train, val, *, block_size: int, batch_size: int = 1
         while state["step"] < max_steps:
             if schedule is not None:
                 optimizer.lr = schedule.lr_at(state["step"])
-            xb, tb = lm_batch(*streams["training"], block_size, batch_size, rng)
+            xb, tb = (row_batch(*streams["training"], batch_size, rng) if block_size is None
+                      else lm_batch(*streams["training"], block_size, batch_size, rng))
             tokens += xb.size  # the whole batch's, whichever share of it this rank trains on
             logged["tokens"] += xb.size
             if parallel is not None:  # this rank's windows of the batch

@@ -127,6 +127,8 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
     add("--early-stopping", type=positive_int, metavar="PATIENCE",
         help="stop after PATIENCE epochs without a better validation loss (needs --val-split)")
     add("--data-dir", help="data root with one folder per dataset (default: $HANDGRAD_DATA, then the cache)")
+    add("--data-file", metavar="FILE", help="names (makemore): learn this file instead, one word or name a line "
+        "(makemore's promise: any such file); implies --dataset names")
     add("--out", default="handgrad-run", help="output folder (default: handgrad-run); a model there from an earlier "
         "run is replaced, and two runs at once on one folder are refused")
     add("--checkpoint-every", type=non_negative_int, default=0, metavar="K",
@@ -143,7 +145,15 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def recipe_of(args: argparse.Namespace):
     """The registry's :class:`~handgrad.registry.Recipe` for these arguments; a setting that
     does not fit is a one-line error."""
-    from ..registry import DATASETS, MODEL_OPTIONS, recipe
+    from ..registry import DATASETS, DEFAULT_DATASET, MODEL_OPTIONS, recipe
+
+    if args.data_file is not None:
+        words = [name for name, d in DATASETS.items() if d.kind == "words"]
+        if args.dataset == DEFAULT_DATASET:
+            args.dataset = words[0]  # --data-file alone: a file of words, learned as the names are
+        elif args.dataset not in words:
+            raise CommandError(f"--data-file is a file of words, one a line, for --dataset {'/'.join(words)}; "
+                               f"not for --dataset {args.dataset}")
 
     overrides = {name: getattr(args, name) for name in RECIPE_OPTIONS + MODEL_OPTIONS}
     if DATASETS[args.dataset].by_steps:
@@ -174,7 +184,10 @@ def run(args: argparse.Namespace) -> int:
             stack.enter_context(claim_output_folder(out, files))
         if comm is not None:
             print(f"data-parallel training on {comm.size} MPI processes: each batch is split into {comm.size} shards")
-        train = _train_language_model if recipe.by_steps else _train_classifier
+        from ..registry import DATASETS
+
+        kind = DATASETS[args.dataset].kind
+        train = _train_word_model if kind == "words" else _train_language_model if recipe.by_steps else _train_classifier
         return train(out, args, recipe, plot)
 
 
@@ -282,6 +295,80 @@ def _train_language_model(out: Path, args: argparse.Namespace, recipe, plot) -> 
     return 0
 
 
+def _train_word_model(out: Path, args: argparse.Namespace, recipe, plot) -> int:
+    """makemore: a file of words, split as the model's series splits it (Zero to Hero's 80/10/10
+    for the models of fixed contexts, makemore.py's test set of min(1000, 10 %) for the models of
+    whole words), trained by steps on random batches; ends with ``test loss: X`` over the whole
+    test split, then 10 samples marked as makemore marks them."""
+    import handgrad as hg
+
+    from ..data.words import makemore_split, zero_to_hero_split
+    from ..model.makemore import MAKEMORE_MODELS, generate_words, mark_words, word_examples
+    from ..registry import build_model, load_task
+
+    task = load_task(args.dataset, args.data_dir, args.data_file)
+    words = task.vocab
+    model, description = build_model(recipe.model, task, recipe.model_options)
+    examples = MAKEMORE_MODELS[recipe.model][1]
+    if examples == "contexts":
+        split_name, (train_words, val_words, test_words) = "zero-to-hero", zero_to_hero_split(words)
+        val_name = "dev"
+    else:
+        split_name, (train_words, test_words) = "makemore", makemore_split(words)
+        val_words, val_name = test_words, "test"
+    train, val, test = (word_examples(model, part, words.block_size) for part in (train_words, val_words, test_words))
+    optimizer, schedule = recipe.make_optimizer(), recipe.make_schedule()
+    lr = f"{recipe.lr:g}" + (f" -> {recipe.min_lr:g} at step {schedule.step_size}" if recipe.schedule == "step" else "")
+    print(f"dataset {task.name}: {len(words.words):,} words of {len(words.chars)} characters, "
+          f"{len(train_words.words):,} train / {len(val_words.words) if val_words is not test_words else 0:,} dev / "
+          f"{len(test_words.words):,} test ({split_name} split); model {description}; {recipe.optimizer} lr {lr}, "
+          f"{recipe.max_steps} steps of {recipe.batch_size}")
+
+    def log(record):
+        print(f"step {record['step']:6d}: train loss {record['train_loss']:.4f}, {val_name} loss "
+              f"{record['val_loss']:.4f}  (lr {record['lr']:.2e})", flush=True)
+
+    def log_step(record):
+        print(f"iter {record['step']:6d}: loss {record['train_loss']:.4f}  (lr {record['lr']:.2e})", flush=True)
+
+    log_interval = recipe.eval_interval // 10 if args.log_interval is None else args.log_interval
+    history = hg.train.fit_lm(model, optimizer, train, val, block_size=None, batch_size=recipe.batch_size,
+                              max_steps=recipe.max_steps, eval_interval=recipe.eval_interval,
+                              eval_iters=recipe.eval_iters, schedule=schedule, grad_clip=recipe.grad_clip,
+                              seed=recipe.seed, checkpoint=_checkpoint(out, args),
+                              checkpoint_every=1 if args.checkpoint_every else 0, resume=args.resume, log=log,
+                              log_interval=log_interval, log_step=log_step)
+    test_loss = hg.train.evaluate(model, *test, batch_size=1000)[0] if examples == "contexts" \
+        else _sequence_loss(model, *test)
+    source = {"dataset": args.dataset, "data_file": str(Path(args.data_file).resolve()) if args.data_file else None,
+              "split": split_name, "chars": words.chars, "block_size": words.block_size}
+    _save(out, args, model, {"test_loss": test_loss, "val_loss": history["val_loss"][-1]}, history,
+          {"eval_interval": recipe.eval_interval, "eval_iters": recipe.eval_iters, "min_lr": recipe.min_lr,
+           "batch_size": recipe.batch_size, "lr": recipe.lr, "max_steps": recipe.max_steps}, recipe.optimizer,
+          extra_metadata={"words": json.dumps(source)})
+    print(f"wrote {out / 'model.safetensors'} and {out / 'history.json'}")
+    if plot is not None:
+        print(f"wrote {plot.lm_curves(history, out / 'curves.png')}")
+    samples = generate_words(model, words, 10, seed=recipe.seed)
+    for sample, group in zip(samples, mark_words(samples, train_words.words, test_words.words)):
+        print(f"  {sample}  ({'in the training set' if group == 'train' else 'in the test set' if group == 'test' else 'new'})")
+    print(f"test loss: {test_loss:.4f}")
+    return 0
+
+
+def _sequence_loss(model, x, t, batch_size: int = 1000) -> float:
+    """The mean loss per predicted character over every word of a split (positions padded with
+    the ignore index do not count), in evaluation mode."""
+    total, counted = 0.0, 0
+    with model.mode(False):
+        for start in range(0, len(x), batch_size):
+            xb, tb = x[start:start + batch_size], t[start:start + batch_size]
+            n = int((tb != model.loss_layer.ignore_index).sum())
+            total += model.loss_layer.forward(*model.scores_and_targets(xb, tb)) * n
+            counted += n
+    return total / counted
+
+
 #: Steps between two lines of training loss when training by steps (nanoGPT's log_interval).
 LOG_INTERVAL = 10
 
@@ -298,7 +385,8 @@ def _other_rank() -> bool:
     return comm is not None and bool(comm.rank)
 
 
-def _save(out: Path, args: argparse.Namespace, model, result: dict, history, resolved: dict, optimizer: str) -> None:
+def _save(out: Path, args: argparse.Namespace, model, result: dict, history, resolved: dict, optimizer: str,
+          extra_metadata: dict | None = None) -> None:
     """Write model.safetensors and history.json, whose ``arguments`` are the command's with the
     defaults that ran resolved (so that history.json says what really ran)."""
     import handgrad as hg
@@ -313,6 +401,7 @@ def _save(out: Path, args: argparse.Namespace, model, result: dict, history, res
     data_root = args.data_dir or os.environ.get("HANDGRAD_DATA")
     if data_root:
         metadata["data_dir"] = str(Path(data_root).resolve())
+    metadata |= extra_metadata or {}
     hg.save(model, out / "model.safetensors", metadata={k: v for k, v in metadata.items() if v})
     arguments = {k: v for k, v in vars(args).items() if k not in ("handler", "argv")} | resolved
     summary = {"dataset": args.dataset, **result, **history.to_dict(), "arguments": arguments}

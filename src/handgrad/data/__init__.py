@@ -17,6 +17,10 @@ with float32 inputs and int64 labels:
 * ``shakespeare``: Tiny Shakespeare as aligned token streams ``(x, t)``, ``t[i]`` the character
   after ``x[i]`` (int64 ids, nanoGPT's vocabulary and 90 % / 10 % split; ``load_shakespeare``
   also returns the vocabulary). Language models train on random windows of them.
+* ``names``: makemore's 32,033 names (``names/names.txt`` under the data root, SHA-256 checked)
+  as makemore.py's examples, a name a row (``x = [0, w...]``, ``y = [w..., 0]`` padded with the
+  ignore index), its split (31,033 / 1,000). :mod:`handgrad.data.words` reads any file of words
+  and holds the other split and the fixed-context examples of Zero to Hero.
 
 ``flatten=False`` keeps images as ``(N, 1, H, W)`` (signals as ``(N, 1, 40)``); text is never
 flattened.
@@ -82,7 +86,7 @@ REMOTE_DATASETS = {
 }
 
 #: The names ``load_dataset`` knows. (``handgrad.registry.DATASETS`` holds the entries the CLI trains on.)
-DATASET_NAMES = ("digits", "mnist", "fashion-mnist", "mnist1d", "addition", "dates", "shakespeare")
+DATASET_NAMES = ("digits", "mnist", "fashion-mnist", "mnist1d", "addition", "dates", "shakespeare", "names")
 DATASETS = DATASET_NAMES  # the older name, kept working
 SEQ2SEQ_DATASETS = ("addition", "dates")
 
@@ -154,6 +158,12 @@ def load_dataset(name: str, data_dir=None, flatten: bool = True, download: bool 
         train_ids, val_ids, _ = load_shakespeare(data_dir, download)
         # A corpus is a stream: inputs, and the next token as the target of each.
         return (train_ids[:-1], train_ids[1:]), (val_ids[:-1], val_ids[1:])
+    elif key == "names":
+        # makemore.py's examples and split: whole names as rows (see handgrad.data.words).
+        from .words import load_names, makemore_split, sequences
+
+        words = load_names(data_dir, download)
+        return tuple(sequences(part, words.block_size) for part in makemore_split(words))
     elif key in SEQ2SEQ_DATASETS:
         train, test, _ = load_seq2seq(key, data_dir, download)
         return train, test

@@ -1,0 +1,150 @@
+"""makemore's models, every gradient by hand: one file of names in, more names out.
+
+Karpathy's makemore (``makemore.py``) and the series built on it (*Neural Networks: Zero to
+Hero*, makemore parts 2-5) go from a bigram table to a Transformer. Here each is made of
+handgrad's layers, so every backward is one you can read in ``handgrad/layers/``:
+
+================  =============================================================  ================
+``--model``       layers (V = vocabulary + 1, the start/end token 0)             examples
+================  =============================================================  ================
+``bigram``        Embedding (V, V): a table of next-character logits              sequences
+``mlp-bn``        Embedding (V, 10), 3 characters side by side (30), Affine 200,   contexts of 3
+                  BatchNorm, Tanh, Affine V (part 3, Bengio et al. 2003 + BN)
+``wavenet``       Embedding (V, 24), then three times FlattenConsecutive(2),       contexts of 8
+                  Affine 128, BatchNorm over (N, T, C), Tanh; Affine V (part 5)
+``transformer``   :class:`~handgrad.model.GPT`: 4 blocks, 4 heads, width 64,       sequences
+                  tanh GELU, biases (makemore.py's Transformer)
+================  =============================================================  ================
+
+*Contexts* (:func:`handgrad.data.words.contexts`, Zero to Hero's): the model reads the
+``block_size`` characters before a position and scores the next one, ``(N, block_size) -> (N,
+V)``. *Sequences* (:func:`handgrad.data.words.sequences`, makemore.py's): the model reads a
+whole word ``[0, w...]`` and scores every next character at once, ``(N, T) -> (N, T, V)``.
+
+How they differ from the originals, where they do: Zero to Hero's ``Linear`` before a BatchNorm
+has no bias; here it has one, initialised to 0, whose gradient is 0 (a BatchNorm's input
+gradient sums to 0 over the batch), so it stays 0 under SGD. Its ``BatchNorm1d`` normalises with
+the unbiased variance (``torch.var``); handgrad's BatchNorm, as PyTorch's ``nn.BatchNorm1d``,
+with the biased one. makemore.py's Transformer has its own output matrix; handgrad's GPT ties
+it to the token embedding (nanoGPT's).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import init as initializers
+from ..layers import Affine, BatchNorm, Embedding, FlattenConsecutive, Reshape, SoftmaxWithLoss, Tanh
+from .gpt import GPT, _sample
+from .sequential import Sequential
+
+__all__ = ["MAKEMORE_MODELS", "bigram", "generate_words", "mark_words", "mlp_bn", "transformer", "wavenet",
+           "word_examples"]
+
+
+def bigram(vocab_size: int, seed=None, dtype=np.float32) -> Sequential:
+    """makemore.py's ``Bigram``: ``logits[n, t] = table[x[n, t]]``, a (V, V) table of logits
+    that starts at 0 (every next character equally likely), learned as an Embedding's weights."""
+    del seed  # nothing random: the table starts at zero, as makemore's
+    return Sequential([Embedding(np.zeros((vocab_size, vocab_size), dtype))], loss=SoftmaxWithLoss())
+
+
+def mlp_bn(vocab_size: int, block_size: int = 3, n_embd: int = 10, n_hidden: int = 200, seed=None,
+           dtype=np.float32) -> Sequential:
+    """Zero to Hero part 3's MLP with BatchNorm: the embeddings of the ``block_size`` previous
+    characters side by side, ``Affine`` to ``n_hidden``, ``BatchNorm`` (its running statistics
+    moving by 0.001, part 3's), ``Tanh``, ``Affine`` to the vocabulary. Part 3's initialisation:
+    embeddings N(0, 1); the hidden weights N(0, 1) (5/3) / sqrt(fan_in) (Kaiming's gain for
+    tanh); the output weights N(0, 1) 0.01 and bias 0, so that the first loss is near -log(1/V)."""
+    rng = initializers.as_generator(seed)
+    fan_in = n_embd * block_size
+    table = rng.standard_normal((vocab_size, n_embd))
+    hidden = rng.standard_normal((fan_in, n_hidden)) * (5 / 3) / fan_in ** 0.5
+    out = rng.standard_normal((n_hidden, vocab_size)) * 0.01
+    layers = [Embedding(table.astype(dtype)), Reshape((fan_in,)),
+              Affine(hidden.astype(dtype), np.zeros(n_hidden, dtype)), BatchNorm(n_hidden, momentum=0.001, dtype=dtype),
+              Tanh(), Affine(out.astype(dtype), np.zeros(vocab_size, dtype))]
+    return Sequential(layers, loss=SoftmaxWithLoss(), seed=rng, input_shape=(block_size,))
+
+
+def wavenet(vocab_size: int, block_size: int = 8, n_embd: int = 24, n_hidden: int = 128, seed=None,
+            dtype=np.float32) -> Sequential:
+    """Zero to Hero part 5's hierarchical network ("Building a WaveNet"): the embeddings of the
+    ``block_size`` previous characters (a power of 2), fused two at a time by
+    ``FlattenConsecutive(2)``, ``Affine``, ``BatchNorm`` over (N, T, C) and ``Tanh``, until one
+    group is left; then ``Affine`` to the vocabulary. Part 5's initialisation: weights N(0, 1) /
+    sqrt(fan_in), biases 0, the last layer's weights times 0.1 (less confident at first)."""
+    if block_size < 2 or block_size & (block_size - 1):
+        raise ValueError(f"wavenet: block_size must be a power of 2 (>= 2), each stage fusing two groups; "
+                         f"got {block_size}")
+    rng = initializers.as_generator(seed)
+    layers, width, groups = [Embedding(rng.standard_normal((vocab_size, n_embd)).astype(dtype))], n_embd, block_size
+    while groups > 1:
+        fan_in = 2 * width
+        weight = rng.standard_normal((fan_in, n_hidden)) / fan_in ** 0.5
+        layers += [FlattenConsecutive(2), Affine(weight.astype(dtype), np.zeros(n_hidden, dtype)),
+                   BatchNorm(n_hidden, dtype=dtype), Tanh()]
+        width, groups = n_hidden, groups // 2
+    out = rng.standard_normal((n_hidden, vocab_size)) / n_hidden ** 0.5 * 0.1
+    layers.append(Affine(out.astype(dtype), np.zeros(vocab_size, dtype)))
+    return Sequential(layers, loss=SoftmaxWithLoss(), seed=rng, input_shape=(block_size,))
+
+
+def transformer(vocab_size: int, block_size: int, n_layer: int = 4, n_head: int = 4, n_embd: int = 64, seed=None,
+                dtype=np.float32) -> GPT:
+    """makemore.py's ``Transformer`` (its defaults: 4 layers, 4 heads, width 64), as handgrad's
+    GPT with biases and the tanh GELU makemore uses; ``block_size``: the longest word + 1."""
+    return GPT(vocab_size, block_size, n_layer, n_head, n_embd, bias=True, gelu="tanh", seed=seed, dtype=dtype)
+
+
+#: ``--model`` name -> (builder, the examples it learns from: "contexts" or "sequences").
+MAKEMORE_MODELS = {"bigram": (bigram, "sequences"), "mlp-bn": (mlp_bn, "contexts"),
+                   "wavenet": (wavenet, "contexts"), "transformer": (transformer, "sequences")}
+
+
+def word_examples(model, words, block_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The examples ``model`` learns ``words`` from: contexts of its own ``block_size`` for a
+    model that reads a fixed context (``input_shape`` set), else whole sequences of
+    ``block_size`` positions."""
+    from ..data.words import contexts, sequences
+
+    context = _context_size(model)
+    return contexts(words, context) if context is not None else sequences(words, block_size)
+
+
+def _context_size(model) -> int | None:
+    """The fixed context a model reads, or None for a model of whole sequences."""
+    shape = getattr(model, "input_shape", None)
+    return None if isinstance(model, GPT) or not shape else int(shape[0])
+
+
+def generate_words(model, words, count: int, max_length: int | None = None, temperature: float = 1.0,
+                   top_k: int | None = None, seed=None) -> list[str]:
+    """``count`` new words from ``model``, each drawn character by character from the start
+    token until the end token (or ``max_length`` characters; default the longest word of
+    ``words``, makemore's): softmax(logits / temperature) over the ``top_k`` most likely, as
+    :meth:`GPT.generate` draws (``temperature=0``: the most likely every time). ``words``: the
+    :class:`handgrad.data.words.Words` the model learned (its vocabulary)."""
+    rng = initializers.as_generator(seed)
+    length = max_length if max_length is not None else words.block_size - 1
+    context = _context_size(model)
+    if isinstance(model, GPT):
+        ids = model.generate(np.zeros((count, 1), np.int64), min(length, model.block_size - 1), temperature=temperature,
+                             top_k=top_k, seed=rng)[:, 1:]
+        return [words.decode(row) for row in ids]
+    out = np.zeros((count, (context or 1) + length), np.int64)
+    with model.mode(False):
+        for step in range(length):
+            if context is not None:
+                logits = model.predict(out[:, step:step + context])
+            else:
+                logits = model.predict(out[:, :step + 1])[:, -1]
+            out[:, (context or 1) + step] = _sample(np.asarray(logits, np.float64), temperature, top_k, rng)
+    return [words.decode(row) for row in out[:, context or 1:]]
+
+
+def mark_words(samples, train_words, test_words) -> list[str]:
+    """Each sample's group, as makemore prints them: ``"train"`` (in the training set),
+    ``"test"`` (in the test set) or ``"new"``."""
+    train, test = set(train_words), set(test_words)
+    return ["train" if s in train else "test" if s in test else "new" for s in samples]
