@@ -19,7 +19,8 @@ blocks); 10 names drawn from handgrad's model and the share of 1,000 draws that 
 neither the training nor the test set). The mirrors: Zero to Hero's models written with torch's
 functional ops on the same parameters (Embedding rows, view, ``x @ W + b``, ``batch_norm`` over
 (N, C, T), tanh); makemore's Transformer as tests/test_interop.py's nanoGPT mirror (tied
-embedding, tanh GELU, biases); the bigram as a (V, V) table.
+embedding, tanh GELU, biases); the bigram as a (V, V) table; the RNN and GRU as ``nn.RNN`` and
+``nn.GRU`` between the table and a Linear (tests/mirrors.py).
 """
 
 from __future__ import annotations
@@ -41,34 +42,9 @@ from handgrad.registry import build_model, load_task, recipe  # noqa: E402
 from machine import machine_line, write_results  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from mirrors import ContextsMirror  # noqa: E402  (the mirror the parity tests check against)
-from test_interop import nanogpt_mirror  # noqa: E402
+from mirrors import ContextsMirror, SequencesMirror  # noqa: E402  (the mirrors the parity tests check against)
 
 BLOCK, PAUSE = 500, 0.3  # steps per timed block, and the pause before each
-
-
-class SequencesMirror:
-    """makemore's Transformer (nanoGPT's mirror) or bigram table, with handgrad's weights."""
-
-    def __init__(self, torch, model) -> None:
-        self.torch = torch
-        if isinstance(model, hg.model.GPT):
-            self.net = nanogpt_mirror(torch)(model.vocab_size, model.block_size, model.n_layer, model.n_head,
-                                            model.n_embd, bias=model.bias, gelu="tanh")
-            self.net.load_state_dict({k: torch.from_numpy(v) for k, v in hg.interop.to_nanogpt(model).items()})
-            self.table = None
-        else:
-            self.table = torch.nn.Parameter(torch.from_numpy(model.params["0.W"].copy()))
-        self.training = True
-
-    def parameters(self):
-        return list(self.net.parameters()) if self.table is None else [self.table]
-
-    def logits(self, x):
-        if self.table is not None:
-            return self.table[self.torch.from_numpy(x)]
-        self.net.train(self.training)
-        return self.net(self.torch.from_numpy(x))[0]
 
 
 def mirror_loss(torch, mirror, x, t):

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 from conftest import SHARED_DATA
-from mirrors import ContextsMirror
+from mirrors import ContextsMirror, SequencesMirror
 
 import handgrad as hg
 from handgrad.cli import main
 from handgrad.data import DataError
 from handgrad.data.words import (IGNORE, Words, contexts, load_names, makemore_split, read_words, sequences,
                                  zero_to_hero_split)
-from handgrad.model.makemore import bigram, generate_words, mark_words, mlp_bn, transformer, wavenet
+from handgrad.model.makemore import bigram, generate_words, gru, mark_words, mlp_bn, rnn, transformer, wavenet
 
 NAMES = SHARED_DATA / "names" / "names.txt"
 needs_names = pytest.mark.skipif(not NAMES.is_file(), reason=f"names.txt not found under {SHARED_DATA}")
@@ -122,6 +122,46 @@ def test_the_zero_to_hero_models_equal_their_pytorch_mirror_in_float64(make):
         np.testing.assert_allclose(grad, mirror.params[name].grad.numpy(), rtol=0, atol=1e-9, err_msg=name)
 
 
+@pytest.mark.parametrize("make", [lambda V, B: bigram(V, dtype=np.float64),
+                                  lambda V, B: rnn(V, n_embd=6, n_embd2=7, seed=1, dtype=np.float64),
+                                  lambda V, B: gru(V, n_embd=6, n_embd2=7, seed=2, dtype=np.float64),
+                                  lambda V, B: transformer(V, B, n_layer=2, n_head=2, n_embd=8, seed=3,
+                                                           dtype=np.float64)],
+                         ids=["bigram", "rnn", "gru", "transformer"])
+def test_makemores_models_of_whole_words_equal_their_pytorch_mirror_in_float64(make):
+    """Padding targets are ignored by both; every gradient, the tied and shared ones included."""
+    torch = pytest.importorskip("torch")
+    words = Words.of(["anna", "bob", "carla", "dan", "eve"])
+    model = make(words.vocab_size, words.block_size)
+    if isinstance(model, hg.model.GPT):
+        model.params["wte.W"][...] = np.random.default_rng(0).normal(0, 0.5, model.params["wte.W"].shape)
+    x, t = sequences(words, words.block_size)
+    loss = model.loss(x, t)
+    model.backward()
+    mirror = SequencesMirror(torch, model)
+    logits = mirror.logits(x)
+    expected = torch.nn.functional.cross_entropy(logits.reshape(-1, words.vocab_size), torch.from_numpy(t).reshape(-1))
+    expected.backward()
+    assert abs(loss - expected.item()) < 1e-9
+    if isinstance(model, hg.model.GPT):
+        theirs = {k: v.grad.numpy() for k, v in mirror.net.named_parameters()}  # the tied lm_head is wte
+        for name, grad in hg.interop.to_nanogpt(model, grads=True).items():
+            name = "transformer.wte.weight" if name == "lm_head.weight" else name
+            np.testing.assert_allclose(grad, theirs[name], rtol=0, atol=1e-9, err_msg=name)
+        return
+    np.testing.assert_allclose(model.grads["0.W"], mirror.params["table"].grad.numpy(), rtol=0, atol=1e-9)
+    if mirror.recurrent is not None:
+        cell, r = model.layers[1], mirror.recurrent
+        np.testing.assert_allclose(cell.grads["Wx"], r.weight_ih_l0.grad.numpy().T, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(cell.grads["Wh"], r.weight_hh_l0.grad.numpy().T, rtol=0, atol=1e-9)
+        bias = cell.grads["b"] if "b" in cell.grads else cell.grads["bx"]
+        np.testing.assert_allclose(bias, r.bias_ih_l0.grad.numpy(), rtol=0, atol=1e-9)
+        if "bh" in cell.grads:
+            np.testing.assert_allclose(cell.grads["bh"], r.bias_hh_l0.grad.numpy(), rtol=0, atol=1e-9)
+        np.testing.assert_allclose(model.grads["2.W"], mirror.params["W"].grad.numpy(), rtol=0, atol=1e-9)
+        np.testing.assert_allclose(model.grads["2.b"], mirror.params["b"].grad.numpy(), rtol=0, atol=1e-9)
+
+
 def test_the_zero_to_hero_models_have_their_published_sizes():
     """Part 3's BatchNorm MLP: 12,297 parameters, as the notebook prints (its b1 before the
     BatchNorm included); part 5's WaveNet: 76,579, whose Linears before a BatchNorm have no bias
@@ -180,8 +220,10 @@ def test_fit_lm_refuses_examples_that_do_not_line_up():
 
 @pytest.mark.parametrize("make", [lambda V, B: bigram(V), lambda V, B: mlp_bn(V, n_embd=4, n_hidden=8, seed=0),
                                   lambda V, B: wavenet(V, block_size=4, n_embd=4, n_hidden=8, seed=0),
+                                  lambda V, B: rnn(V, n_embd=4, n_embd2=5, seed=0),
+                                  lambda V, B: gru(V, n_embd=4, n_embd2=5, seed=0),
                                   lambda V, B: transformer(V, B, n_layer=1, n_head=2, n_embd=8, seed=0)],
-                         ids=["bigram", "mlp-bn", "wavenet", "transformer"])
+                         ids=["bigram", "mlp-bn", "wavenet", "rnn", "gru", "transformer"])
 def test_generated_words_use_the_vocabulary_repeat_with_the_seed_and_stop_at_the_end_token(make):
     words = Words.of(["anna", "bob", "carla"])
     model = make(words.vocab_size, words.block_size)

@@ -237,7 +237,8 @@ DATASETS = {entry.name: entry for entry in (
     DatasetEntry("addition", "seq2seq", _seq2seq_task("addition"), 25, 128),
     DatasetEntry("dates", "seq2seq", _seq2seq_task("dates"), 10, 128),
     DatasetEntry("shakespeare", "text", _shakespeare, None, 12),  # trained by steps (--max-steps), not epochs
-    DatasetEntry("names", "words", _names, None, 32, tuned={"transformer": {"lr": 5e-4}, "bigram": {"lr": 5e-4}}),
+    DatasetEntry("names", "words", _names, None, 32,
+                 tuned={name: {"lr": 5e-4} for name in ("bigram", "rnn", "gru", "transformer")}),
 )}
 
 
@@ -377,9 +378,10 @@ def _makemore(name: str):
             sizes = {"block_size": task.vocab.block_size, "n_layer": options["n_layer"], "n_head": options["n_head"],
                      "n_embd": options["n_embd"]}
         elif name != "bigram":
-            sizes |= {"n_embd": options["n_embd"], "n_hidden": options["hidden"][0]}
             if len(options["hidden"]) != 1:
                 raise ValueError(f"--model {name} takes one --hidden size, got {len(options['hidden'])}")
+            hidden = "n_embd2" if name in ("rnn", "gru") else "n_hidden"
+            sizes |= {"n_embd": options["n_embd"], hidden: options["hidden"][0]}
         model = builder(task.num_classes, seed=options["seed"], **sizes)
         if name == "transformer":  # id 0, the start and end of a word, reads as a line break
             from .data.text import CharVocab
@@ -418,6 +420,10 @@ MODELS = {entry.name: entry for entry in (
     ModelEntry("wavenet", "Zero to Hero part 5: characters fused two by two (FlattenConsecutive, BatchNorm)",
                ("words",), _makemore("wavenet"), frozenset({"block_size", "n_embd", "hidden", "seed"}),
                {"block_size": 8, "n_embd": 24, "hidden": [128]}, ZERO_TO_HERO),
+    ModelEntry("rnn", "makemore's RNN: characters read in order by a tanh RNN (--n-embd, --hidden)", ("words",),
+               _makemore("rnn"), frozenset({"n_embd", "hidden", "seed"}), {"n_embd": 64, "hidden": [64]}, MAKEMORE),
+    ModelEntry("gru", "makemore's GRU (--n-embd, --hidden)", ("words",), _makemore("gru"),
+               frozenset({"n_embd", "hidden", "seed"}), {"n_embd": 64, "hidden": [64]}, MAKEMORE),
     ModelEntry("transformer", "makemore's Transformer (a GPT over whole words)", ("words",), _makemore("transformer"),
                frozenset({"n_layer", "n_head", "n_embd", "seed"}), {"n_layer": 4, "n_head": 4, "n_embd": 64},
                MAKEMORE),

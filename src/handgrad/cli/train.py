@@ -54,7 +54,8 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     add("--dropout", type=fraction, default=shared["dropout"], metavar="P",
         help="mlp: dropout after every hidden layer; gpt: in every block " + defaults.model_option("dropout"))
     add("--hidden", type=positive_int, nargs="*", metavar="N",
-        help="hidden layer widths (mlp), or the state size (lstm, seq2seq, seq2seq-attention) "
+        help="hidden layer widths (mlp), the state size (lstm, seq2seq, seq2seq-attention, rnn, gru), or the hidden "
+        "width (mlp-bn, wavenet) "
         + defaults.model_option("hidden"))
     add("--embed", type=positive_int, metavar="D", help="character embedding size (seq2seq models) "
         + defaults.model_option("embed"))
@@ -102,10 +103,12 @@ def _add_language_model_arguments(parser: argparse.ArgumentParser) -> None:
     from .. import registry
 
     add = parser.add_argument
-    add("--n-layer", type=positive_int, help="gpt: blocks " + defaults.model_option("n_layer"))
-    add("--n-head", type=positive_int, help="gpt: attention heads " + defaults.model_option("n_head"))
-    add("--n-embd", type=positive_int, help="gpt: width " + defaults.model_option("n_embd"))
-    add("--block-size", type=positive_int, help="gpt: context length in tokens " + defaults.model_option("block_size"))
+    add("--n-layer", type=positive_int, help="gpt, transformer: blocks " + defaults.model_option("n_layer"))
+    add("--n-head", type=positive_int, help="gpt, transformer: attention heads " + defaults.model_option("n_head"))
+    add("--n-embd", type=positive_int, help="gpt, transformer: width; mlp-bn, wavenet, rnn, gru: the size of a "
+        "character's embedding " + defaults.model_option("n_embd"))
+    add("--block-size", type=positive_int, help="gpt: context length in tokens; mlp-bn, wavenet: characters of "
+        "context (wavenet: a power of 2) " + defaults.model_option("block_size"))
     add("--no-bias", action="store_true", default=registry.OPTION_DEFAULTS["no_bias"],
         help="gpt: no biases in LayerNorm and Affine (nanoGPT's bias=False)")
     add("--eval-interval", type=positive_int,

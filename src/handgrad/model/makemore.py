@@ -12,6 +12,8 @@ handgrad's layers, so every backward is one you can read in ``handgrad/layers/``
                   BatchNorm, Tanh, Affine V (part 3, Bengio et al. 2003 + BN)
 ``wavenet``       Embedding (V, 24), then three times FlattenConsecutive(2),       contexts of 8
                   Affine 128, BatchNorm over (N, T, C), Tanh; Affine V (part 5)
+``rnn``           Embedding (V, 64), RNN 64 (tanh), Affine V (makemore.py's RNN)    sequences
+``gru``           Embedding (V, 64), GRU 64, Affine V (makemore.py's GRU)          sequences
 ``transformer``   :class:`~handgrad.model.GPT`: 4 blocks, 4 heads, width 64,       sequences
                   tanh GELU, biases (makemore.py's Transformer)
 ================  =============================================================  ================
@@ -26,7 +28,9 @@ has no bias; here it has one, initialised to 0, whose gradient is 0 (a BatchNorm
 gradient sums to 0 over the batch), so it stays 0 under SGD. Its ``BatchNorm1d`` normalises with
 the unbiased variance (``torch.var``); handgrad's BatchNorm, as PyTorch's ``nn.BatchNorm1d``,
 with the biased one. makemore.py's Transformer has its own output matrix; handgrad's GPT ties
-it to the token embedding (nanoGPT's).
+it to the token embedding (nanoGPT's). makemore.py's RNN and GRU start from a learned state and
+its GRU applies the reset gate before the hidden matrix (Cho et al.'s form); handgrad's start
+from zeros, and its GRU is PyTorch's (the reset gate after ``W_hn h``).
 """
 
 from __future__ import annotations
@@ -34,12 +38,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init as initializers
-from ..layers import Affine, BatchNorm, Embedding, FlattenConsecutive, Reshape, SoftmaxWithLoss, Tanh
+from ..layers import GRU, RNN, Affine, BatchNorm, Embedding, FlattenConsecutive, Reshape, SoftmaxWithLoss, Tanh
 from .gpt import GPT, _sample
 from .sequential import Sequential
 
-__all__ = ["MAKEMORE_MODELS", "bigram", "generate_words", "mark_words", "mlp_bn", "transformer", "wavenet",
-           "word_examples"]
+__all__ = ["MAKEMORE_MODELS", "bigram", "generate_words", "gru", "mark_words", "mlp_bn", "recurrent", "rnn",
+           "transformer", "wavenet", "word_examples"]
 
 
 def bigram(vocab_size: int, seed=None, dtype=np.float32) -> Sequential:
@@ -97,9 +101,39 @@ def transformer(vocab_size: int, block_size: int, n_layer: int = 4, n_head: int 
     return GPT(vocab_size, block_size, n_layer, n_head, n_embd, bias=True, gelu="tanh", seed=seed, dtype=dtype)
 
 
+def recurrent(vocab_size: int, cell: str = "rnn", n_embd: int = 64, n_embd2: int = 64, seed=None,
+              dtype=np.float32) -> Sequential:
+    """makemore.py's ``RNN`` (``cell="rnn"``, tanh) or ``GRU`` (``cell="gru"``): each character's
+    embedding (``n_embd``) read in order by a recurrent layer of ``n_embd2`` units, whose state at
+    every position an ``Affine`` turns into the next character's logits. PyTorch's initialisation,
+    U(-1/sqrt(H), 1/sqrt(H)); embeddings N(0, 1)."""
+    rng = initializers.as_generator(seed)
+    H, gates = n_embd2, {"rnn": 1, "gru": 3}[cell]
+    bound = 1 / H ** 0.5
+    uniform = lambda *shape: rng.uniform(-bound, bound, shape).astype(dtype)  # noqa: E731
+    table = rng.standard_normal((vocab_size, n_embd)).astype(dtype)
+    if cell == "rnn":
+        recurrence = RNN(uniform(n_embd, H), uniform(H, H), uniform(H))
+    else:
+        recurrence = GRU(uniform(n_embd, gates * H), uniform(H, gates * H), uniform(gates * H), uniform(gates * H))
+    return Sequential([Embedding(table), recurrence, Affine(uniform(H, vocab_size), uniform(vocab_size))],
+                      loss=SoftmaxWithLoss(), seed=rng)
+
+
+def rnn(vocab_size: int, n_embd: int = 64, n_embd2: int = 64, seed=None, dtype=np.float32) -> Sequential:
+    return recurrent(vocab_size, "rnn", n_embd, n_embd2, seed, dtype)
+
+
+def gru(vocab_size: int, n_embd: int = 64, n_embd2: int = 64, seed=None, dtype=np.float32) -> Sequential:
+    return recurrent(vocab_size, "gru", n_embd, n_embd2, seed, dtype)
+
+
+rnn.__doc__ = gru.__doc__ = recurrent.__doc__
+
 #: ``--model`` name -> (builder, the examples it learns from: "contexts" or "sequences").
 MAKEMORE_MODELS = {"bigram": (bigram, "sequences"), "mlp-bn": (mlp_bn, "contexts"),
-                   "wavenet": (wavenet, "contexts"), "transformer": (transformer, "sequences")}
+                   "wavenet": (wavenet, "contexts"), "rnn": (rnn, "sequences"), "gru": (gru, "sequences"),
+                   "transformer": (transformer, "sequences")}
 
 
 def word_examples(model, words, block_size: int) -> tuple[np.ndarray, np.ndarray]:
