@@ -112,6 +112,7 @@ def test_a_missing_script_is_one_line(tmp_path):
     assert err.strip() == f"handgrad book-run: error: {tmp_path / 'nope.py'}: no such script"
 
 
+@needs_book  # it runs the book's ch05/gradient_check.py (a clone without ../shared/book1 failed here)
 def test_bad_scripts_folders_and_data_are_one_line_errors(tmp_path):
     """A new user's mistakes once ended in tracebacks: a missing data folder (from handgrad's own
     loader inside the script), an --out that cannot be made (found only after the script ran),

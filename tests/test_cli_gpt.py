@@ -53,7 +53,7 @@ def test_language_model_options_are_refused_where_they_do_not_apply(tmp_path, ca
     assert "--warmup applies to training a language model by steps" in capsys.readouterr().err
     assert main(["train", "--dataset", "shakespeare", "--model", "gpt", "--epochs", "2", "--out", str(tmp_path / "o")]) == 1
     assert "trains by steps: give --max-steps, not --epochs" in capsys.readouterr().err
-    assert main(["train", "--dataset", "shakespeare", "--out", str(tmp_path / "o")]) == 1
+    assert main(["train", "--dataset", "shakespeare", "--model", "mlp", "--out", str(tmp_path / "o")]) == 1
     assert "--model mlp cannot learn shakespeare (text); use --model gpt" in capsys.readouterr().err
     assert main(["train", "--n-layer", "2", "--out", str(tmp_path / "o")]) == 1
     assert "--n-layer applies to --model gpt or transformer, not mlp" in capsys.readouterr().err
@@ -274,3 +274,19 @@ def test_generate_reads_no_data_and_says_so_to_a_data_dir(tiny_models, capsys, m
     err = capsys.readouterr().err.strip()
     assert "--data-dir: generate reads no data for a text model (the model file holds its vocabulary)" in err
     assert len(err.splitlines()) == 1
+
+
+def test_each_dataset_trains_its_own_model_when_none_is_given():
+    """`handgrad train --dataset shakespeare` (and names, addition, dates) answered "--model mlp
+    cannot learn ...": the user had typed no --model. Each dataset now names its model."""
+    from handgrad.cli import build_parser
+    from handgrad.cli.train import recipe_of
+    from handgrad.registry import DATASETS, MODELS
+
+    for dataset, expected in (("shakespeare", "gpt"), ("names", "transformer"), ("addition", "seq2seq"),
+                              ("dates", "seq2seq-attention"), ("digits", "mlp"), ("mnist", "mlp")):
+        args = build_parser().parse_args(["train", "--dataset", dataset])
+        assert recipe_of(args).model == expected and args.model == expected
+        assert DATASETS[dataset].kind in MODELS[expected].kinds
+    args = build_parser().parse_args(["train", "--data-file", "words.txt"])
+    assert recipe_of(args).dataset == "names" and args.model == "transformer"

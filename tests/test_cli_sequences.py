@@ -74,7 +74,7 @@ def test_peeky_and_reversed_seq2seq_options(small_addition, tmp_path, capsys):
     assert hg.load(out / "model.safetensors").spec()["reverse_input"] is True
     assert main(["train", "--dataset", "addition", "--model", "seq2seq-attention", "--peeky", "--out", str(out)]) == 1
     assert "--peeky applies to --model seq2seq, not seq2seq-attention" in capsys.readouterr().err
-    assert main(["train", "--dataset", "addition", "--out", str(out)]) == 1
+    assert main(["train", "--dataset", "addition", "--model", "mlp", "--out", str(out)]) == 1
     assert "--model mlp cannot learn addition (seq2seq); use --model seq2seq or seq2seq-attention" in capsys.readouterr().err
     assert main(["predict", str(out / "model.safetensors"), "x.npy"]) == 1
     assert "a seq2seq model answers --text QUESTION (and takes no files)" in capsys.readouterr().err

@@ -277,7 +277,7 @@ def test_train_on_any_file_of_words_and_generate_without_the_file(tmp_path, caps
     assert main(["train", "--data-file", str(words), "--model", "bigram", "--max-steps", "50", "--eval-interval", "25",
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed[0].startswith(f"dataset pets.txt: 120 words of {chars} characters, 108 train / 0 dev / 12 test "
+    assert printed[0].startswith(f"dataset pets.txt: 120 words of {chars} characters, 108 train / 12 test "
                                  f"(makemore split); model bigram ({(chars + 1) ** 2} parameters)")
     assert printed[-1].startswith("test loss: ")
     words.unlink()  # generate still draws words; it cannot say which are new, and says so
@@ -293,12 +293,28 @@ def test_train_on_any_file_of_words_and_generate_without_the_file(tmp_path, caps
     (["train", "--dataset", "names", "--model", "mlp-bn", "--warmup", "10"], "--warmup applies to a warmup then a "
                                                                               "cosine decay"),
     (["train", "--dataset", "names", "--model", "wavenet", "--n-layer", "2"], "--n-layer applies to"),
+    (["train", "--dataset", "names", "--model", "wavenet", "--block-size", "6"], "--block-size 6: wavenet fuses two "
+                                                                                  "groups"),
+    (["train", "--dataset", "digits", "--data-file", "x.txt"], "--data-file is a file of words, one a line, for "
+                                                                "--dataset names; not for --dataset digits"),
 ])
 def test_word_training_mistakes_are_one_line_errors(tmp_path, monkeypatch, capsys, args, message):
     monkeypatch.chdir(tmp_path)
     assert main(args + ["--data-dir", str(SHARED_DATA)]) == 1
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("count", [1, 5, 9])
+def test_a_file_of_too_few_words_to_split_is_a_one_line_error(tmp_path, capsys, count):
+    """Fewer than 10 words left an empty test split: "max() arg is an empty sequence"."""
+    path = tmp_path / "few.txt"
+    path.write_text("\n".join(f"w{'ab'[i % 2]}{i}" for i in range(count)))
+    for model in ("bigram", "mlp-bn"):
+        assert main(["train", "--data-file", str(path), "--model", model, "--out", str(tmp_path / "o")]) == 1
+        err = capsys.readouterr().err
+        assert f"few.txt: {count} words are too few to split" in err and "at least 10" in err
+        assert len(err.strip().splitlines()) == 1
 
 
 def test_a_binary_data_file_is_a_one_line_error(tmp_path, capsys):

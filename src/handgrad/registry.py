@@ -48,6 +48,7 @@ __all__ = [
     "Task",
     "Training",
     "build_model",
+    "default_model",
     "load_task",
     "model_options",
     "recipe",
@@ -148,7 +149,9 @@ class DatasetEntry:
     by steps (a language model's text, see :class:`Steps`). ``tuned``: per model name, settings
     chosen for it on this dataset over the model's own (any model option, ``"epochs"``,
     ``"batch_size"``, ``"lr"``, the learning rate of the model's default optimizer, and
-    ``"augment"``, the augmentation of the training batches, a name of :data:`AUGMENTATIONS`)."""
+    ``"augment"``, the augmentation of the training batches, a name of :data:`AUGMENTATIONS`).
+    ``model``: what ``handgrad train --dataset NAME`` trains without ``--model`` (None:
+    :data:`DEFAULT_MODEL`)."""
 
     name: str
     kind: str
@@ -156,6 +159,7 @@ class DatasetEntry:
     epochs: int | None
     batch_size: int
     tuned: dict = field(default_factory=dict, hash=False, compare=False)
+    model: str | None = None
 
     @property
     def by_steps(self) -> bool:
@@ -234,11 +238,12 @@ DATASETS = {entry.name: entry for entry in (
     DatasetEntry("mnist", "images", _image_task("mnist"), 5, 100),
     DatasetEntry("fashion-mnist", "images", _image_task("fashion-mnist"), 5, 100),
     DatasetEntry("mnist1d", "signals", _mnist1d, 60, 100),
-    DatasetEntry("addition", "seq2seq", _seq2seq_task("addition"), 25, 128),
-    DatasetEntry("dates", "seq2seq", _seq2seq_task("dates"), 10, 128),
-    DatasetEntry("shakespeare", "text", _shakespeare, None, 12),  # trained by steps (--max-steps), not epochs
+    DatasetEntry("addition", "seq2seq", _seq2seq_task("addition"), 25, 128, model="seq2seq"),
+    DatasetEntry("dates", "seq2seq", _seq2seq_task("dates"), 10, 128, model="seq2seq-attention"),
+    DatasetEntry("shakespeare", "text", _shakespeare, None, 12, model="gpt"),  # by steps (--max-steps), not epochs
     DatasetEntry("names", "words", _names, None, 32,
-                 tuned={name: {"lr": 5e-4} for name in ("bigram", "rnn", "gru", "transformer")}),
+                 tuned={name: {"lr": 5e-4} for name in ("bigram", "rnn", "gru", "transformer")},
+                 model="transformer"),  # makemore.py's default
 )}
 
 
@@ -374,6 +379,10 @@ def _makemore(name: str):
 
         builder, examples = MAKEMORE_MODELS[name]
         sizes = {"block_size": options["block_size"]} if examples == "contexts" else {}
+        block = options.get("block_size") or 0
+        if name == "wavenet" and (block < 2 or block & (block - 1)):
+            raise ValueError(f"--block-size {block}: wavenet fuses two groups of characters at each stage, so its "
+                             "context must be a power of 2 (2, 4, 8, 16, ...)")
         if name == "transformer":
             sizes = {"block_size": task.vocab.block_size, "n_layer": options["n_layer"], "n_head": options["n_head"],
                      "n_embd": options["n_embd"]}
@@ -574,6 +583,11 @@ def _check_settings(entry: ModelEntry, data: DatasetEntry, given: dict) -> None:
 
 def _flag(option: str) -> str:
     return "--" + option.replace("_", "-")
+
+
+def default_model(dataset: str) -> str:
+    """The model ``handgrad train --dataset DATASET`` trains when no ``--model`` is given."""
+    return _entry(DATASETS, dataset, "dataset").model or DEFAULT_MODEL
 
 
 def recipe(model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET, **overrides) -> Recipe:

@@ -45,11 +45,12 @@ def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
     from ..model import ACTIVATIONS
 
     add, shared = parser.add_argument, registry.OPTION_DEFAULTS
-    add("--dataset", choices=list(registry.DATASETS), default=registry.DEFAULT_DATASET,
-        help=f"the data to learn (default: {registry.DEFAULT_DATASET})")
-    add("--model", choices=list(registry.MODELS), default=registry.DEFAULT_MODEL,
+    add("--dataset", choices=list(registry.DATASETS),
+        help=f"the data to learn (default: {registry.DEFAULT_DATASET}; names with --data-file)")
+    by_dataset = [f"{d.model} on {d.name}" for d in registry.DATASETS.values() if d.model]
+    add("--model", choices=list(registry.MODELS),
         help="; ".join(f"{entry.name}: {entry.help}" for entry in registry.MODELS.values())
-        + f" (default: {registry.DEFAULT_MODEL})")
+        + f" (default: {', '.join(by_dataset)}, else {registry.DEFAULT_MODEL})")
     add("--batchnorm", action="store_true", default=shared["batchnorm"], help="BatchNorm after every hidden Affine (mlp)")
     add("--dropout", type=fraction, default=shared["dropout"], metavar="P",
         help="mlp: dropout after every hidden layer; gpt: in every block " + defaults.model_option("dropout"))
@@ -115,7 +116,8 @@ def _add_language_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="language models: evaluate every N steps " + defaults.steps("eval_interval"))
     add("--eval-iters", type=positive_int, help="language models: batches per evaluation " + defaults.steps("eval_iters"))
     add("--warmup", type=non_negative_int, help="language models: warmup steps " + defaults.steps("warmup"))
-    add("--min-lr", type=finite_non_negative, help="language models: the lr the cosine decays to "
+    add("--min-lr", type=finite_non_negative, help="language models: the last lr, where the cosine decays to (gpt) "
+        "or the rate after the step down at 3/4 of the run (mlp-bn, wavenet) "
         + defaults.steps("min_lr"))
     add("--batch-size", type=positive_int, help="samples per batch " + defaults.batch_size())
 
@@ -139,7 +141,7 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "stops the run, after the step it is in (a second Ctrl-C stops at once)")
     add("--log-interval", type=non_negative_int, metavar="N",
         help="language models: print the training loss every N steps, with tokens/s (nanoGPT's log_interval; "
-        "default: 10, 0: off)")
+        "default: 10 for gpt, eval-interval / 10 for makemore's models; 0: off)")
     add("--resume", action="store_true",
         help="continue from the checkpoint in --out, with the same settings (others are refused)")
     add("--plot", action="store_true", help="also write training curves to --out/curves.png (matplotlib)")
@@ -148,15 +150,16 @@ def _add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def recipe_of(args: argparse.Namespace):
     """The registry's :class:`~handgrad.registry.Recipe` for these arguments; a setting that
     does not fit is a one-line error."""
-    from ..registry import DATASETS, DEFAULT_DATASET, MODEL_OPTIONS, recipe
+    from ..registry import DATASETS, DEFAULT_DATASET, MODEL_OPTIONS, default_model, recipe
 
-    if args.data_file is not None:
-        words = [name for name, d in DATASETS.items() if d.kind == "words"]
-        if args.dataset == DEFAULT_DATASET:
-            args.dataset = words[0]  # --data-file alone: a file of words, learned as the names are
-        elif args.dataset not in words:
-            raise CommandError(f"--data-file is a file of words, one a line, for --dataset {'/'.join(words)}; "
-                               f"not for --dataset {args.dataset}")
+    words = [name for name, d in DATASETS.items() if d.kind == "words"]
+    if args.dataset is None:  # --data-file alone: a file of words, learned as the names are
+        args.dataset = words[0] if args.data_file is not None else DEFAULT_DATASET
+    elif args.data_file is not None and args.dataset not in words:
+        raise CommandError(f"--data-file is a file of words, one a line, for --dataset {'/'.join(words)}; "
+                           f"not for --dataset {args.dataset}")
+    if args.model is None:
+        args.model = default_model(args.dataset)
 
     overrides = {name: getattr(args, name) for name in RECIPE_OPTIONS + MODEL_OPTIONS}
     if DATASETS[args.dataset].by_steps:
@@ -207,8 +210,11 @@ def _train_classifier(out: Path, args: argparse.Namespace, recipe, plot) -> int:
           f"{recipe.optimizer} lr {recipe.lr:g}; {recipe.epochs} epoch{'' if recipe.epochs == 1 else 's'} of batch "
           f"{recipe.batch_size}" + (f"; training batches augmented ({recipe.augment})" if recipe.augment else ""))
 
+    # Measured on the batches as trained: warped ones, when augmented (so it may sit below test accuracy).
+    train_acc = "warped train acc" if recipe.augment else "train acc"
+
     def log(record):
-        print(f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  train acc {record['train_accuracy']:.4f}  "
+        print(f"epoch {record['epoch']:3d}  loss {record['train_loss']:.4f}  {train_acc} {record['train_accuracy']:.4f}  "
               f"{val_name} loss {record['val_loss']:.4f}  {val_name} acc {record['val_accuracy']:.4f}  "
               f"({record['seconds']:.2f} s)", flush=True)
 
@@ -322,10 +328,11 @@ def _train_word_model(out: Path, args: argparse.Namespace, recipe, plot) -> int:
     train, val, test = (word_examples(model, part, words.block_size) for part in (train_words, val_words, test_words))
     optimizer, schedule = recipe.make_optimizer(), recipe.make_schedule()
     lr = f"{recipe.lr:g}" + (f" -> {recipe.min_lr:g} at step {schedule.step_size}" if recipe.schedule == "step" else "")
+    dev = f"{len(val_words.words):,} dev / " if val_words is not test_words else ""
     print(f"dataset {task.name}: {len(words.words):,} words of {len(words.chars)} characters, "
-          f"{len(train_words.words):,} train / {len(val_words.words) if val_words is not test_words else 0:,} dev / "
-          f"{len(test_words.words):,} test ({split_name} split); model {description}; {recipe.optimizer} lr {lr}, "
-          f"{recipe.max_steps} steps of {recipe.batch_size}")
+          f"{len(train_words.words):,} train / {dev}{len(test_words.words):,} test ({split_name} split); model "
+          f"{description}; {recipe.optimizer} lr {lr}, {recipe.max_steps} steps of {recipe.batch_size}; every "
+          f"{recipe.eval_interval} steps the {val_name} loss estimated on {recipe.eval_iters} batches")
 
     def log(record):
         print(f"step {record['step']:6d}: train loss {record['train_loss']:.4f}, {val_name} loss "

@@ -133,9 +133,10 @@ def _download(dataset: RemoteDataset, file: DataFile, target: Path, where: str) 
             folder.rmdir()
         except OSError:  # not empty (another file arrived meanwhile): keep it
             break
-    raise DataError(f"{dataset.name}: could not download {file.name} from any mirror:\n  " + "\n  ".join(failures)
-                    + f"\nCopy the published file into {target} instead (offline use), or point {_DATA_DIR_HINT} "
-                    f"at a folder holding a {dataset.name}/ folder with it.")
+    # One line, as every error the command line prints: each mirror's failure, then what to do.
+    raise DataError(f"{dataset.name}: could not download {file.name} from any mirror ({'; '.join(failures)}); "
+                    f"copy the published file into {target} instead (offline use), or point {_DATA_DIR_HINT} "
+                    f"at a folder holding a {dataset.name}/ folder with it")
 
 
 def _want_progress() -> bool:

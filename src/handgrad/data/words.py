@@ -34,7 +34,7 @@ import numpy as np
 
 from .fetch import DataError, DataFile, RemoteDataset, locate
 
-__all__ = ["IGNORE", "MAX_WORD_LENGTH", "NAMES", "Words", "contexts", "load_names", "makemore_split", "read_words", "sequences",
+__all__ = ["IGNORE", "MAX_WORD_LENGTH", "MIN_WORDS", "NAMES", "Words", "contexts", "load_names", "makemore_split", "read_words", "sequences",
            "zero_to_hero_split"]
 
 #: makemore's names.txt (MIT, karpathy/makemore; the licence travels beside it as LICENSE-makemore).
@@ -122,7 +122,8 @@ def read_words(path, max_length: int = MAX_WORD_LENGTH) -> Words:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text (byte {error.start}); give a text file with one word a line") from None
+        raise DataError(f"{path}: not UTF-8 text (at byte offset {error.start}); give a text file with one word a "
+                        "line") from None
     words = []
     for number, line in enumerate(text.splitlines(), 1):
         word = line.strip()
@@ -147,9 +148,20 @@ def load_names(data_dir=None, download: bool = True) -> Words:
     return read_words(path)
 
 
+#: The fewest words either split can make three (or two) non-empty parts of: 10 % of them is one.
+MIN_WORDS = 10
+
+
+def _check_splittable(words: Words) -> None:
+    if len(words.words) < MIN_WORDS:
+        raise ValueError(f"{words.source}: {len(words.words)} words are too few to split: the test (and dev) sets "
+                         f"hold 10 % of them, so at least {MIN_WORDS} are needed")
+
+
 def makemore_split(words: Words, seed: int = 3407) -> tuple[Words, Words]:
     """``(train, test)``: makemore.py's sizes, a test set of ``min(1000, 10 %)`` words (see the
-    module docstring); the vocabulary stays the whole file's."""
+    module docstring); the vocabulary stays the whole file's. At least :data:`MIN_WORDS` words."""
+    _check_splittable(words)
     test_size = min(1000, int(len(words.words) * 0.1))
     order = np.random.default_rng(seed).permutation(len(words.words))
     pick = lambda indices: Words(tuple(words.words[i] for i in indices), words.chars, words.source)  # noqa: E731
@@ -158,7 +170,9 @@ def makemore_split(words: Words, seed: int = 3407) -> tuple[Words, Words]:
 
 def zero_to_hero_split(words: Words, seed: int = 42) -> tuple[Words, Words, Words]:
     """``(train, dev, test)``: Zero to Hero's ``random.seed(42); random.shuffle(words)``, then the
-    first 80 %, the next 10 % and the rest; the vocabulary stays the whole file's."""
+    first 80 %, the next 10 % and the rest; the vocabulary stays the whole file's. At least
+    :data:`MIN_WORDS` words."""
+    _check_splittable(words)
     shuffled = list(words.words)
     random.Random(seed).shuffle(shuffled)  # the same draws as random.seed(seed); random.shuffle(...)
     n1, n2 = int(0.8 * len(shuffled)), int(0.9 * len(shuffled))
