@@ -107,7 +107,8 @@ def _groups(args, source: dict, samples: list) -> list | None:
               file=sys.stderr)
         return None
     splits = zero_to_hero_split(words) if source.get("split") == "zero-to-hero" else makemore_split(words)
-    return mark_words(samples, splits[0].words, splits[-1].words)
+    # Held out: the test split, and Zero to Hero's dev split too (a dev word is not new).
+    return mark_words(samples, splits[0].words, [w for part in splits[1:] for w in part.words])
 
 
 GENERATE = Command("generate", "text from a trained language model (--model gpt), or new words from a makemore "

@@ -43,7 +43,7 @@ from .gpt import GPT, _sample
 from .sequential import Sequential
 
 __all__ = ["MAKEMORE_MODELS", "bigram", "generate_words", "gru", "mark_words", "mlp_bn", "recurrent", "rnn",
-           "transformer", "wavenet", "word_examples"]
+           "sample_words", "transformer", "wavenet", "word_examples"]
 
 
 def bigram(vocab_size: int, seed=None, dtype=np.float32) -> Sequential:
@@ -159,22 +159,61 @@ def generate_words(model, words, count: int, max_length: int | None = None, temp
     ``words``, makemore's): softmax(logits / temperature) over the ``top_k`` most likely, as
     :meth:`GPT.generate` draws (``temperature=0``: the most likely every time). ``words``: the
     :class:`handgrad.data.words.Words` the model learned (its vocabulary)."""
-    rng = initializers.as_generator(seed)
+    ids, _ = _draw(model, count, _length(model, words, max_length), temperature, top_k, seed, keep_logits=False)
+    return [words.decode(row) for row in ids]
+
+
+def sample_words(model, words, count: int, max_length: int | None = None, temperature: float = 1.0,
+                 top_k: int | None = None, seed=None) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, probabilities)``: what :func:`generate_words` draws with the same arguments and
+    seed, the same draws (``[words.decode(row) for row in ids]`` are its words), and what the
+    model thought of every character it drew.
+
+    ``ids`` (count, L) int64: the characters drawn after the start token, L = ``max_length``
+    (or the longest word); each word ends at its first 0, the end token (the ids after it were
+    drawn and mean nothing). ``probabilities`` (count, L, V) float64: ``softmax(logits)`` of
+    the model at each step, before temperature and top-k (how sure the model itself was, as
+    the web page shows it), so ``probabilities[n, t, ids[n, t]]`` is the model's probability of
+    the character it drew at step t."""
+    from .. import functions as F
+
+    ids, logits = _draw(model, count, _length(model, words, max_length), temperature, top_k, seed, keep_logits=True)
+    return ids, F.softmax(np.asarray(logits, np.float64))
+
+
+def _length(model, words, max_length: int | None) -> int:
+    """The most characters a word may have: ``max_length``, else the longest word of ``words``;
+    no more than a GPT's positions allow after the start token."""
     length = max_length if max_length is not None else words.block_size - 1
-    context = _context_size(model)
+    return min(length, model.block_size - 1) if isinstance(model, GPT) else length
+
+
+def _draw(model, count: int, length: int, temperature: float, top_k, seed, keep_logits: bool):
+    """``(ids (count, length), logits (count, length, V) or None)``: ``length`` characters drawn
+    for each of ``count`` words from the start token, and (``keep_logits``) the logits each was
+    drawn from. One draw per word and step from ``seed``'s generator, whether the logits are
+    kept or not, so both give the same words."""
+    rng = initializers.as_generator(seed)
     if isinstance(model, GPT):
-        ids = model.generate(np.zeros((count, 1), np.int64), min(length, model.block_size - 1), temperature=temperature,
-                             top_k=top_k, seed=rng)[:, 1:]
-        return [words.decode(row) for row in ids]
+        drawn = model.generate(np.zeros((count, 1), np.int64), length, temperature=temperature, top_k=top_k, seed=rng,
+                               return_logits=keep_logits)
+        ids, logits = drawn if keep_logits else (drawn, None)
+        return ids[:, 1:], logits
+    context = _context_size(model)
     out = np.zeros((count, (context or 1) + length), np.int64)
+    kept = [] if keep_logits else None
     with model.mode(False):
         for step in range(length):
             if context is not None:
                 logits = model.predict(out[:, step:step + context])
             else:
                 logits = model.predict(out[:, :step + 1])[:, -1]
+            if keep_logits:
+                kept.append(np.asarray(logits))
             out[:, (context or 1) + step] = _sample(np.asarray(logits, np.float64), temperature, top_k, rng)
-    return [words.decode(row) for row in out[:, context or 1:]]
+    if keep_logits:  # (count, length, V); no steps, no scores (and no V to size them by)
+        kept = np.stack(kept, axis=1) if kept else np.zeros((count, 0, 0))
+    return out[:, context or 1:], kept
 
 
 def mark_words(samples, train_words, test_words) -> list[str]:

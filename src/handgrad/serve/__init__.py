@@ -80,6 +80,10 @@ def serve(model_paths, host: str = "127.0.0.1", port: int = 8000, copies: int = 
         missing = getattr(getattr(model, "test_images", None), "missing", None)
         if missing:
             print(f"{name}: the page's Random test image is off: {missing}", file=sys.stderr)
+        groups_missing = getattr(getattr(model, "groups", None), "missing", None)
+        if groups_missing:
+            print(f"{name}: generated words are not marked (training set, test set, new): {groups_missing}",
+                  file=sys.stderr)
     print(f"serving {', '.join(app.state.served)} at http://{shown}:{port}/ "
           f"(API: http://{shown}:{port}/docs); Ctrl-C stops", flush=True)
     _run_server(uvicorn, app, listening)

@@ -36,7 +36,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from .models import MAX_NEW_TOKENS, RequestError, load_served_model, served_name, shown
+from .models import MAX_NEW_TOKENS, MAX_WORDS, RequestError, load_served_model, served_name, shown
 
 __all__ = ["create_app", "guard_host_header", "MAX_BODY_BYTES", "MAX_WAITING", "DECODERS", "LOOPBACK_NAMES"]
 
@@ -72,6 +72,13 @@ class GenerateRequest(BaseModel):
 
 class AttentionRequest(BaseModel):
     prompt: str = Field(..., max_length=100_000)
+
+
+class WordsRequest(BaseModel):
+    count: int = Field(10, description=f"how many words, 1 to {MAX_WORDS}")
+    temperature: float = Field(1.0, description="divide the logits by this (0: always the most likely)")
+    top_k: Optional[int] = Field(None, description="sample among the k most likely, 1 to V (null: all)")
+    seed: Optional[int] = Field(None, ge=0, description="for the same words again (null: fresh randomness)")
 
 
 def _json_bytes(content) -> bytes:
@@ -131,6 +138,10 @@ class _Gate:
         finally:
             self.running -= 1
             self._turns.release()
+
+
+#: Each kind of served model, as a message names it.
+_KINDS = {"image": "an image model", "text": "a text model", "words": "a word model (makemore)"}
 
 
 class _BodyTooLarge(Exception):
@@ -236,8 +247,7 @@ def create_app(model_paths, copies: int = 2, data_dir=None) -> FastAPI:
             raise RequestError(f"unknown model {shown(name)}; this server has {', '.join(served)}", status=404)
         model = served[name]
         if model.kind != kind:
-            raise RequestError(f"model {name} is a{'n' if model.kind == 'image' else ''} {model.kind} model; "
-                               f"this needs a{'n' if kind == 'image' else ''} {kind} model", status=400)
+            raise RequestError(f"model {name} is {_KINDS[model.kind]}; this needs {_KINDS[kind]}", status=400)
         return model
 
     @app.get("/", include_in_schema=False)
@@ -319,6 +329,17 @@ def create_app(model_paths, copies: int = 2, data_dir=None) -> FastAPI:
     async def attention(name: str, request: AttentionRequest):
         model = model_of(name, "text")
         return await gates[name].run(lambda: _answer(model.attention(request.prompt)))
+
+    @app.post("/api/models/{name}/words", summary="New words, each character's probability, each word's group",
+              response_description='{"model", "seed", "groups_missing": null or why, "words": [{"word", "group": '
+                                   '"train"/"test"/"new" (null where the words it learned are not here), "ended", '
+                                   '"characters": [{"character" (null: the end token), "id", "probability", "top": '
+                                   "[the 5 most likely: character, id, probability]}]}]}")
+    async def words(name: str, request: WordsRequest):
+        model = model_of(name, "words")
+        model.check_words(request.count, request.temperature, request.top_k)
+        return await gates[name].run(
+            lambda: _answer(model.words(request.count, request.temperature, request.top_k, request.seed)))
 
     return app
 

@@ -10,6 +10,10 @@ Two kinds of served model:
   layers' own hand-written ``backward`` from ``dS / dS = e_c`` (one-hot) down to the input.
 * :class:`TextModel`, a GPT with a character vocabulary: tokens one at a time, each with its
   probability and the 5 most likely alternatives, and every head's attention weights.
+* :class:`WordModel`, a makemore model (any model file whose metadata records ``words``, the
+  Transformer's GPT included): new words, each character with the model's probability of it and
+  the 5 most likely alternatives, and each word's group as makemore prints it (in the training
+  set, in the test set, new) where the words it learned can be read.
 
 Layers keep one call's values between forward and backward, so a model object serves one
 request at a time. Each served model is a :class:`ModelPool`: a few independent copies loaded
@@ -41,12 +45,14 @@ import numpy as np
 from .. import functions as F
 from .. import validate
 
-__all__ = ["RequestError", "ModelOutputError", "ModelPool", "ImageModel", "TextModel", "load_served_model",
-           "served_name", "check_copies", "shown", "MAX_NEW_TOKENS", "TOP_ALTERNATIVES", "MAX_COPIES",
-           "MAX_DRAWING_PIXELS"]
+__all__ = ["RequestError", "ModelOutputError", "ModelPool", "ImageModel", "TextModel", "WordModel",
+           "load_served_model", "served_name", "check_copies", "shown", "MAX_NEW_TOKENS", "MAX_WORDS",
+           "TOP_ALTERNATIVES", "MAX_COPIES", "MAX_DRAWING_PIXELS"]
 
 #: The most tokens one generation request may ask for (each costs a forward of the context).
 MAX_NEW_TOKENS = 2000
+#: The most words one request may ask a word model for (each costs a forward per character).
+MAX_WORDS = 100
 #: Alternatives listed with each generated token.
 TOP_ALTERNATIVES = 5
 #: The most copies of one model (``--copies``): one per request computed at once; more than a
@@ -149,11 +155,15 @@ def served_name(path: Path, taken) -> str:
 
 
 def load_served_model(path, name: str, copies: int = 2, data_dir=None):
-    """The :class:`ImageModel` or :class:`TextModel` for the handgrad model file at ``path``;
-    a one-line ``ValueError`` naming the file when it cannot be loaded (out of memory too), is
-    neither an image classifier nor a GPT with a vocabulary, or holds NaN or infinite weights.
-    ``data_dir``: where an image model's test images are; by default the data root the model
-    was trained from (recorded in its file), then ``$HANDGRAD_DATA`` and the cache."""
+    """The :class:`ImageModel`, :class:`TextModel` or :class:`WordModel` for the handgrad model
+    file at ``path``; a one-line ``ValueError`` naming the file when it cannot be loaded (out of
+    memory too), is neither an image classifier, a GPT with a vocabulary nor a makemore model,
+    or holds NaN or infinite weights. A file whose metadata records ``words`` (``handgrad train
+    --dataset names`` or ``--data-file``) is a word model whatever its model: makemore's
+    Transformer is a GPT with a vocabulary too, but of words, not of running text.
+    ``data_dir``: where an image model's test images (or the names a word model learned) are;
+    by default the data root the model was trained from (recorded in its file), then
+    ``$HANDGRAD_DATA`` and the cache."""
     from ..data import DataError
     from ..data.images import STYLE_SHAPES, image_style
     from ..model import GPT, Sequential
@@ -172,6 +182,8 @@ def load_served_model(path, name: str, copies: int = 2, data_dir=None):
     if broken is not None:
         raise ValueError(f"{path}: weight {broken} holds NaN or infinity; serve refuses a model whose answers "
                          "would be NaN")
+    if metadata.get("words") is not None:  # first: makemore's Transformer is a GPT with a vocabulary too
+        return WordModel(name, path, pool, metadata["words"], data_dir)
     if isinstance(model, GPT):
         if model.vocab is None:
             raise ValueError(f"{path}: this GPT has no vocabulary saved with it, so text cannot be typed to it")
@@ -517,3 +529,186 @@ class TextModel:
             weights = [_rounded(dict(block.children())["attn"].attention[0]) for block in model.blocks]
         return {"model": self.name, "tokens": list(model.vocab.decode(ids[start:])), "start": start,
                 "weights": weights}
+
+
+class _WordGroups:
+    """The words a word model learned, split as its training split them: which words were in
+    its training set and which in its test set, to mark each new word as makemore does.
+
+    Decided at start-up, as :class:`_LabelledTestImages`: ``missing`` is None when the words
+    were read (makemore's names.txt under ``data_dir``, ``$HANDGRAD_DATA`` or the cache,
+    checksum verified; or the ``--data-file`` recorded in the model file), else the reason in
+    words, which the page shows instead of the groups. Nothing is downloaded. Words whose
+    characters are not the ones the model learned are not its words (the file changed since):
+    missing too, rather than groups that would be wrong."""
+
+    def __init__(self, source: dict, data_dir) -> None:
+        self.train: frozenset = frozenset()
+        self.test: frozenset = frozenset()
+        self.missing = self._read(source, data_dir)
+
+    def _read(self, source: dict, data_dir) -> str | None:
+        from ..data import DataError
+        from ..data.words import load_names, makemore_split, read_words, zero_to_hero_split
+
+        data_file = source.get("data_file")
+        try:
+            words = read_words(data_file) if data_file else load_names(data_dir, download=False)
+        except (DataError, OSError, ValueError) as error:
+            where = ("the model learned them from a file that cannot be read now" if data_file else
+                     "start the server with --data-dir DIR holding names/names.txt")
+            return f"the words it learned are not here ({str(error).split('. ')[0]}); {where}"
+        if words.chars != source["chars"]:
+            return (f"{words.source} is not the file the model learned: its characters {shown(words.chars)} are not "
+                    f"the model's {shown(source['chars'])} (the file changed since)")
+        try:
+            splits = zero_to_hero_split(words) if source.get("split") == "zero-to-hero" else makemore_split(words)
+        except ValueError as error:
+            return f"the words it learned cannot be split as its training split them ({error})"
+        # Held out: the test split, and Zero to Hero's dev split too (a dev word is not new).
+        self.train, self.test = frozenset(splits[0].words), frozenset(w for part in splits[1:] for w in part.words)
+        return None
+
+
+#: A makemore model's name, from its layers (the file records what it learned, not which model).
+_WORD_MODEL_NAMES = (("GRU", "gru"), ("RNN", "rnn"), ("FlattenConsecutive", "wavenet"), ("BatchNorm", "mlp-bn"))
+
+
+def _word_model_description(model) -> str:
+    """What a served word model is, in a line: a GPT's own description; for a ``Sequential``,
+    makemore's name for it and its layers."""
+    from ..model import GPT
+
+    if isinstance(model, GPT):
+        return f"transformer ({model.describe()})"
+    names = [layer.name for layer in model.layers]
+    kind = next((label for layer, label in _WORD_MODEL_NAMES if layer in names),
+                "bigram" if names == ["Embedding"] else "a makemore model")
+    context = model.input_shape
+    reads = f", the last {context[0]} characters" if context else ""
+    return f"{kind}: {' → '.join(names)} ({model.num_params:,} parameters{reads})"
+
+
+class WordModel:
+    """A served makemore model (see the module docstring): ``handgrad train --dataset names``
+    or ``--data-file FILE`` with any of the makemore models. ``recorded``: the model file's
+    ``words`` metadata, JSON with the characters it learned (``chars``), ``block_size``, where
+    its words came from (``dataset``, ``data_file``) and how they were split (``split``)."""
+
+    kind = "words"
+
+    def __init__(self, name: str, path: Path, pool: ModelPool, recorded: str, data_dir=None) -> None:
+        import json
+
+        from ..data.words import Words
+        from ..model import GPT, Sequential
+
+        self.name, self.path, self.pool = name, path, pool
+        try:
+            source = json.loads(recorded)
+            chars, block_size = source["chars"], int(source["block_size"])
+            if not isinstance(chars, str) or not chars or block_size < 2:
+                raise ValueError(f"chars {chars!r}, block_size {block_size}")
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: its record of the words it learned is malformed ({error!r})") from None
+        for index, char in enumerate(chars):
+            try:
+                char.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate: no text, so no JSON or page can show it
+                raise ValueError(f"{path}: character {index} of the words it learned is {char!r}, a lone surrogate, "
+                                 "not a character of text; serve cannot show it") from None
+        model = pool.first
+        if not isinstance(model, (GPT, Sequential)):
+            raise ValueError(f"{path}: its metadata records words, but a {type(model).__name__} is no makemore model")
+        self.source = source
+        self.vocab = Words((), chars, source.get("dataset") or "words")
+        self.max_length = min(block_size - 1, model.block_size - 1) if isinstance(model, GPT) else block_size - 1
+        scores = self._vocabulary_size(model)
+        if scores != self.vocab.vocab_size:
+            raise ValueError(f"{path}: the model scores {scores} next characters, but the words it learned have "
+                             f"{len(chars)} characters and the end token ({self.vocab.vocab_size})")
+        self.groups = _WordGroups(source, data_dir)
+
+    def _vocabulary_size(self, model) -> int:
+        """How many next characters the model scores: one forward from the start token."""
+        from ..model import GPT
+        from ..model.makemore import _context_size
+
+        if isinstance(model, GPT):
+            return model.vocab_size
+        context = _context_size(model)
+        try:  # only the shape is looked at: values overflowing here are the requests' to report
+            with model.mode(False), np.errstate(all="ignore"):
+                logits = model.predict(np.zeros((1, context or 1), np.int64))
+        except Exception as error:  # noqa: BLE001 - any failure refuses this model, in one line
+            raise ValueError(f"{self.path}: its metadata records words, but it cannot read the start of a word "
+                             f"({type(error).__name__}: {error})".replace("\n", " ")) from None
+        return int(logits.shape[-1])
+
+    @property
+    def source_name(self) -> str:
+        """Where the words came from, for the page: the file's name, or the dataset's."""
+        data_file = self.source.get("data_file")
+        return Path(data_file).name if data_file else self.source.get("dataset") or "words"
+
+    def describe(self) -> dict:
+        model = self.pool.first
+        return {"name": self.name, "kind": self.kind, "file": self.path.name, "dataset": self.source.get("dataset"),
+                "source": self.source_name, "split": self.source.get("split"),
+                "description": _word_model_description(model), "parameters": model.num_params,
+                "characters": self.vocab.chars, "max_length": self.max_length, "max_count": MAX_WORDS,
+                "copies": self.pool.copies, "groups": self.groups.missing is None,
+                "groups_missing": self.groups.missing}
+
+    def check_words(self, count: int, temperature: float, top_k: int | None) -> None:
+        """A one-line :class:`RequestError` (422) for a request this model cannot answer."""
+        if not 1 <= count <= MAX_WORDS:
+            raise RequestError(f"count must be a whole number from 1 to {MAX_WORDS}, got {count}")
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise RequestError(f"temperature must be a finite number >= 0 (0: always the most likely), got {temperature}")
+        V = self.vocab.vocab_size
+        if top_k is not None and not 1 <= top_k <= V:
+            raise RequestError(f"top_k must be from 1 to {V} (the model's {V - 1} characters and the end token), "
+                               f"or null: all of them; got {top_k}")
+
+    def words(self, count: int = 10, temperature: float = 1.0, top_k: int | None = None, seed=None) -> dict:
+        """``count`` new words, drawn as :func:`handgrad.model.makemore.generate_words` draws them
+        (``handgrad generate`` gives the same words for the same seed), each with, for every
+        character and the end token: its id, the model's probability of it (softmax of its
+        logits, before temperature and top-k: how sure the model itself was) and the
+        :data:`TOP_ALTERNATIVES` most likely with theirs (the end token's character is null);
+        and its ``group``: ``"train"``, ``"test"`` or ``"new"``, or null where the words it
+        learned are not here (``groups_missing`` says why). A word that reached the longest
+        length without drawing the end token has ``ended`` false."""
+        from ..model.makemore import mark_words, sample_words
+
+        self.check_words(count, temperature, top_k)
+        with self.pool.borrow() as model, np.errstate(all="ignore"):
+            try:
+                ids, probabilities = sample_words(model, self.vocab, count, max_length=self.max_length,
+                                                  temperature=temperature, top_k=top_k, seed=seed)
+            except ValueError:  # the arguments were checked above: it is the logits, NaN or infinite
+                raise ModelOutputError(f"model {self.name}: its logits of the next character hold NaN or infinity "
+                                       "(weights or values overflowing its dtype); no word can be drawn") from None
+        if not np.isfinite(probabilities).all():
+            raise ModelOutputError(f"model {self.name}: its probabilities of the next character hold NaN (weights or "
+                                   "values overflowing its dtype)")
+        samples = [self.vocab.decode(row) for row in ids]
+        groups = mark_words(samples, self.groups.train, self.groups.test) if self.groups.missing is None \
+            else [None] * count
+        answer = []
+        for n, (word, group) in enumerate(zip(samples, groups)):
+            ended = len(word) < ids.shape[1]                  # the end token was drawn after the word
+            steps = len(word) + 1 if ended else len(word)
+            answer.append({"word": word, "group": group, "ended": ended,
+                           "characters": [self._character(probabilities[n, t], int(ids[n, t])) for t in range(steps)]})
+        return {"model": self.name, "words": answer, "groups_missing": self.groups.missing, "seed": seed}
+
+    def _character(self, p: np.ndarray, drawn: int) -> dict:
+        """One drawn character (id 0: the end token, character null), the model's probability
+        of it, and the most likely characters with theirs."""
+        chars = self.vocab.chars
+        best = np.argsort(-p, kind="stable")[:TOP_ALTERNATIVES]
+        character = lambda i: chars[i - 1] if i else None  # noqa: E731
+        return {"character": character(drawn), "id": drawn, "probability": float(p[drawn]),
+                "top": [{"character": character(int(i)), "id": int(i), "probability": float(p[i])} for i in best]}

@@ -1,4 +1,4 @@
-// handgrad's page: draw a digit (or type a prompt) and watch what the served model computes.
+// handgrad's page: draw a digit (type a prompt, or ask for new words) and watch what the served model computes.
 // Plain JavaScript, nothing fetched from elsewhere: every number comes from the JSON API.
 "use strict";
 
@@ -75,7 +75,8 @@ function drawImage(canvas, values2d, colour) {
 const DATASETS = {digits: "digits (UCI 8x8)", mnist: "MNIST 28x28", "fashion-mnist": "Fashion-MNIST 28x28"};
 
 function learned(m) {
-  return m.kind === "image" ? (DATASETS[m.dataset] || m.dataset) : `text (${m.dataset || "characters"})`;
+  if (m.kind === "image") return DATASETS[m.dataset] || m.dataset;
+  return m.kind === "words" ? `words (${m.source})` : `text (${m.dataset || "characters"})`;
 }
 
 function percent(share) { return `${Math.round(100 * share)} %`; }
@@ -132,6 +133,8 @@ function choose(name) {
   showError("");
   $("image-view").hidden = current.kind !== "image";
   $("text-view").hidden = current.kind !== "text";
+  $("words-view").hidden = current.kind !== "words";
+  $("tooltip").hidden = true;
   if (current.kind === "image") {
     const [h, w] = current.image_shape;
     $("model-info").textContent = `${current.parameters.toLocaleString()} parameters; ${current.layers.join(" → ")}`;
@@ -146,9 +149,11 @@ function choose(name) {
     $("random").disabled = Boolean(missing);
     $("random").title = missing || `a random image of the ${current.dataset} test set, with its true label`;
 
-  } else {
+  } else if (current.kind === "text") {
     $("model-info").textContent = current.description;
     $("length").max = current.max_new_tokens;
+  } else {
+    chooseWords(current);
   }
 }
 
@@ -447,6 +452,96 @@ function showTooltip(span, event) {
     tip.append(Object.assign(document.createElement("div"), {
       className: alt.token === span.dataset.token ? "chosen" : "",
       textContent: `${visible(alt.token)}  ${(100 * alt.probability).toFixed(1)}%`}));
+  }
+  tip.style.left = `${event.clientX + 12}px`; tip.style.top = `${event.clientY + 12}px`;
+  tip.hidden = false;
+}
+
+// --- word models (makemore): new words, each character's probability, each word's group ---------------
+
+// How each word's group reads on the page: makemore prints the same three.
+const GROUPS = {train: "in the training set", test: "in the test set", new: "new"};
+// The end of a word (id 0), as Zero to Hero writes it.
+const END = ".";
+
+$("generate-words").addEventListener("click", generateWords);
+
+function chooseWords(m) {
+  $("model-info").textContent = m.description;   // its parameters included
+  $("words-source").textContent = `(learned from ${m.source}, ${m.split} split; ${m.characters.length} characters, ` +
+    `at most ${m.max_length} a word)`;
+  $("word-count").max = m.max_count;
+  $("word-top-k").max = m.characters.length + 1;
+  // Decided when the server started: without the words it learned, no word can be marked.
+  $("groups-note").textContent = m.groups ? "Each word is marked as makemore marks it: in the training set, in the " +
+    "test set, or new." : `The words are not marked (in the training set, in the test set, new): ${m.groups_missing}.`;
+  $("words").replaceChildren();
+  $("words-summary").textContent = "";
+}
+
+async function generateWords() {
+  const seed = $("word-seed").value, topK = $("word-top-k").value, temperature = $("word-temperature").value;
+  const body = {count: Number($("word-count").value), temperature: temperature === "" ? 1 : Number(temperature),
+                top_k: topK === "" ? null : Number(topK), seed: seed === "" ? null : Number(seed)};
+  const asked = current.name;
+  $("generate-words").disabled = true;
+  try {
+    const answer = await api(`/api/models/${asked}/words`, body);
+    if (current.name !== asked) return;   // another model was chosen meanwhile
+    showError("");
+    showWords(answer);
+  } catch (error) {
+    showError(error.message);
+  } finally {
+    $("generate-words").disabled = false;
+  }
+}
+
+function showWords(answer) {
+  const items = answer.words.map((w) => {
+    const item = document.createElement("li");
+    item.dataset.word = w.word;
+    item.append(...w.characters.map(characterSpan));
+    if (!w.ended) {
+      item.append(Object.assign(document.createElement("span"), {className: "cut",
+        textContent: `(cut at ${w.characters.length} characters)`,
+        title: "the longest word it learned: makemore draws no more, so the end was never drawn"}));
+    }
+    if (w.group !== null) {
+      item.dataset.group = w.group;
+      item.append(Object.assign(document.createElement("span"), {className: `group ${w.group}`, textContent: GROUPS[w.group]}));
+    }
+    return item;
+  });
+  $("words").replaceChildren(...items);
+  const count = (group) => answer.words.filter((w) => w.group === group).length;
+  $("words-summary").textContent = `${answer.words.length} words` + (answer.groups_missing !== null ? "" :
+    `: ${count("train")} in the training set, ${count("test")} in the test set, ${count("new")} new`);
+}
+
+function characterSpan(c) {
+  const span = document.createElement("span");
+  span.className = c.id === 0 ? "tok end" : "tok";
+  span.textContent = c.id === 0 ? END : c.character;
+  span.dataset.id = c.id;
+  span.dataset.probability = c.probability;
+  // As the text view: confident characters dark green, unlikely ones pale.
+  span.style.background = `rgba(46, 160, 67, ${(0.08 + 0.6 * c.probability).toFixed(3)})`;
+  span.addEventListener("mouseenter", (event) => showWordTooltip(c, event));
+  span.addEventListener("mouseleave", () => { $("tooltip").hidden = true; });
+  return span;
+}
+
+function characterName(c) { return c.id === 0 ? `${END} (the end of the word)` : visible(c.character); }
+
+function showWordTooltip(c, event) {
+  const tip = $("tooltip");
+  tip.replaceChildren(Object.assign(document.createElement("div"), {
+    textContent: `${characterName(c)}: ${(100 * c.probability).toFixed(1)}%, the 5 most likely:`}));
+  for (const alt of c.top) {
+    tip.append(Object.assign(document.createElement("div"), {
+      className: alt.id === c.id ? "chosen" : "",
+      textContent: `${characterName(alt)}  ${(100 * alt.probability).toFixed(1)}%`}));
   }
   tip.style.left = `${event.clientX + 12}px`; tip.style.top = `${event.clientY + 12}px`;
   tip.hidden = false;
