@@ -31,3 +31,20 @@ def torch():
 #: The shared data root the tests read, as a user would pass it with --data-dir: HANDGRAD_TEST_DATA,
 #: else ../shared/data beside the checkout. Tests that need a dataset skip when it is absent.
 SHARED_DATA = Path(os.environ.get("HANDGRAD_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (Debian's package) driven by Playwright's Python package, for the page's
+    tests (tests/test_serve_browser.py and tests/test_serve_words_browser.py, which skip without
+    them)."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+        launched = p.chromium.launch(executable_path=shutil.which("chromium") or shutil.which("chromium-browser"),
+                                     headless=True, args=["--no-sandbox"])
+        yield launched
+        launched.close()

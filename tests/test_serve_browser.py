@@ -5,6 +5,7 @@ HANDGRAD_REQUIRE_BROWSER=1 (CI, see .ci/run) it fails instead of skipping.
 
 HANDGRAD_SCREENSHOTS=DIR also copies the screenshots there (README's come from this test)."""
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -25,7 +26,6 @@ if not REQUIRED:
     pytest.importorskip("fastapi")
 assert CHROMIUM is not None, "HANDGRAD_REQUIRE_BROWSER is set but chromium is not installed"
 
-from playwright.sync_api import sync_playwright  # noqa: E402
 
 import handgrad as hg  # noqa: E402
 
@@ -42,10 +42,22 @@ def server(tmp_path_factory):
     paths = make_models(folder)
     paths["mnist-convnet"] = folder / "mnist-convnet.safetensors"
     hg.save(SimpleConvNet(seed=4), paths["mnist-convnet"], metadata={"dataset": "mnist"})
-    port = free_port()
-    command = [sys.executable, "-m", "handgrad", "serve", str(paths["digits-cnn"]), str(paths["digits-mlp"]),
-               str(paths["mnist-cnn"]), str(paths["mnist-convnet"]), str(paths["tiny-gpt"]), "--port", str(port)]
     # No MNIST anywhere (the models' files record no data root): the MNIST models have no test images.
+    with running_server([paths[name] for name in ("digits-cnn", "digits-mlp", "mnist-cnn", "mnist-convnet", "tiny-gpt")],
+                        folder) as (url, finished):
+        yield url
+    out, err = finished
+    assert f"serving digits-cnn, digits-mlp, mnist-cnn, mnist-convnet, tiny-gpt at {url}/" in out
+    assert "mnist-cnn: the page's Random test image is off: no test images of mnist here" in err
+
+
+@contextlib.contextmanager
+def running_server(model_paths, folder, *options):
+    """``handgrad serve MODEL...`` started as a user starts it, on a free port, with no data
+    under $HANDGRAD_DATA or the cache; yields ``(url, finished)`` and, once the block ends,
+    stops it with Ctrl-C's signal and fills ``finished`` with its ``(stdout, stderr)``."""
+    port = free_port()
+    command = [sys.executable, "-m", "handgrad", "serve", *map(str, model_paths), "--port", str(port), *options]
     env = dict(os.environ, HANDGRAD_DATA=str(folder / "no-data"), XDG_CACHE_HOME=str(folder / "cache"))
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -58,21 +70,14 @@ def server(tmp_path_factory):
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "handgrad serve did not answer within 60 s"
             time.sleep(0.1)
-    yield url
-    process.send_signal(2)  # SIGINT: what Ctrl-C sends
-    out, err = process.communicate(timeout=20)
-    assert f"serving digits-cnn, digits-mlp, mnist-cnn, mnist-convnet, tiny-gpt at {url}/" in out
-    assert process.returncode in (0, 130), err
-    assert "mnist-cnn: the page's Random test image is off: no test images of mnist here" in err
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
+    finished = []
+    try:
+        yield url, finished
+    finally:
+        process.send_signal(2)  # SIGINT: what Ctrl-C sends
+        out, err = process.communicate(timeout=20)
+        finished.extend((out, err))
+        assert process.returncode in (0, 130), err
 
 
 def check_screenshot(path: Path, width: int, height: int):

@@ -7,9 +7,6 @@ Playwright is absent, and never with HANDGRAD_REQUIRE_BROWSER=1."""
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 import urllib.request
 
 import pytest
@@ -23,12 +20,10 @@ if not REQUIRED:
     pytest.importorskip("fastapi")
 assert CHROMIUM is not None, "HANDGRAD_REQUIRE_BROWSER is set but chromium is not installed"
 
-from playwright.sync_api import sync_playwright  # noqa: E402
 
 import handgrad as hg  # noqa: E402
 
-from test_serve import free_port  # noqa: E402
-from test_serve_browser import check_screenshot, open_page  # noqa: E402
+from test_serve_browser import check_screenshot, open_page, running_server  # noqa: E402
 from test_serve_words import chain_bigram, make_word_models, words_record  # noqa: E402
 
 from handgrad.data.words import read_words  # noqa: E402
@@ -48,35 +43,12 @@ def server(tmp_path_factory):
     hg.save(chain_bigram(read_words(gone), "zed"), paths["pets-gone"],
             metadata={"dataset": "names", "words": words_record(gone)})
     gone.unlink()
-    port = free_port()
-    command = [sys.executable, "-m", "handgrad", "serve", str(paths["pets-transformer"]), str(paths["pets-train"]),
-               str(paths["pets-gone"]), "--port", str(port), "--copies", "1"]
-    env = dict(os.environ, HANDGRAD_DATA=str(folder / "no-data"), XDG_CACHE_HOME=str(folder / "cache"))
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/api/models", timeout=2).read()
-            break
-        except OSError:
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "handgrad serve did not answer within 60 s"
-            time.sleep(0.1)
-    yield url
-    process.send_signal(2)  # SIGINT: what Ctrl-C sends
-    out, err = process.communicate(timeout=20)
+    with running_server([paths["pets-transformer"], paths["pets-train"], paths["pets-gone"]], folder,
+                        "--copies", "1") as (url, finished):
+        yield url
+    out, err = finished
     assert f"serving pets-transformer, pets-train, pets-gone at {url}/" in out
-    assert process.returncode in (0, 130), err
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
+    assert "pets-gone: generated words are not marked" in err
 
 
 def api_words(url, name, **body):
