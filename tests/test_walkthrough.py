@@ -1,7 +1,9 @@
 """The walkthrough's numbers, checked against values computed here independently (plain NumPy,
-no handgrad layers), and the command that prints them."""
+no handgrad layers), and the command that prints them, in English and in Korean (--lang ko)."""
 
 import json
+import re
+import string
 import subprocess
 import sys
 
@@ -9,7 +11,9 @@ import numpy as np
 import pytest
 
 from handgrad.cli import main
-from handgrad.walkthrough import walkthrough
+from handgrad.cli.book import WALKTHROUGH_LANGUAGES
+from handgrad.walkthrough import LANGUAGES, TEXT, format_text, walkthrough
+from handgrad.walkthrough_ko import TEXT as TEXT_KO
 
 W1 = np.array([[1.0, 3.0, 5.0], [2.0, 4.0, 6.0]])
 b1 = np.array([1.0, 2.0, 3.0])
@@ -132,3 +136,82 @@ def test_readme_excerpt_is_what_the_command_prints(capsys):
     printed = capsys.readouterr().out.splitlines()
     lines = [line for line in excerpt.strip("\n").splitlines() if line != "..."]
     assert lines and all(line in printed for line in lines), lines
+
+
+# --- the explanations in Korean (handgrad walkthrough --lang ko) ---------------------------------
+
+#: A number standing alone: not the 64 of float64 nor the 1 of dout1 (a Korean particle may follow).
+NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+#: Lines of data, not prose: the weights, inputs, scores and every gradient array.
+DATA_LINE = re.compile(r"^(W\d = |b\d = |x = .*    t = |softmax {4}= |\s+(backprop|numerical) += |\s+\[)")
+HANGUL = re.compile(r"[\uac00-\ud7a3]")
+
+
+def _printed(capsys, *args) -> list[str]:
+    assert main(["walkthrough", *args]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def test_the_korean_text_has_every_key_and_field_of_the_english():
+    fields = {key: sorted(f for _, f, _, _ in string.Formatter().parse(value) if f) for key, value in TEXT.items()}
+    ko_fields = {key: sorted(f for _, f, _, _ in string.Formatter().parse(value) if f) for key, value in TEXT_KO.items()}
+    assert ko_fields == fields
+    assert sum(bool(HANGUL.search(value)) for value in TEXT_KO.values()) >= len(TEXT_KO) - 5
+    for key in ("example.tutorial.explanation", "example.unsaturated.explanation", "backward", "pitfalls.more"):
+        assert TEXT_KO[key].count("\n") == TEXT[key].count("\n"), f"{key}: the Korean wraps into other lines"
+
+
+def test_lang_ko_prints_the_same_numbers_and_data_lines_in_korean(capsys):
+    english, korean = _printed(capsys), _printed(capsys, "--lang", "ko")
+    assert len(korean) == len(english)
+    for en_line, ko_line in zip(english, korean):
+        if DATA_LINE.match(en_line):
+            assert ko_line == en_line
+        elif en_line.startswith(("out        = ", "loss       = ")):  # the values, then a note in words
+            assert ko_line.split("(")[0] == en_line.split("(")[0]
+            assert NUMBER.findall(ko_line) == NUMBER.findall(en_line)
+        elif en_line.startswith("      relative error = "):
+            assert ko_line == "      상대 오차 = " + en_line.split(" = ")[1]
+    # The title calls the network 2층 (the tutorial's "2층짜리 신경망"), English "two-layer".
+    assert sorted(NUMBER.findall("\n".join(korean[1:]))) == sorted(NUMBER.findall("\n".join(english[1:])))
+    text = "\n".join(korean)
+    for phrase in ("softmax가 포화", "상대 오차 = 4.61e-11", "정답인 경우 (y[4] = 0.9)", "오류인 경우 (y[4] = 0.0)",
+                   "튜토리얼: [nan, nan]", "행의 합 [1., 1.]", "trace 경고: softmax 포화: 샘플의 100%",
+                   "softmax_max_never_subtracted", "batch_size_from_labels"):
+        assert phrase in text, phrase
+    # Korean takes two columns a character: titles are underlined to their width in a terminal.
+    title = korean.index("3. 튜토리얼의 cross entropy 예제")
+    assert korean[title + 1] == "-" * (len("3.  cross entropy ") + 2 * len("튜토리얼의예제"))
+
+
+def test_lang_ko_json_has_the_same_numbers_and_korean_explanations(capsys):
+    english = json.loads("\n".join(_printed(capsys, "--json")))
+    korean = json.loads("\n".join(_printed(capsys, "--json", "--lang", "ko")))
+    prose = {"meaning", "what", "case", "trace_warnings"}
+
+    def data(value):
+        if isinstance(value, dict):
+            return {key: data(item) for key, item in value.items() if key not in prose}
+        return [data(item) for item in value] if isinstance(value, list) else value
+
+    assert data(korean) == data(english)
+    meanings = [g["meaning"] for g in korean["tutorial_example"]["gradients"]]
+    assert all(HANGUL.search(m) for m in meanings[:5]) and meanings[5:] == ["dL/d W2", "dL/d b2", "dL/d W1", "dL/d b1"]
+    assert all(HANGUL.search(p["what"]) for p in korean["pitfalls"])
+    assert [c["case"] for c in korean["cross_entropy_examples"]] == ["정답인 경우 (y[4] = 0.9)", "오류인 경우 (y[4] = 0.0)"]
+
+
+def test_an_unknown_language_is_one_line_naming_the_choices(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        main(["walkthrough", "--lang", "fr"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--lang" in err and "'fr'" in err and "en" in err and "ko" in err, err
+    with pytest.raises(ValueError, match=r"^walkthrough: unknown language 'fr'; choose from en, ko$"):
+        walkthrough("fr")
+    with pytest.raises(ValueError, match="choose from en, ko"):
+        format_text(walkthrough(), "kr")
+
+
+def test_the_parser_offers_every_language_the_walkthrough_speaks():
+    assert WALKTHROUGH_LANGUAGES == LANGUAGES

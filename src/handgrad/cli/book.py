@@ -11,19 +11,28 @@ from .arguments import Command
 from .process import CommandError
 
 
+#: The walkthrough's languages (handgrad.walkthrough.LANGUAGES, written here so that the parser
+#: is built without importing the walkthrough's NumPy code).
+WALKTHROUGH_LANGUAGES = ("en", "ko")
+
+
 def add_walkthrough_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.add_argument("--lang", choices=WALKTHROUGH_LANGUAGES, default="en",
+                        help="the language of the explanations: en (English, the default) or ko (Korean, the "
+                        "tutorial's); the numbers are the same")
 
 
 def walkthrough(args: argparse.Namespace) -> int:
     from ..walkthrough import format_text, walkthrough
 
-    result = walkthrough()
+    result = walkthrough(args.lang)
     if args.json:
-        # NaN is not JSON: the walkthrough already turns the tutorial's NaNs into null.
-        print(json.dumps(result, indent=2, allow_nan=False))
+        # NaN is not JSON: the walkthrough already turns the tutorial's NaNs into null. Korean
+        # stays readable (UTF-8), not \uXXXX escapes.
+        print(json.dumps(result, indent=2, allow_nan=False, ensure_ascii=False))
     else:
-        print(format_text(result))
+        print(format_text(result, args.lang))
     return 0
 
 
