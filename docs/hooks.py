@@ -405,6 +405,28 @@ def distributed(data: dict) -> list[str]:
     return out
 
 
+def makemore(data: dict) -> list[str]:
+    def both(row, split):
+        value = row.get(f"{split}_loss")
+        return f"{value['handgrad']:.4f} ({value['PyTorch']:.4f})" if value else ""
+
+    rows, samples = [], []
+    for row in data["rows"]:
+        speed = row["steps_per_second"]
+        rows.append([row["model"], row["seed"], f"{row['steps']:,}", both(row, "train"), both(row, "dev"),
+                     both(row, "test"), f"{speed['handgrad']:,.0f}", f"{speed['PyTorch']:,.0f}",
+                     f"{row['speed_ratio']:.2f}x", f"{row['share_new']:.0%}"])
+        samples.append([row["model"], ", ".join(row["samples"])])
+    return [("Each model beside its PyTorch mirror from the same initial weights on the same batches: the loss over "
+             "every example of each split, handgrad's (the mirror's); training steps per second, timed in blocks "
+             f"of {data['block_steps']} steps alternating which runner goes first; the share of 1,000 drawn names "
+             "that are in neither the training nor the held-out sets:"),
+            table(["model", "seed", "steps", "train loss", "dev loss", "test loss", "steps/s handgrad",
+                   "steps/s PyTorch", "speed", "new names"], rows),
+            "The first ten names drawn from handgrad's model (seed as above):",
+            table(["model", "names"], samples)]
+
+
 def serve_load(data: dict) -> list[str]:
     rows = [[r["model"], r["input"], r["clients"], f"{r['requests_per_second']:.0f}", f"{r['p50_ms']:.1f}",
              f"{r['p99_ms']:.1f}", f"{r['answer_kib']:.0f}"] for r in data["rows"]]
@@ -459,6 +481,7 @@ RENDERERS = [
      "[--sides ...] --json ...")),
     ("distributed.json", distributed, "flock /tmp/handgrad-heavy.lock python benchmarks/distributed.py"),
     ("serve_load.json", serve_load, "flock /tmp/handgrad-heavy.lock python benchmarks/serve_load.py"),
+    ("makemore.json", makemore, "python benchmarks/makemore.py --data-dir ../shared/data --models mlp-bn wavenet"),
     ("*.json", generic, None),
 ]
 
