@@ -91,6 +91,34 @@ def test_missing_files_and_folders_are_refused_too(tmp_path):
         read_words(tmp_path)
 
 
+def test_a_fifo_a_device_or_a_huge_file_is_refused_before_reading(tmp_path, monkeypatch):
+    """read_bytes on a FIFO waited forever and on /dev/zero never ended."""
+    import os
+
+    fifo = tmp_path / "words.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        read_words(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        read_words("/dev/zero")
+    big = tmp_path / "big.txt"
+    big.write_text("anna\nbob\n")
+    monkeypatch.setattr("handgrad.data.words.MAX_FILE_BYTES", 5)
+    with pytest.raises(DataError, match="9 bytes, over the limit of 5"):
+        read_words(big)
+
+
+def test_generate_refuses_more_samples_than_it_draws_in_one_call(tmp_path, capsys):
+    words = tmp_path / "w.txt"
+    words.write_text("\n".join(["anna", "bob", "carla", "dan", "eve"] * 4))
+    assert main(["train", "--data-file", str(words), "--model", "bigram", "--max-steps", "2", "--eval-interval", "1",
+                 "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(tmp_path / "run" / "model.safetensors"), "--samples", "10001"]) == 1
+    err = capsys.readouterr().err
+    assert "--samples 10,001: at most 10,000 words per call" in err and len(err.strip().splitlines()) == 1
+
+
 def test_any_file_of_words_is_read_stripped_with_its_own_vocabulary(tmp_path):
     path = tmp_path / "companies.txt"
     path.write_text("  Acme Corp \n\nZeta-9\nacme corp\n", encoding="utf-8")

@@ -358,11 +358,14 @@ class _Epoch:
             if step_in_epoch <= self.done:
                 continue
             index = self.order[start:start + self.batch_size]
-            x, t = self.x, self.t
-            if self.augment is not None:  # the whole batch, on every rank: the shards are the same as one process's
-                x, t, index = self.augment(x[index], state["global_step"] + 1), t[index], np.arange(len(index))
-            # This rank's shard under MPI; the loss, counts and gradients are the whole batch's.
-            xb, tb = (x[index], t[index]) if parallel is None else parallel.local_batch(x, t, index)
+            if self.augment is None:
+                # This rank's shard under MPI; the loss, counts and gradients are the whole batch's.
+                xb, tb = (self.x[index], self.t[index]) if parallel is None else \
+                    parallel.local_batch(self.x, self.t, index)
+            else:  # the whole batch, on every rank: the shards are the same as one process's
+                xb, tb = self.augment(self.x[index], state["global_step"] + 1), self.t[index]
+                if parallel is not None:
+                    xb, tb = parallel.local_batch(xb, tb, np.arange(len(index)))
             if parallel is not None:
                 parallel.stop_requested = interrupt.requested
             step = train_step(model, self.optimizer, xb, tb, grad_clip=self.grad_clip, parallel=parallel)

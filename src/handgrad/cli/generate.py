@@ -17,6 +17,8 @@ from .models import data_dir_of, load_model, task_of
 from .process import CommandError
 
 #: GPT text's sampling defaults (nanoGPT's sample.py) and makemore's for words.
+#: The most words one call draws (each step is a forward pass over all of them at once).
+MAX_SAMPLES = 10_000
 TEXT_DEFAULTS, WORDS_DEFAULTS = {"temperature": 0.8, "top_k": 200}, {"temperature": 1.0, "top_k": None}
 
 
@@ -25,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "makemore model (--dataset names: bigram, mlp-bn, wavenet, transformer)")
     parser.add_argument("--prompt", default="", help="text: the text to continue (default: a newline)")
     parser.add_argument("--tokens", type=non_negative_int, default=500, help="text: characters to generate (default: 500)")
-    parser.add_argument("--samples", type=positive_int, default=20, help="words: how many to draw (default: 20)")
+    parser.add_argument("--samples", type=positive_int, default=20,
+                        help=f"words: how many to draw, at most {MAX_SAMPLES:,} (default: 20)")
     parser.add_argument("--temperature", type=finite_non_negative,
                         help="divide the logits by this (default: 0.8 for text, 1 for words; 0: always the most likely)")
     parser.add_argument("--top-k", type=positive_int,
@@ -71,6 +74,8 @@ def _words(args: argparse.Namespace, model, recorded: str) -> int:
 
     if args.prompt:
         raise CommandError("--prompt: a makemore model draws whole words from their start; drop it")
+    if args.samples > MAX_SAMPLES:
+        raise CommandError(f"--samples {args.samples:,}: at most {MAX_SAMPLES:,} words per call")
     try:
         source = json.loads(recorded)
         words = Words((), source["chars"], source["dataset"])

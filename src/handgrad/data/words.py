@@ -53,6 +53,10 @@ MAX_WORD_LENGTH = 64
 #: handgrad's SoftmaxWithLoss's (makemore.py pads with -1 and passes ``ignore_index=-1``).
 IGNORE = -100
 
+#: The largest words file read (makemore's names.txt is 228 KB): bigger is almost never a word list,
+#: and every line becomes examples in memory.
+MAX_FILE_BYTES = 64 * 2 ** 20
+
 # How much of a file is looked at for NUL bytes before it is read as text.
 _SNIFF_BYTES = 8192
 
@@ -110,11 +114,17 @@ def read_words(path, max_length: int = MAX_WORD_LENGTH) -> Words:
     line longer than ``max_length`` characters (line number given)."""
     path = Path(path)
     try:
+        if path.is_dir():
+            raise DataError(f"{path}: is a folder; give a text file with one word (or name) a line")
+        if path.exists() and not path.is_file():  # a FIFO would block forever, /dev/zero never end
+            raise DataError(f"{path}: not a regular file (a pipe, a device or a socket); give a text file with "
+                            "one word a line")
+        if path.exists() and path.stat().st_size > MAX_FILE_BYTES:
+            raise DataError(f"{path}: {path.stat().st_size:,} bytes, over the limit of {MAX_FILE_BYTES:,} for a "
+                            "file of words")
         data = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder; give a text file with one word (or name) a line") from None
     except OSError as error:
         raise DataError(f"{path}: cannot read it ({error.strerror or error})") from None
     if b"\0" in data[:_SNIFF_BYTES]:
