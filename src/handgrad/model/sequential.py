@@ -65,9 +65,7 @@ class Sequential(Model):
         weight_decay = validate.real(weight_decay, "weight_decay", who="Sequential", low=0)
         if input_shape is not None:
             input_shape = tuple(validate.positive_int(d, "input_shape", who="Sequential") for d in input_shape)
-        self.layers = layers
-        for index, layer in enumerate(layers):  # each layer names its path in its errors: "layer 3.attn: ..."
-            layer._name_in_parent = str(index)
+        self.layers = layers  # each layer is named by its index, in its errors too: "layer 3.attn: ..."
         self.weight_decay = float(weight_decay)
         self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
         self.rng = initializers.as_generator(seed)
@@ -93,11 +91,25 @@ class Sequential(Model):
             seen_arrays[id(array)] = name
 
     # The list ``layers`` is the one truth: the children are its entries named "0", "1", ... (so
-    # parameters are "0.W", as in every file saved since 0.1.0), read afresh each time, and a
-    # learner who replaces ``model.layers[1]`` replaces the child too.
+    # parameters are "0.W", as in every file saved since 0.1.0), and a learner who replaces
+    # ``model.layers[1]`` replaces the child too. The mapping is rebuilt only when the list's
+    # entries change (compared by identity), since training reads it several times a step.
+    _children_of: tuple = ()
+    _named_children: dict = {}
+
     @property
     def _children(self) -> dict[str, Layer]:
-        return {str(index): layer for index, layer in enumerate(self.layers)}
+        return self._named_layer_list()
+
+    def _named_layer_list(self) -> dict[str, Layer]:
+        """``{"0": layers[0], ...}``, each layer told its name (its index) for its errors."""
+        layers = tuple(self.layers)
+        if layers != self._children_of:
+            self._named_children = {str(index): layer for index, layer in enumerate(layers)}
+            for name, layer in self._named_children.items():
+                layer._name_in_parent = name
+            self._children_of = layers
+        return self._named_children
 
     @_children.setter
     def _children(self, value) -> None:  # Layer.__init__ starts with none; the list is set after
@@ -125,8 +137,9 @@ class Sequential(Model):
         """The forward pass one layer at a time: yields ``(index, layer, output)`` for each
         layer in order, the last output being :meth:`predict`'s. What ``trace``, ``plot`` and
         the web page show of every layer comes from here."""
+        self._named_layer_list()  # each layer names its index in its errors, should the list have changed
         for index, layer in enumerate(self.layers):
-            x = self.layer_forward(index, x)
+            x = layer.forward(x)
             yield index, layer, x
 
     def backward_steps(self, dscores, input_grad: bool = True):
@@ -139,27 +152,31 @@ class Sequential(Model):
         which skips computing its dx: below it nothing needs a gradient (a Reshape or Embedding
         before an LSTM, say), so the layers below it are not visited."""
         layers = self.layers
+        self._named_layer_list()  # each layer names its index in its errors, should the list have changed
         first = next((i for i, layer in enumerate(layers) if layer.params), 0) if not input_grad else 0
         grad = dscores
         for index in range(len(layers) - 1, first - 1, -1):
-            grad = self.layer_backward(index, grad, input_grad=input_grad or index > first)
-            yield index, layers[index], grad
+            layer = layers[index]
+            if index == first and not input_grad and layer.can_skip_input_grad:
+                grad = layer.backward(grad, input_grad=False)
+            else:
+                grad = layer.backward(grad)
+            yield index, layer, grad
         self.add_weight_decay_grads()
 
     def layer_forward(self, index: int, x) -> np.ndarray:
         """``self.layers[index].forward(x)``; a ValueError or TypeError it raises says
         ``"layer <index>: "`` before its message (the layer's message says what went wrong,
         this says where in the model)."""
-        layer = self.layers[index]
-        layer._name_in_parent = str(index)  # also for a layer put into model.layers since
-        return layer.forward(x)
+        self._named_layer_list()  # each layer names its index in its errors, should the list have changed
+        return self.layers[index].forward(x)
 
     def layer_backward(self, index: int, dout, input_grad: bool = True) -> np.ndarray | None:
         """``self.layers[index].backward(dout)``, errors named as in :meth:`layer_forward`.
         ``input_grad=False`` lets a layer that can (``can_skip_input_grad``) skip computing
         dx and return None."""
+        self._named_layer_list()  # each layer names its index in its errors, should the list have changed
         layer = self.layers[index]
-        layer._name_in_parent = str(index)
         if not input_grad and layer.can_skip_input_grad:
             return layer.backward(dout, input_grad=False)
         return layer.backward(dout)
