@@ -84,6 +84,60 @@ def test_one_loss_and_backward_give_one_steps_gradients_however_often_repeated()
         np.testing.assert_allclose(value, first[key], rtol=1e-14, err_msg=key)
 
 
+class UsesBranchB(Layer):
+    """``y = a(x)``, plus ``b(x)`` when ``use_b``: b's forward always runs, its backward only
+    when it was used, so b's gradient must read zero in a step that left it out."""
+
+    def __init__(self, rng):
+        super().__init__()
+        self.add_child("a", affine(rng, 3, 2))
+        self.add_child("b", affine(rng, 3, 2))
+        self.use_b = True
+
+    def forward(self, x):
+        y, y_b = self.a.forward(x), self.b.forward(x)
+        return y + y_b if self.use_b else y
+
+    def backward(self, dout):
+        dx = self.a.backward(dout)
+        return dx + self.b.backward(dout) if self.use_b else dx
+
+
+def test_lazily_zeroed_gradients_read_as_zeros_and_are_assigned_by_the_first_use():
+    # Model.backward and a layer's forward zero gradients lazily (the step's first share is
+    # assigned): whatever reads them must see exactly what eager zeroing gave.
+    rng = np.random.default_rng(7)
+    layer = UsesBranchB(rng)
+    model = hg.Sequential([layer, affine(rng, 2, 2)])
+    x, t = rng.standard_normal((4, 3)), rng.integers(0, 2, 4)
+    held = model.grads["0.b.W"]  # an array held across steps, as an optimizer's caller may
+    model.loss(x, t)
+    model.backward()
+    assert np.abs(held).max() > 1e-3
+    layer.use_b = False
+    model.loss(x, t)
+    model.backward()  # b's backward never ran this step: its gradient is zero, not the last step's
+    assert model.grads["0.b.W"] is held
+    assert not model.grads["0.b.W"].any() and not model.grads["0.b.b"].any()
+    result = gradient_check(model, x, t)
+    assert result.passed, result
+
+    bare = affine(rng, 3, 2)  # the book's way: forward, backward, read dW
+    bare.forward(x)
+    bare.backward(np.ones((4, 2)))
+    dW = bare.dW
+    np.testing.assert_allclose(dW, x.T @ np.ones((4, 2)), rtol=1e-14)
+    bare.forward(x)  # a new step: nothing written yet reads as zero
+    assert bare.dW is dW and not bare.dW.any() and not bare.db.any()
+    bare.backward(np.ones((4, 2)))
+    bare.backward(np.ones((4, 2)))  # two uses in one step add up
+    np.testing.assert_allclose(bare.dW, 2 * x.T @ np.ones((4, 2)), rtol=1e-14)
+
+    arrays = list(model.grads.values())
+    model.zero_grad()  # zero_grad writes the zeros at once, into the arrays themselves
+    assert not any(array.any() for array in arrays)
+
+
 def test_gradients_of_a_nested_model_match_numerical_ones():
     rng = np.random.default_rng(4)
     model = nested_model(seed=4)

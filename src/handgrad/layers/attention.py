@@ -286,8 +286,8 @@ class MultiHeadAttention(Layer):
         W_qkv, W_o = self.params["W_qkv"], self.params["W_o"]
         dy = self._check_dout(dout, (n, t, d)).astype(x.dtype, copy=False).reshape(n * t, d)
         # Output projection: y = O W_o + b_o.
-        self.grads["W_o"] += heads_out.reshape(n * t, d).T @ dy
-        self.grads["b_o"] += dy.sum(axis=0)
+        self.add_to_grad("W_o", heads_out.reshape(n * t, d).T @ dy)
+        self.add_to_grad("b_o", dy.sum(axis=0))
         d_heads = (dy @ W_o.T).reshape(n, t, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)  # dO, a view
         q, k, v = self._heads(qkv)  # q holds q / sqrt(hd)
         dqkv = np.empty((n, t, 3 * d), dtype=x.dtype)
@@ -301,8 +301,8 @@ class MultiHeadAttention(Layer):
         dqkv_rows = dqkv.reshape(n * t, 3 * d)
         dqkv_rows[:, :d] *= x.dtype.type(1 / math.sqrt(self.head_dim))
         # Input projection: [q | k | v] = x W_qkv + b_qkv.
-        self.grads["W_qkv"] += x.reshape(n * t, d).T @ dqkv_rows
-        self.grads["b_qkv"] += dqkv_rows.sum(axis=0)
+        self.add_to_grad("W_qkv", x.reshape(n * t, d).T @ dqkv_rows)
+        self.add_to_grad("b_qkv", dqkv_rows.sum(axis=0))
         if not input_grad:
             return None
         return (dqkv_rows @ W_qkv.T).reshape(n, t, d)

@@ -26,11 +26,16 @@ class Layer:
     are the layer's own arrays for its whole life: an optimizer updates the ``params`` arrays in
     place, so any mapping that holds them (a model's ``params``) never falls out of sync.
 
-    Gradients add up (contract v2): ``backward`` adds into ``grads`` (``+=``), so a weight used
-    at several places (every time step, a residual branch, a tied output layer) receives the
-    sum of its uses. A model zeroes every gradient at the start of its own ``backward``; a layer
-    with parameters also zeroes its own in ``forward``, so that a bare layer used the book's way
-    (forward, backward, read ``dW``, repeat) holds exactly one step's gradients.
+    Gradients add up (contract v2): ``backward`` adds into ``grads`` (``+=``, or
+    :meth:`add_to_grad`), so a weight used at several places (every time step, a residual branch,
+    a tied output layer) receives the sum of its uses. A model zeroes every gradient at the start
+    of its own ``backward``; a layer with parameters also zeroes its own in ``forward``, so that a
+    bare layer used the book's way (forward, backward, read ``dW``, repeat) holds exactly one
+    step's gradients. Those two zero a gradient lazily: the step's first :meth:`add_to_grad`
+    assigns instead of adding, and reading ``grads`` writes the zeros of any gradient nothing has
+    written yet, so nobody sees the difference, and no array is filled with zeros only to be
+    added to (for an MLP's first weight, two passes over it a step). ``zero_grad()`` writes them
+    at once.
 
     A layer may own child layers (``add_child``, in forward order); its ``params``, ``grads`` and
     ``buffers`` then list the children's too, by path: ``"attn.W_qkv"``, and each child is an
@@ -46,6 +51,9 @@ class Layer:
     #: True for layers whose ``backward(dout, input_grad=False)`` may skip computing dx and
     #: return None; a model asks that of its first layer, whose dx nobody needs.
     can_skip_input_grad = False
+
+    #: Names of own gradients zeroed lazily and not yet written this step (see the class docstring).
+    _unwritten_grads: set | frozenset = frozenset()
 
     #: The name this layer has in the layer that owns it (``"attn"``, ``"0"``), set when it is
     #: adopted; None for a layer on its own (its errors then name only its type).
@@ -102,11 +110,14 @@ class Layer:
 
     @property
     def grads(self) -> dict[str, np.ndarray]:
+        if self._unwritten_grads:
+            self._write_zeros()
         return self._flat("grads")
 
     @grads.setter
     def grads(self, value: dict) -> None:
         self._own["grads"] = value
+        self._unwritten_grads = frozenset()
 
     @property
     def buffers(self) -> dict[str, np.ndarray]:
@@ -120,12 +131,38 @@ class Layer:
     def zero_grad(self) -> None:
         """Set every gradient, this layer's and its children's, to zero (in place)."""
         self._zero_own_grads()
+        self._write_zeros()
         for child in self._children.values():
             child.zero_grad()
 
+    def _zero_grads_lazily(self) -> None:
+        """Zero every gradient, this layer's and its children's, lazily (a model's backward
+        starts with this): see the class docstring."""
+        self._zero_own_grads()
+        for child in self._children.values():
+            child._zero_grads_lazily()
+
     def _zero_own_grads(self) -> None:
-        for grad in self._own["grads"].values():
-            grad.fill(0)
+        """Zero this layer's own gradients lazily (a layer's forward starts with this)."""
+        if self._own["grads"]:
+            self._unwritten_grads = set(self._own["grads"])
+
+    def _write_zeros(self) -> None:
+        """Fill the own gradients zeroed lazily and not written since with zeros."""
+        for name in self._unwritten_grads:
+            self._own["grads"][name].fill(0)
+        self._unwritten_grads = frozenset()
+
+    def add_to_grad(self, name: str, value) -> None:
+        """``grads[name] += value``: a use of the parameter ``name`` adds its share of the
+        gradient. The step's first share is assigned instead (the gradient was zeroed lazily),
+        which is the same sum without a pass of zeros."""
+        grad = self._own["grads"][name]
+        if name in self._unwritten_grads:
+            self._unwritten_grads.discard(name)
+            np.copyto(grad, value)
+        else:
+            grad += value
 
     # --- children --------------------------------------------------------------------------
 

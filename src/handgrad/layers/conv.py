@@ -241,8 +241,8 @@ class Convolution(WeightedLayer, _ImageLayer):
         # [dW | db] = sum_n dout_n [col_n; 1]^T: batched GEMMs on a transposed view (no copy),
         # then the sum over n.
         dW_and_db = np.matmul(dout_cols, self._col.transpose(0, 2, 1)).sum(axis=0)  # (FN, C FH FW + 1)
-        self.grads["W"] += dW_and_db[:, :-1].reshape(W.shape)
-        self.grads["b"] += dW_and_db[:, -1]
+        self.add_to_grad("W", dW_and_db[:, :-1].reshape(W.shape))
+        self.add_to_grad("b", dW_and_db[:, -1])
         if not input_grad:
             return None
         if self.stride == 1 and self.pad <= min(fh, fw) - 1:
@@ -308,8 +308,8 @@ class Convolution(WeightedLayer, _ImageLayer):
             dZ[i, :, :, src_lo:src_hi] = dout_channel_major[:, :, lo:hi]
         dZ = dZ.reshape(fh * fn, -1)
         dW_rows = dZ @ self._col.reshape(fw * c, -1).T  # (FH FN, FW C)
-        self.grads["W"] += dW_rows.reshape(fh, fn, fw, c).transpose(1, 3, 0, 2)
-        self.grads["b"] += dout.sum(axis=(0, 2, 3))
+        self.add_to_grad("W", dW_rows.reshape(fh, fn, fw, c).transpose(1, 3, 0, 2))
+        self.add_to_grad("b", dout.sum(axis=(0, 2, 3)))
         if not input_grad:
             return None
         d_rows = np.matmul(self._row_weights().T, dZ, out=self._work_array("d_rows", (fw * c, n * h * ow)))

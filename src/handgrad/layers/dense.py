@@ -100,8 +100,8 @@ class Affine(WeightedLayer):
         self._require_forward(self._x2d)
         W = self.params["W"]
         dout_rows = self._check_dout(dout, self._out_shape).reshape(-1, W.shape[1]).astype(W.dtype, copy=False)
-        self.grads["W"] += self._x2d.T @ dout_rows
-        self.grads["b"] += dout_rows.sum(axis=0)
+        self.add_to_grad("W", self._x2d.T @ dout_rows)
+        self.add_to_grad("b", dout_rows.sum(axis=0))
         if not input_grad:
             return None
         return (dout_rows @ W.T).reshape(self._x_shape)

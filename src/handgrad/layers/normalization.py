@@ -118,8 +118,8 @@ class LayerNorm(Layer):
         D = self.num_features
         dout = self._check_dout(dout, shape).reshape(-1, D).astype(gamma.dtype, copy=False)
         dout_xhat = dout * x_hat
-        self.grads["gamma"] += dout_xhat.sum(axis=0)
-        self.grads["beta"] += dout.sum(axis=0)
+        self.add_to_grad("gamma", dout_xhat.sum(axis=0))
+        self.add_to_grad("beta", dout.sum(axis=0))
         # mean(g) and mean(g x_hat) with g = dout * gamma are matrix-vector products with gamma
         # (BLAS, and no g temporary): sum_d dout_d gamma_d and sum_d (dout x_hat)_d gamma_d.
         mean_g = (dout @ gamma) / D

@@ -147,8 +147,8 @@ class BatchNorm(Layer):
         x_hat, inv_std, axes, trained = self._cache
         dout = self._check_dout(dout, x_hat.shape).astype(x_hat.dtype, copy=False)
         shape = lambda v: self._per_feature(v.astype(x_hat.dtype, copy=False), x_hat.ndim)  # noqa: E731
-        self.grads["gamma"] += np.sum(dout * x_hat, axis=axes)
-        self.grads["beta"] += np.sum(dout, axis=axes)
+        self.add_to_grad("gamma", np.sum(dout * x_hat, axis=axes))
+        self.add_to_grad("beta", np.sum(dout, axis=axes))
         g = dout * shape(self.params["gamma"])
         if not trained:  # eval mode: a fixed affine map per feature
             return g * shape(inv_std)

@@ -77,7 +77,7 @@ class Model(Layer):
         """Backpropagate the last :meth:`loss` (times ``dout``): every gradient is zeroed
         first, so they hold exactly this step's (layers add into them, contract v2). Returns
         dL/d input, or None (token ids have none; ``input_grad=False`` skips it)."""
-        self.zero_grad()
+        self._zero_grads_lazily()
         return self.backward_from_scores(self.loss_layer.backward(dout), input_grad=input_grad)
 
     def train(self, mode: bool = True) -> "Model":

@@ -464,7 +464,7 @@ class GPT(Model):
     def backward_from_logits(self, dlogits) -> None:
         """Backpropagate ``dL/dlogits`` (N, T, V) of the last :meth:`predict` into every
         gradient (zeroed first, so they hold this one backward's)."""
-        self.zero_grad()
+        self._zero_grads_lazily()
         return self.backward_from_scores(dlogits)
 
     def backward_from_scores(self, dlogits, input_grad: bool = False) -> None:
@@ -475,7 +475,7 @@ class GPT(Model):
         (n, t), C, V = self._nt, self.n_embd, self.vocab_size
         dlogits = self._check_dout(dlogits, (n, t, V)).reshape(n * t, V).astype(self.dtype, copy=False)
         # lm_head, logits = x_f wte^T: its share of the tied weight's gradient, and dx_f.
-        self.wte.grads["W"] += dlogits.T @ self._xf                 # (V, C)
+        self.wte.add_to_grad("W", dlogits.T @ self._xf)            # (V, C)
         dx = (dlogits @ self.wte.W).reshape(n, t, C)                # (N, T, C)
         dx = self.ln_f.backward(dx)                                 # (N, T, C)
         dx = self.h.backward(dx)                                    # every block, last to first (N, T, C)
