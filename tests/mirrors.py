@@ -63,6 +63,14 @@ class SequencesMirror:
             self.net.load_state_dict({k: torch.from_numpy(v) for k, v in hg.interop.to_nanogpt(model).items()})
             return
         tensor = lambda key: torch.nn.Parameter(torch.from_numpy(model.params[key].copy()))  # noqa: E731
+        kinds = [type(layer).__name__ for layer in model.layers]
+        self.by_path = kinds[0] == "PreviousTokens" or kinds[1:2] == ["PositionEmbedding"]
+        if self.by_path:  # makemore.py's MLP or BoW: parameters keyed as handgrad's ("1.W")
+            self.kind, self.recurrent = kinds[0], None
+            self.params = {key: tensor(key) for key in model.params}
+            if self.kind == "PreviousTokens":
+                self.block_size, self.blank = model.layers[0].block_size, model.layers[0].blank
+            return
         self.params = {"table": tensor("0.W")}
         self.recurrent = None
         if len(model.layers) == 3:
@@ -95,7 +103,33 @@ class SequencesMirror:
         if self.net is not None:
             self.net.train(self.training)
             return self.net(torch.from_numpy(x))[0]
+        if self.by_path:
+            return self._mlp(torch.from_numpy(x)) if self.kind == "PreviousTokens" else self._bow(torch.from_numpy(x))
         h = self.params["table"][torch.from_numpy(x)]
         if self.recurrent is None:
             return h
         return self.recurrent(h)[0] @ self.params["W"] + self.params["b"]
+
+    def _mlp(self, idx):
+        """makemore.py's ``MLP.forward``, as it is written: the embeddings of the current id and
+        of ``block_size - 1`` ids back (``torch.roll``, the blank id rolled in), concatenated."""
+        torch, p = self.torch, self.params
+        embs = []
+        for _ in range(self.block_size):
+            embs.append(p["1.W"][idx])
+            idx = torch.roll(idx, 1, 1)
+            idx[:, 0] = self.blank
+        h = torch.tanh(torch.cat(embs, -1) @ p["3.W"] + p["3.b"])
+        return h @ p["5.W"] + p["5.b"]
+
+    def _bow(self, idx):
+        """makemore.py's ``BoW.forward``: token + position embeddings, ``x + CausalBoW(x)`` (a
+        softmax of zeros over a causal mask), ``x + MLP(x)``, the head."""
+        torch, p = self.torch, self.params
+        steps = idx.shape[1]
+        x = p["0.W"][idx] + p["1.W"][:steps]
+        allowed = torch.tril(torch.ones(steps, steps, dtype=torch.bool))
+        att = torch.zeros((idx.shape[0], steps, steps), dtype=x.dtype).masked_fill(~allowed, float("-inf"))
+        x = x + torch.softmax(att, dim=-1) @ x
+        x = x + torch.tanh(x @ p["3.body.0.W"] + p["3.body.0.b"]) @ p["3.body.2.W"] + p["3.body.2.b"]
+        return x @ p["4.W"] + p["4.b"]

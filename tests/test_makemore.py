@@ -14,7 +14,8 @@ from handgrad.cli import main
 from handgrad.data import DataError
 from handgrad.data.words import (IGNORE, Words, contexts, load_names, makemore_split, read_words, sequences,
                                  zero_to_hero_split)
-from handgrad.model.makemore import bigram, generate_words, gru, mark_words, mlp_bn, rnn, transformer, wavenet
+from handgrad.model.makemore import (bigram, bow, generate_words, gru, mark_words, mlp, mlp_bn, rnn, transformer,
+                                     wavenet)
 
 NAMES = SHARED_DATA / "names" / "names.txt"
 needs_names = pytest.mark.skipif(not NAMES.is_file(), reason=f"names.txt not found under {SHARED_DATA}")
@@ -151,11 +152,14 @@ def test_the_zero_to_hero_models_equal_their_pytorch_mirror_in_float64(make):
 
 
 @pytest.mark.parametrize("make", [lambda V, B: bigram(V, dtype=np.float64),
+                                  lambda V, B: mlp(V, B, n_embd=5, n_embd2=7, seed=4, dtype=np.float64),
+                                  lambda V, B: mlp(V, 3, n_embd=4, n_embd2=6, seed=5, dtype=np.float64),
+                                  lambda V, B: bow(V, B, n_embd=6, n_embd2=9, seed=6, dtype=np.float64),
                                   lambda V, B: rnn(V, n_embd=6, n_embd2=7, seed=1, dtype=np.float64),
                                   lambda V, B: gru(V, n_embd=6, n_embd2=7, seed=2, dtype=np.float64),
                                   lambda V, B: transformer(V, B, n_layer=2, n_head=2, n_embd=8, seed=3,
                                                            dtype=np.float64)],
-                         ids=["bigram", "rnn", "gru", "transformer"])
+                         ids=["bigram", "mlp", "mlp-block-3", "bow", "rnn", "gru", "transformer"])
 def test_makemores_models_of_whole_words_equal_their_pytorch_mirror_in_float64(make):
     """Padding targets are ignored by both; every gradient, the tied and shared ones included."""
     torch = pytest.importorskip("torch")
@@ -176,6 +180,12 @@ def test_makemores_models_of_whole_words_equal_their_pytorch_mirror_in_float64(m
         for name, grad in hg.interop.to_nanogpt(model, grads=True).items():
             name = "transformer.wte.weight" if name == "lm_head.weight" else name
             np.testing.assert_allclose(grad, theirs[name], rtol=0, atol=1e-9, err_msg=name)
+        return
+    if mirror.by_path:  # makemore.py's MLP and BoW: every parameter, keyed as handgrad's
+        assert set(mirror.params) == set(model.grads)
+        for name, grad in model.grads.items():
+            assert np.abs(grad).max() > 0, name  # every parameter is reached
+            np.testing.assert_allclose(grad, mirror.params[name].grad.numpy(), rtol=0, atol=1e-9, err_msg=name)
         return
     np.testing.assert_allclose(model.grads["0.W"], mirror.params["table"].grad.numpy(), rtol=0, atol=1e-9)
     if mirror.recurrent is not None:
@@ -359,3 +369,14 @@ def test_load_dataset_names_gives_makemores_examples_and_split(names):
     assert x.shape == (31_033, 16) and x_test.shape == (1_000, 16)
     np.testing.assert_array_equal(x_test, sequences(test, 16)[0])
     np.testing.assert_array_equal(y, sequences(train, 16)[1])
+
+
+def test_a_bow_draws_no_more_characters_than_its_positions():
+    """The BoW's position embeddings have block_size rows: a longer --max-length is capped, as a
+    GPT's is, instead of failing halfway through the drawing."""
+    words = Words.of(["anna", "bob", "carla"])
+    model = bow(words.vocab_size, words.block_size, n_embd=4, n_embd2=4, seed=0)
+    drawn = generate_words(model, words, 6, max_length=50, temperature=2.0, seed=1)
+    assert max(len(word) for word in drawn) <= words.block_size - 1
+    free = mlp(words.vocab_size, 3, n_embd=4, n_embd2=4, seed=0)  # PreviousTokens reads any length
+    assert len(generate_words(free, words, 1, max_length=40, temperature=0, seed=1)[0]) <= 40

@@ -270,6 +270,8 @@ def test_sample_words_draws_generate_words_words_and_keeps_the_models_probabilit
         model = transformer(words.vocab_size, words.block_size, n_layer=1, n_head=2, n_embd=8, seed=0)
     elif name in ("mlp-bn", "wavenet"):
         model = builder(words.vocab_size, block_size=4, seed=0)
+    elif name in ("mlp-words", "bow"):  # as many positions as the longest word + 1
+        model = builder(words.vocab_size, words.block_size, n_embd=8, n_embd2=8, seed=0)
     else:
         model = builder(words.vocab_size, seed=0)
     if name == "bigram":  # from zeros every character is as likely: give it something to say

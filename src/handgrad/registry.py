@@ -242,7 +242,7 @@ DATASETS = {entry.name: entry for entry in (
     DatasetEntry("dates", "seq2seq", _seq2seq_task("dates"), 10, 128, model="seq2seq-attention"),
     DatasetEntry("shakespeare", "text", _shakespeare, None, 12, model="gpt"),  # by steps (--max-steps), not epochs
     DatasetEntry("names", "words", _names, None, 32,
-                 tuned={name: {"lr": 5e-4} for name in ("bigram", "rnn", "gru", "transformer")},
+                 tuned={name: {"lr": 5e-4} for name in ("bigram", "mlp-words", "bow", "rnn", "gru", "transformer")},
                  model="transformer"),  # makemore.py's default
 )}
 
@@ -389,8 +389,10 @@ def _makemore(name: str):
         elif name != "bigram":
             if len(options["hidden"]) != 1:
                 raise ValueError(f"--model {name} takes one --hidden size, got {len(options['hidden'])}")
-            hidden = "n_embd2" if name in ("rnn", "gru") else "n_hidden"
+            hidden = "n_hidden" if examples == "contexts" else "n_embd2"  # makemore.py's name for it
             sizes |= {"n_embd": options["n_embd"], hidden: options["hidden"][0]}
+            if name in ("mlp-words", "bow"):  # makemore.py's: as many positions as the longest word + 1
+                sizes["block_size"] = task.vocab.block_size
         model = builder(task.num_classes, seed=options["seed"], **sizes)
         if name == "transformer":  # id 0, the start and end of a word, reads as a line break
             from .data.text import CharVocab
@@ -423,6 +425,12 @@ MODELS = {entry.name: entry for entry in (
                {"n_layer": 4, "n_head": 4, "n_embd": 128, "block_size": 64}, NANOGPT),
     ModelEntry("bigram", "makemore's bigram: a table of next-character logits", ("words",), _makemore("bigram"),
                frozenset({"seed"}), training=MAKEMORE),
+    ModelEntry("mlp-words", "makemore's MLP (Bengio et al. 2003): at each position the last characters' embeddings "
+               "side by side (--n-embd, --hidden)", ("words",), _makemore("mlp-words"),
+               frozenset({"n_embd", "hidden", "seed"}), {"n_embd": 64, "hidden": [64]}, MAKEMORE),
+    ModelEntry("bow", "makemore's BoW: each position adds the mean of the positions so far, then an MLP "
+               "(--n-embd, --hidden)", ("words",), _makemore("bow"), frozenset({"n_embd", "hidden", "seed"}),
+               {"n_embd": 64, "hidden": [64]}, MAKEMORE),
     ModelEntry("mlp-bn", "Zero to Hero part 3: an MLP over the last --block-size characters, with BatchNorm",
                ("words",), _makemore("mlp-bn"), frozenset({"block_size", "n_embd", "hidden", "seed"}),
                {"block_size": 3, "n_embd": 10, "hidden": [200]}, ZERO_TO_HERO),

@@ -9,7 +9,7 @@ from helpers import TOL_BY_DTYPE as TOL
 from helpers import random_ids as _ids
 
 from handgrad.gradcheck import gradient_check
-from handgrad.layers.embedding import Embedding
+from handgrad.layers.embedding import Embedding, PositionEmbedding
 from handgrad.layers.normalization import LayerNorm
 
 RNG = np.random.default_rng(1234)
@@ -68,7 +68,7 @@ def test_embedding_shapes_and_vocab_50257():
         (np.array([True, False]), TypeError, r"Embedding: token ids must be integers in \[0, 5\), got dtype bool"),
         (np.array([0, 5]), ValueError, r"Embedding: token ids must lie in \[0, 5\) for a vocabulary of 5, got values from 0 to 5"),
         (np.array([-1, 2]), ValueError, r"Embedding: token ids must lie in \[0, 5\).*from -1 to 2"),
-        (np.zeros((2, 2, 2), int), ValueError, r"Embedding: expected token ids of shape \(N,\) or \(N, T\), got shape \(2, 2, 2\)"),
+        (np.zeros((2, 2, 2, 2), int), ValueError, r"Embedding: expected token ids of shape \(N,\), \(N, T\) or \(N, T, K\), got shape \(2, 2, 2, 2\)"),
     ],
 )
 def test_embedding_refuses_bad_ids_naming_layer_and_range(ids, error, message):
@@ -102,3 +102,21 @@ def test_param_shapes_refuse_crafted_sizes_before_allocating():
         Embedding.param_shapes({"vocab_size": -1, "dim": 4})
     with pytest.raises(ValueError, match="num_features must be a positive integer"):
         LayerNorm.param_shapes({"num_features": 2**50})
+
+
+def test_position_embedding_adds_a_row_per_position_and_refuses_too_many_positions():
+    W = np.arange(12.0).reshape(4, 3)
+    layer = PositionEmbedding(W)
+    x = np.ones((2, 3, 3))
+    np.testing.assert_array_equal(layer.forward(x), x + W[:3])
+    dout = np.arange(18.0).reshape(2, 3, 3)
+    dx = layer.backward(dout)
+    np.testing.assert_array_equal(dx, dout)
+    assert dx is not dout
+    np.testing.assert_array_equal(layer.grads["W"][:3], dout.sum(axis=0))
+    assert not layer.grads["W"][3].any()  # position 3 was not used
+    with pytest.raises(ValueError, match=r"PositionEmbedding: expected input of shape \(N, T, 3\) with T <= 4 "
+                                         r"\(one row of W per position\), got \(2, 5, 3\)"):
+        layer.forward(np.ones((2, 5, 3)))
+    with pytest.raises(ValueError, match=r"PositionEmbedding: W must have shape \(block_size, dim\)"):
+        PositionEmbedding(np.zeros(4))

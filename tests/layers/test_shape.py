@@ -10,7 +10,7 @@ import pytest
 
 import handgrad as hg
 from handgrad.gradcheck import gradient_check
-from handgrad.layers import Affine, FlattenConsecutive, LastStep, Reshape, SoftmaxWithLoss, Tanh
+from handgrad.layers import Affine, FlattenConsecutive, LastStep, PreviousTokens, Reshape, SoftmaxWithLoss, Tanh
 
 
 def test_reshape_reads_an_image_as_rows_and_backward_restores_the_shape():
@@ -164,3 +164,31 @@ def test_shape_layers_spec_round_trip(layer, spec):
 def test_reshape_param_shapes_refuses_a_bad_shape():
     with pytest.raises(ValueError, match="Reshape: shape must"):
         Reshape.param_shapes({"type": "Reshape", "shape": "x" * 1000})
+
+
+def test_previous_tokens_are_makemores_rolled_ids_newest_first():
+    ids = np.array([[0, 5, 6, 7], [0, 2, 0, 0]])
+    y = PreviousTokens(3, blank=27).forward(ids)
+    assert y.dtype == ids.dtype and y.shape == (2, 4, 3)
+    assert y[0].tolist() == [[0, 27, 27], [5, 0, 27], [6, 5, 0], [7, 6, 5]]
+    assert y[1, :, 0].tolist() == ids[1].tolist()  # k = 0: the position's own id
+    longer = PreviousTokens(6, blank=9).forward(ids)  # more ids back than positions: blanks
+    assert longer[0, 3].tolist() == [7, 6, 5, 0, 9, 9]
+    small = PreviousTokens(2, blank=300).forward(np.array([[1, 2]], np.uint8))  # the blank must fit
+    assert small.tolist() == [[[1, 300], [2, 1]]]
+
+
+def test_previous_tokens_refuse_what_is_not_ids_in_one_line():
+    layer = PreviousTokens(3, blank=4)
+    with pytest.raises(TypeError, match="PreviousTokens: token ids must be integers, got dtype float64"):
+        layer.forward(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"PreviousTokens: expected token ids of shape \(N, T\), got shape \(3,\)"):
+        layer.forward(np.zeros(3, int))
+    with pytest.raises(ValueError, match="PreviousTokens: blank must be an integer >= 0, got -1"):
+        PreviousTokens(3, blank=-1)
+    with pytest.raises(ValueError, match="PreviousTokens: block_size must be a positive integer, got 0"):
+        PreviousTokens.param_shapes({"type": "PreviousTokens", "block_size": 0, "blank": 1})
+    layer.forward(np.zeros((2, 3), int))
+    assert layer.backward(None) is None  # what an Embedding above it sends back
+    with pytest.raises(ValueError, match=r"PreviousTokens: backward expected dout of shape \(2, 3, 3\)"):
+        layer.backward(np.zeros((2, 3)))

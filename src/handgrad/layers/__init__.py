@@ -15,11 +15,11 @@ from .conv import AvgPooling, Convolution, Flatten, Pooling
 from .dense import Affine
 from .losses import SoftmaxWithLoss
 from .regularization import BatchNorm, Dropout
-from .embedding import Embedding
+from .embedding import Embedding, PositionEmbedding
 from .normalization import LayerNorm
-from .attention import Attention, MultiHeadAttention
+from .attention import Attention, CausalMean, MultiHeadAttention
 from .recurrent import GRU, LSTM, RNN
-from .shape import FlattenConsecutive, LastStep, Reshape
+from .shape import FlattenConsecutive, LastStep, PreviousTokens, Reshape
 
 # LAYER_TYPES is filled as the modules above define their layers (Layer.__init_subclass__), and
 # the exported names follow it (so the names imported above are re-exports, not unused).

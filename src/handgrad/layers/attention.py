@@ -1,5 +1,6 @@
-"""Attention: multi-head self-attention (the Transformer's, a GPT's) and the second book's
-dot-product attention over encoder states (seq2seq).
+"""Attention: multi-head self-attention (the Transformer's, a GPT's), the second book's
+dot-product attention over encoder states (seq2seq), and its plainest form, a causal mean
+(makemore.py's bag of words).
 
 Both weigh a set of values by a softmax over scores, and both backpropagate through that softmax
 the same way: with ``A = softmax(S)`` along the last axis and ``dA = dL/dA``,
@@ -406,3 +407,34 @@ class Attention(Layer):
         d_dec = ds @ h_enc
         d_enc += ds.swapaxes(-1, -2) @ h_dec  # as the keys
         return d_dec, d_enc
+
+
+class CausalMean(Layer):
+    """Each position's mean of the inputs up to it: ``y[:, t] = (1 / (t + 1)) sum_{s <= t} x[:, s]``.
+
+    Attention whose scores are all equal: a softmax of zeros over a causal mask weighs every
+    visible position ``1 / (t + 1)`` (makemore.py's ``CausalBoW``, a causal bag of words). No
+    parameters. Shapes: x ``(N, T, C)``; y x's shape.
+
+    Backward: ``x[:, s]`` reaches every ``y[:, t]`` with ``t >= s``, each with weight
+    ``1 / (t + 1)``, so ``dx[:, s] = sum_{t >= s} dout[:, t] / (t + 1)``: a cumulative sum taken
+    from the last position back.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._weights = None  # 1 / (t + 1), shape (T, 1)
+
+    def forward(self, x):
+        x = self._input(x)
+        if x.ndim != 3 or x.shape[1] == 0:
+            raise ValueError(f"{self.name}: expected input of shape (N, T, C) with T >= 1, got {x.shape}")
+        self._weights = 1.0 / np.arange(1, x.shape[1] + 1, dtype=x.dtype)[:, None]
+        self._x_shape = x.shape
+        return np.cumsum(x, axis=1) * self._weights
+
+    def backward(self, dout):
+        self._require_forward(self._weights)
+        dout = self._check_dout(dout, self._x_shape)
+        from_the_end = np.cumsum((dout * self._weights)[:, ::-1], axis=1)
+        return np.ascontiguousarray(from_the_end[:, ::-1])

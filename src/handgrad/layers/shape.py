@@ -1,5 +1,5 @@
-"""Layers that only rearrange values: a per-sample reshape, consecutive steps side by side, and
-the last step of a sequence.
+"""Layers that only rearrange values: a per-sample reshape, consecutive steps side by side, the
+last step of a sequence, and the latest token ids at every position.
 
 Their backward moves ``dout`` back to where each value came from; they have no parameters.
 """
@@ -182,3 +182,62 @@ class FlattenConsecutive(Layer):
         self._require_forward(self._x_shape)
         dout = self._check_dout(dout, self._out_shape)
         return dout.reshape(self._x_shape).copy()  # a new array, never a view of the caller's dout
+
+
+class PreviousTokens(Layer):
+    """At every position, the ``block_size`` latest token ids, newest first: ``(N, T) -> (N, T,
+    block_size)`` with ``y[n, t, k] = x[n, t - k]``, and ``blank`` where ``t - k < 0`` (before the
+    sequence starts). makemore.py's MLP (Bengio et al. 2003, over whole words) embeds these and
+    concatenates them: its ``idx = torch.roll(idx, 1, 1); idx[:, 0] = <BLANK>``, ``block_size``
+    times, where ``<BLANK>`` is an id of its own (the vocabulary size).
+
+    Ids only (integers, kept in their dtype): nothing has a gradient with respect to them, so
+    backward returns None, as :class:`Embedding`'s does. No parameters.
+    """
+
+    #: A model may ask for no input gradient; there never is one (see backward).
+    can_skip_input_grad = True
+
+    def __init__(self, block_size: int, blank: int) -> None:
+        super().__init__()
+        self.block_size = validate.positive_int(block_size, "block_size", who="PreviousTokens")
+        self.blank = validate.integer(blank, "blank", who="PreviousTokens", minimum=0)
+        self._out_shape = None
+
+    def spec(self) -> dict:
+        return {"type": "PreviousTokens", "block_size": self.block_size, "blank": self.blank}
+
+    @classmethod
+    def param_shapes(cls, spec: dict) -> dict:
+        cls(spec.get("block_size"), spec.get("blank"))  # the same checks, nothing allocated
+        return {}
+
+    @classmethod
+    def from_spec(cls, spec: dict, dtype=np.float32) -> PreviousTokens:
+        return cls(spec.get("block_size"), spec.get("blank"))
+
+    def __repr__(self) -> str:
+        return f"PreviousTokens({self.block_size}, blank={self.blank})"
+
+    def forward(self, ids):
+        ids = np.asarray(ids)
+        if ids.dtype.kind not in "iu":
+            raise TypeError(f"PreviousTokens: token ids must be integers, got dtype {ids.dtype}")
+        if ids.ndim != 2:
+            raise ValueError(f"PreviousTokens: expected token ids of shape (N, T), got shape {ids.shape}")
+        if np.iinfo(ids.dtype).max < self.blank:
+            ids = ids.astype(np.int64)  # the blank id must fit (uint8 ids and a blank of 300, say)
+        steps = ids.shape[1]
+        out = np.full(ids.shape + (self.block_size,), self.blank, ids.dtype)
+        for k in range(min(self.block_size, steps)):
+            out[:, k:, k] = ids[:, :steps - k]  # k steps back; the first k positions keep the blank
+        self._out_shape = out.shape
+        return out
+
+    def backward(self, dout, input_grad: bool = True):
+        """None: integer ids have no gradient. ``dout`` is checked against y's shape, unless it
+        is None, what an :class:`Embedding` above it sends back (its ids have none either)."""
+        self._require_forward(self._out_shape)
+        if dout is not None:
+            self._check_dout(dout, self._out_shape)
+        return None

@@ -12,6 +12,11 @@ handgrad's layers, so every backward is one you can read in ``handgrad/layers/``
                   BatchNorm, Tanh, Affine V (part 3, Bengio et al. 2003 + BN)
 ``wavenet``       Embedding (V, 24), then three times FlattenConsecutive(2),       contexts of 8
                   Affine 128, BatchNorm over (N, T, C), Tanh; Affine V (part 5)
+``mlp-words``     PreviousTokens (the last ``block_size`` ids, a blank id before   sequences
+                  the word), Embedding (V + 1, 64), side by side, Affine 64, Tanh,
+                  Affine V (makemore.py's MLP, Bengio et al. 2003)
+``bow``           Embedding (V, 64) + PositionEmbedding, Residual(CausalMean),     sequences
+                  Residual(Affine 64, Tanh, Affine 64), Affine V (makemore.py's BoW)
 ``rnn``           Embedding (V, 64), RNN 64 (tanh), Affine V (makemore.py's RNN)    sequences
 ``gru``           Embedding (V, 64), GRU 64, Affine V (makemore.py's GRU)          sequences
 ``transformer``   :class:`~handgrad.model.GPT`: 4 blocks, 4 heads, width 64,       sequences
@@ -38,12 +43,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import init as initializers
-from ..layers import GRU, RNN, Affine, BatchNorm, Embedding, FlattenConsecutive, Reshape, SoftmaxWithLoss, Tanh
+from ..layers import (GRU, RNN, Affine, BatchNorm, CausalMean, Embedding, FlattenConsecutive, PositionEmbedding,
+                      PreviousTokens, Reshape, Residual, SoftmaxWithLoss, Tanh)
 from .gpt import GPT, _sample
 from .sequential import Sequential
 
-__all__ = ["MAKEMORE_MODELS", "bigram", "generate_words", "gru", "mark_words", "mlp_bn", "recurrent", "rnn",
-           "sample_words", "transformer", "wavenet", "word_examples"]
+__all__ = ["MAKEMORE_MODELS", "bigram", "bow", "generate_words", "gru", "mark_words", "mlp", "mlp_bn", "recurrent",
+           "rnn", "sample_words", "transformer", "wavenet", "word_examples"]
 
 
 def bigram(vocab_size: int, seed=None, dtype=np.float32) -> Sequential:
@@ -51,6 +57,43 @@ def bigram(vocab_size: int, seed=None, dtype=np.float32) -> Sequential:
     that starts at 0 (every next character equally likely), learned as an Embedding's weights."""
     del seed  # nothing random: the table starts at zero, as makemore's
     return Sequential([Embedding(np.zeros((vocab_size, vocab_size), dtype))], loss=SoftmaxWithLoss())
+
+
+def _pytorch_linear(rng, n_in: int, n_out: int, dtype) -> Affine:
+    """An Affine initialised as PyTorch's ``nn.Linear``: W and b uniform in +-1/sqrt(n_in)."""
+    bound = 1 / n_in ** 0.5
+    return Affine(rng.uniform(-bound, bound, (n_in, n_out)).astype(dtype),
+                  rng.uniform(-bound, bound, n_out).astype(dtype))
+
+
+def mlp(vocab_size: int, block_size: int, n_embd: int = 64, n_embd2: int = 64, seed=None,
+        dtype=np.float32) -> Sequential:
+    """makemore.py's ``MLP`` (Bengio et al. 2003) over whole words: at every position, the
+    embeddings of the ``block_size`` latest characters (newest first; a blank id of its own,
+    ``vocab_size``, before the word starts) side by side, ``Affine`` to ``n_embd2``, ``Tanh``,
+    ``Affine`` to the vocabulary. ``block_size``: makemore.py's, the longest word + 1.
+    PyTorch's initialisation (embeddings N(0, 1), Linear uniform)."""
+    rng = initializers.as_generator(seed)
+    fan_in = block_size * n_embd
+    table = rng.standard_normal((vocab_size + 1, n_embd)).astype(dtype)  # + 1: the blank
+    layers = [PreviousTokens(block_size, blank=vocab_size), Embedding(table), Reshape((-1, fan_in)),
+              _pytorch_linear(rng, fan_in, n_embd2, dtype), Tanh(), _pytorch_linear(rng, n_embd2, vocab_size, dtype)]
+    return Sequential(layers, loss=SoftmaxWithLoss(), seed=rng)
+
+
+def bow(vocab_size: int, block_size: int, n_embd: int = 64, n_embd2: int = 64, seed=None,
+        dtype=np.float32) -> Sequential:
+    """makemore.py's ``BoW``: token plus position embeddings; a block that adds the causal mean
+    of the positions so far (``CausalMean``, its ``CausalBoW``), then an MLP (``Affine`` to
+    ``n_embd2``, ``Tanh``, ``Affine`` back), each around a residual connection; ``Affine`` to the
+    vocabulary. PyTorch's initialisation (embeddings N(0, 1), Linear uniform)."""
+    rng = initializers.as_generator(seed)
+    tokens = rng.standard_normal((vocab_size, n_embd)).astype(dtype)
+    positions = rng.standard_normal((block_size, n_embd)).astype(dtype)
+    layers = [Embedding(tokens), PositionEmbedding(positions), Residual([CausalMean()]),
+              Residual([_pytorch_linear(rng, n_embd, n_embd2, dtype), Tanh(), _pytorch_linear(rng, n_embd2, n_embd, dtype)]),
+              _pytorch_linear(rng, n_embd, vocab_size, dtype)]
+    return Sequential(layers, loss=SoftmaxWithLoss(), seed=rng)
 
 
 def mlp_bn(vocab_size: int, block_size: int = 3, n_embd: int = 10, n_hidden: int = 200, seed=None,
@@ -131,7 +174,8 @@ def gru(vocab_size: int, n_embd: int = 64, n_embd2: int = 64, seed=None, dtype=n
 rnn.__doc__ = gru.__doc__ = recurrent.__doc__
 
 #: ``--model`` name -> (builder, the examples it learns from: "contexts" or "sequences").
-MAKEMORE_MODELS = {"bigram": (bigram, "sequences"), "mlp-bn": (mlp_bn, "contexts"),
+MAKEMORE_MODELS = {"bigram": (bigram, "sequences"), "mlp-words": (mlp, "sequences"), "bow": (bow, "sequences"),
+                   "mlp-bn": (mlp_bn, "contexts"),
                    "wavenet": (wavenet, "contexts"), "rnn": (rnn, "sequences"), "gru": (gru, "sequences"),
                    "transformer": (transformer, "sequences")}
 
@@ -183,9 +227,19 @@ def sample_words(model, words, count: int, max_length: int | None = None, temper
 
 def _length(model, words, max_length: int | None) -> int:
     """The most characters a word may have: ``max_length``, else the longest word of ``words``;
-    no more than a GPT's positions allow after the start token."""
+    no more than the model's positions allow after the start token."""
     length = max_length if max_length is not None else words.block_size - 1
-    return min(length, model.block_size - 1) if isinstance(model, GPT) else length
+    positions = _positions(model)
+    return length if positions is None else min(length, positions - 1)
+
+
+def _positions(model) -> int | None:
+    """How many positions a model of whole sequences can read (a GPT's, a BoW's position
+    embeddings), or None if any number."""
+    if isinstance(model, GPT):
+        return model.block_size
+    embeddings = [layer for layer in getattr(model, "layers", ()) if isinstance(layer, PositionEmbedding)]
+    return embeddings[0].W.shape[0] if embeddings else None
 
 
 def _draw(model, count: int, length: int, temperature: float, top_k, seed, keep_logits: bool):
