@@ -482,6 +482,8 @@ RENDERERS = [
     ("distributed.json", distributed, "flock /tmp/handgrad-heavy.lock python benchmarks/distributed.py"),
     ("serve_load.json", serve_load, "flock /tmp/handgrad-heavy.lock python benchmarks/serve_load.py"),
     ("makemore.json", makemore, "python benchmarks/makemore.py --data-dir ../shared/data --models mlp-bn wavenet"),
+    ("makemore_zoo.json", makemore, ("python benchmarks/makemore.py --data-dir ../shared/data --models bigram "
+                                     "mlp-words bow rnn gru transformer --steps 3000 --json benchmarks/results/makemore_zoo.json")),
     ("*.json", generic, None),
 ]
 
