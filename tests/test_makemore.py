@@ -327,7 +327,9 @@ def test_train_on_any_file_of_words_and_generate_without_the_file(tmp_path, caps
 @pytest.mark.parametrize("args, message", [
     (["train", "--dataset", "mnist", "--data-file", "x.txt"], "--data-file is a file of words, one a line, for "
                                                                 "--dataset names; not for --dataset mnist"),
-    (["train", "--dataset", "names", "--model", "mlp"], "--model mlp cannot learn names (words)"),
+    (["train", "--dataset", "names", "--model", "mlp", "--activation", "tanh"],
+     "--activation applies to --model mlp, not mlp-words (what --model mlp means on words)"),
+    (["train", "--dataset", "names", "--model", "cnn"], "--model cnn cannot learn names (words)"),
     (["train", "--dataset", "names", "--model", "mlp-bn", "--warmup", "10"], "--warmup applies to a warmup then a "
                                                                               "cosine decay"),
     (["train", "--dataset", "names", "--model", "wavenet", "--n-layer", "2"], "--n-layer applies to"),
@@ -380,3 +382,21 @@ def test_a_bow_draws_no_more_characters_than_its_positions():
     assert max(len(word) for word in drawn) <= words.block_size - 1
     free = mlp(words.vocab_size, 3, n_embd=4, n_embd2=4, seed=0)  # PreviousTokens reads any length
     assert len(generate_words(free, words, 1, max_length=40, temperature=0, seed=1)[0]) <= 40
+
+
+@pytest.mark.parametrize("model, expected", [("mlp", "mlp-words"), ("mlp-words", "mlp-words"), ("bow", "bow")])
+def test_makemores_mlp_is_model_mlp_on_words_and_bow_trains_too(tmp_path, capsys, model, expected):
+    """makemore.py's --type mlp is handgrad's --model mlp on a file of words (mlp-words, its
+    long name); on images --model mlp stays handgrad's perceptron."""
+    words = tmp_path / "pets.txt"
+    words.write_text("\n".join(["rex", "bella", "max", "luna", "coco", "milo", "daisy", "rocky", "lola", "toby"] * 12))
+    out = tmp_path / "run"
+    assert main(["train", "--data-file", str(words), "--model", model, "--max-steps", "30", "--eval-interval", "15",
+                 "--hidden", "8", "--n-embd", "4", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert f"; model {expected} (" in printed[0] and printed[-1].startswith("test loss: ")
+    loaded = hg.load(out / "model.safetensors")
+    assert [type(layer).__name__ for layer in loaded.layers][:2] == (
+        ["PreviousTokens", "Embedding"] if expected == "mlp-words" else ["Embedding", "PositionEmbedding"])
+    assert main(["generate", str(out / "model.safetensors"), "--samples", "3", "--seed", "2"]) == 0
+    assert hg.registry.recipe("mlp", "digits").model == "mlp" and hg.registry.recipe("mlp", "names").model == "mlp-words"

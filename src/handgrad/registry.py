@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "LEARNING_RATES",
     "MODELS",
+    "MODEL_FOR_KIND",
     "MODEL_OPTIONS",
     "OPTION_DEFAULTS",
     "STEP_OPTIONS",
@@ -48,6 +49,7 @@ __all__ = [
     "Task",
     "Training",
     "build_model",
+    "model_for",
     "default_model",
     "load_task",
     "model_options",
@@ -409,7 +411,8 @@ _CONV_OPTIONS = frozenset({"init", "seed", "weight_decay_l2"})
 _SEQ2SEQ_OPTIONS = frozenset({"hidden", "embed", "reverse_input", "seed"})
 
 MODELS = {entry.name: entry for entry in (
-    ModelEntry("mlp", "a multilayer perceptron (--hidden, --activation, --batchnorm, --dropout)",
+    ModelEntry("mlp", "a multilayer perceptron (--hidden, --activation, --batchnorm, --dropout); on words, "
+               "makemore's MLP (mlp-words)",
                ("images", "signals"), _mlp, _MLP_OPTIONS, {"hidden": [100]}),
     ModelEntry("cnn", "the book's SimpleConvNet", ("images",), _convnet("cnn"), _CONV_OPTIONS),
     ModelEntry("deep-cnn", "the book's DeepConvNet", ("images",), _convnet("deep-cnn"), _CONV_OPTIONS),
@@ -447,9 +450,22 @@ MODELS = {entry.name: entry for entry in (
 )}
 
 
+#: A model name that means another model on one kind of data: on words (``--dataset names``,
+#: ``--data-file``) ``--model mlp`` is makemore.py's MLP (``mlp-words``), as makemore names it;
+#: on images and signals it is handgrad's multilayer perceptron.
+MODEL_FOR_KIND = {("mlp", "words"): "mlp-words"}
+
+
+def model_for(name: str, kind: str) -> str:
+    """The model ``--model name`` means on data of ``kind`` (see :data:`MODEL_FOR_KIND`)."""
+    return MODEL_FOR_KIND.get((name, kind), name)
+
+
 def model_options(name: str, dataset: str | None = None, options: dict | None = None) -> dict:
     """Every option model ``name`` reads (and ``seed``), resolved: ``options`` where given (not
     None), else the settings tuned for it on ``dataset``, else its defaults; seed 0."""
+    if dataset in DATASETS:
+        name = model_for(name, DATASETS[dataset].kind)
     entry = _entry(MODELS, name, "model")
     tuned = DATASETS[dataset].tuned.get(name, {}) if dataset in DATASETS else {}
     resolved = {}
@@ -465,6 +481,7 @@ def build_model(name: str, task: Task, options: dict):
     """``(model, description)`` of the model ``name`` for ``task``, with ``options`` (missing or
     None ones take their defaults, :func:`model_options`); refuses a model that cannot learn
     this kind of data, naming what would."""
+    name = model_for(name, task.kind)
     entry = _entry(MODELS, name, "model")
     if task.kind not in entry.kinds:
         fitting = [m.name for m in MODELS.values() if task.kind in m.kinds]
@@ -586,7 +603,9 @@ def _check_settings(entry: ModelEntry, data: DatasetEntry, given: dict) -> None:
         readers = [m for m in MODELS.values() if all(option in m.options for option in ignored)]
         users = [m.name for m in readers if data.kind in m.kinds] or [m.name for m in readers]
         raise ValueError(f"{' and '.join(map(_flag, ignored))} appl{'ies' if len(ignored) == 1 else 'y'} to "
-                         + (f"--model {' or '.join(users)}" if users else "no one model") + f", not {entry.name}")
+                         + (f"--model {' or '.join(users)}" if users else "no one model") + f", not {entry.name}"
+                         + "".join(f" (what --model {name} means on {kind})" for (name, kind), meant in MODEL_FOR_KIND.items()
+                                   if meant == entry.name and kind == data.kind))
 
 
 def _flag(option: str) -> str:
@@ -612,7 +631,9 @@ def recipe(model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET, **overrid
     unknown = sorted(set(overrides) - set(_TRAINING_OPTIONS) - set(MODEL_OPTIONS))
     if unknown:
         raise TypeError(f"recipe() got an unexpected keyword argument {unknown[0]!r}")
-    entry, data = _entry(MODELS, model, "model"), _entry(DATASETS, dataset, "dataset")
+    data = _entry(DATASETS, dataset, "dataset")
+    model = model_for(model, data.kind)
+    entry = _entry(MODELS, model, "model")
     given = {k: v for k, v in overrides.items() if v is not None and not (k in OPTION_DEFAULTS and v == OPTION_DEFAULTS[k])}
     _check_settings(entry, data, given)
     tuned = data.tuned.get(model, {})

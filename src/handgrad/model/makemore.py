@@ -12,9 +12,10 @@ handgrad's layers, so every backward is one you can read in ``handgrad/layers/``
                   BatchNorm, Tanh, Affine V (part 3, Bengio et al. 2003 + BN)
 ``wavenet``       Embedding (V, 24), then three times FlattenConsecutive(2),       contexts of 8
                   Affine 128, BatchNorm over (N, T, C), Tanh; Affine V (part 5)
-``mlp-words``     PreviousTokens (the last ``block_size`` ids, a blank id before   sequences
+``mlp``           PreviousTokens (the last ``block_size`` ids, a blank id before   sequences
                   the word), Embedding (V + 1, 64), side by side, Affine 64, Tanh,
-                  Affine V (makemore.py's MLP, Bengio et al. 2003)
+                  Affine V (makemore.py's MLP, Bengio et al. 2003; its long
+                  name ``mlp-words``, as ``--model mlp`` on images is handgrad's)
 ``bow``           Embedding (V, 64) + PositionEmbedding, Residual(CausalMean),     sequences
                   Residual(Affine 64, Tanh, Affine 64), Affine V (makemore.py's BoW)
 ``rnn``           Embedding (V, 64), RNN 64 (tanh), Affine V (makemore.py's RNN)    sequences
