@@ -293,11 +293,14 @@ def test_train_on_names_ends_with_the_test_loss_and_generate_marks_the_groups(tm
     samples = [line for line in printed if line.startswith("  ")]
     assert len(samples) == 10 and all(line.endswith(("(new)", "(in the training set)", "(in the test set)"))
                                       for line in samples)
+    dev_loss = float(printed[-2].removeprefix("dev loss: "))  # DESIGN: and for Zero to Hero's split, dev loss: X
     history = json.loads((out / "history.json").read_text())
     assert history["test_loss"] == pytest.approx(test_loss, abs=5e-5)
+    assert history["dev_loss"] == pytest.approx(dev_loss, abs=5e-5)
     model = hg.load(out / "model.safetensors")
-    _, _, test = zero_to_hero_split(load_names(SHARED_DATA))
+    _, dev, test = zero_to_hero_split(load_names(SHARED_DATA))
     assert hg.train.evaluate(model, *contexts(test, 3))[0] == pytest.approx(test_loss, abs=5e-5)
+    assert hg.train.evaluate(model, *contexts(dev, 3))[0] == pytest.approx(dev_loss, abs=5e-5)
 
     assert main(["generate", str(out / "model.safetensors"), "--samples", "30", "--seed", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -307,8 +307,9 @@ def _train_language_model(out: Path, args: argparse.Namespace, recipe, plot) -> 
 def _train_word_model(out: Path, args: argparse.Namespace, recipe, plot) -> int:
     """makemore: a file of words, split as the model's series splits it (Zero to Hero's 80/10/10
     for the models of fixed contexts, makemore.py's test set of min(1000, 10 %) for the models of
-    whole words), trained by steps on random batches; ends with ``test loss: X`` over the whole
-    test split, then 10 samples marked as makemore marks them."""
+    whole words), trained by steps on random batches; prints 10 samples marked as makemore marks
+    them, then ``dev loss: X`` over the whole dev split (Zero to Hero's split) and ends with
+    ``test loss: X`` over the whole test split."""
     import handgrad as hg
 
     from ..data.words import makemore_split, zero_to_hero_split
@@ -350,9 +351,11 @@ def _train_word_model(out: Path, args: argparse.Namespace, recipe, plot) -> int:
                               log_interval=log_interval, log_step=log_step)
     test_loss = hg.train.evaluate(model, *test, batch_size=1000)[0] if examples == "contexts" \
         else _sequence_loss(model, *test)
+    dev_loss = hg.train.evaluate(model, *val, batch_size=1000)[0] if val_words is not test_words else None
     source = {"dataset": args.dataset, "data_file": str(Path(args.data_file).resolve()) if args.data_file else None,
               "split": split_name, "chars": words.chars, "block_size": words.block_size}
-    _save(out, args, model, {"test_loss": test_loss, "val_loss": history["val_loss"][-1]}, history,
+    losses = {"test_loss": test_loss, "val_loss": history["val_loss"][-1]} | ({"dev_loss": dev_loss} if dev_loss else {})
+    _save(out, args, model, losses, history,
           {"eval_interval": recipe.eval_interval, "eval_iters": recipe.eval_iters, "min_lr": recipe.min_lr,
            "batch_size": recipe.batch_size, "lr": recipe.lr, "max_steps": recipe.max_steps}, recipe.optimizer,
           extra_metadata={"words": json.dumps(source)})
@@ -360,8 +363,11 @@ def _train_word_model(out: Path, args: argparse.Namespace, recipe, plot) -> int:
     if plot is not None:
         print(f"wrote {plot.lm_curves(history, out / 'curves.png')}")
     samples = generate_words(model, words, 10, seed=recipe.seed)
-    for sample, group in zip(samples, mark_words(samples, train_words.words, test_words.words)):
+    held_out = test_words.words + (val_words.words if val_words is not test_words else ())  # dev too: not trained on
+    for sample, group in zip(samples, mark_words(samples, train_words.words, held_out)):
         print(f"  {sample}  ({'in the training set' if group == 'train' else 'in the test set' if group == 'test' else 'new'})")
+    if dev_loss is not None:  # Zero to Hero's split: its notebooks report split_loss('val') over the whole dev set
+        print(f"dev loss: {dev_loss:.4f}")
     print(f"test loss: {test_loss:.4f}")
     return 0
 
