@@ -25,6 +25,7 @@ import numpy as np
 
 from . import serialize, validate
 from .optim import clip_grad_norm
+from .threads import BatchThreads, threads_setting
 
 __all__ = ["fit", "fit_lm", "train_step", "forward_backward", "Step", "lm_batch", "estimate_loss", "evaluate",
            "confusion_matrix", "History", "TrainingDiverged", "TrainingInterrupted", "ResumeMismatch"]
@@ -665,7 +666,8 @@ def _token_stream(pair, name: str, block_size: int | None) -> tuple[np.ndarray, 
 def fit_lm(model, optimizer, train, val, *, block_size: int | None, batch_size: int = 12, max_steps: int = 2000,
            eval_interval: int = 250, eval_iters: int = 200, schedule=None, grad_clip: float | None = None,
            seed=0, checkpoint=None, checkpoint_every: int = 1, resume: bool = False, log=None,
-           log_interval: int = 0, log_step=None, progress: bool | None = None, distributed=False) -> History:
+           log_interval: int = 0, log_step=None, progress: bool | None = None, distributed=False,
+           threads: int | None = None) -> History:
     """Train a language model by steps, as nanoGPT's ``train.py``; returns the :class:`History`
     with one record per evaluation (``step``, ``train_loss``, ``val_loss``, ``lr``, ``seconds``,
     ``tokens_per_second``).
@@ -689,6 +691,9 @@ def fit_lm(model, optimizer, train, val, *, block_size: int | None, batch_size: 
       is installed).
     * ``distributed=True``: data-parallel over MPI as in :func:`fit` (each batch's windows split
       across the ranks); rank 0 alone evaluates, writes the checkpoint and calls ``log``.
+    * ``threads=k``: each batch split over k threads in this process, each with one BLAS thread
+      (:mod:`handgrad.threads`): the same model up to the order of sums, faster where the batch's
+      arrays are large enough (docs/speed.md). Default: ``HANDGRAD_THREADS``, else 1.
     """
     if block_size is not None:
         _check_count("block_size", block_size, minimum=1)
@@ -704,6 +709,10 @@ def fit_lm(model, optimizer, train, val, *, block_size: int | None, batch_size: 
     settings = {"unit": "steps", "block_size": block_size, "batch_size": batch_size, "seed": seed,
                 "eval_interval": eval_interval, "eval_iters": eval_iters, "grad_clip": grad_clip,
                 "optimizer": _settings_of(optimizer), "schedule": _settings_of(schedule)}
+    threads = threads_setting(threads)
+    if threads > 1 and distributed:
+        raise ValueError("fit_lm: threads= splits a batch inside one process and distributed= across processes; "
+                         "use one of them")
     parallel = _data_parallel(model, distributed)
     rng = np.random.default_rng(seed)
     state = {"step": 0}
@@ -750,39 +759,46 @@ def fit_lm(model, optimizer, train, val, *, block_size: int | None, batch_size: 
     show_progress = (_want_progress() if progress is None else progress) and _is_root(parallel)
     bar = _step_bar(state["step"], max_steps) if show_progress else None
     logged = {"loss": 0.0, "steps": 0, "tokens": 0, "since": time.perf_counter()}  # since the last log_step
-    with _StopOnInterrupt(announce=_is_root(parallel)) as interrupt:
-        while state["step"] < max_steps:
-            if schedule is not None:
-                optimizer.lr = schedule.lr_at(state["step"])
-            xb, tb = (row_batch(*streams["training"], batch_size, rng) if block_size is None
-                      else lm_batch(*streams["training"], block_size, batch_size, rng))
-            tokens += xb.size  # the whole batch's, whichever share of it this rank trains on
-            logged["tokens"] += xb.size
-            if parallel is not None:  # this rank's windows of the batch
-                xb, tb = parallel.local_batch(xb, tb, np.arange(len(xb)))
-                parallel.stop_requested = interrupt.requested
-            loss = train_step(model, optimizer, xb, tb, grad_clip=grad_clip, parallel=parallel, count=False).loss
-            if not math.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss} at step {state['step'] + 1} (lr {optimizer.lr:g}). "
-                                       "Try a smaller learning rate or --grad-clip.")
-            state["step"] += 1
-            logged["loss"], logged["steps"] = logged["loss"] + loss, logged["steps"] + 1
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}")
-            if log_interval and state["step"] % log_interval == 0:
-                _log_steps(history, state["step"], optimizer.lr, logged, log_step if _is_root(parallel) else None)
-            if interrupt.agreed(parallel):
+    # Each step split over this process's threads (threads > 1) or over MPI's ranks (parallel).
+    splitter = BatchThreads(model, threads) if threads > 1 else None
+    step_parallel = parallel if parallel is not None else splitter
+    try:
+        with _StopOnInterrupt(announce=_is_root(parallel)) as interrupt:
+            while state["step"] < max_steps:
+                if schedule is not None:
+                    optimizer.lr = schedule.lr_at(state["step"])
+                xb, tb = (row_batch(*streams["training"], batch_size, rng) if block_size is None
+                          else lm_batch(*streams["training"], block_size, batch_size, rng))
+                tokens += xb.size  # the whole batch's, whichever share of it this rank trains on
+                logged["tokens"] += xb.size
+                if parallel is not None:  # this rank's windows of the batch
+                    xb, tb = parallel.local_batch(xb, tb, np.arange(len(xb)))
+                    parallel.stop_requested = interrupt.requested
+                loss = train_step(model, optimizer, xb, tb, grad_clip=grad_clip, parallel=step_parallel, count=False).loss
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(f"loss became {loss} at step {state['step'] + 1} (lr {optimizer.lr:g}). "
+                                           "Try a smaller learning rate or --grad-clip.")
+                state["step"] += 1
+                logged["loss"], logged["steps"] = logged["loss"] + loss, logged["steps"] + 1
                 if bar is not None:
-                    bar.close()
-                if checkpoint is not None and _is_root(parallel):
-                    _save_checkpoint(checkpoint, model, optimizer, rng.bit_generator.state, state, history, None,
-                                     settings)
-                raise TrainingInterrupted(f"step {state['step']} of {max_steps}", checkpoint)
-            if state["step"] % eval_interval == 0 or state["step"] == max_steps:
-                evaluate_both(state["step"], started, tokens)
-                model.train()
-                started, tokens = time.perf_counter(), 0
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}")
+                if log_interval and state["step"] % log_interval == 0:
+                    _log_steps(history, state["step"], optimizer.lr, logged, log_step if _is_root(parallel) else None)
+                if interrupt.agreed(parallel):
+                    if bar is not None:
+                        bar.close()
+                    if checkpoint is not None and _is_root(parallel):
+                        _save_checkpoint(checkpoint, model, optimizer, rng.bit_generator.state, state, history, None,
+                                         settings)
+                    raise TrainingInterrupted(f"step {state['step']} of {max_steps}", checkpoint)
+                if state["step"] % eval_interval == 0 or state["step"] == max_steps:
+                    evaluate_both(state["step"], started, tokens)
+                    model.train()
+                    started, tokens = time.perf_counter(), 0
+    finally:
+        if splitter is not None:
+            splitter.close()
     if bar is not None:
         bar.close()
     return history

@@ -1,0 +1,128 @@
+"""A batch split over threads (handgrad.threads): the same step as one thread up to the order of
+sums (float64, 1e-12), refusals of what cannot be split, the one setting, and fit_lm with it."""
+
+import copy
+
+import numpy as np
+import pytest
+
+import handgrad as hg
+from handgrad.data.words import Words, sequences
+from handgrad.model.makemore import rnn, transformer
+from handgrad.threads import BatchThreads, threads_setting
+from handgrad.train import train_step
+
+
+def _mlp(weight_decay=0.0):
+    return hg.mlp(6, [5], 3, seed=1, dtype=np.float64, weight_decay=weight_decay)
+
+
+def _gpt():
+    return hg.model.GPT(11, 8, 2, 2, 8, seed=2, dtype=np.float64)
+
+
+def _words_rnn():
+    words = Words.of(["anna", "bob", "carla", "dan", "eve", "fred", "gus"])
+    return rnn(words.vocab_size, n_embd=4, n_embd2=5, seed=3, dtype=np.float64), sequences(words, words.block_size)
+
+
+def _batch(model, rng):
+    if isinstance(model, hg.model.GPT):
+        return rng.integers(0, 11, (7, 8)), rng.integers(0, 11, (7, 8))
+    return rng.standard_normal((7, 6)), rng.integers(0, 3, 7)
+
+
+@pytest.mark.parametrize("make", [_mlp, lambda: _mlp(weight_decay=0.1), _gpt, _words_rnn],
+                         ids=["mlp", "mlp-l2", "gpt", "rnn-padded-words"])
+@pytest.mark.parametrize("threads", [2, 3])
+def test_a_split_step_is_one_threads_step_up_to_the_order_of_sums(make, threads):
+    """Three AdamW steps each way from the same weights: the same losses, the same right answers
+    and the same weights, float64 to 1e-12. Shards of unequal size (7 rows in 2 or 3), and words
+    padded with the ignore index (the shards' counted targets differ) included."""
+    built = make()
+    model, data = built if isinstance(built, tuple) else (built, None)
+    rng = np.random.default_rng(4)
+    alone = copy.deepcopy(model)
+    optimizers = [hg.optim.AdamW(lr=0.01, weight_decay=0.01), hg.optim.AdamW(lr=0.01, weight_decay=0.01)]
+    with BatchThreads(model, threads) as split:
+        for _ in range(3):
+            xb, tb = _batch(model, rng) if data is None else data
+            ours = train_step(model, optimizers[0], xb, tb, parallel=split)
+            theirs = train_step(alone, optimizers[1], xb, tb)
+            assert ours.loss == pytest.approx(theirs.loss, rel=1e-12, abs=0)
+            assert (ours.correct, ours.counted) == (theirs.correct, theirs.counted)
+            for name, value in model.params.items():  # atol: see the last test (the key biases)
+                np.testing.assert_allclose(value, alone.params[name], rtol=1e-12, atol=1e-12, err_msg=name)
+        for name, grad in model.grads.items():  # the last step's gradients, the whole batch's
+            np.testing.assert_allclose(grad, alone.grads[name], rtol=1e-11, atol=1e-14, err_msg=name)
+
+
+def test_the_replicas_share_the_models_weights_and_the_blas_setting_is_put_back():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    model = _gpt()
+    before = [lib.num_threads for lib in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers]
+    with BatchThreads(model, 2) as split:
+        replica = split.replicas[1]
+        assert all(replica.params[name] is array for name, array in model.params.items())
+        assert all(replica.grads[name] is not grad for name, grad in model.grads.items())
+        xb, tb = _batch(model, np.random.default_rng(0))
+        split.forward_backward(model, xb, tb)
+        after = [lib.num_threads for lib in threadpoolctl.ThreadpoolController().select(user_api="blas").lib_controllers]
+    assert after == before
+
+
+def test_a_batch_smaller_than_the_threads_and_a_nan_loss():
+    model = _mlp()
+    alone = copy.deepcopy(model)
+    x, t = np.random.default_rng(5).standard_normal((1, 6)), np.array([2])
+    with BatchThreads(model, 4) as split:
+        loss, correct, counted = split.forward_backward(model, x, t)
+        assert counted == 1 and loss == pytest.approx(alone.loss(x, t), rel=1e-12)
+        model.params["0.W"][0, 0] = np.nan
+        loss, correct, counted = split.forward_backward(model, np.ones((4, 6)), np.zeros(4, int))
+        assert np.isnan(loss) and (correct, counted) == (0, 0)
+
+
+@pytest.mark.parametrize("make, named", [
+    (lambda: hg.mlp(4, [3], 2, batchnorm=True), "1 (BatchNorm)"),
+    (lambda: hg.mlp(4, [3], 2, dropout=0.5), "(Dropout)"),
+    (lambda: hg.model.GPT(5, 4, 1, 1, 4, dropout=0.1), "dropout 0.1"),
+])
+def test_what_a_split_would_change_is_refused_naming_it(make, named):
+    with pytest.raises(ValueError, match="would not train the same model") as raised:
+        BatchThreads(make(), 2)
+    assert named in str(raised.value) and "use threads=1" in str(raised.value)
+
+
+def test_the_one_setting_threads_or_handgrad_threads(monkeypatch):
+    monkeypatch.delenv("HANDGRAD_THREADS", raising=False)
+    assert threads_setting() == 1 and threads_setting(3) == 3
+    monkeypatch.setenv("HANDGRAD_THREADS", "2")
+    assert threads_setting() == 2 and threads_setting(1) == 1  # the argument wins
+    for bad, message in [("two", "HANDGRAD_THREADS must be a positive integer, got 'two'"),
+                         ("0", "HANDGRAD_THREADS must be a positive integer <= 64, got 0")]:
+        monkeypatch.setenv("HANDGRAD_THREADS", bad)
+        with pytest.raises(ValueError, match=message):
+            threads_setting()
+    with pytest.raises(ValueError, match="threads must be a positive integer <= 64, got 65"):
+        threads_setting(65)
+
+
+def test_fit_lm_with_threads_trains_the_same_model_as_one_thread():
+    words = Words.of(["anna", "bob", "carla", "dan", "eve", "fred", "gus", "hal"] * 3)
+    data = sequences(words, words.block_size)
+    runs = []
+    for threads in (1, 2):
+        model = transformer(words.vocab_size, words.block_size, n_layer=1, n_head=2, n_embd=8, seed=0,
+                            dtype=np.float64)
+        history = hg.train.fit_lm(model, hg.optim.AdamW(lr=0.01), data, data, block_size=None, batch_size=8,
+                                  max_steps=6, eval_interval=3, eval_iters=2, seed=1, threads=threads)
+        runs.append((model, history))
+    (one, first), (two, second) = runs
+    for name, value in one.params.items():
+        # atol 1e-12: the attention's key biases have a gradient of exactly 0 (a softmax does not
+        # see a constant added to every score), so what they hold is rounding, ~1e-14, either way.
+        np.testing.assert_allclose(two.params[name], value, rtol=1e-12, atol=1e-12, err_msg=name)
+    assert [r["val_loss"] for r in second.records] == pytest.approx([r["val_loss"] for r in first.records], rel=1e-12)
+    with pytest.raises(ValueError, match="threads= splits a batch inside one process and distributed= across"):
+        hg.train.fit_lm(one, hg.optim.AdamW(), data, data, block_size=None, threads=2, distributed=True)
