@@ -8,6 +8,9 @@ cosine to 1e-4, clipping at 1.0, dropout 0, float32. Both models start from the 
 and see the same batches (handgrad's seeded windows); the mirror is nanoGPT's architecture
 written in PyTorch (tests/test_interop.py), eager mode, with scaled-dot-product attention.
 
+handgrad splits each batch over ``--threads`` threads (default 2, as ``handgrad train --model
+gpt``; :mod:`handgrad.threads`), each with one BLAS thread; PyTorch runs with 2 threads.
+
 Printed: validation loss every 250 steps for both (nanoGPT's README reports 1.88 at 2000),
 training speed in tokens per second side by side, timed in blocks of 30 steps (each runner
 takes a block in a row after a 0.3 s pause, alternating who goes first; the median and spread
@@ -55,7 +58,12 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("HANDGRAD_DATA"))
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results", "gpt.json"))
+    parser.add_argument("--threads", type=int, default=2,
+                        help="handgrad's batch split over this many threads (handgrad.threads; 1: none), as "
+                        "`handgrad train --model gpt` runs it; PyTorch uses 2 threads either way (default: 2)")
     args = parser.parse_args()
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     import torch
 
     torch.set_num_threads(2)
@@ -72,12 +80,11 @@ def main() -> None:
     rng = np.random.default_rng(0)
     block = CONFIG["block_size"]
 
+    splitter = hg.threads.BatchThreads(model, args.threads) if args.threads > 1 else None
+
     def ours_step(xb, tb):
         model.train()
-        model.loss(xb, tb)
-        model.backward()
-        hg.optim.clip_grad_norm(model.grads, CLIP)
-        ours.update(model.params, model.grads)
+        hg.train.train_step(model, ours, xb, tb, grad_clip=CLIP, parallel=splitter, count=False)
 
     def theirs_step(xb, tb):
         net.train()
@@ -149,7 +156,10 @@ def main() -> None:
           f"{speed['handgrad'] / speed['PyTorch']:.2f}x |")
     print(f"| PyTorch {torch.__version__} mirror, eager | {curve[-1]['torch_val_loss']:.4f} | {speed['PyTorch']:,.0f} | 1.00x |")
     print(machine_line())
-    write_results(args.json, {"config": {**CONFIG, "batch": BATCH, "steps": args.steps}, "curve": curve,
+    if splitter is not None:
+        splitter.close()
+    write_results(args.json, {"config": {**CONFIG, "batch": BATCH, "steps": args.steps, "threads": args.threads},
+                              "curve": curve,
                               "method": f"alternating blocks of {BLOCK} steps, a {PAUSE} s pause before each",
                               "tokens_per_second": speed, "tokens_per_second_spread": spread, "generation_tokens_per_second": generation, "sample": sample})
 

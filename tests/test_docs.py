@@ -48,7 +48,7 @@ def _public_names() -> list[str]:
         if callable(value):
             names.append(f"handgrad.{name}")
     for module in ("functions", "layers", "model", "optim", "init", "gradcheck", "train", "data", "serialize",
-                   "onnx_export", "interop", "inspect", "registry", "serve", "book.run", "distributed", "sklearn"):
+                   "onnx_export", "interop", "inspect", "registry", "serve", "book.run", "distributed", "sklearn", "threads"):
         mod = importlib.import_module(f"handgrad.{module}")
         names += [f"handgrad.{module}.{n}" for n in getattr(mod, "__all__", []) if callable(getattr(mod, n))]
     return names

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import handgrad as hg
+from handgrad.cli import main
 from handgrad.data.words import Words, sequences
 from handgrad.model.makemore import rnn, transformer
 from handgrad.threads import BatchThreads, threads_setting
@@ -84,14 +85,14 @@ def test_a_batch_smaller_than_the_threads_and_a_nan_loss():
 
 
 @pytest.mark.parametrize("make, named", [
-    (lambda: hg.mlp(4, [3], 2, batchnorm=True), "1 (BatchNorm)"),
+    (lambda: hg.mlp(4, [3], 2, batchnorm=True), "layer 1 (BatchNorm)"),
     (lambda: hg.mlp(4, [3], 2, dropout=0.5), "(Dropout)"),
     (lambda: hg.model.GPT(5, 4, 1, 1, 4, dropout=0.1), "dropout 0.1"),
 ])
 def test_what_a_split_would_change_is_refused_naming_it(make, named):
     with pytest.raises(ValueError, match="would not train the same model") as raised:
         BatchThreads(make(), 2)
-    assert named in str(raised.value) and "use threads=1" in str(raised.value)
+    assert named in str(raised.value) and "use one thread (threads=1, --threads 1)" in str(raised.value)
 
 
 def test_the_one_setting_threads_or_handgrad_threads(monkeypatch):
@@ -126,3 +127,60 @@ def test_fit_lm_with_threads_trains_the_same_model_as_one_thread():
     assert [r["val_loss"] for r in second.records] == pytest.approx([r["val_loss"] for r in first.records], rel=1e-12)
     with pytest.raises(ValueError, match="threads= splits a batch inside one process and distributed= across"):
         hg.train.fit_lm(one, hg.optim.AdamW(), data, data, block_size=None, threads=2, distributed=True)
+
+
+def test_without_threadpoolctl_more_than_one_thread_is_a_one_line_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_threadpoolctl(name, *args, **kwargs):
+        if name == "threadpoolctl":
+            raise ImportError("No module named 'threadpoolctl'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_threadpoolctl)
+    with pytest.raises(ImportError, match=r"threads > 1 needs threadpoolctl.*pip install 'handgrad\[threads\]'"):
+        BatchThreads(_mlp(), 2)
+    with BatchThreads(_mlp(), 1) as alone:  # one thread needs nothing
+        assert alone.replicas[0].params
+
+
+def test_fit_with_threads_trains_the_same_model_as_one_thread():
+    rng = np.random.default_rng(6)
+    x, t = rng.standard_normal((50, 6)), rng.integers(0, 3, 50)
+    runs = []
+    for threads in (1, 2):
+        model = _mlp(weight_decay=0.01)
+        history = hg.fit(model, hg.optim.Adam(lr=0.01), (x, t), val=(x, t), epochs=2, batch_size=16, threads=threads)
+        runs.append((model, history))
+    (one, first), (two, second) = runs
+    for name, value in one.params.items():
+        np.testing.assert_allclose(two.params[name], value, rtol=1e-12, atol=1e-12, err_msg=name)
+    for a, b in zip(first.records, second.records):
+        assert (b["train_loss"], b["train_accuracy"]) == (pytest.approx(a["train_loss"], rel=1e-12), a["train_accuracy"])
+    with pytest.raises(ValueError, match="would not train the same model with layer 1 \\(BatchNorm\\)"):
+        hg.fit(hg.mlp(6, [4], 3, batchnorm=True), hg.optim.SGD(), (x, t), epochs=1, threads=2)
+
+
+def test_the_command_line_takes_threads_and_says_what_is_wrong_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HANDGRAD_THREADS", raising=False)
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--threads", "2", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("test accuracy: ")
+    for args, env, message in [
+        (["--batchnorm", "--threads", "2"], None, "would not train the same model with layer 1 (BatchNorm)"),
+        ([], "two", "HANDGRAD_THREADS must be a positive integer, got 'two'"),
+    ]:
+        if env is not None:
+            monkeypatch.setenv("HANDGRAD_THREADS", env)
+        code = main(["train", "--dataset", "digits", "--epochs", "1", "--out", str(out), *args])
+        err = capsys.readouterr().err
+        assert code != 0 and message in err and len(err.strip().splitlines()) == 1, err
+    monkeypatch.delenv("HANDGRAD_THREADS")
+    with pytest.raises(SystemExit):  # argparse's own one line
+        main(["train", "--dataset", "digits", "--threads", "0"])
+    assert "argument --threads: must be a positive integer, got 0" in capsys.readouterr().err
+    assert hg.registry.recipe("gpt", "shakespeare").threads == min(2, __import__("os").cpu_count())
+    assert hg.registry.recipe("transformer", "names").threads == 1  # measured slower split: not split
+    assert hg.registry.recipe("gpt", "shakespeare", threads=1).threads == 1

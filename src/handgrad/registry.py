@@ -112,7 +112,9 @@ class Training:
     :data:`LEARNING_RATES`, or from a dataset's tuned settings); ``betas``: Adam's, or None for
     the optimizer's own; ``weight_decay``: torch.optim's, on every parameter, or on weight
     matrices only when ``decay_matrices_only`` (nanoGPT's); ``grad_clip``: the total gradient
-    norm to clip to (None: none); ``steps``: the recipe on datasets trained by steps (text)."""
+    norm to clip to (None: none); ``steps``: the recipe on datasets trained by steps (text);
+    ``threads``: how many threads share each batch (:mod:`handgrad.threads`), more than 1 only
+    where it measured faster (docs/speed.md), and never more than the machine's cores."""
 
     optimizer: str = "adam"
     betas: tuple | None = None
@@ -120,12 +122,14 @@ class Training:
     decay_matrices_only: bool = False
     grad_clip: float | None = None
     steps: Steps | None = None
+    threads: int = 1
 
 
 #: nanoGPT's train.py: AdamW with betas (0.9, 0.99) and weight decay 0.1 on matrices only,
-#: gradients clipped at 1, warmup then cosine decay to lr / 10, by steps.
+#: gradients clipped at 1, warmup then cosine decay to lr / 10, by steps. Each batch split over 2
+#: threads: benchmarks/gpt.py measured it faster (docs/speed.md).
 NANOGPT = Training(optimizer="adamw", betas=(0.9, 0.99), weight_decay=0.1, decay_matrices_only=True, grad_clip=1.0,
-                   steps=Steps())
+                   steps=Steps(), threads=2)
 #: The second book clips its seq2seq models' gradients at a total norm of 5.
 BOOK_SEQ2SEQ = Training(grad_clip=5.0)
 #: Zero to Hero's makemore parts 3-5: SGD at 0.1, then 0.01 for the last quarter of 200k steps,
@@ -502,7 +506,7 @@ def _entry(table: dict, name: str, what: str):
 STEP_OPTIONS = ("eval_interval", "eval_iters", "warmup", "min_lr")
 _SCHEDULES = ("constant", "cosine")  # by epochs; by steps, always "warmup-cosine"
 _TRAINING_OPTIONS = ("epochs", "batch_size", "optimizer", "lr", "beta2", "weight_decay", "grad_clip", "schedule",
-                     "max_steps", "seed", "augment") + STEP_OPTIONS
+                     "max_steps", "seed", "augment", "threads") + STEP_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -534,6 +538,7 @@ class Recipe:
     seed: int
     model_options: dict = field(hash=False)
     augment: str | None = None
+    threads: int = 1
 
     @property
     def by_steps(self) -> bool:
@@ -575,6 +580,21 @@ def _optimizer_betas(name: str):
 
     parameter = inspect.signature(OPTIMIZERS[name]).parameters.get("betas")
     return None if parameter is None else tuple(parameter.default)
+
+
+def _default_threads(training: Training) -> int:
+    """``HANDGRAD_THREADS`` where set, else the model's own setting, on no more threads than the
+    machine has cores, and on one where threadpoolctl (each thread's one BLAS thread) is missing."""
+    import importlib.util
+    import os
+
+    from .threads import threads_setting
+
+    if os.environ.get("HANDGRAD_THREADS", "").strip():
+        return threads_setting()
+    if training.threads > 1 and importlib.util.find_spec("threadpoolctl") is None:
+        return 1
+    return max(1, min(training.threads, os.cpu_count() or 1))
 
 
 def _check_settings(entry: ModelEntry, data: DatasetEntry, given: dict) -> None:
@@ -623,7 +643,7 @@ def recipe(model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET, **overrid
     ``overrides``: the options of ``handgrad train`` by their names (``epochs``, ``batch_size``,
     ``optimizer``, ``lr``, ``beta2``, ``weight_decay``, ``grad_clip``, ``schedule``,
     ``augment`` (``"none"`` for none), ``max_steps``, ``warmup``, ``min_lr``, ``eval_interval``,
-    ``eval_iters``, ``seed``) and the
+    ``eval_iters``, ``seed``, ``threads``) and the
     model options (``hidden``, ``dropout``, ``n_layer``, ...); None, or a model option's
     default, means not given. Settings that do not fit raise ValueError in the CLI's words
     (a model option the model does not read, ``epochs`` for a dataset trained by steps, ...).
@@ -656,7 +676,8 @@ def recipe(model: str = DEFAULT_MODEL, dataset: str = DEFAULT_DATASET, **overrid
               "grad_clip": given.get("grad_clip", training.grad_clip), "seed": given.get("seed", 0),
               "augment": None if given.get("augment", tuned.get("augment")) == "none"
               else given.get("augment", tuned.get("augment")),
-              "model_options": model_options(model, dataset, overrides)}
+              "model_options": model_options(model, dataset, overrides),
+              "threads": given.get("threads", _default_threads(training))}
     if not data.by_steps:
         if given.get("schedule", "constant") not in _SCHEDULES:
             raise ValueError(f"unknown schedule {given['schedule']!r} for training by epochs; choose from "

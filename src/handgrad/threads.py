@@ -56,6 +56,17 @@ def threads_setting(threads=None) -> int:
     return validate.positive_int(threads, "threads", limit=65)
 
 
+def _blas_libraries() -> list:
+    """threadpoolctl's controllers of the BLAS libraries loaded (found once: setting one's thread
+    count costs a few microseconds after that); ImportError in one line without threadpoolctl."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        raise ImportError("threads > 1 needs threadpoolctl, to give each thread one BLAS thread: "
+                          "pip install 'handgrad[threads]' (or use threads=1)") from None
+    return ThreadpoolController().select(user_api="blas").lib_controllers
+
+
 def _counted_targets(model, scores, targets) -> int:
     """How many targets the model's loss averages over (as the MPI trainer counts them)."""
     targets = np.asarray(targets)
@@ -78,14 +89,14 @@ class BatchThreads:
 
     def __init__(self, model, threads: int = 2) -> None:
         self.threads = validate.positive_int(threads, "threads", who="BatchThreads", limit=65)
-        refused = [f"{path} ({layer.name})" for path, layer in model.named_layers()
+        refused = [f"layer {path} ({layer.name})" for path, layer in model.named_layers()
                    if isinstance(layer, BatchNorm) or (isinstance(layer, Dropout) and layer.p > 0)]
         if getattr(model, "dropout", 0):  # a GPT's dropout lives in the model, not in a Dropout child only
             refused.append(f"dropout {model.dropout}")
         if refused:
             raise ValueError(f"threads: a batch split over threads would not train the same model with "
                              f"{', '.join(refused)} (BatchNorm's statistics and dropout's masks are the whole "
-                             f"batch's); use threads=1")
+                             f"batch's); use one thread (threads=1, --threads 1)")
         self.model = model
         shared = {id(array): array for array in [*model.params.values(), *model.buffers.values()]}
         # A deep copy that keeps the model's parameter arrays themselves (deepcopy's memo): layers,
@@ -94,8 +105,8 @@ class BatchThreads:
         for replica in self.replicas[1:]:
             if hasattr(replica, "weight_decay") and not callable(replica.weight_decay):
                 replica.weight_decay = 0.0  # the L2 penalty's gradient is added once, by the model itself
+        self._blas = _blas_libraries() if self.threads > 1 else []  # refused now, not at the first step
         self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
-        self._blas = None if self.threads > 1 else []
 
     def __enter__(self) -> "BatchThreads":
         return self
@@ -113,10 +124,6 @@ class BatchThreads:
         """Each thread's BLAS calls on one core while the shards run (two threads each asking
         OpenBLAS for two would ask for four on two cores); the BLAS's own setting is put back
         after every step, so nothing else in the process sees it changed."""
-        if self._blas is None:
-            from threadpoolctl import ThreadpoolController  # found once: a few us a step after that
-
-            self._blas = ThreadpoolController().select(user_api="blas").lib_controllers
         before = [library.num_threads for library in self._blas]
         for library in self._blas:
             library.set_num_threads(1)

@@ -10,6 +10,7 @@ it had never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -202,7 +203,7 @@ def _restore_params(model, saved: dict) -> None:
 def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int = 100, seed=0,
         schedule=None, scheduler=None, early_stopping: int | None = None, min_delta: float = 0.0, max_steps: int | None = None,
         checkpoint=None, checkpoint_every: int = 0, resume: bool = False, grad_clip: float | None = None,
-        progress: bool | None = None, log=None, distributed=False, augment=None) -> History:
+        progress: bool | None = None, log=None, distributed=False, augment=None, threads: int | None = None) -> History:
     """Train ``model`` with ``optimizer`` on ``train = (x, t)``; returns the :class:`History`.
 
     * ``val = (x, t)``: evaluated after every epoch (loss and accuracy, eval mode).
@@ -235,6 +236,9 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
       ``numpy.random.default_rng([seed, step])`` for the run's step number (1, 2, ...), so a
       resumed run and an MPI run (which warps the whole batch, then shards it) see the very
       same batches. Validation data is never augmented.
+    * ``threads=k``: each batch split over k threads in this process, each with one BLAS thread
+      (:mod:`handgrad.threads`): the same model up to the order of sums, faster only where the
+      batch's arrays are large (docs/speed.md). Default: ``HANDGRAD_THREADS``, else 1.
 
     A NaN or infinite loss raises :class:`TrainingDiverged` naming the epoch and step, with the
     weights restored to those at the start of that epoch (the last ones known to be good).
@@ -247,6 +251,10 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
     val = None if val is None else _checked_data(val, "validation")
     _check_fit_settings(epochs, batch_size, checkpoint, checkpoint_every, early_stopping, max_steps, val, grad_clip)
     augmented = _batch_augmenter(augment, seed)
+    threads = threads_setting(threads)
+    if threads > 1 and distributed:
+        raise ValueError("fit: threads= splits a batch inside one process and distributed= across processes; "
+                         "use one of them")
     parallel = _data_parallel(model, distributed)
     _check_batch_norm_batches(model, len(x), batch_size, ranks=1 if parallel is None else parallel.size)
     rng = np.random.default_rng(seed)
@@ -270,7 +278,9 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
     show_progress = (_want_progress() if progress is None else progress) and _is_root(parallel)
     stop = state.get("stopped_early", False) or (max_steps is not None and state["global_step"] >= max_steps)
     model.train()
-    with _StopOnInterrupt(announce=_is_root(parallel)) as interrupt:
+    splitter = BatchThreads(model, threads) if threads > 1 else None  # closed when the run ends, however
+    with _StopOnInterrupt(announce=_is_root(parallel)) as interrupt, \
+            (contextlib.closing(splitter) if splitter is not None else contextlib.nullcontext()):
         while state["epoch"] < epochs and not stop:
             epoch = state["epoch"] + 1
             if schedule is not None:
@@ -278,7 +288,7 @@ def fit(model, optimizer, train, val=None, *, epochs: int = 10, batch_size: int 
             started = time.perf_counter()
             epoch_rng = rng.bit_generator.state  # a checkpoint mid-epoch draws this epoch's order again
             loop = _Epoch(model, optimizer, x, t, rng.permutation(len(x)), epoch, epochs, batch_size, grad_clip,
-                          parallel, state, augmented)
+                          parallel, state, augmented, splitter)
             bar = _progress_bar(loop.batches, epoch, epochs, loop.done) if show_progress else None
             try:
                 stop = loop.run(interrupt, max_steps, bar, functools.partial(save, epoch_rng), checkpoint)
@@ -340,10 +350,11 @@ class _Epoch:
     samples]`` over the epoch's batches."""
 
     def __init__(self, model, optimizer, x, t, order, epoch, epochs, batch_size, grad_clip, parallel, state,
-                 augment=None) -> None:
+                 augment=None, splitter=None) -> None:
         self.model, self.optimizer, self.x, self.t, self.order = model, optimizer, x, t, order
         self.epoch, self.epochs, self.batch_size, self.grad_clip = epoch, epochs, batch_size, grad_clip
         self.parallel, self.state, self.augment = parallel, state, augment
+        self.step_parallel = parallel if parallel is not None else splitter  # MPI's ranks, or this process's threads
         self.batches = range(0, len(x), batch_size)
         self.done = state.pop("step_in_epoch", 0)
         self.sums = list(state.pop("partial", (0.0, 0, 0, 0)))
@@ -369,7 +380,7 @@ class _Epoch:
                     xb, tb = parallel.local_batch(xb, tb, np.arange(len(index)))
             if parallel is not None:
                 parallel.stop_requested = interrupt.requested
-            step = train_step(model, self.optimizer, xb, tb, grad_clip=self.grad_clip, parallel=parallel)
+            step = train_step(model, self.optimizer, xb, tb, grad_clip=self.grad_clip, parallel=self.step_parallel)
             if not math.isfinite(step.loss):
                 _restore_params(model, last_good)
                 raise TrainingDiverged(

@@ -27,7 +27,7 @@ from .process import CommandError, claim_output_folder, mpi_world
 
 #: The settings of ``handgrad train`` that :func:`handgrad.registry.recipe` resolves, besides the model options.
 RECIPE_OPTIONS = ("epochs", "batch_size", "optimizer", "lr", "beta2", "weight_decay", "grad_clip", "schedule",
-                  "augment", "max_steps", "seed", "eval_interval", "eval_iters", "warmup", "min_lr")
+                  "augment", "max_steps", "seed", "eval_interval", "eval_iters", "warmup", "min_lr", "threads")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,6 +97,10 @@ def _add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
     add("--epochs", type=positive_int, help="epochs to train " + defaults.epochs())
     add("--max-steps", type=non_negative_int, metavar="N",
         help="stop after N optimizer steps; language models train by steps " + defaults.steps("max_steps"))
+    add("--threads", type=positive_int, metavar="N",
+        help="split each batch over N threads of this process, one BLAS thread each, the same model up to the "
+        "order of sums (handgrad.threads; needs threadpoolctl); HANDGRAD_THREADS sets it too "
+        + defaults.training("threads"))
 
 
 def _add_language_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -223,7 +227,7 @@ def _train_classifier(out: Path, args: argparse.Namespace, recipe, plot) -> int:
                      schedule=recipe.make_schedule(), grad_clip=recipe.grad_clip,
                      checkpoint=_checkpoint(out, args), checkpoint_every=args.checkpoint_every, resume=args.resume,
                      max_steps=recipe.max_steps, augment=recipe.make_augment(), log=log,
-                     distributed=mpi_world() is not None)
+                     distributed=mpi_world() is not None, threads=_threads(args, recipe))
     if _other_rank():  # rank 0 alone evaluates and writes
         return 0
     x_test, t_test = task.test
@@ -290,7 +294,7 @@ def _train_language_model(out: Path, args: argparse.Namespace, recipe, plot) -> 
                               grad_clip=recipe.grad_clip, seed=recipe.seed, checkpoint=_checkpoint(out, args),
                               checkpoint_every=1 if args.checkpoint_every else 0, resume=args.resume, log=log,
                               log_interval=LOG_INTERVAL if args.log_interval is None else args.log_interval,
-                              log_step=log_step, distributed=mpi_world() is not None)
+                              log_step=log_step, distributed=mpi_world() is not None, threads=_threads(args, recipe))
     if _other_rank():  # rank 0 alone writes
         return 0
     _save(out, args, model, {"val_loss": history["val_loss"][-1]}, history,
@@ -348,7 +352,7 @@ def _train_word_model(out: Path, args: argparse.Namespace, recipe, plot) -> int:
                               eval_iters=recipe.eval_iters, schedule=schedule, grad_clip=recipe.grad_clip,
                               seed=recipe.seed, checkpoint=_checkpoint(out, args),
                               checkpoint_every=1 if args.checkpoint_every else 0, resume=args.resume, log=log,
-                              log_interval=log_interval, log_step=log_step)
+                              log_interval=log_interval, log_step=log_step, threads=_threads(args, recipe))
     test_loss = hg.train.evaluate(model, *test, batch_size=1000)[0] if examples == "contexts" \
         else _sequence_loss(model, *test)
     dev_loss = hg.train.evaluate(model, *val, batch_size=1000)[0] if val_words is not test_words else None
@@ -370,6 +374,14 @@ def _train_word_model(out: Path, args: argparse.Namespace, recipe, plot) -> int:
         print(f"dev loss: {dev_loss:.4f}")
     print(f"test loss: {test_loss:.4f}")
     return 0
+
+
+def _threads(args: argparse.Namespace, recipe) -> int:
+    """The recipe's threads per batch; under ``mpiexec`` the ranks split the batch instead, so a
+    model's default of more than one thread gives way (an explicit --threads is refused there)."""
+    if mpi_world() is not None and args.threads is None:
+        return 1
+    return recipe.threads
 
 
 def _sequence_loss(model, x, t, batch_size: int = 1000) -> float:
