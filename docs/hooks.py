@@ -320,7 +320,8 @@ def gpt(data: dict) -> list[str]:
     speeds = data["tokens_per_second"]
     reference = speeds.get("PyTorch")
     return [(f"nanoGPT's CPU configuration: {c['n_layer']} layers, {c['n_head']} heads, {c['n_embd']} wide, context "
-            f"{c['block_size']}, batch {c['batch']}, {c['steps']} steps; both from the same weights on the same batches."),
+            f"{c['block_size']}, batch {c['batch']}, {c['steps']} steps; both from the same weights on the same batches; "
+            f"handgrad's batch over {c.get('threads', 1)} thread{'s' if c.get('threads', 1) > 1 else ''}."),
             table(["step", "handgrad val loss", "PyTorch val loss"],
                   [[p["step"], f"{p['handgrad_val_loss']:.4f}", f"{p['torch_val_loss']:.4f}"] for p in data["curve"]]),
             table(["training", "tokens/s", "speed"],
@@ -427,6 +428,15 @@ def makemore(data: dict) -> list[str]:
             table(["model", "names"], samples)]
 
 
+def threads(data: dict) -> list[str]:
+    rows = [[r["workload"], f"{r['seconds_per_step']['1'] * 1e3:.2f}", f"{r['seconds_per_step']['2'] * 1e3:.2f}",
+             f"{r['ratio']:.2f}x"] for r in data["rows"]]
+    return [(f"Each workload's steps timed both ways in alternating blocks ({data['rounds']} rounds, a "
+             f"{data['pause_s']:g} s pause before each block), the median of each; the ratio is one thread's time "
+             "over two threads' (above 1: the split is faster):"),
+            table(["workload", "ms per step, 1 thread", "ms per step, batch over 2 threads", "ratio"], rows)]
+
+
 def serve_load(data: dict) -> list[str]:
     rows = [[r["model"], r["input"], r["clients"], f"{r['requests_per_second']:.0f}", f"{r['p50_ms']:.1f}",
              f"{r['p99_ms']:.1f}", f"{r['answer_kib']:.0f}"] for r in data["rows"]]
@@ -484,6 +494,9 @@ RENDERERS = [
     ("makemore.json", makemore, "python benchmarks/makemore.py --data-dir ../shared/data --models mlp-bn wavenet"),
     ("makemore_zoo.json", makemore, ("python benchmarks/makemore.py --data-dir ../shared/data --models bigram "
                                      "mlp-words bow rnn gru transformer --steps 3000 --json benchmarks/results/makemore_zoo.json")),
+    ("threads.json", threads, "python benchmarks/threads.py"),
+    ("threads_avx2.json", threads, 'NPY_DISABLE_CPU_FEATURES="X86_V4" python benchmarks/threads.py --json ...'),
+    ("gpt_avx2.json", gpt, 'NPY_DISABLE_CPU_FEATURES="X86_V4" python benchmarks/gpt.py --data-dir ../shared/data --json ...'),
     ("*.json", generic, None),
 ]
 
