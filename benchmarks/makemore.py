@@ -2,7 +2,7 @@
 series publishes, and the speed.
 
     python benchmarks/makemore.py [--data-dir ../shared/data] [--models mlp-bn wavenet transformer bigram]
-                                  [--steps N] [--seeds 1] [--json benchmarks/results/makemore.json]
+                                  [--steps N] [--seeds 1] [--first-seed 0] [--json benchmarks/results/makemore.json]
 
 For each model and seed: handgrad's model (``handgrad train --dataset names --model M``'s, the
 registry's recipe: ``mlp-bn`` and ``wavenet`` on Zero to Hero's split, SGD 0.1 then 0.01 for the
@@ -153,6 +153,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", choices=sorted(MAKEMORE_MODELS), default=["mlp-bn", "wavenet"])
     parser.add_argument("--steps", type=int, help="train every model this many steps (default: its recipe's)")
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds --first-seed .. + --seeds - 1 (default 0)")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "makemore.json"))
     args = parser.parse_args()
     if args.steps is not None and args.steps < BLOCK:
@@ -162,7 +163,8 @@ def main() -> None:
     torch.set_num_threads(2)
     print(machine_line(), flush=True)
     load_names(args.data_dir, download=False)  # a missing file is said now, in one line
-    rows = [run(torch, name, seed, args.steps, args.data_dir) for name in args.models for seed in range(args.seeds)]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    rows = [run(torch, name, seed, args.steps, args.data_dir) for name in args.models for seed in seeds]
     write_results(args.json, {"benchmark": "makemore", "rows": rows, "block_steps": BLOCK, "pause_s": PAUSE,
                               "command": " ".join(["python benchmarks/makemore.py", *sys.argv[1:]])})
     print(f"wrote {args.json}")
