@@ -129,3 +129,19 @@ def test_cross_entropy_one_sample_none_reduction_is_scalar():
 def test_cross_entropy_refuses_bad_input_with_clear_message(logits, t, kwargs, error, message):
     with pytest.raises(error, match=message):
         F.cross_entropy(logits, t, **kwargs)
+
+
+@pytest.mark.parametrize("fn", [F.erf, F.normal_cdf], ids=["erf", "normal_cdf"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_arrays_go_by_chunks_with_each_values_result_unchanged(fn, dtype):
+    """Above one chunk (F._CHUNK values) the approximations run chunk by chunk, for the cache:
+    every value's result is the one it has on its own (within one machine and run: bit for bit),
+    the tails, infinities and NaN included, in x's shape."""
+    rng = np.random.default_rng(8)
+    x = (rng.standard_normal(3 * (F._CHUNK // 3 * 2 + 123)) * 7).astype(dtype)  # 2 chunks and some
+    x[[5, F._CHUNK, F._CHUNK + 1, -1]] = [np.nan, np.inf, -np.inf, -40.0]
+    whole = fn(x.reshape(-1, 3))
+    assert whole.shape == (len(x) // 3, 3) and whole.dtype == dtype
+    pieces = np.concatenate([fn(x[i:i + 1000]) for i in range(0, len(x), 1000)])
+    np.testing.assert_array_equal(whole.reshape(-1), pieces)
+    assert np.isnan(whole.reshape(-1)[5]) and abs(whole.reshape(-1)[F._CHUNK]) == 1.0

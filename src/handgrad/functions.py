@@ -180,35 +180,53 @@ def _erfc_positive(w):
 # element: 3.4 ms and 1.4 ms for 393k elements, against 0.14 + 0.07 ms (take) and 0.4 ms (put).
 
 
+# Large arrays go through the approximations in chunks: ~20 passes over a chunk of 32,768 values
+# (128 KiB in float32) stay in the core's cache, where the same passes over a GPT's 393,216 GELU
+# inputs (1.5 MiB) go to memory each time (measured on 2-core machines: ~1.6x faster). Each value's
+# result is the same either way (element-wise arithmetic).
+_CHUNK = 32_768
+
+
+def _by_chunks(compute, x: np.ndarray) -> np.ndarray:
+    """``compute(flat_chunk, out_chunk)`` over ``x`` flattened, chunk by chunk; x's shape."""
+    flat = x.reshape(-1)
+    out = np.empty_like(flat)
+    for start in range(0, flat.size, _CHUNK):
+        compute(flat[start:start + _CHUNK], out[start:start + _CHUNK])
+    return out.reshape(x.shape)
+
+
 def erf(x) -> np.ndarray:
     """The error function ``erf(x) = 2 / sqrt(pi) int_0^x exp(-t^2) dt``, element-wise, by
     W. J. Cody's rational approximations (about 1e-16 relative error in float64; float32 input
     is computed in float32). Shapes: any; the result has x's shape."""
-    x = as_float_array(x, "erf")
-    flat = x.reshape(-1)
-    w = np.minimum(np.abs(flat), 28.0, dtype=x.dtype)  # erfc(28) underflows to 0: erf is +-1 beyond
+    return _by_chunks(_erf_into, as_float_array(x, "erf"))
+
+
+def _erf_into(flat: np.ndarray, out: np.ndarray) -> None:
+    w = np.minimum(np.abs(flat), 28.0, dtype=flat.dtype)  # erfc(28) underflows to 0: erf is +-1 beyond
     small = np.flatnonzero(w <= _ERF_SMALL)
     big = np.flatnonzero(w > _ERF_SMALL)
-    out = np.empty_like(flat)
     out[small] = _erf_small(flat.take(small))
     one_minus = 1.0 - _erfc_positive(w.take(big))
     out[big] = np.copysign(one_minus, flat.take(big), out=one_minus)
     out[np.isnan(flat)] = np.nan  # nan is in neither region
-    return out.reshape(x.shape)
 
 
 def normal_cdf(x) -> np.ndarray:
     """The standard normal distribution function ``Phi(x) = (1 + erf(x / sqrt 2)) / 2``,
     element-wise, accurate to about 1e-16 relative in float64 also in the far left tail (as
     ``erfc(-x / sqrt 2) / 2``, where ``1 + erf`` would cancel). Shapes: any."""
-    x = as_float_array(x, "normal_cdf")
-    z = np.multiply(x.reshape(-1), np.sqrt(0.5), dtype=x.dtype)
+    return _by_chunks(_normal_cdf_into, as_float_array(x, "normal_cdf"))
+
+
+def _normal_cdf_into(flat: np.ndarray, out: np.ndarray) -> None:
+    z = np.multiply(flat, np.sqrt(0.5), dtype=flat.dtype)
     # Beyond |z| = 28, erfc(|z|) underflows to 0 in float64; clipping there keeps +-inf
     # from becoming inf - inf = nan inside the approximation.
-    w = np.minimum(np.abs(z), 28.0, dtype=x.dtype)
+    w = np.minimum(np.abs(z), 28.0, dtype=flat.dtype)
     small = np.flatnonzero(w <= _ERF_SMALL)
     big = np.flatnonzero(w > _ERF_SMALL)
-    out = np.empty_like(z)
     if small.size:
         half_erf = _erf_small(z.take(small))
         half_erf *= 0.5
@@ -219,12 +237,11 @@ def normal_cdf(x) -> np.ndarray:
         # h + right * (1 - 2h): branch-free, and exactly h on the left (no 0.5 - (0.5 - h)).
         h = _erfc_positive(w.take(big))
         h *= 0.5
-        right = (z.take(big) > 0).astype(x.dtype)
+        right = (z.take(big) > 0).astype(flat.dtype)
         right *= 1.0 - 2.0 * h
         h += right
         out[big] = h
     out[np.isnan(z)] = np.nan  # nan is in neither region
-    return out.reshape(x.shape)
 
 
 def gelu(x, approximate: str = "none") -> np.ndarray:
