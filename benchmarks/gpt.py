@@ -58,12 +58,17 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("HANDGRAD_DATA"))
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results", "gpt.json"))
+    parser.add_argument("--block", type=int, default=BLOCK,
+                        help=f"steps per timed block (default {BLOCK}); doubling it must change no ratio")
     parser.add_argument("--threads", type=int, default=2,
                         help="handgrad's batch split over this many threads (handgrad.threads; 1: none), as "
                         "`handgrad train --model gpt` runs it; PyTorch uses 2 threads either way (default: 2)")
     args = parser.parse_args()
     if args.threads < 1:
         parser.error(f"--threads must be at least 1, got {args.threads}")
+    if args.block < 1:
+        parser.error(f"--block must be at least 1, got {args.block}")
+    block_steps = args.block
     import torch
 
     torch.set_num_threads(2)
@@ -112,7 +117,7 @@ def main() -> None:
         if step == args.steps:
             break
         # The next block ends at the next evaluation at the latest; both runners train on its batches.
-        stop = min(step + BLOCK, (step // EVAL_INTERVAL + 1) * EVAL_INTERVAL, args.steps)
+        stop = min(step + block_steps, (step // EVAL_INTERVAL + 1) * EVAL_INTERVAL, args.steps)
         batches = [(schedule.lr_at(s), *lm_batch(x, t, block, BATCH, rng)) for s in range(step, stop)]
         for name, step_fn in (("handgrad", ours_step), ("PyTorch", theirs_step))[:: 1 if turn % 2 else -1]:
             time.sleep(PAUSE)
@@ -126,12 +131,12 @@ def main() -> None:
         step, turn = stop, turn + 1
     # Blocks of a full BLOCK steps (the ones cut short by an evaluation are as long for both, but
     # shorter than the threads' switch is worth): the median and spread of tokens/s over them.
-    rates = {name: [tokens / seconds for tokens, seconds in values if tokens == BLOCK * BATCH * block]
+    rates = {name: [tokens / seconds for tokens, seconds in values if tokens == block_steps * BATCH * block]
                    or [tokens / seconds for tokens, seconds in values] for name, values in blocks.items()}
     speed = {name: float(np.median(values)) for name, values in rates.items()}
     spread = {name: [float(min(values)), float(max(values))] for name, values in rates.items()}
     ratios = [a / b for a, b in zip(rates["handgrad"], rates["PyTorch"])]
-    print(f"\ntraining speed, blocks of {BLOCK} steps of {BATCH} x {block} tokens ({len(rates['handgrad'])} each), "
+    print(f"\ntraining speed, blocks of {block_steps} steps of {BATCH} x {block} tokens ({len(rates['handgrad'])} each), "
           f"median (min-max): handgrad {speed['handgrad']:,.0f} ({spread['handgrad'][0]:,.0f}-{spread['handgrad'][1]:,.0f}) "
           f"tokens/s, PyTorch {speed['PyTorch']:,.0f} ({spread['PyTorch'][0]:,.0f}-{spread['PyTorch'][1]:,.0f}) "
           f"tokens/s, ratio {speed['handgrad'] / speed['PyTorch']:.2f}x (block by block {min(ratios):.2f}x-"
@@ -160,7 +165,7 @@ def main() -> None:
         splitter.close()
     write_results(args.json, {"config": {**CONFIG, "batch": BATCH, "steps": args.steps, "threads": args.threads},
                               "curve": curve,
-                              "method": f"alternating blocks of {BLOCK} steps, a {PAUSE} s pause before each",
+                              "method": f"alternating blocks of {block_steps} steps, a {PAUSE} s pause before each",
                               "tokens_per_second": speed, "tokens_per_second_spread": spread, "generation_tokens_per_second": generation, "sample": sample})
 
 

@@ -88,6 +88,9 @@ def test_a_batch_smaller_than_the_threads_and_a_nan_loss():
     (lambda: hg.mlp(4, [3], 2, batchnorm=True), "layer 1 (BatchNorm)"),
     (lambda: hg.mlp(4, [3], 2, dropout=0.5), "(Dropout)"),
     (lambda: hg.model.GPT(5, 4, 1, 1, 4, dropout=0.1), "dropout 0.1"),
+    (lambda: hg.Sequential([hg.layers.LSTM(np.zeros((3, 8)), np.zeros((2, 8)), np.zeros(8), stateful=True),
+                            hg.layers.LastStep(), hg.layers.Affine(np.zeros((2, 2)), np.zeros(2))]),
+     "layer 0 (LSTM, stateful)"),
 ])
 def test_what_a_split_would_change_is_refused_naming_it(make, named):
     with pytest.raises(ValueError, match="would not train the same model") as raised:

@@ -15,7 +15,8 @@ forward's values for its backward) and its own gradients, but the model's very p
 so the optimizer's in-place update reaches every replica.
 
 What this cannot split, it refuses: BatchNorm (its statistics are the whole batch's, not a
-shard's) and active Dropout (one thread's masks cannot be drawn in two). It never imports the
+shard's), active Dropout (one thread's masks cannot be drawn in two) and a stateful recurrent
+layer (its state carried from the last batch is the whole batch's). It never imports the
 trainer (``train.train_step`` takes it as its ``parallel``, as it takes MPI's
 :class:`~handgrad.distributed.DataParallel`).
 """
@@ -89,14 +90,16 @@ class BatchThreads:
 
     def __init__(self, model, threads: int = 2) -> None:
         self.threads = validate.positive_int(threads, "threads", who="BatchThreads", limit=65)
-        refused = [f"layer {path} ({layer.name})" for path, layer in model.named_layers()
-                   if isinstance(layer, BatchNorm) or (isinstance(layer, Dropout) and layer.p > 0)]
+        refused = [f"layer {path} ({layer.name}{', stateful' if getattr(layer, 'stateful', False) else ''})"
+                   for path, layer in model.named_layers()
+                   if isinstance(layer, BatchNorm) or (isinstance(layer, Dropout) and layer.p > 0)
+                   or getattr(layer, "stateful", False)]
         if getattr(model, "dropout", 0):  # a GPT's dropout lives in the model, not in a Dropout child only
             refused.append(f"dropout {model.dropout}")
         if refused:
             raise ValueError(f"threads: a batch split over threads would not train the same model with "
-                             f"{', '.join(refused)} (BatchNorm's statistics and dropout's masks are the whole "
-                             f"batch's); use one thread (threads=1, --threads 1)")
+                             f"{', '.join(refused)} (BatchNorm's statistics, dropout's masks and a stateful "
+                             f"layer's carried state are the whole batch's); use one thread (threads=1, --threads 1)")
         self.model = model
         shared = {id(array): array for array in [*model.params.values(), *model.buffers.values()]}
         # A deep copy that keeps the model's parameter arrays themselves (deepcopy's memo): layers,
