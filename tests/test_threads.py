@@ -27,14 +27,23 @@ def _words_rnn():
     return rnn(words.vocab_size, n_embd=4, n_embd2=5, seed=3, dtype=np.float64), sequences(words, words.block_size)
 
 
+def _seq2seq():
+    vocab = hg.data.CharVocab("0123456789+ _")
+    rng = np.random.default_rng(7)
+    a, b = rng.integers(0, 10, 7), rng.integers(0, 10, 7)
+    x = np.stack([vocab.encode(f"{i}+{j}") for i, j in zip(a, b)])
+    t = np.stack([vocab.encode(f"_{i + j}".ljust(4)) for i, j in zip(a, b)])
+    return hg.model.Seq2seq(vocab, 3, 4, embed=3, hidden=5, attention=True, seed=1, dtype=np.float64), (x, t)
+
+
 def _batch(model, rng):
     if isinstance(model, hg.model.GPT):
         return rng.integers(0, 11, (7, 8)), rng.integers(0, 11, (7, 8))
     return rng.standard_normal((7, 6)), rng.integers(0, 3, 7)
 
 
-@pytest.mark.parametrize("make", [_mlp, lambda: _mlp(weight_decay=0.1), _gpt, _words_rnn],
-                         ids=["mlp", "mlp-l2", "gpt", "rnn-padded-words"])
+@pytest.mark.parametrize("make", [_mlp, lambda: _mlp(weight_decay=0.1), _gpt, _words_rnn, _seq2seq],
+                         ids=["mlp", "mlp-l2", "gpt", "rnn-padded-words", "seq2seq-attention"])
 @pytest.mark.parametrize("threads", [2, 3])
 def test_a_split_step_is_one_threads_step_up_to_the_order_of_sums(make, threads):
     """Three AdamW steps each way from the same weights: the same losses, the same right answers
