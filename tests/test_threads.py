@@ -42,8 +42,9 @@ def _batch(model, rng):
     return rng.standard_normal((7, 6)), rng.integers(0, 3, 7)
 
 
-@pytest.mark.parametrize("make", [_mlp, lambda: _mlp(weight_decay=0.1), _gpt, _words_rnn, _seq2seq],
-                         ids=["mlp", "mlp-l2", "gpt", "rnn-padded-words", "seq2seq-attention"])
+@pytest.mark.parametrize("make", [_mlp, lambda: _mlp(weight_decay=0.1), _gpt, _words_rnn, _seq2seq,
+                                  lambda: hg.mlp(6, [5, 4], 3, seed=1, dtype=np.float64, dropout=0.5)],
+                         ids=["mlp", "mlp-l2", "gpt", "rnn-padded-words", "seq2seq-attention", "mlp-dropout"])
 @pytest.mark.parametrize("threads", [2, 3])
 def test_a_split_step_is_one_threads_step_up_to_the_order_of_sums(make, threads):
     """Three AdamW steps each way from the same weights: the same losses, the same right answers
@@ -95,7 +96,6 @@ def test_a_batch_smaller_than_the_threads_and_a_nan_loss():
 
 @pytest.mark.parametrize("make, named", [
     (lambda: hg.mlp(4, [3], 2, batchnorm=True), "layer 1 (BatchNorm)"),
-    (lambda: hg.mlp(4, [3], 2, dropout=0.5), "(Dropout)"),
     (lambda: hg.model.GPT(5, 4, 1, 1, 4, dropout=0.1), "dropout 0.1"),
     (lambda: hg.Sequential([hg.layers.LSTM(np.zeros((3, 8)), np.zeros((2, 8)), np.zeros(8), stateful=True),
                             hg.layers.LastStep(), hg.layers.Affine(np.zeros((2, 2)), np.zeros(2))]),
@@ -196,3 +196,20 @@ def test_the_command_line_takes_threads_and_says_what_is_wrong_in_one_line(tmp_p
     assert hg.registry.recipe("gpt", "shakespeare").threads == min(2, __import__("os").cpu_count())
     assert hg.registry.recipe("transformer", "names").threads == 1  # measured slower split: not split
     assert hg.registry.recipe("gpt", "shakespeare", threads=1).threads == 1
+
+
+def test_dropout_masks_are_one_threads_even_after_a_step_taken_without_the_threads():
+    """Each shard draws the whole batch's mask from the model's generator state (synchronised
+    before every split step) and keeps its rows: a one-thread step in between (which advances
+    only the model's own generator) changes nothing."""
+    model = hg.mlp(6, [5, 4], 3, seed=1, dtype=np.float64, dropout=0.5)
+    alone = copy.deepcopy(model)
+    rng = np.random.default_rng(9)
+    batches = [_batch(model, rng) for _ in range(3)]
+    optimizers = [hg.optim.SGD(lr=0.1), hg.optim.SGD(lr=0.1)]
+    with BatchThreads(model, 2) as split:
+        for step, (xb, tb) in enumerate(batches):
+            train_step(model, optimizers[0], xb, tb, parallel=split if step != 1 else None)
+            train_step(alone, optimizers[1], xb, tb)
+    for name, value in model.params.items():
+        np.testing.assert_allclose(value, alone.params[name], rtol=1e-12, atol=1e-12, err_msg=name)

@@ -14,9 +14,11 @@ batch's, equal to one thread's up to the order of the sums (tests/test_threads.p
 forward's values for its backward) and its own gradients, but the model's very parameter arrays,
 so the optimizer's in-place update reaches every replica.
 
-What this cannot split, it refuses: BatchNorm (its statistics are the whole batch's, not a
-shard's), active Dropout (one thread's masks cannot be drawn in two) and a stateful recurrent
-layer (its state carried from the last batch is the whole batch's). It never imports the
+Dropout draws one thread's masks: each shard draws the whole batch's mask from the same
+generator state and keeps its rows (``Dropout.batch_shard``, as MPI's ranks do). What this
+cannot split, it refuses: BatchNorm (its statistics are the whole batch's, not a shard's), a
+GPT's dropout (its attention draws its own) and a stateful recurrent layer (its state carried
+from the last batch is the whole batch's). It never imports the
 trainer (``train.train_step`` takes it as its ``parallel``, as it takes MPI's
 :class:`~handgrad.distributed.DataParallel`).
 """
@@ -92,15 +94,17 @@ class BatchThreads:
         self.threads = validate.positive_int(threads, "threads", who="BatchThreads", limit=65)
         refused = [f"layer {path} ({layer.name}{', stateful' if getattr(layer, 'stateful', False) else ''})"
                    for path, layer in model.named_layers()
-                   if isinstance(layer, BatchNorm) or (isinstance(layer, Dropout) and layer.p > 0)
-                   or getattr(layer, "stateful", False)]
-        if getattr(model, "dropout", 0):  # a GPT's dropout lives in the model, not in a Dropout child only
+                   if isinstance(layer, BatchNorm) or getattr(layer, "stateful", False)]
+        if getattr(model, "dropout", 0):  # a GPT's dropout also draws inside its attention
             refused.append(f"dropout {model.dropout}")
         if refused:
             raise ValueError(f"threads: a batch split over threads would not train the same model with "
-                             f"{', '.join(refused)} (BatchNorm's statistics, dropout's masks and a stateful "
+                             f"{', '.join(refused)} (BatchNorm's statistics, a GPT's dropout and a stateful "
                              f"layer's carried state are the whole batch's); use one thread (threads=1, --threads 1)")
         self.model = model
+        for _, layer in model.named_layers():
+            if isinstance(layer, Dropout) and layer.rng is None:
+                layer.rng = np.random.default_rng()  # drawn now, so that the replicas copy it
         shared = {id(array): array for array in [*model.params.values(), *model.buffers.values()]}
         # A deep copy that keeps the model's parameter arrays themselves (deepcopy's memo): layers,
         # caches and gradients of its own, the same weights.
@@ -108,6 +112,15 @@ class BatchThreads:
         for replica in self.replicas[1:]:
             if hasattr(replica, "weight_decay") and not callable(replica.weight_decay):
                 replica.weight_decay = 0.0  # the L2 penalty's gradient is added once, by the model itself
+        # Dropout: every shard draws the whole batch's mask from the same generator state and keeps
+        # its own rows (Dropout.batch_shard, as under MPI), so the masks are one thread's.
+        self._dropouts = [[layer for _, layer in replica.named_layers() if isinstance(layer, Dropout)]
+                          for replica in self.replicas]
+        generators = {}
+        for theirs in self._dropouts[1:]:
+            for mine, copied in zip(self._dropouts[0], theirs):
+                generators.setdefault((id(mine.rng), id(copied.rng)), (mine.rng, copied.rng))
+        self._generator_pairs = list(generators.values())
         self._blas = _blas_libraries() if self.threads > 1 else []  # refused now, not at the first step
         self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
 
@@ -148,8 +161,22 @@ class BatchThreads:
 
     def _split_step(self, model, xb, tb) -> tuple[float, int, int]:
         bounds = np.linspace(0, len(xb), self.threads + 1).round().astype(int)
-        shards = [(xb[lo:hi], tb[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+        rows = [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo]
+        shards = [(xb[lo:hi], tb[lo:hi]) for lo, hi in rows]
         replicas = self.replicas[:len(shards)]
+        for mine, copied in self._generator_pairs:
+            copied.bit_generator.state = mine.bit_generator.state
+        for dropouts, (lo, hi) in zip(self._dropouts, rows):
+            for dropout in dropouts:
+                dropout.batch_shard = (int(lo), int(hi), len(xb))
+        try:
+            return self._shards_step(model, replicas, shards)
+        finally:
+            for dropouts in self._dropouts:
+                for dropout in dropouts:
+                    dropout.batch_shard = None
+
+    def _shards_step(self, model, replicas, shards) -> tuple[float, int, int]:
         results = self._in_parallel([(self._forward, (replica, x, t)) for replica, (x, t) in zip(replicas, shards)])
         total = sum(weight for *_, weight in results)  # (scores, targets, loss, weight) per shard
         loss = sum(weight * shard_loss for _, _, shard_loss, weight in results) / total if total else float("nan")
