@@ -5,7 +5,8 @@
                                        [--time-to 0.99 --data-dir ../shared/data]
 
 One step = forward + backward + Adam update on a batch of 100 images, float32, 2 threads
-(OMP_NUM_THREADS / torch.set_num_threads), for SimpleConvNet and DeepConvNet (the book's
+(OMP_NUM_THREADS / torch.set_num_threads; handgrad's batch split over ``--threads``, default 2,
+as ``handgrad train`` trains the ConvNets: :mod:`handgrad.threads`), for SimpleConvNet and DeepConvNet (the book's
 networks, as ``hg.model`` builds them, dropout in training mode): MNIST's first training images
 when ``--data-dir`` is given (or ``HANDGRAD_DATA`` set), else uniform random ones. The PyTorch
 networks mirror handgrad's layers one for one, in the same order (Relu after each max pool: see
@@ -77,15 +78,15 @@ def batch_at(i, n):
     return slice(start, start + BATCH)
 
 
-def handgrad_stepper(model_name, x, t):
+def handgrad_stepper(model_name, x, t, threads=1):
     model = build_handgrad(model_name)
     optimizer = hg.optim.Adam(lr=1e-3)
+    # As `handgrad train --model cnn/deep-cnn` trains: each batch split over `threads` threads.
+    splitter = hg.threads.BatchThreads(model, threads) if threads > 1 else None
 
     def step(i):
         index = batch_at(i, len(x))
-        model.loss(x[index], t[index])
-        model.backward(input_grad=False)  # as hg.fit does: the first layer computes no dx
-        optimizer.update(model.params, model.grads)
+        hg.train.train_step(model, optimizer, x[index], t[index], parallel=splitter, count=False)
     return step
 
 
@@ -335,8 +336,8 @@ def torch_profile(data_dir, steps=30):
     return profiles
 
 
-def compare(model_name, x, t, batches, repeats):
-    ours = handgrad_stepper(model_name, x, t)
+def compare(model_name, x, t, batches, repeats, threads=1):
+    ours = handgrad_stepper(model_name, x, t, threads)
     theirs, torch_version = torch_stepper(model_name, x, t)
     ours_times, theirs_times = [], []
     for _ in range(repeats):
@@ -349,7 +350,7 @@ def compare(model_name, x, t, batches, repeats):
     ratios = [ours / theirs for ours, theirs in zip(ours_times, theirs_times)]
     parts = breakdown(build_handgrad(model_name), x, t, batches, by_type=model_name != "simple")
     return {"model": MODELS[model_name], "batch": BATCH, "steps_per_repeat": batches, "repeats": repeats,
-            "torch_version": torch_version,
+            "torch_version": torch_version, "handgrad_threads": threads,
             "handgrad_ms": 1000 * float(np.median(ours_times)), "torch_ms": 1000 * float(np.median(theirs_times)),
             "handgrad_runs_ms": [1000 * v for v in ours_times], "torch_runs_ms": [1000 * v for v in theirs_times],
             "ratio": float(np.median(ours_times) / np.median(theirs_times)), "ratio_per_repeat": ratios,
@@ -370,9 +371,14 @@ def main() -> None:
     parser.add_argument("--torch-profile", action="store_true",
                         help="also PyTorch's profile of SimpleConvNet on MNIST's images and on random ones")
     parser.add_argument("--data-dir", default=os.environ.get("HANDGRAD_DATA"))
+    parser.add_argument("--threads", type=int, default=2,
+                        help="handgrad's batch split over this many threads (1: none), as `handgrad train --model "
+                        "cnn/deep-cnn` runs it; PyTorch uses 2 threads either way (default: 2)")
     args = parser.parse_args()
     if args.batches < 1 or args.repeats < 1:
         parser.error(f"--batches and --repeats must be at least 1, got {args.batches} and {args.repeats}")
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     if args.time_to is not None and not 0 < args.time_to <= 1:
         parser.error(f"--time-to is a test accuracy in (0, 1], got {args.time_to}")
     if args.gemm_floor and "deep" not in args.models:
@@ -394,11 +400,12 @@ def run(args) -> None:
         rng = np.random.default_rng(0)
         x = rng.random((count, 1, 28, 28), dtype=np.float32)
         t, images = rng.integers(0, 10, len(x)), "uniform random images"
-    rows = [compare(name, x, t, args.batches if name == "simple" else max(args.batches // 3, 1), args.repeats)
-            for name in args.models]
+    rows = [compare(name, x, t, args.batches if name == "simple" else max(args.batches // 3, 1), args.repeats,
+                    args.threads) for name in args.models]
     for row in rows:
         row["images"] = images
-    print(f"batch {BATCH} of {images}, forward + backward + Adam update, float32, 2 threads; ms per step, "
+    print(f"batch {BATCH} of {images}, forward + backward + Adam update, float32, 2 threads (handgrad's batch over "
+          f"{args.threads}); ms per step, "
           f"median of {args.repeats} repeats (spread min-max)")
     print(f"| network | handgrad {hg.__version__} | PyTorch {rows[0]['torch_version']} | handgrad / PyTorch time "
           "(ratio of medians; repeat by repeat) |")

@@ -5,7 +5,7 @@
 Each workload trains the same model from the same weights on the same batches with
 ``train_step`` in one process (float32): one thread (its BLAS on 2 threads, as a plain run), and
 the batch split over 2 threads (each with one BLAS thread). Timed in blocks (a block is 20 steps,
-10 for the GPT), the two alternating which goes first, a 0.3 s pause before each; reported: the
+10 for the GPT and SimpleConvNet, 4 for DeepConvNet), the two alternating which goes first, a 0.3 s pause before each; reported: the
 median seconds per step of each and the ratio of medians (one thread's time over two threads':
 above 1, the split is faster). The registry turns the split on by default only for a workload
 where this ratio is above 1 on both instruction sets (``NPY_DISABLE_CPU_FEATURES="X86_V4"``).
@@ -13,7 +13,8 @@ where this ratio is above 1 on both instruction sets (``NPY_DISABLE_CPU_FEATURES
 Workloads: ``mlp-100`` (784-100-10, batch 100, SGD), ``mlp-1024`` (784-1024-10, batch 256, SGD),
 ``makemore-transformer`` (makemore.py's: 4 layers, 4 heads, width 64, words of 16, batch 32,
 AdamW), ``gpt`` (nanoGPT's CPU configuration: 4 layers, 4 heads, width 128, context 64, batch
-12, AdamW).
+12, AdamW), ``simple-cnn`` and ``deep-cnn`` (the book's ConvNets on 28x28 images, batch 100, Adam;
+DeepConvNet's dropout drawing one thread's masks).
 """
 
 from __future__ import annotations
@@ -48,19 +49,27 @@ def workloads(rng):
         x, t = rng.integers(0, vocab, (rows * count, steps)), rng.integers(0, vocab, (rows * count, steps))
         return [(x[i:i + rows], t[i:i + rows]) for i in range(0, len(x), rows)]
 
+    def convnet(make, steps):
+        x = rng.random((steps * 100, 1, 28, 28), dtype=np.float32)
+        t = rng.integers(0, 10, steps * 100)
+        return make(seed=0), hg.optim.Adam(lr=1e-3), [(x[i:i + 100], t[i:i + 100]) for i in range(0, len(x), 100)]
+
     return {
         "mlp-100": lambda: mlp(100, 100),
         "mlp-1024": lambda: mlp(1024, 256),
         "makemore-transformer": lambda: (transformer(27, 16, seed=0), hg.optim.AdamW(lr=5e-4),
                                          tokens(27, 32, 16, 20)),
         "gpt": lambda: (hg.model.GPT(65, 64, 4, 4, 128, seed=0), hg.optim.AdamW(lr=1e-3), tokens(65, 12, 64, 10)),
+        "simple-cnn": lambda: convnet(hg.model.SimpleConvNet, 10),
+        "deep-cnn": lambda: convnet(hg.model.DeepConvNet, 4),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--only", nargs="+", choices=["mlp-100", "mlp-1024", "makemore-transformer", "gpt"])
+    parser.add_argument("--only", nargs="+", choices=["mlp-100", "mlp-1024", "makemore-transformer", "gpt", "simple-cnn",
+                                                      "deep-cnn"])
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "threads.json"))
     args = parser.parse_args()
     if args.rounds < 1:

@@ -130,6 +130,9 @@ class Training:
 #: threads: benchmarks/gpt.py measured it faster (docs/speed.md).
 NANOGPT = Training(optimizer="adamw", betas=(0.9, 0.99), weight_decay=0.1, decay_matrices_only=True, grad_clip=1.0,
                    steps=Steps(), threads=2)
+#: Adam, each batch split over 2 threads: benchmarks/threads.py measured the book's ConvNets
+#: faster that way on both instruction sets (docs/speed.md).
+SPLIT_BATCH = Training(threads=2)
 #: The second book clips its seq2seq models' gradients at a total norm of 5.
 BOOK_SEQ2SEQ = Training(grad_clip=5.0)
 #: Zero to Hero's makemore parts 3-5: SGD at 0.1, then 0.01 for the last quarter of 200k steps,
@@ -418,8 +421,9 @@ MODELS = {entry.name: entry for entry in (
     ModelEntry("mlp", "a multilayer perceptron (--hidden, --activation, --batchnorm, --dropout); on words, "
                "makemore's MLP (mlp-words)",
                ("images", "signals"), _mlp, _MLP_OPTIONS, {"hidden": [100]}),
-    ModelEntry("cnn", "the book's SimpleConvNet", ("images",), _convnet("cnn"), _CONV_OPTIONS),
-    ModelEntry("deep-cnn", "the book's DeepConvNet", ("images",), _convnet("deep-cnn"), _CONV_OPTIONS),
+    ModelEntry("cnn", "the book's SimpleConvNet", ("images",), _convnet("cnn"), _CONV_OPTIONS, training=SPLIT_BATCH),
+    ModelEntry("deep-cnn", "the book's DeepConvNet", ("images",), _convnet("deep-cnn"), _CONV_OPTIONS,
+               training=SPLIT_BATCH),
     ModelEntry("lstm", "an LSTM reading each image row by row (or a signal value by value), then Affine",
                ("images", "signals"), _lstm, frozenset({"hidden", "seed"}), {"hidden": [128]}),
     ModelEntry("seq2seq", "the second book's seq2seq: LSTM encoder and decoder (--peeky, --reverse-input)",
