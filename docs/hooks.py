@@ -496,6 +496,7 @@ RENDERERS = [
                                      "mlp-words bow rnn gru transformer --steps 3000 --json benchmarks/results/makemore_zoo.json")),
     ("threads.json", threads, "python benchmarks/threads.py"),
     ("threads_avx2.json", threads, 'NPY_DISABLE_CPU_FEATURES="X86_V4" python benchmarks/threads.py --json ...'),
+    ("gpt_block60.json", gpt, "python benchmarks/gpt.py --data-dir ../shared/data --block 60 --json ..."),
     ("gpt_avx2.json", gpt, 'NPY_DISABLE_CPU_FEATURES="X86_V4" python benchmarks/gpt.py --data-dir ../shared/data --json ...'),
     ("*.json", generic, None),
 ]
