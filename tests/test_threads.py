@@ -141,7 +141,7 @@ def test_fit_lm_with_threads_trains_the_same_model_as_one_thread():
         hg.train.fit_lm(one, hg.optim.AdamW(), data, data, block_size=None, threads=2, distributed=True)
 
 
-def test_without_threadpoolctl_more_than_one_thread_is_a_one_line_error(monkeypatch):
+def test_without_threadpoolctl_more_than_one_thread_is_a_one_line_error(monkeypatch, tmp_path, capsys):
     import builtins
 
     real_import = builtins.__import__
@@ -156,6 +156,13 @@ def test_without_threadpoolctl_more_than_one_thread_is_a_one_line_error(monkeypa
         BatchThreads(_mlp(), 2)
     with BatchThreads(_mlp(), 1) as alone:  # one thread needs nothing
         assert alone.replicas[0].params
+    monkeypatch.delenv("HANDGRAD_THREADS", raising=False)
+    code = main(["train", "--dataset", "digits", "--epochs", "1", "--threads", "2", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "--threads 2: threads > 1 needs threadpoolctl" in err
+    assert not (tmp_path / "r").exists()  # said before anything is trained or written
+    assert hg.registry.recipe("deep-cnn", "mnist").threads == 1  # the default gives way without it
 
 
 def test_fit_with_threads_trains_the_same_model_as_one_thread():

@@ -589,16 +589,19 @@ def _optimizer_betas(name: str):
 def _default_threads(training: Training) -> int:
     """``HANDGRAD_THREADS`` where set, else the model's own setting, on no more threads than the
     machine has cores, and on one where threadpoolctl (each thread's one BLAS thread) is missing."""
-    import importlib.util
     import os
 
-    from .threads import threads_setting
+    from .threads import blas_libraries, threads_setting
 
     if os.environ.get("HANDGRAD_THREADS", "").strip():
         return threads_setting()
-    if training.threads > 1 and importlib.util.find_spec("threadpoolctl") is None:
-        return 1
-    return max(1, min(training.threads, os.cpu_count() or 1))
+    threads = max(1, min(training.threads, os.cpu_count() or 1))
+    if threads > 1:
+        try:
+            blas_libraries()
+        except ImportError:
+            return 1
+    return threads
 
 
 def _check_settings(entry: ModelEntry, data: DatasetEntry, given: dict) -> None:

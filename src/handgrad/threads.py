@@ -36,7 +36,7 @@ import numpy as np
 from . import validate
 from .layers import BatchNorm, Dropout
 
-__all__ = ["BatchThreads", "threads_setting"]
+__all__ = ["BatchThreads", "blas_libraries", "threads_setting"]
 
 #: The one setting: how many threads share a training batch (1: no split). ``handgrad train
 #: --threads N``, ``fit(..., threads=N)`` and ``fit_lm(..., threads=N)`` set it; without them
@@ -59,7 +59,7 @@ def threads_setting(threads=None) -> int:
     return validate.positive_int(threads, "threads", limit=65)
 
 
-def _blas_libraries() -> list:
+def blas_libraries() -> list:
     """threadpoolctl's controllers of the BLAS libraries loaded (found once: setting one's thread
     count costs a few microseconds after that); ImportError in one line without threadpoolctl."""
     try:
@@ -121,7 +121,7 @@ class BatchThreads:
             for mine, copied in zip(self._dropouts[0], theirs):
                 generators.setdefault((id(mine.rng), id(copied.rng)), (mine.rng, copied.rng))
         self._generator_pairs = list(generators.values())
-        self._blas = _blas_libraries() if self.threads > 1 else []  # refused now, not at the first step
+        self._blas = blas_libraries() if self.threads > 1 else []  # refused now, not at the first step
         self._pool = ThreadPoolExecutor(self.threads - 1) if self.threads > 1 else None
 
     def __enter__(self) -> "BatchThreads":

@@ -177,6 +177,13 @@ def recipe_of(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_of(args)
     plot = plot_module() if args.plot else None  # a missing matplotlib is said now, not after training
+    if _threads(args, recipe) > 1:  # and a missing threadpoolctl
+        from ..threads import blas_libraries
+
+        try:
+            blas_libraries()
+        except ImportError as error:
+            raise CommandError(f"--threads {recipe.threads}: {error}") from None
     out = Path(args.out)
     checkpoint = out / "checkpoint.safetensors"
     # Under `mpiexec -n K`: every rank trains its share of each batch; rank 0 alone prints and
