@@ -492,6 +492,8 @@ RENDERERS = [
     ("distributed.json", distributed, "flock /tmp/handgrad-heavy.lock python benchmarks/distributed.py"),
     ("serve_load.json", serve_load, "flock /tmp/handgrad-heavy.lock python benchmarks/serve_load.py"),
     ("makemore.json", makemore, "python benchmarks/makemore.py --data-dir ../shared/data --models mlp-bn wavenet"),
+    ("makemore_seeds*.json", makemore, "python benchmarks/makemore.py --data-dir ../shared/data --models mlp-bn "
+     "--seeds 2 --first-seed 1 --json ... (and wavenet --seeds 1 --first-seed 1)"),
     ("makemore_zoo.json", makemore, ("python benchmarks/makemore.py --data-dir ../shared/data --models bigram "
                                      "mlp-words bow rnn gru transformer --steps 3000 --json benchmarks/results/makemore_zoo.json")),
     ("threads.json", threads, "python benchmarks/threads.py"),
