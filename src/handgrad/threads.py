@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from . import validate
+from .distributed import counted_targets
 from .layers import BatchNorm, Dropout
 
 __all__ = ["BatchThreads", "blas_libraries", "threads_setting"]
@@ -68,17 +69,6 @@ def blas_libraries() -> list:
         raise ImportError("threads > 1 needs threadpoolctl, to give each thread one BLAS thread: "
                           "pip install 'handgrad[threads]' (or use threads=1)") from None
     return ThreadpoolController().select(user_api="blas").lib_controllers
-
-
-def _counted_targets(model, scores, targets) -> int:
-    """How many targets the model's loss averages over (as the MPI trainer counts them)."""
-    targets = np.asarray(targets)
-    if targets.shape == np.shape(scores):
-        return int(np.prod(np.shape(scores)[:-1]))
-    ignore_index = getattr(model.loss_layer, "ignore_index", None)
-    if ignore_index is not None and targets.dtype.kind in "iu":
-        return int(np.count_nonzero(targets != ignore_index))
-    return int(targets.size)
 
 
 class BatchThreads:
@@ -196,7 +186,7 @@ class BatchThreads:
     @staticmethod
     def _forward(replica, x, t):
         scores, targets = replica.scores_and_targets(x, t)
-        return scores, targets, replica.loss_layer.forward(scores, targets), _counted_targets(replica, scores, targets)
+        return scores, targets, replica.loss_layer.forward(scores, targets), counted_targets(replica, scores, targets)
 
     def _in_parallel(self, calls: list) -> list:
         """``[fn(*args) for fn, args in calls]``, the first in this thread (so that it works
