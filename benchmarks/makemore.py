@@ -2,7 +2,8 @@
 series publishes, and the speed.
 
     python benchmarks/makemore.py [--data-dir ../shared/data] [--models mlp-bn wavenet transformer bigram]
-                                  [--steps N] [--seeds 1] [--first-seed 0] [--json benchmarks/results/makemore.json]
+                                  [--steps N] [--seeds 1] [--first-seed 0] [--eval-every 500]
+                                  [--json benchmarks/results/makemore.json]
 
 For each model and seed: handgrad's model (``handgrad train --dataset names --model M``'s, the
 registry's recipe: ``mlp-bn`` and ``wavenet`` on Zero to Hero's split, SGD 0.1 then 0.01 for the
@@ -16,10 +17,14 @@ Hero's models, as its notebooks report ``split_loss('val')``; test for makemore'
 loss"), for both; the speed in steps per second, timed in blocks of 500 steps each, alternating
 which runner goes first, with a 0.3 s pause before each block (the median and spread over the
 blocks); 10 names drawn from handgrad's model and the share of 1,000 draws that are new (in
-neither the training nor the test set). The mirrors: Zero to Hero's models written with torch's
-functional ops on the same parameters (Embedding rows, view, ``x @ W + b``, ``batch_norm`` over
-(N, C, T), tanh); makemore's Transformer as tests/test_interop.py's nanoGPT mirror (tied
-embedding, tanh GELU, biases); the bigram as a (V, V) table; the RNN and GRU as ``nn.RNN`` and
+neither the training nor the test set). ``--eval-every N``: the held-out loss (dev, or test on
+makemore.py's split) of both every N steps, between timed blocks, and the best of them with its
+step: makemore.py evaluates every 500 steps and keeps the model of the best test loss.
+
+The mirrors: Zero to Hero's models written with torch's functional ops on the same parameters
+(Embedding rows, view, ``x @ W + b``, ``batch_norm`` over (N, C, T), tanh); makemore's
+Transformer as tests/test_interop.py's nanoGPT mirror with makemore's differences (its own
+lm_head, tanh GELU, biases); the bigram as a (V, V) table; the RNN and GRU as ``nn.RNN`` and
 ``nn.GRU`` between the table and a Linear (tests/mirrors.py).
 """
 
@@ -69,7 +74,7 @@ def split_losses(torch, model, mirror, x, t, batch=1000):
     return ours / counted, theirs / counted
 
 
-def run(torch, name: str, seed: int, steps: int | None, data_dir) -> dict:
+def run(torch, name: str, seed: int, steps: int | None, data_dir, eval_every: int | None = None) -> dict:
     task = load_task("names", data_dir)
     words = task.vocab
     r = recipe(name, "names", seed=seed, max_steps=steps)
@@ -109,6 +114,8 @@ def run(torch, name: str, seed: int, steps: int | None, data_dir) -> dict:
             theirs_opt.step()
 
     seconds = {"handgrad": [], "PyTorch": []}
+    curve = []  # (step, handgrad's, the mirror's loss on the held-out split), every eval_every steps
+    held_out = make(dev_w if dev_w is not None else test_w)
     step, turn = 0, 0
     while step < r.max_steps:
         stop = min(step + BLOCK, r.max_steps)
@@ -122,7 +129,10 @@ def run(torch, name: str, seed: int, steps: int | None, data_dir) -> dict:
             fn(batches)
             seconds[who].append((stop - step, time.perf_counter() - started))
         step, turn = stop, turn + 1
-        if step % (r.max_steps // 10 or 1) < BLOCK:
+        if eval_every and step % eval_every == 0:  # between timed blocks: not timed
+            curve.append((step, *split_losses(torch, model, mirror, *held_out)))
+            print(f"  step {step}: held-out loss {curve[-1][1]:.4f} (PyTorch {curve[-1][2]:.4f})", flush=True)
+        elif step % (r.max_steps // 10 or 1) < BLOCK:
             print(f"  step {step}", flush=True)
     rates = {who: [n / s for n, s in values if n == BLOCK] or [n / s for n, s in values]
              for who, values in seconds.items()}
@@ -130,6 +140,12 @@ def run(torch, name: str, seed: int, steps: int | None, data_dir) -> dict:
            "steps_per_second": {who: float(np.median(v)) for who, v in rates.items()},
            "steps_per_second_spread": {who: [float(min(v)), float(max(v))] for who, v in rates.items()}}
     row["speed_ratio"] = row["steps_per_second"]["handgrad"] / row["steps_per_second"]["PyTorch"]
+    if curve:  # makemore.py evaluates every 500 steps and keeps the model of the best test loss
+        split = "dev" if dev_w is not None else "test"
+        row[f"{split}_curve"] = [{"step": s, "handgrad": ours, "PyTorch": theirs} for s, ours, theirs in curve]
+        row[f"best_{split}_loss"] = {who: min(({"loss": point[who], "step": point["step"]}
+                                               for point in row[f"{split}_curve"]), key=lambda best: best["loss"])
+                                     for who in ("handgrad", "PyTorch")}
     for split, part in (("dev", dev_w), ("test", test_w)):
         if part is not None:
             ours, theirs = split_losses(torch, model, mirror, *make(part))
@@ -154,17 +170,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="train every model this many steps (default: its recipe's)")
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--first-seed", type=int, default=0, help="seeds --first-seed .. + --seeds - 1 (default 0)")
+    parser.add_argument("--eval-every", type=int, help=f"also the held-out loss every this many steps (a "
+                        f"multiple of {BLOCK}; makemore.py's: 500), and the best of them")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "makemore.json"))
     args = parser.parse_args()
     if args.steps is not None and args.steps < BLOCK:
         parser.error(f"--steps must be at least {BLOCK} (one timed block)")
+    if args.eval_every is not None and (args.eval_every < BLOCK or args.eval_every % BLOCK):
+        parser.error(f"--eval-every must be a positive multiple of {BLOCK} (the timed block), got {args.eval_every}")
     import torch
 
     torch.set_num_threads(2)
     print(machine_line(), flush=True)
     load_names(args.data_dir, download=False)  # a missing file is said now, in one line
     seeds = range(args.first_seed, args.first_seed + args.seeds)
-    rows = [run(torch, name, seed, args.steps, args.data_dir) for name in args.models for seed in seeds]
+    rows = [run(torch, name, seed, args.steps, args.data_dir, args.eval_every) for name in args.models for seed in seeds]
     write_results(args.json, {"benchmark": "makemore", "rows": rows, "block_steps": BLOCK, "pause_s": PAUSE,
                               "command": " ".join(["python benchmarks/makemore.py", *sys.argv[1:]])})
     print(f"wrote {args.json}")

@@ -57,7 +57,7 @@ class SequencesMirror:
             from test_interop import nanogpt_mirror
 
             self.net = nanogpt_mirror(torch)(model.vocab_size, model.block_size, model.n_layer, model.n_head,
-                                            model.n_embd, bias=model.bias, gelu="tanh")
+                                            model.n_embd, bias=model.bias, gelu="tanh", tied=model.tied_head)
             if model.dtype == np.float64:
                 self.net = self.net.double()
             self.net.load_state_dict({k: torch.from_numpy(v) for k, v in hg.interop.to_nanogpt(model).items()})

@@ -27,9 +27,10 @@ def data(V, N, T, seed=0):
     return rng.integers(0, V, (N, T)), rng.integers(0, V, (N, T))
 
 
-@pytest.mark.parametrize("bias, gelu", [(True, "none"), (False, "tanh")])
-def test_numerical_gradients_of_a_tiny_gpt(bias, gelu):
-    gpt = randomize(GPT(5, 4, 2, 2, 4, bias=bias, gelu=gelu, seed=0, dtype=np.float64))
+@pytest.mark.parametrize("bias, gelu, tied_head", [(True, "none", True), (False, "tanh", True),
+                                                   (True, "tanh", False)])
+def test_numerical_gradients_of_a_tiny_gpt(bias, gelu, tied_head):
+    gpt = randomize(GPT(5, 4, 2, 2, 4, bias=bias, gelu=gelu, tied_head=tied_head, seed=0, dtype=np.float64))
     idx, targets = data(5, 2, 4)
     targets[1, 1] = -100
     report = gradient_check(gpt, idx, targets)
@@ -116,6 +117,49 @@ def test_nanogpt_initialisation_and_bias_option():
     assert GPT(50, 16, 3, 4, 64, seed=0).num_params == gpt.num_params == sum(v.size for v in p.values())
     np.testing.assert_array_equal(GPT(50, 16, 3, 4, 64, seed=7).params["wte.W"],
                                   GPT(50, 16, 3, 4, 64, seed=7).params["wte.W"])
+
+
+def test_pytorch_initialisation_and_an_untied_head_as_makemore():
+    """makemore.py's Transformer: PyTorch's default initialisation (embeddings N(0, 1), every
+    Linear uniform in +-1/sqrt(fan_in), bias included) and its own lm_head without bias."""
+    gpt = GPT(50, 16, 2, 4, 64, tied_head=False, init="pytorch", seed=0)
+    p = gpt.params
+    assert list(p)[-1] == "lm_head.W" and p["lm_head.W"].shape == (64, 50)
+    assert "lm_head.b" not in p and "lm_head.b" not in gpt.grads
+    uniform_std = lambda fan_in: 1 / np.sqrt(fan_in) / np.sqrt(3)  # noqa: E731  (the std of U(-a, a))
+    for name, value in p.items():
+        if name in ("wte.W", "wpe.W"):
+            assert value.std() == pytest.approx(1.0, rel=0.05), name
+        elif name.endswith("gamma"):
+            assert np.all(value == 1), name
+        elif name.endswith("beta"):
+            assert np.all(value == 0), name
+        else:  # an Affine's W or b: bounded by 1/sqrt(fan_in) (4C for the MLP's c_proj)
+            fan_in = 256 if ".mlp.c_proj." in name else 64
+            assert np.abs(value).max() <= 1 / np.sqrt(fan_in), name
+            if value.size > 1000:
+                assert value.std() == pytest.approx(uniform_std(fan_in), rel=0.05), name
+    assert gpt.num_params == sum(v.size for v in p.values()) == GPT(50, 16, 2, 4, 64, seed=0).num_params + 64 * 50
+    with pytest.raises(ValueError, match="init must be one of 'nanogpt', 'pytorch', 'zeros', got 'he'"):
+        GPT(5, 4, 1, 1, 4, init="he")
+
+
+def test_an_untied_head_gets_its_own_gradient_and_survives_save_and_load(tmp_path):
+    gpt = randomize(GPT(9, 6, 1, 2, 4, tied_head=False, seed=0, dtype=np.float64))
+    idx = np.array([[0, 1, 2, 1, 0, 2], [2, 2, 1, 0, 0, 1]])
+    targets = np.array([[1, 2, 3, 4, 5, 6], [7, 8, 0, 1, 2, 3]])
+    gpt.loss(idx, targets)
+    gpt.backward()
+    dlogits = gpt.loss_layer.backward(1.0).reshape(-1, 9)
+    np.testing.assert_allclose(gpt.grads["lm_head.W"], gpt._xf.T @ dlogits, rtol=1e-12, atol=1e-15)
+    assert np.all(gpt.grads["wte.W"][3:] == 0)  # rows never read: no output layer's share any more
+    assert gpt.spec()["tied_head"] is False and "tied_head" not in GPT(9, 6, 1, 2, 4).spec()
+    hg.save(gpt, tmp_path / "untied.safetensors")
+    back = hg.load(tmp_path / "untied.safetensors")
+    assert back.tied_head is False and back.dtype == np.float64
+    np.testing.assert_array_equal(back.predict(idx), gpt.predict(idx))
+    cached = gpt.generate(idx[:, :2], 7, temperature=0)  # the key/value cache uses the same head
+    np.testing.assert_array_equal(cached, gpt.generate(idx[:, :2], 7, temperature=0, use_cache=False))
 
 
 def test_cached_generation_equals_uncached_and_greedy_is_argmax_step_by_step():
@@ -311,7 +355,7 @@ def test_a_gpt_is_its_config_and_from_config_builds_the_same_model(tmp_path):
     assert GPT.param_shapes(gpt.spec()) == {name: value.shape for name, value in gpt.params.items()}
     assert (gpt.n_layer, gpt.n_embd, gpt.dropout, gpt.bias, gpt.gelu, gpt.eps) == (2, 4, 0.1, False, "tanh", 1e-6)
     assert repr(gpt) == ("GPT(vocab_size=7, block_size=6, n_layer=2, n_head=2, n_embd=4, dropout=0.1, bias=False, "
-                         "gelu='tanh', eps=1e-06)")
+                         "gelu='tanh', eps=1e-06, tied_head=True)")
     with pytest.raises(dataclasses.FrozenInstanceError):
         gpt.config.n_layer = 3  # a built GPT's architecture does not change
     with pytest.raises(TypeError, match="GPT.from_config: expected a GPTConfig, got dict"):

@@ -58,14 +58,15 @@ def nanogpt_mirror(torch):
             return x + self.mlp(self.ln_2(x))
 
     class MirrorGPT(nn.Module):
-        def __init__(self, V, B, L, H, C, bias=True, gelu="none", flash=False):
+        def __init__(self, V, B, L, H, C, bias=True, gelu="none", flash=False, tied=True):
             super().__init__()
             self.transformer = nn.ModuleDict(dict(
                 wte=nn.Embedding(V, C), wpe=nn.Embedding(B, C),
                 h=nn.ModuleList([Block(C, H, bias, gelu, flash) for _ in range(L)]),
                 ln_f=nn.LayerNorm(C, bias=bias)))
             self.lm_head = nn.Linear(C, V, bias=False)
-            self.lm_head.weight = self.transformer.wte.weight  # tied
+            if tied:  # nanoGPT's; makemore.py's Transformer keeps its own lm_head
+                self.lm_head.weight = self.transformer.wte.weight
 
         def forward(self, idx, targets=None):
             t = self.transformer
@@ -89,23 +90,26 @@ def randomize(gpt, seed=0):
 
 def mirror_of(torch, gpt, flash=False):
     mirror = nanogpt_mirror(torch)(gpt.vocab_size, gpt.block_size, gpt.n_layer, gpt.n_head, gpt.n_embd,
-                                   bias=gpt.bias, gelu=gpt.gelu, flash=flash)
+                                   bias=gpt.bias, gelu=gpt.gelu, flash=flash, tied=gpt.tied_head)
     mirror = mirror.to(torch.float64 if gpt.dtype == np.float64 else torch.float32)
     mirror.load_state_dict({k: torch.from_numpy(v) for k, v in interop.to_nanogpt(gpt).items()})
     return mirror
 
 
-CONFIGS = [  # (vocab_size, block_size, n_layer, n_head, n_embd, bias, gelu)
-    (11, 9, 1, 1, 6, True, "none"),
-    (13, 7, 2, 3, 9, False, "none"),
-    (7, 6, 2, 2, 10, True, "tanh"),
-    (5, 5, 1, 3, 3, False, "tanh"),
+CONFIGS = [  # (vocab_size, block_size, n_layer, n_head, n_embd, bias, gelu, tied_head)
+    (11, 9, 1, 1, 6, True, "none", True),
+    (13, 7, 2, 3, 9, False, "none", True),
+    (7, 6, 2, 2, 10, True, "tanh", True),
+    (5, 5, 1, 3, 3, False, "tanh", True),
+    (9, 8, 2, 2, 8, True, "tanh", False),   # makemore.py's Transformer: its own lm_head
+    (6, 5, 1, 1, 4, False, "none", False),
 ]
 
 
-@pytest.mark.parametrize("V, B, L, H, C, bias, gelu", CONFIGS)
-def test_logits_loss_and_every_gradient_equal_nanogpt_float64(torch, V, B, L, H, C, bias, gelu):
-    gpt = randomize(GPT(V, B, L, H, C, bias=bias, gelu=gelu, seed=1, dtype=np.float64), seed=L + H)
+@pytest.mark.parametrize("V, B, L, H, C, bias, gelu, tied", CONFIGS)
+def test_logits_loss_and_every_gradient_equal_nanogpt_float64(torch, V, B, L, H, C, bias, gelu, tied):
+    gpt = randomize(GPT(V, B, L, H, C, bias=bias, gelu=gelu, tied_head=tied, seed=1, dtype=np.float64),
+                    seed=L + H)
     rng = np.random.default_rng(3)
     idx = rng.integers(0, V, (3, B - 1))
     targets = rng.integers(0, V, (3, B - 1))
@@ -122,7 +126,7 @@ def test_logits_loss_and_every_gradient_equal_nanogpt_float64(torch, V, B, L, H,
     assert loss == pytest.approx(t_loss.item(), rel=1e-9, abs=1e-12)
     ours = interop.to_nanogpt(gpt, grads=True)
     theirs = {name: p.grad.numpy() for name, p in mirror.named_parameters()}
-    assert set(theirs) == set(ours) - {"lm_head.weight"}  # PyTorch lists the tied weight once
+    assert set(theirs) == (set(ours) - {"lm_head.weight"} if tied else set(ours))  # a tied weight is listed once
     for name, grad in theirs.items():
         np.testing.assert_allclose(ours[name], grad, rtol=1e-9, atol=1e-12, err_msg=name)
 
@@ -155,6 +159,26 @@ def test_from_nanogpt_reads_a_pytorch_state_dict(torch):
     assert all(np.array_equal(back.params[k], v) for k, v in small.params.items())
 
 
+def test_an_untied_head_round_trips_through_nanogpt_names(torch):
+    """makemore.py's Transformer has nanoGPT's names and its own lm_head: a state dict whose
+    lm_head.weight is not wte's loads as tied_head=False, with the same logits as the mirror."""
+    gpt = randomize(GPT(9, 6, 2, 2, 8, gelu="tanh", tied_head=False, seed=0, dtype=np.float64))
+    state = interop.to_nanogpt(gpt)
+    np.testing.assert_array_equal(state["lm_head.weight"], gpt.params["lm_head.W"].T)
+    assert state["lm_head.weight"] is not state["transformer.wte.weight"]
+    mirror = mirror_of(torch, gpt)
+    again = interop.from_nanogpt({k: v.numpy() for k, v in mirror.state_dict().items()}, n_head=2, gelu="tanh")
+    assert again.tied_head is False and again.gelu == "tanh" and list(again.params) == list(gpt.params)
+    for name, value in gpt.params.items():
+        np.testing.assert_array_equal(again.params[name], value, err_msg=name)
+    idx = np.random.default_rng(1).integers(0, 9, (2, 6))
+    np.testing.assert_allclose(again.predict(idx), mirror(torch.from_numpy(idx))[0].detach().numpy(),
+                               rtol=1e-12, atol=1e-12)
+    # A tied model's state stays tied: the same array under both names, loaded back as tied.
+    tied = interop.to_nanogpt(randomize(GPT(9, 6, 1, 2, 8, seed=0)))
+    assert interop.from_nanogpt(tied, n_head=2).tied_head is True
+
+
 def test_to_nanogpt_layouts_and_tied_head():
     gpt = randomize(GPT(7, 5, 1, 2, 4, seed=0))
     state = interop.to_nanogpt(gpt)
@@ -177,8 +201,8 @@ def test_from_nanogpt_errors_name_the_key():
         interop.from_nanogpt(bad, n_head=2)
     with pytest.raises(ValueError, match=r"unexpected keys \['transformer\.h\.0\.attn\.rotary'\]"):
         interop.from_nanogpt({**state, "transformer.h.0.attn.rotary": np.zeros(3, np.float32)}, n_head=2)
-    bad = dict(state, **{"lm_head.weight": state["lm_head.weight"] + 1})
-    with pytest.raises(ValueError, match="lm_head.weight differs"):
+    bad = dict(state, **{"lm_head.weight": np.zeros((7, 5), np.float32)})
+    with pytest.raises(ValueError, match=r"lm_head\.weight has shape \(7, 5\), expected \(7, 4\)"):
         interop.from_nanogpt(bad, n_head=2)
     with pytest.raises(ValueError, match="n_head must be a positive integer dividing n_embd = 4"):
         interop.from_nanogpt(state, n_head=3)
@@ -234,6 +258,18 @@ def test_from_huggingface_gpt2_without_prefix_and_refusals(tmp_path):
         interop.from_huggingface_gpt2(tmp_path)
     with pytest.raises(FileNotFoundError, match="no config.json"):
         interop.from_huggingface_gpt2(tmp_path / "nowhere")
+
+
+def test_a_hf_checkpoint_whose_lm_head_differs_from_wte_is_refused(tmp_path):
+    """GPT-2 ties its output layer: an lm_head.weight that differs is a different model."""
+    gpt = randomize(GPT(6, 4, 1, 2, 4, gelu="tanh", seed=0))
+    tensors = {k.removeprefix("transformer."): (v.T.copy() if k.endswith(("c_attn.weight", "c_proj.weight",
+                                                                            "c_fc.weight")) else v)
+               for k, v in interop.to_nanogpt(gpt).items()}
+    tensors["lm_head.weight"] = tensors["wte.weight"] + 1
+    folder = hf_checkpoint(tmp_path / "untied", {"n_head": 2, "activation_function": "gelu_new"}, tensors)
+    with pytest.raises(ValueError, match="lm_head.weight differs from wte.weight; a GPT-2 checkpoint ties"):
+        interop.from_huggingface_gpt2(folder)
 
 
 # --- issue 22: a Hugging Face checkpoint is checked before anything is allocated --------------------

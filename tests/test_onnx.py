@@ -191,7 +191,8 @@ def test_the_lstm_model_of_the_registry():
     assert_exports(model, randn(5, 1, 8, 8, seed=1))
 
 
-@pytest.mark.parametrize("options", [{}, {"bias": False, "gelu": "tanh", "dropout": 0.1}])
+@pytest.mark.parametrize("options", [{}, {"bias": False, "gelu": "tanh", "dropout": 0.1},
+                                     {"tied_head": False, "init": "pytorch"}])
 def test_small_gpt_logits_for_any_batch_and_length_up_to_block_size(options):
     model = GPT(vocab_size=13, block_size=8, n_layer=2, n_head=2, n_embd=16, seed=0, **options)
     randomize(model)

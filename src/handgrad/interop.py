@@ -4,6 +4,7 @@ Names and layouts, nanoGPT (``nn.Linear`` stores ``weight`` as (out, in), handgr
 ``W`` as (in, out), so every Linear weight is transposed) -> handgrad's :class:`GPT`:
 
     transformer.wte.weight (V, C)          -> wte.W            (lm_head.weight: the same, tied)
+    lm_head.weight (V, C), when it differs -> lm_head.W (C, V) = weight^T   (untied: makemore.py's)
     transformer.wpe.weight (B, C)          -> wpe.W
     transformer.h.<i>.ln_1.weight / .bias  -> h.<i>.ln_1.gamma / .beta       (ln_2, ln_f alike)
     transformer.h.<i>.attn.c_attn.weight (3C, C) -> h.<i>.attn.W_qkv (C, 3C) = weight^T; .bias -> b_qkv
@@ -42,7 +43,7 @@ _BLOCK = (
 _IGNORED = re.compile(r"(^|\.)h\.\d+\.attn\.(bias|masked_bias)$")  # causal-mask buffers, not parameters
 
 
-def _layout(n_layer: int, bias: bool, prefix: str = "transformer."):
+def _layout(n_layer: int, bias: bool, prefix: str = "transformer.", tied_head: bool = True):
     """``(their name, handgrad's name, transposed?)`` for every parameter, in model order."""
     rows = [(prefix + "wte.weight", "wte.W", False), (prefix + "wpe.weight", "wpe.W", False)]
     for i in range(n_layer):
@@ -51,6 +52,8 @@ def _layout(n_layer: int, bias: bool, prefix: str = "transformer."):
     rows.append((prefix + "ln_f.weight", "ln_f.gamma", False))
     if bias:
         rows.append((prefix + "ln_f.bias", "ln_f.beta", False))
+    if not tied_head:
+        rows.append(("lm_head.weight", "lm_head.W", True))
     return rows
 
 
@@ -103,13 +106,20 @@ def _load_state(state_dict: dict, n_head: int, vocab, transpose: bool, gelu: str
     if validate.integer(n_head, "n_head", who=who, minimum=1, what=what) and C % n_head:
         raise ValueError(f"{who}: n_head must be {what}, got {n_head!r:.40}")
     # The vocabulary is checked by the constructor, before it allocates anything.
+    # An lm_head.weight that is not wte's array is its own matrix (makemore.py's untied head);
+    # Hugging Face's GPT-2 always ties it.
+    head = state.get("lm_head.weight")
+    tied_head = head is None or _same_array(who, head, wte)
+    if not tied_head and not transpose:
+        raise ValueError(f"{who}: lm_head.weight differs from {prefix}wte.weight; a GPT-2 checkpoint ties the output "
+                         "layer to the token embedding")
     spec = {"vocab_size": V, "block_size": B, "n_layer": n_layer, "n_head": int(n_head), "n_embd": C,
-            "bias": bias, "gelu": gelu, "eps": eps}
+            "bias": bias, "gelu": gelu, "eps": eps, "tied_head": tied_head}
     try:
         expected = GPT.param_shapes(spec)  # the limits load applies (n_layer <= 10000, eps, ...)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{who}: {error}") from None
-    rows = _layout(n_layer, bias, prefix)
+    rows = _layout(n_layer, bias, prefix, tied_head)
     unknown = sorted(set(state) - {theirs for theirs, _, _ in rows} - {"lm_head.weight"})
     if unknown:
         raise ValueError(f"{who}: unexpected keys {unknown[:10]} (bias={bias}, {n_layer} layers: not a GPT-2 / "
@@ -127,18 +137,13 @@ def _load_state(state_dict: dict, n_head: int, vocab, transpose: bool, gelu: str
         if array.shape != shape:
             raise ValueError(f"{who}: {theirs} has shape {array.shape}, expected {shape} for n_embd = {C}, "
                              f"vocab_size = {V}")
-    if "lm_head.weight" in arrays:
-        head = arrays["lm_head.weight"]
-        if head.shape != wte.shape or not np.array_equal(head, wte):
-            raise ValueError(f"{who}: lm_head.weight differs from {prefix}wte.weight; handgrad's GPT ties the output "
-                             "layer to the token embedding, as nanoGPT and GPT-2 do")
     for theirs, _, _ in rows:
         if not np.isfinite(arrays[theirs]).all():
             raise ValueError(f"{who}: {theirs} holds NaN or infinite values; a model's weights must be finite")
     # Every array is now known to have the shape the model allocates: building it costs no more
     # than the state dict holds.
     model = GPT(V, B, n_layer, int(n_head), C, bias=bias, dtype=wte.dtype, vocab=vocab, gelu=gelu, eps=eps,
-                init="zeros")
+                tied_head=tied_head, init="zeros")
     params = model.params
     for theirs, ours, transposed in rows:
         array = arrays[theirs]
@@ -146,19 +151,29 @@ def _load_state(state_dict: dict, n_head: int, vocab, transpose: bool, gelu: str
     return model
 
 
-def from_nanogpt(state_dict: dict, n_head: int, vocab=None) -> GPT:
+def _same_array(who: str, head, wte: np.ndarray) -> bool:
+    """Whether the state's lm_head.weight is the token embedding (a tied head)."""
+    head = _as_array(who, "lm_head.weight", head)
+    return head.shape == wte.shape and bool(np.array_equal(head, wte))
+
+
+def from_nanogpt(state_dict: dict, n_head: int, vocab=None, gelu: str = "none") -> GPT:
     """A :class:`GPT` with nanoGPT's weights: ``state_dict`` maps nanoGPT's names to arrays
     (``{k: v.numpy() for k, v in model.state_dict().items()}``; tensors are accepted too).
     The architecture (vocab_size, block_size, n_layer, n_embd, bias) is read from the shapes;
-    ``n_head`` cannot be, so it is given. dtype kept. ``lm_head.weight``, when present, must
-    equal ``transformer.wte.weight`` (tied); the causal-mask buffers are ignored. Errors name
+    ``n_head`` cannot be, so it is given. dtype kept. ``lm_head.weight``, when absent or equal
+    to ``transformer.wte.weight``, is the tied output layer (nanoGPT's); when it differs, the
+    model's own (``tied_head=False``, as makemore.py's Transformer, whose state dict has
+    nanoGPT's names). ``gelu``: ``"none"``, nanoGPT's exact GELU, or ``"tanh"`` (makemore.py's
+    ``NewGELU``): the state dict cannot tell. The causal-mask buffers are ignored. Errors name
     the key: missing, unexpected, or of the wrong shape."""
-    return _load_state(state_dict, n_head, vocab, transpose=True, gelu="none", eps=1e-5, who="from_nanogpt")
+    return _load_state(state_dict, n_head, vocab, transpose=True, gelu=gelu, eps=1e-5, who="from_nanogpt")
 
 
 def to_nanogpt(model: GPT, grads: bool = False) -> dict:
     """nanoGPT's state dict of ``model`` as NumPy arrays (new arrays, Linear weights transposed to
-    (out, in)), with ``lm_head.weight`` the same array as ``transformer.wte.weight`` (tied).
+    (out, in)), with ``lm_head.weight`` the same array as ``transformer.wte.weight`` (tied), or
+    the untied head's ``lm_head.W`` transposed.
     ``grads=True``: the gradients under the same names and layouts (the tied weight's is the sum
     of its two uses, as PyTorch's ``.grad`` of the shared parameter). Feed it to PyTorch with
     ``{k: torch.from_numpy(v) for k, v in sd.items()}``."""
@@ -166,9 +181,10 @@ def to_nanogpt(model: GPT, grads: bool = False) -> dict:
         raise TypeError(f"to_nanogpt: expected a handgrad GPT, got {type(model).__name__}")
     source = model.grads if grads else model.params
     out = {}
-    for theirs, ours, transposed in _layout(model.n_layer, model.bias):
+    for theirs, ours, transposed in _layout(model.n_layer, model.bias, tied_head=model.tied_head):
         out[theirs] = np.ascontiguousarray(source[ours].T) if transposed else source[ours].copy()
-    out["lm_head.weight"] = out["transformer.wte.weight"]
+    if model.tied_head:
+        out["lm_head.weight"] = out["transformer.wte.weight"]
     return out
 
 

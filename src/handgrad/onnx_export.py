@@ -408,7 +408,7 @@ def _sequential_graph(g: _Graph, model, input_shape) -> tuple:
 
 def _gpt_graph(g: _Graph, model) -> tuple:
     """nanoGPT's forward: ``x = wte[idx] + wpe[0 .. T-1]``, the blocks
-    ``x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))``, ``logits = ln_f(x) wte^T``."""
+    ``x = x + attn(ln_1(x)); x = x + mlp(ln_2(x))``, ``logits = ln_f(x) wte^T`` (or ``ln_f(x) W_head``, untied)."""
     from .model.gpt import _Block, _MLP
 
     c = dict(model.children())
@@ -427,8 +427,11 @@ def _gpt_graph(g: _Graph, model) -> tuple:
         m = _chain(g, b["mlp"], _layernorm(g, b["ln_2"], x, f"{path}.ln_2"), f"{path}.mlp")
         x = _Value(g.node("Add", [x.name, m.name], path), x.shape)
     x = _layernorm(g, c["ln_f"], x, "ln_f")
-    wte_t = g.node("Transpose", [g.weight("lm_head.W", c["wte"].W)], "lm_head", perm=[1, 0])  # (C, V)
-    logits = _Value(g.node("MatMul", [x.name, wte_t], "lm_head"), ("N", "T", model.vocab_size))
+    if model.tied_head:
+        head = g.node("Transpose", [g.weight("lm_head.W", c["wte"].W)], "lm_head", perm=[1, 0])  # wte^T (C, V)
+    else:
+        head = g.weight("lm_head.W", c["lm_head"].W)                                              # (C, V)
+    logits = _Value(g.node("MatMul", [x.name, head], "lm_head"), ("N", "T", model.vocab_size))
     return idx, logits, "logits", {"handgrad.block_size": str(model.block_size)}
 
 

@@ -8,6 +8,7 @@ C = n_embd, H = n_head heads of hd = C / H, L = n_layer blocks. The forward, for
     for each block:  x1 = x  + attn(ln_1(x))         causal self-attention, pre-norm   (N, T, C)
                      x  = x1 + mlp(ln_2(x1))         mlp = c_proj(gelu(c_fc(.)))       via (N, T, 4C)
     logits = ln_f(x) wte^T                           output layer tied to wte          (N, T, V)
+             (tied_head=False: ln_f(x) W_head, its own matrix lm_head.W (C, V), makemore.py's)
 
 With dropout p > 0, dropout also acts after the embeddings' sum (``drop``) and on the outputs of
 attn and mlp (``drop_attn``, ``drop_mlp``); with p = 0 those layers do not exist.
@@ -20,6 +21,7 @@ of its input; ``dy`` is the gradient arriving at a block, ``dx1`` at its middle 
         dlogits = (softmax(logits) - onehot(targets)) / M     (N, T, V); M counted positions
     lm_head (tied wte)  GPT.backward_from_scores            model/gpt.py
         dwte += dlogits^T x_f (V, C);  dx = dlogits wte (N, T, C)
+        (untied: Affine.backward, layers/dense.py: dW_head = x_f^T dlogits (C, V);  dx = dlogits W_head^T)
     ln_f                LayerNorm.backward                  layers/normalization.py
         dx (N, T, C) -> dy of the last block (N, T, C);  dgamma, dbeta (C,)
     for each block, L-1 .. 0 (Chain.backward, layers/composite.py; _Block.backward, model/gpt.py):
@@ -71,6 +73,7 @@ from .base import Model
 __all__ = ["GPT", "GPTConfig"]
 
 _GELUS = ("none", "tanh")
+_INITS = ("nanogpt", "pytorch", "zeros")
 
 # The limits of a GPT's settings, in one place: GPTConfig applies them, for the constructor and
 # for load. Sizes are below validate.MAX_SIZE (2**40); n_layer at most 10000 (load loops over the
@@ -84,7 +87,8 @@ class GPTConfig:
     """A GPT's architecture: nanoGPT's ``GPTConfig`` (its names), plus ``gelu`` (``"none"``:
     exact, nanoGPT's ``nn.GELU()``; ``"tanh"``: GPT-2's ``gelu_new``), ``eps`` (LayerNorm's,
     GPT-2's ``layer_norm_epsilon``) and ``vocab`` (None, or the V characters of the ids as one
-    string). Everything :class:`GPT` builds, saves (``spec``), counts (``param_shapes``) and
+    string), ``tied_head`` (True: the output layer is the token embedding, ``logits = x wte^T``,
+    nanoGPT's and GPT-2's; False: its own matrix, makemore.py's ``lm_head``). Everything :class:`GPT` builds, saves (``spec``), counts (``param_shapes``) and
     describes follows from it.
 
     Checked once, when created, against the limits of this module: sizes positive integers below
@@ -105,6 +109,7 @@ class GPTConfig:
     bias: bool = True
     gelu: str = "none"
     eps: float = 1e-5
+    tied_head: bool = True
     vocab: str | None = None
 
     def __post_init__(self) -> None:
@@ -118,6 +123,7 @@ class GPTConfig:
                                             high=DROPOUT_RANGE[1], high_open=True)
         settings["eps"] = check_eps(self.eps, who="GPT")
         settings["bias"] = validate.boolean(self.bias, "bias", who="GPT")
+        settings["tied_head"] = validate.boolean(self.tied_head, "tied_head", who="GPT")
         settings["gelu"] = validate.choice(self.gelu, "gelu", _GELUS, who="GPT",
                                            meaning="'none' (exact, nanoGPT) or 'tanh' (GPT-2's gelu_new)")
         vocab = self.vocab
@@ -151,6 +157,8 @@ class GPTConfig:
         for i in range(self.n_layer):
             shapes.update({f"h.{i}.{key}": shape for key, shape in block.items()})
         shapes.update({"ln_f.gamma": (C,), "ln_f.beta": (C,)})
+        if not self.tied_head:
+            shapes["lm_head.W"] = (C, V)
         if not self.bias:
             shapes = {k: v for k, v in shapes.items() if not _is_bias(k)}
         return shapes
@@ -241,7 +249,8 @@ class _Block(Layer):
 
 class GPT(Model):
     """nanoGPT's GPT: token and position embeddings, ``n_layer`` pre-norm Transformer blocks, a
-    final LayerNorm and an output layer tied to the token embedding.
+    final LayerNorm and an output layer tied to the token embedding (``tied_head=False``: its own
+    matrix, as makemore.py's Transformer).
 
     Arguments: ``vocab_size`` V, ``block_size`` B (the longest context: B learned positions),
     ``n_layer``, ``n_head``, ``n_embd`` C (divisible by n_head). ``dropout`` p (see below).
@@ -252,7 +261,8 @@ class GPT(Model):
     V characters), saved with the model: :meth:`encode` / :meth:`decode` use it. ``gelu``:
     ``"none"`` (exact, nanoGPT's ``nn.GELU()``) or ``"tanh"`` (GPT-2's ``gelu_new``, for
     Hugging Face checkpoints). ``eps``: LayerNorm's (GPT-2's ``layer_norm_epsilon``).
-    ``init``: ``"nanogpt"`` or ``"zeros"`` (to load weights into; :meth:`from_spec` uses it).
+    ``init``: ``"nanogpt"``, ``"pytorch"`` or ``"zeros"`` (to load weights into; :meth:`from_spec`
+    uses it).
     The settings make a :class:`GPTConfig`, ``gpt.config``; :meth:`from_config` builds a GPT
     from one, and ``gpt.vocab_size``, ``gpt.n_layer``, ... read it.
 
@@ -260,11 +270,15 @@ class GPT(Model):
     ``h.<i>.attn.W_qkv`` (C, 3C) / ``b_qkv`` / ``W_o`` (C, C) / ``b_o``, ``h.<i>.ln_2.*``,
     ``h.<i>.mlp.c_fc.W`` (C, 4C) / ``b``, ``h.<i>.mlp.c_proj.W`` (4C, C) / ``b``,
     ``ln_f.gamma/beta``. There is no lm_head entry: the output layer uses ``wte.W`` and adds its
-    gradient into ``wte``'s (one owner), so ``params`` lists the array once.
+    gradient into ``wte``'s (one owner), so ``params`` lists the array once. With
+    ``tied_head=False`` the output layer is an Affine ``lm_head`` whose ``lm_head.W`` (C, V) is
+    the last parameter; its bias stays zero and is not a parameter (makemore's ``bias=False``).
 
     Initialisation (nanoGPT's): every weight matrix and embedding N(0, 0.02); the two residual
     projections of each block (``attn.W_o``, ``mlp.c_proj.W``) N(0, 0.02 / sqrt(2 n_layer));
-    biases 0; LayerNorm gains 1.
+    biases 0; LayerNorm gains 1. ``init="pytorch"``: what PyTorch's modules start from when
+    nothing re-initialises them, as in makemore.py's Transformer: embeddings N(0, 1); every
+    Affine's W and b uniform in +-1/sqrt(fan_in) (``nn.Linear``'s); LayerNorm gains 1, biases 0.
 
     Dropout (p > 0, training mode only; masks drawn from the model's generator ``rng``, which
     checkpoints save): after the embeddings' sum, on the attention's output projection
@@ -293,10 +307,10 @@ class GPT(Model):
 
     def __init__(self, vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int,
                  dropout: float = 0.0, bias: bool = True, seed=None, dtype=np.float32, vocab=None,
-                 gelu: str = "none", eps: float = 1e-5, init: str = "nanogpt") -> None:
+                 gelu: str = "none", eps: float = 1e-5, tied_head: bool = True, init: str = "nanogpt") -> None:
         super().__init__()
-        if init not in ("nanogpt", "zeros"):
-            raise ValueError(f"GPT: init must be 'nanogpt' or 'zeros', got {init!r}")
+        if init not in _INITS:
+            raise ValueError(f"GPT: init must be one of {', '.join(map(repr, _INITS))}, got {init!r}")
         dtype = validate.float_dtype(dtype, who="GPT")
         if vocab is not None:
             vocab = vocab if isinstance(vocab, CharVocab) else CharVocab(vocab)
@@ -305,36 +319,48 @@ class GPT(Model):
         # GPTConfig checks everything else, as load checks a saved GPT: a model that can be built
         # (and trained) can be saved and loaded back.
         self._config = config = GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd, dropout=dropout,
-                                          bias=bias, gelu=gelu, eps=eps,
+                                          bias=bias, gelu=gelu, eps=eps, tied_head=tied_head,
                                           vocab=None if vocab is None else "".join(vocab.chars))
         self.vocab = vocab
         self.rng = initializers.as_generator(seed)
         V, B, L, H, C = config.vocab_size, config.block_size, config.n_layer, config.n_head, config.n_embd
         p = config.dropout
 
-        def normal(shape, std):
+        def embedding(shape):
             if init == "zeros":
                 return np.zeros(shape, dtype)
-            return (self.rng.standard_normal(shape) * std).astype(dtype)
+            return (self.rng.standard_normal(shape) * (1.0 if init == "pytorch" else 0.02)).astype(dtype)
 
-        zeros = lambda n: np.zeros(n, dtype)  # noqa: E731
+        def affine(n_in, n_out, std=0.02):
+            """An Affine (n_in, n_out): nanoGPT's N(0, std) and zero bias, or nn.Linear's uniform."""
+            if init == "pytorch":
+                bound = 1 / math.sqrt(n_in)
+                return (self.rng.uniform(-bound, bound, (n_in, n_out)).astype(dtype),
+                        self.rng.uniform(-bound, bound, n_out).astype(dtype))
+            W = np.zeros((n_in, n_out), dtype) if init == "zeros" else \
+                (self.rng.standard_normal((n_in, n_out)) * std).astype(dtype)
+            return W, np.zeros(n_out, dtype)
+
         proj_std = 0.02 / math.sqrt(2 * L)
-        self.add_child("wte", Embedding(normal((V, C), 0.02)))
-        self.add_child("wpe", Embedding(normal((B, C), 0.02)))
+        self.add_child("wte", Embedding(embedding((V, C))))
+        self.add_child("wpe", Embedding(embedding((B, C))))
         if p > 0:
             self.add_child("drop", Dropout(p, rng=self.rng))  # nanoGPT's transformer.drop
         blocks = []
         for _ in range(L):
-            attn = MultiHeadAttention(normal((C, 3 * C), 0.02), zeros(3 * C), normal((C, C), proj_std), zeros(C),
-                                      n_heads=H, causal=True)
-            mlp = _MLP(Affine(normal((C, 4 * C), 0.02), zeros(4 * C)), GELU(config.gelu),
-                       Affine(normal((4 * C, C), proj_std), zeros(C)))
+            attn = MultiHeadAttention(*affine(C, 3 * C), *affine(C, C, proj_std), n_heads=H, causal=True)
+            mlp = _MLP(Affine(*affine(C, 4 * C)), GELU(config.gelu), Affine(*affine(4 * C, C, proj_std)))
             blocks.append(_Block(LayerNorm(C, config.eps, dtype), attn, LayerNorm(C, config.eps, dtype), mlp, p,
                                  self.rng))
         self.add_child("h", Chain(blocks))
         self.add_child("ln_f", LayerNorm(C, config.eps, dtype))
-        # bias=False: the bias arrays stay zero and are not the model's parameters (see above).
-        self._fixed_zero = frozenset() if config.bias else frozenset(k for k in super().params if _is_bias(k))
+        if not config.tied_head:  # makemore's lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+            W_head, _ = affine(C, V)
+            self.add_child("lm_head", Affine(W_head, np.zeros(V, dtype)))
+        # bias=False: the bias arrays stay zero and are not the model's parameters (see above);
+        # nor is an untied lm_head's bias.
+        self._fixed_zero = frozenset(k for k in super().params
+                                     if (not config.bias and _is_bias(k)) or k == "lm_head.b")
         self._positions = np.arange(B)[None, :]  # (1, B): the position ids wpe looks up
         self._xf = None
         self._nt = None  # (N, T) of the last predict
@@ -359,8 +385,8 @@ class GPT(Model):
         return None if self.vocab is None else "".join(self.vocab.chars)
 
     # The settings, read from the config (a built GPT's architecture does not change).
-    vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias, gelu, eps = map(_setting, (
-        "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "gelu", "eps"))
+    vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias, gelu, eps, tied_head = map(_setting, (
+        "vocab_size", "block_size", "n_layer", "n_head", "n_embd", "dropout", "bias", "gelu", "eps", "tied_head"))
 
     # --- parameters ----------------------------------------------------------------------------
 
@@ -376,8 +402,8 @@ class GPT(Model):
 
     @property
     def num_params(self) -> int:
-        """Parameters, each array once (the tied wte counted once, as nanoGPT's count with
-        position embeddings included)."""
+        """Parameters, each array once (a tied wte counted once, as nanoGPT's count with
+        position embeddings included; an untied lm_head.W counted too)."""
         return int(sum(value.size for value in self.params.values()))
 
     @property
@@ -392,7 +418,10 @@ class GPT(Model):
 
     def spec(self) -> dict:
         # The vocabulary as the model holds it now, unchecked: save refuses one it cannot write.
-        return {"model": "GPT", **asdict(self._config), "vocab": self._vocab_text()}
+        spec = {"model": "GPT", **asdict(self._config), "vocab": self._vocab_text()}
+        if spec["tied_head"]:  # a tied GPT's file stays what it was before untied heads existed
+            del spec["tied_head"]
+        return spec
 
     @classmethod
     def param_shapes(cls, spec: dict) -> dict:
@@ -459,6 +488,8 @@ class GPT(Model):
         x = self.h.forward(x)                                       # every block, first to last (N, T, C)
         x = self.ln_f.forward(x)                                    # (N, T, C)
         self._xf, self._nt = x.reshape(n * t, self.n_embd), (n, t)  # x_f (N*T, C), kept for backward
+        if not self.tied_head:
+            return self.lm_head.forward(x)                          # lm_head: x_f W_head (N, T, V)
         return (self._xf @ self.wte.W.T).reshape(n, t, self.vocab_size)  # lm_head: x_f wte^T (N, T, V)
 
     def backward_from_logits(self, dlogits) -> None:
@@ -473,10 +504,13 @@ class GPT(Model):
         (token ids have no gradient)."""
         self._require_forward(self._xf)
         (n, t), C, V = self._nt, self.n_embd, self.vocab_size
-        dlogits = self._check_dout(dlogits, (n, t, V)).reshape(n * t, V).astype(self.dtype, copy=False)
-        # lm_head, logits = x_f wte^T: its share of the tied weight's gradient, and dx_f.
-        self.wte.add_to_grad("W", dlogits.T @ self._xf)            # (V, C)
-        dx = (dlogits @ self.wte.W).reshape(n, t, C)                # (N, T, C)
+        dlogits = self._check_dout(dlogits, (n, t, V)).astype(self.dtype, copy=False)
+        if self.tied_head:  # lm_head, logits = x_f wte^T: its share of the tied weight's gradient, and dx_f.
+            dlogits = dlogits.reshape(n * t, V)
+            self.wte.add_to_grad("W", dlogits.T @ self._xf)        # (V, C)
+            dx = (dlogits @ self.wte.W).reshape(n, t, C)            # (N, T, C)
+        else:               # lm_head, logits = x_f W_head: dW_head = x_f^T dlogits, dx_f = dlogits W_head^T
+            dx = self.lm_head.backward(dlogits)                     # (N, T, C)
         dx = self.ln_f.backward(dx)                                 # (N, T, C)
         dx = self.h.backward(dx)                                    # every block, last to first (N, T, C)
         if self.dropout > 0:
@@ -496,7 +530,8 @@ class GPT(Model):
             x, cache = block.forward_step(x, None if caches is None else caches[i])
             new_caches.append(cache)
         last = self.ln_f.apply(x[:, -1])                              # (N, C)
-        return last @ self.wte.W.T, new_caches                        # (N, V)
+        logits = last @ self.wte.W.T if self.tied_head else self.lm_head.apply(last)
+        return logits, new_caches                                     # (N, V)
 
     def generate(self, idx, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None, seed=None,
                  use_cache: bool = True, return_logits: bool = False):

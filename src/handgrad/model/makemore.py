@@ -21,7 +21,8 @@ handgrad's layers, so every backward is one you can read in ``handgrad/layers/``
 ``rnn``           Embedding (V, 64), RNN 64 (tanh), Affine V (makemore.py's RNN)    sequences
 ``gru``           Embedding (V, 64), GRU 64, Affine V (makemore.py's GRU)          sequences
 ``transformer``   :class:`~handgrad.model.GPT`: 4 blocks, 4 heads, width 64,       sequences
-                  tanh GELU, biases (makemore.py's Transformer)
+                  tanh GELU, biases, its own output matrix, PyTorch's default
+                  initialisation (makemore.py's Transformer)
 ================  =============================================================  ================
 
 *Contexts* (:func:`handgrad.data.words.contexts`, Zero to Hero's): the model reads the
@@ -33,8 +34,7 @@ How they differ from the originals, where they do: Zero to Hero's ``Linear`` bef
 has no bias; here it has one, initialised to 0, whose gradient is 0 (a BatchNorm's input
 gradient sums to 0 over the batch), so it stays 0 under SGD. Its ``BatchNorm1d`` normalises with
 the unbiased variance (``torch.var``); handgrad's BatchNorm, as PyTorch's ``nn.BatchNorm1d``,
-with the biased one. makemore.py's Transformer has its own output matrix; handgrad's GPT ties
-it to the token embedding (nanoGPT's). makemore.py's RNN and GRU start from a learned state and
+with the biased one. makemore.py's RNN and GRU start from a learned state and
 its GRU applies the reset gate before the hidden matrix (Cho et al.'s form); handgrad's start
 from zeros, and its GRU is PyTorch's (the reset gate after ``W_hn h``).
 """
@@ -141,8 +141,12 @@ def wavenet(vocab_size: int, block_size: int = 8, n_embd: int = 24, n_hidden: in
 def transformer(vocab_size: int, block_size: int, n_layer: int = 4, n_head: int = 4, n_embd: int = 64, seed=None,
                 dtype=np.float32) -> GPT:
     """makemore.py's ``Transformer`` (its defaults: 4 layers, 4 heads, width 64), as handgrad's
-    GPT with biases and the tanh GELU makemore uses; ``block_size``: the longest word + 1."""
-    return GPT(vocab_size, block_size, n_layer, n_head, n_embd, bias=True, gelu="tanh", seed=seed, dtype=dtype)
+    GPT with what makemore's has: biases, the tanh GELU (its ``NewGELU``), an output matrix of
+    its own (``lm_head``, no bias; nanoGPT ties it to the token embedding) and the weights
+    PyTorch's modules start from (makemore does not re-initialise them: embeddings N(0, 1),
+    Linear uniform in +-1/sqrt(fan_in)); ``block_size``: the longest word + 1."""
+    return GPT(vocab_size, block_size, n_layer, n_head, n_embd, bias=True, gelu="tanh", tied_head=False,
+               init="pytorch", seed=seed, dtype=dtype)
 
 
 def recurrent(vocab_size: int, cell: str = "rnn", n_embd: int = 64, n_embd2: int = 64, seed=None,
