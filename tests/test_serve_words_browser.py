@@ -71,8 +71,9 @@ def test_generate_words_and_see_each_characters_probability_and_group(server, br
     options = page.eval_on_selector_all("#model option", "options => options.map(o => o.text)")
     assert options == ["pets-transformer: words (pets.txt)", "pets-train: words (pets.txt)",
                        "pets-gone: words (gone.txt)"]
+    # 1,144 as nanoGPT, + 8 x 26 for makemore's own output matrix
     assert page.text_content("#model-info") == ("transformer (GPT: 1 layers, 2 heads, 8 wide, context 6, "
-                                                "vocabulary 26, 1,144 parameters)")
+                                                "vocabulary 26, 1,352 parameters)")
     assert page.is_hidden("#text-view") and page.is_hidden("#image-view")
     assert page.text_content("#groups-note").startswith("Each word is marked as makemore marks it")
     page.fill("#word-count", "12")
