@@ -21,7 +21,7 @@ import numpy as np
 
 Initializer = Callable[[tuple, np.random.Generator, np.dtype], np.ndarray]
 
-__all__ = ["he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "normal", "get", "as_generator"]
+__all__ = ["pytorch_linear", "he_normal", "he_uniform", "xavier_normal", "xavier_uniform", "normal", "get", "as_generator"]
 
 
 def as_generator(seed=None) -> np.random.Generator:
@@ -53,6 +53,13 @@ def _normal(shape, std, rng, dtype):
 
 def _uniform(shape, bound, rng, dtype):
     return rng.uniform(-bound, bound, shape).astype(dtype, copy=False)
+
+
+def pytorch_linear(n_in: int, n_out: int, rng, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """``(W (n_in, n_out), b (n_out,))`` as PyTorch's ``nn.Linear`` starts them when nothing
+    re-initialises them: both uniform in +-1/sqrt(n_in), W drawn first."""
+    bound = 1 / np.sqrt(n_in)
+    return _uniform((n_in, n_out), bound, rng, dtype), _uniform((n_out,), bound, rng, dtype)
 
 
 def he_normal(shape, rng, dtype=np.float32):

@@ -334,9 +334,7 @@ class GPT(Model):
         def affine(n_in, n_out, std=0.02):
             """An Affine (n_in, n_out): nanoGPT's N(0, std) and zero bias, or nn.Linear's uniform."""
             if init == "pytorch":
-                bound = 1 / math.sqrt(n_in)
-                return (self.rng.uniform(-bound, bound, (n_in, n_out)).astype(dtype),
-                        self.rng.uniform(-bound, bound, n_out).astype(dtype))
+                return initializers.pytorch_linear(n_in, n_out, self.rng, dtype)
             W = np.zeros((n_in, n_out), dtype) if init == "zeros" else \
                 (self.rng.standard_normal((n_in, n_out)) * std).astype(dtype)
             return W, np.zeros(n_out, dtype)

@@ -62,9 +62,7 @@ def bigram(vocab_size: int, seed=None, dtype=np.float32) -> Sequential:
 
 def _pytorch_linear(rng, n_in: int, n_out: int, dtype) -> Affine:
     """An Affine initialised as PyTorch's ``nn.Linear``: W and b uniform in +-1/sqrt(n_in)."""
-    bound = 1 / n_in ** 0.5
-    return Affine(rng.uniform(-bound, bound, (n_in, n_out)).astype(dtype),
-                  rng.uniform(-bound, bound, n_out).astype(dtype))
+    return Affine(*initializers.pytorch_linear(n_in, n_out, rng, dtype))
 
 
 def mlp(vocab_size: int, block_size: int, n_embd: int = 64, n_embd2: int = 64, seed=None,
