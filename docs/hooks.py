@@ -445,6 +445,15 @@ def serve_load(data: dict) -> list[str]:
             table(["model", "input", "clients", "requests/s", "p50 ms", "p99 ms", "answer KiB"], rows)]
 
 
+def normal_cdf_float32(data: dict) -> list[str]:
+    ulp, before = data["float32_ulp"], data["cody_in_float32_ulp"]
+    return [(f"float32 Phi(x) = t exp(-x^2 / 2) P(t) with t = 1 / (1 + {data['c']} |x|), P of degree {data['degree']}: "
+             f"the fit's largest relative error is {data['fit_relative_error']:.1e} (float64). Largest error of the "
+             "float32 result against the float64 Phi, in float32 ulp:"),
+            table(["x in", "float32 formula", "Cody's float64 formula run in float32"],
+                  [[key, f"{ulp[key]:.2f}", f"{before[key]:.2f}"] for key in ulp])]
+
+
 def generic(data: dict) -> list[str]:
     """Any other results file: its scalar values by path."""
     leaves = []
@@ -500,6 +509,7 @@ RENDERERS = [
     ("threads_avx2.json", threads, 'NPY_DISABLE_CPU_FEATURES="X86_V4" python benchmarks/threads.py --json ...'),
     ("gpt_block60.json", gpt, "python benchmarks/gpt.py --data-dir ../shared/data --block 60 --json ..."),
     ("gpt_avx2.json", gpt, 'NPY_DISABLE_CPU_FEATURES="X86_V4" python benchmarks/gpt.py --data-dir ../shared/data --json ...'),
+    ("normal_cdf_float32.json", normal_cdf_float32, "python benchmarks/fit_normal_cdf.py"),
     ("*.json", generic, None),
 ]
 

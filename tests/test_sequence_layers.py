@@ -32,6 +32,43 @@ def test_erf_and_normal_cdf_against_math_module():
     np.testing.assert_allclose(F.normal_cdf(x), [0.5 * math.erfc(-v) for v in z], rtol=2e-15, atol=0)
 
 
+def test_float32_normal_cdf_is_within_8_ulp_everywhere_the_tails_included():
+    """float32 input takes its own formula (t exp(-a^2/2) P(t)): measured against the float64 Phi
+    in units of float32's last place, down to the left tail where float32 still has normal numbers
+    (Cody's float64 formula run in float32 was 187 ulp off there, from the rounding of a^2)."""
+    x = np.concatenate([np.linspace(-13, 13, 200_001), RNG.standard_normal(50_000) * 3]).astype(np.float32)
+    exact = F.normal_cdf(x.astype(np.float64))
+    got = F.normal_cdf(x)
+    assert got.dtype == np.float32 and got.shape == x.shape
+    ulp = np.abs(got.astype(np.float64) - exact) / np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert ulp.max() <= 8.0, (ulp.max(), x[np.argmax(ulp)])
+    special = F.normal_cdf(np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 40.0, -40.0], np.float32))
+    assert special[0] == 1.0 and special[1] == 0.0 and np.isnan(special[2])
+    assert abs(special[3] - 0.5) <= 6e-8 and abs(special[4] - 0.5) <= 6e-8
+    assert special[5] == 1.0 and special[6] == 0.0
+    assert np.all(np.diff(F.normal_cdf(np.linspace(-6, 6, 10_001, dtype=np.float32))) >= -6e-8)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-15), (np.float32, 8 * 6e-8)])
+def test_normal_cdf_and_density_together_equal_each_alone(dtype, rtol):
+    """GELU's forward takes Phi and phi in one call (float32 shares the exp); each equals its own
+    formula, in x's shape and dtype, across chunks (F._CHUNK), with nan and the infinities."""
+    x = (RNG.standard_normal(F._CHUNK + 999) * 4).reshape(-1, 1).astype(dtype)
+    x[:3, 0] = [np.nan, np.inf, -np.inf]
+    cdf, density = F.normal_cdf_and_density(x)
+    assert cdf.shape == density.shape == x.shape and cdf.dtype == density.dtype == dtype
+    np.testing.assert_array_equal(cdf, F.normal_cdf(x))
+    exact = [math.exp(-v * v / 2) / math.sqrt(2 * math.pi) for v in x[3:, 0].astype(np.float64)]
+    subnormal = np.finfo(dtype).tiny  # below it a float has fewer digits: relative error means nothing
+    np.testing.assert_allclose(density[3:, 0], exact, rtol=rtol, atol=subnormal)
+    assert np.isnan(density[0, 0]) and density[1, 0] == 0.0 and density[2, 0] == 0.0
+
+
+def test_float32_gelu_matches_float64_gelu_to_float32_precision():
+    x = (RNG.standard_normal(100_000) * 3).astype(np.float32)
+    np.testing.assert_allclose(F.gelu(x), F.gelu(x.astype(np.float64)), rtol=1e-6, atol=1e-9)
+
+
 def test_erf_special_values_and_shapes():
     out = F.erf(np.array([np.inf, -np.inf, np.nan, 0.0]))
     assert out[0] == 1.0 and out[1] == -1.0 and np.isnan(out[2]) and out[3] == 0.0

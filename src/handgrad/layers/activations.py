@@ -76,8 +76,9 @@ class GELU(Layer):
 
     NumPy has no erf: Phi comes from :func:`handgrad.functions.normal_cdf` (W. J. Cody's
     rational approximations, ~1e-16 relative in float64, and exact in the left tail where
-    PyTorch's ``1 + erf`` cancels). Caches x and Phi(x) (or tanh u), nothing else; ``apply(x)``
-    is the same y, caching nothing (inference: a GPT's generation).
+    PyTorch's ``1 + erf`` cancels; a formula of its own for float32, within 8 ulp). Caches x,
+    Phi(x) and phi(x) (or x and tanh u), nothing else; ``apply(x)`` is the same y, caching
+    nothing (inference: a GPT's generation).
     Shapes: any; y and dx have x's shape and dtype (integers become float64).
     """
 
@@ -95,10 +96,6 @@ class GELU(Layer):
     def from_spec(cls, spec: dict, dtype=np.float32) -> "GELU":
         return cls(approximate=spec.get("approximate", "none"))
 
-    def _gate(self, x: np.ndarray) -> np.ndarray:
-        """What backward needs besides x: Phi(x) (exact), or tanh u ("tanh")."""
-        return F.normal_cdf(x) if self.approximate == "none" else F.tanh_gelu_inner_tanh(x)
-
     def _output(self, x: np.ndarray, gate: np.ndarray) -> np.ndarray:
         """``y`` from x and its gate: ``x Phi(x)``, or ``x (1 + tanh u) / 2`` (a new array)."""
         if self.approximate == "none":
@@ -111,29 +108,30 @@ class GELU(Layer):
     def apply(self, x):
         """``y = GELU(x)``, caching nothing: the forward formula, for inference (a GPT's generation)."""
         x = self._input(x)
-        return self._output(x, self._gate(x))
+        gate = F.normal_cdf(x) if self.approximate == "none" else F.tanh_gelu_inner_tanh(x)
+        return self._output(x, gate)
 
     def forward(self, x):
-        """:meth:`apply`, keeping x and its gate for backward."""
+        """:meth:`apply`, keeping x and what backward needs: Phi(x) and phi(x), or tanh u."""
         x = self._input(x)
-        gate = self._gate(x)
-        self._cache = (x, gate)
+        if self.approximate == "none":
+            gate, density = F.normal_cdf_and_density(x)
+            self._cache = (x, gate, density)
+        else:
+            gate = F.tanh_gelu_inner_tanh(x)
+            self._cache = (x, gate)
         return self._output(x, gate)
 
     def backward(self, dout):
         self._require_forward(self._cache)
-        x, cached = self._cache
-        dout = self._check_dout(dout, x.shape)
+        dout = self._check_dout(dout, self._cache[0].shape)
         # One buffer, updated in place: each line is one pass over memory.
         if self.approximate == "none":
-            slope = x * x
-            slope *= -0.5
-            np.exp(slope, out=slope)
-            slope *= x
-            slope *= 1.0 / np.sqrt(2.0 * np.pi)  # x phi(x)
-            slope += cached  # + Phi(x)
+            x, cdf, density = self._cache
+            slope = x * density  # x phi(x)
+            slope += cdf  # + Phi(x)
         else:
-            tanh_u = cached
+            x, tanh_u = self._cache
             slope = x * x
             slope *= 3.0 * F._GELU_KAPPA
             slope += 1.0
