@@ -42,7 +42,9 @@ def test_mlp_with_batchnorm_and_dropout_saves_running_statistics(tmp_path):
     model = hg.mlp(64, [32, 32], 10, batchnorm=True, dropout=0.2, seed=0)
     names = [type(layer).__name__ for layer in model.layers]
     assert names == ["Affine", "BatchNorm", "Relu", "Dropout", "Affine", "BatchNorm", "Relu", "Dropout", "Affine"]
-    hg.fit(model, hg.optim.Adam(lr=3e-3), (x, t), epochs=5, batch_size=64, seed=0)
+    # 10 epochs: after 5 this net sat at 0.90-0.93 over seeds 0-4 (seed 0: 0.8997 once sums changed
+    # order), a coin toss on the threshold; after 10, 0.947-0.967.
+    hg.fit(model, hg.optim.Adam(lr=3e-3), (x, t), epochs=10, batch_size=64, seed=0)
     assert model.accuracy(x_test, t_test) > 0.9
     hg.save(model, tmp_path / "bn")
     loaded = hg.load(tmp_path / "bn")

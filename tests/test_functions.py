@@ -145,3 +145,43 @@ def test_large_arrays_go_by_chunks_with_each_values_result_unchanged(fn, dtype):
     pieces = np.concatenate([fn(x[i:i + 1000]) for i in range(0, len(x), 1000)])
     np.testing.assert_array_equal(whole.reshape(-1), pieces)
     assert np.isnan(whole.reshape(-1)[5]) and abs(whole.reshape(-1)[F._CHUNK]) == 1.0
+
+
+# --- row_max, row_sums, column_sums: NumPy's reductions done faster, same results --------------
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 1), (5, 2), (4, 13), (2, 3, 16), (2, 3, 4, 33), (2, 2, 64, 64)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_max_equals_numpys_max_over_the_last_axis(shape, dtype):
+    """Halving, odd widths included (the middle column is carried to the next round)."""
+    x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(dtype)
+    got = F.row_max(x)
+    assert got.shape == shape[:-1] and got.dtype == dtype
+    np.testing.assert_array_equal(got, x.max(axis=-1))
+
+
+def test_row_max_propagates_nan_and_keeps_minus_infinity_rows():
+    x = np.array([[1.0, np.nan, 3.0], [-np.inf, -np.inf, -np.inf], [-np.inf, 2.0, -5.0]])
+    got = F.row_max(x)
+    assert np.isnan(got[0]) and got[1] == -np.inf and got[2] == 2.0
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (7, 3), (512, 64), (3, 1000)])
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-13)])
+def test_column_and_row_sums_equal_numpys_sums_up_to_summation_order(shape, dtype, rtol):
+    x = np.random.default_rng(shape[0]).uniform(0.5, 1.5, shape).astype(dtype)  # no cancellation
+    columns, rows = F.column_sums(x), F.row_sums(x)
+    assert columns.shape == (shape[1],) and rows.shape == (shape[0],) and columns.dtype == rows.dtype == dtype
+    exact = x.astype(np.float64)
+    np.testing.assert_allclose(columns, exact.sum(axis=0), rtol=rtol)
+    np.testing.assert_allclose(rows, exact.sum(axis=1), rtol=rtol)
+    stacked = x.reshape(1, *shape)
+    assert F.row_sums(stacked).shape == (1, shape[0])
+    np.testing.assert_allclose(F.row_sums(stacked)[0], rows, rtol=rtol)
+
+
+def test_row_sums_of_a_strided_view_and_nonfinite_values():
+    x = np.arange(24, dtype=np.float64).reshape(2, 3, 4).transpose(0, 2, 1)  # not contiguous
+    np.testing.assert_array_equal(F.row_sums(x), x.sum(axis=-1))
+    y = np.array([[1.0, np.inf], [np.nan, 1.0]])
+    assert F.row_sums(y)[0] == np.inf and np.isnan(F.row_sums(y)[1]) and np.isnan(F.column_sums(y)[0])

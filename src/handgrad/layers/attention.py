@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from ..functions import as_float_array
+from ..functions import as_float_array, column_sums, row_max, row_sums
 from .base import Layer, check_sizes
 
 
@@ -25,16 +25,17 @@ def _masked_softmax_(scores: np.ndarray, bias, may_mask_whole_rows: bool) -> np.
     (only checked when ``may_mask_whole_rows``: a causal mask alone always leaves the diagonal).
 
     Memory passes over ``scores``: add the mask (1), row max (1), subtract (1), exp (1), row sum
-    (1), scale (1)."""
+    (1), scale (1); the row max and sum as functions.row_max (halving) and row_sums (BLAS),
+    faster than NumPy's reductions over short rows."""
     if bias is not None:
         scores += bias
-    row_max = scores.max(axis=-1, keepdims=True)
+    shift = row_max(scores)[..., None]
     if may_mask_whole_rows:
         # A row of -inf would give -inf - -inf = nan; shifting it by 0 gives exp(-inf) = 0.
-        row_max[np.isneginf(row_max)] = 0
-    scores -= row_max  # every exponent <= 0: no overflow (the row maximum gives exp(0) = 1)
+        shift[np.isneginf(shift)] = 0
+    scores -= shift  # every exponent <= 0: no overflow (the row maximum gives exp(0) = 1)
     np.exp(scores, out=scores)
-    row_sum = scores.sum(axis=-1, keepdims=True)
+    row_sum = row_sums(scores)[..., None]
     if may_mask_whole_rows:
         row_sum[row_sum == 0] = 1  # only an all-masked row sums to 0 (else the max gives 1)
     scores *= 1 / row_sum  # one reciprocal per row, then a multiply per element
@@ -288,7 +289,7 @@ class MultiHeadAttention(Layer):
         dy = self._check_dout(dout, (n, t, d)).astype(x.dtype, copy=False).reshape(n * t, d)
         # Output projection: y = O W_o + b_o.
         self.add_to_grad("W_o", heads_out.reshape(n * t, d).T @ dy)
-        self.add_to_grad("b_o", dy.sum(axis=0))
+        self.add_to_grad("b_o", column_sums(dy))
         d_heads = (dy @ W_o.T).reshape(n, t, self.n_heads, self.head_dim).transpose(0, 2, 1, 3)  # dO, a view
         q, k, v = self._heads(qkv)  # q holds q / sqrt(hd)
         dqkv = np.empty((n, t, 3 * d), dtype=x.dtype)
@@ -303,7 +304,7 @@ class MultiHeadAttention(Layer):
         dqkv_rows[:, :d] *= x.dtype.type(1 / math.sqrt(self.head_dim))
         # Input projection: [q | k | v] = x W_qkv + b_qkv.
         self.add_to_grad("W_qkv", x.reshape(n * t, d).T @ dqkv_rows)
-        self.add_to_grad("b_qkv", dqkv_rows.sum(axis=0))
+        self.add_to_grad("b_qkv", column_sums(dqkv_rows))
         if not input_grad:
             return None
         return (dqkv_rows @ W_qkv.T).reshape(n, t, d)

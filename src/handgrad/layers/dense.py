@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..functions import column_sums
 from .base import WeightedLayer, check_sizes
 
 
@@ -101,7 +102,7 @@ class Affine(WeightedLayer):
         W = self.params["W"]
         dout_rows = self._check_dout(dout, self._out_shape).reshape(-1, W.shape[1]).astype(W.dtype, copy=False)
         self.add_to_grad("W", self._x2d.T @ dout_rows)
-        self.add_to_grad("b", dout_rows.sum(axis=0))
+        self.add_to_grad("b", column_sums(dout_rows))
         if not input_grad:
             return None
         return (dout_rows @ W.T).reshape(self._x_shape)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import validate
+from ..functions import column_sums, row_sums
 from .base import Layer, check_sizes
 
 #: eps lies strictly between these: above 0 (no division by zero for a constant row) and below 1
@@ -86,7 +87,7 @@ class LayerNorm(Layer):
         rows = x.reshape(-1, D)
         # x_hat is built in one buffer: centred, then scaled in place. The variance comes from an
         # einsum over the centred rows (one read, no squared temporary).
-        x_hat = rows - rows.mean(axis=1, keepdims=True)
+        x_hat = rows - (row_sums(rows) / D)[:, None]
         var = np.einsum("md,md->m", x_hat, x_hat) / D
         inv_std = 1.0 / np.sqrt(var + x.dtype.type(self.eps))
         x_hat *= inv_std[:, None]
@@ -118,8 +119,8 @@ class LayerNorm(Layer):
         D = self.num_features
         dout = self._check_dout(dout, shape).reshape(-1, D).astype(gamma.dtype, copy=False)
         dout_xhat = dout * x_hat
-        self.add_to_grad("gamma", dout_xhat.sum(axis=0))
-        self.add_to_grad("beta", dout.sum(axis=0))
+        self.add_to_grad("gamma", column_sums(dout_xhat))
+        self.add_to_grad("beta", column_sums(dout))
         # mean(g) and mean(g x_hat) with g = dout * gamma are matrix-vector products with gamma
         # (BLAS, and no g temporary): sum_d dout_d gamma_d and sum_d (dout x_hat)_d gamma_d.
         mean_g = (dout @ gamma) / D
