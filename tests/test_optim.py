@@ -91,3 +91,64 @@ def test_bad_arguments_are_refused_clearly():
         optim.SGD().update({"a": np.ones(1)}, {"b": np.ones(1)})
     with pytest.raises(ValueError, match=r"gradient 'a' has shape \(2,\), parameter has \(1,\)"):
         optim.SGD().update({"a": np.ones(1)}, {"a": np.ones(2)})
+
+
+def _per_parameter(opt, params, grads):
+    """The step parameter by parameter (``_update_one``), as before the flat buffers."""
+    opt.step_count += 1
+    for name, param in params.items():
+        opt._update_one(name, param, grads[name], opt.state.setdefault(name, {}))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: optim.Adam(lr=0.01),
+    lambda: optim.Adam(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+    lambda: optim.AdamW(lr=0.01, weight_decay=0.5),
+    lambda: optim.AdamW(lr=0.01, weight_decay=0.5, matrices_only=True),
+], ids=["Adam", "Adam-L2", "AdamW", "AdamW-matrices-only"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_over_flat_buffers_equals_the_step_parameter_by_parameter(make, dtype):
+    """update() runs Adam once over all parameters end to end; every value sees the same
+    operations in the same order as one parameter at a time, so the result is the same bit for
+    bit (one machine, one run). The state keeps one (views of the buffers) per parameter name; a
+    loaded state, a copy and a new set of parameters each get buffers of their own."""
+    import copy
+
+    rng = np.random.default_rng(3)
+    shapes = {"0.W": (4, 3), "0.b": (3,), "1.gamma": (5,), "2.W": (2, 3, 2)}
+    flat_params = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+    one_params = {k: v.copy() for k, v in flat_params.items()}
+    flat_opt, one_opt = make(), make()
+    for step in range(9):
+        grads = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
+        if step == 3:  # a state saved and loaded: copied into new buffers
+            reloaded = make()
+            reloaded.load_state_dict(flat_opt.state_dict())
+            flat_opt = reloaded
+        if step == 5:  # a deep copy: its own buffers, not the original's
+            original, flat_opt = flat_opt, copy.deepcopy(flat_opt)
+        flat_opt.update(flat_params, grads)
+        _per_parameter(one_opt, one_params, grads)
+        for k in shapes:
+            np.testing.assert_array_equal(flat_params[k], one_params[k], err_msg=f"step {step}, {k}")
+            np.testing.assert_array_equal(flat_opt.state[k]["exp_avg"], one_opt.state[k]["exp_avg"])
+            assert flat_opt.state[k]["exp_avg_sq"].shape == shapes[k]
+    assert original.step_count == 5 and flat_opt.step_count == 9  # the copy stepped alone
+    assert not np.array_equal(original.state["0.W"]["exp_avg"], flat_opt.state["0.W"]["exp_avg"])
+    # A new parameter joins (fine-tuning a grown model): the others keep their moments.
+    flat_params["3.b"], one_params["3.b"] = np.ones(2, dtype), np.ones(2, dtype)
+    grads = {k: np.full(v.shape, 0.25, dtype) for k, v in flat_params.items()}
+    flat_opt.update(flat_params, grads)
+    _per_parameter(one_opt, one_params, grads)
+    for k in flat_params:
+        np.testing.assert_array_equal(flat_params[k], one_params[k], err_msg=k)
+    assert "_flat" not in repr(flat_opt)
+
+
+def test_adam_with_parameters_of_two_precisions_steps_each_in_its_own():
+    params = {"a": np.ones(3, np.float32), "b": np.ones(2, np.float64)}
+    opt = optim.AdamW(lr=0.1)
+    opt.update(params, {"a": np.ones(3, np.float32), "b": np.ones(2, np.float64)})
+    assert params["a"].dtype == np.float32 and params["b"].dtype == np.float64
+    np.testing.assert_allclose(params["a"], params["b"][0], rtol=1e-6)
+    assert np.all(params["a"] < 1)

@@ -76,7 +76,7 @@ class Optimizer:
         self.state = {name: {k: np.array(v) for k, v in s.items()} for name, s in state["state"].items()}
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v}" for k, v in vars(self).items() if k not in ("state", "step_count", "_scratch_buffers"))
+        fields = ", ".join(f"{k}={v}" for k, v in vars(self).items() if k not in ("state", "step_count", "_scratch_buffers", "_flat"))
         return f"{type(self).__name__}({fields})"
 
 
@@ -194,21 +194,90 @@ class Adam(Optimizer):
         if not (0 <= beta1 < 1 and 0 <= beta2 < 1):
             raise ValueError(f"{type(self).__name__}: betas must lie in [0, 1), got {betas}")
         self.betas, self.eps = (float(beta1), float(beta2)), float(eps)
+        self._flat = None  # the flat buffers of update(), made on its first step
 
-    def _update_one(self, name, param, grad, state):
+    # One update for all parameters at once. Per parameter, the step below is 13 NumPy calls; a
+    # model of 53 small arrays (makemore's Transformer) spent 1.1 ms of a 13 ms step in them,
+    # mostly the calls' own cost. So the moments live in one flat buffer each (``state`` holds
+    # views of it, keyed and shaped as before); a step copies the gradients into a flat buffer,
+    # runs the same arithmetic once over it, and subtracts each parameter's slice of the result:
+    # two calls per parameter (three with weight decay) and 12 over the whole. Every value sees
+    # the same operations in the same order as in ``_update_one``: the same result, bit for bit.
+
+    def update(self, params, grads) -> None:
+        names = list(params)
+        if set(names) != set(grads):
+            raise KeyError(f"{type(self).__name__}: params and grads have different keys: "
+                           f"{sorted(set(names) ^ set(grads))}")
+        for name in names:
+            if grads[name].shape != params[name].shape:
+                raise ValueError(f"{type(self).__name__}: gradient {name!r} has shape {grads[name].shape}, "
+                                 f"parameter has {params[name].shape}")
+        dtypes = {params[name].dtype for name in names}
+        if len(dtypes) != 1 or not names:
+            super().update(params, grads)  # mixed precisions: one parameter at a time
+            return
+        self.step_count += 1
+        flat = self._flat_buffers(names, params)
+        g, scratch = flat["grad"], flat["scratch"]
+        for name, (start, stop) in flat["slices"].items():  # g: the gradients, end to end
+            param, grad, segment = params[name], grads[name], g[start:stop]
+            if self.decoupled_weight_decay:
+                if self.weight_decay and (not self.matrices_only or param.ndim >= 2):
+                    param *= 1.0 - self.lr * self.weight_decay
+                np.copyto(segment, grad.reshape(-1))
+            elif self.weight_decay:  # L2: g = grad + λ p
+                np.multiply(param.reshape(-1), self.weight_decay, out=segment)
+                segment += grad.reshape(-1)
+            else:
+                np.copyto(segment, grad.reshape(-1))
+        step = self._adam_step(flat["exp_avg"], flat["exp_avg_sq"], g, scratch)
+        for name, (start, stop) in flat["slices"].items():
+            param = params[name]
+            param -= step[start:stop].reshape(param.shape)
+
+    def _flat_buffers(self, names, params) -> dict:
+        """The flat moments, gradient and scratch buffers for these parameters, made on the first
+        step (or when the parameters or a loaded state change): each parameter's moments, where
+        ``state`` has them, are copied in, and ``state`` then holds views of the buffers."""
+        layout = tuple((name, params[name].shape, params[name].dtype) for name in names)
+        flat = self._flat
+        if flat is not None and flat["layout"] == layout:
+            return flat
+        dtype = params[names[0]].dtype
+        sizes = [params[name].size for name in names]
+        ends = np.cumsum(sizes).tolist()
+        slices = {name: (end - size, end) for name, size, end in zip(names, sizes, ends)}
+        total = ends[-1] if ends else 0
+        flat = {"layout": layout, "slices": slices, "grad": np.empty(total, dtype), "scratch": np.empty(total, dtype),
+                "exp_avg": np.zeros(total, dtype), "exp_avg_sq": np.zeros(total, dtype)}
+        for name, (start, stop) in slices.items():
+            state = self.state.setdefault(name, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                view = flat[key][start:stop].reshape(params[name].shape)
+                if key in state:
+                    np.copyto(view, state[key])
+                state[key] = view
+        self._flat = flat
+        return flat
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self._flat = None  # the loaded moments are copied into new flat buffers on the next step
+
+    def __getstate__(self) -> dict:
+        # A copy (copy.deepcopy, pickle) would hold the buffers and the state's views of them as
+        # separate arrays: it leaves the buffers out and makes its own from its state.
+        return {key: value for key, value in vars(self).items() if key != "_flat"}
+
+    def __setstate__(self, values: dict) -> None:
+        vars(self).update(values)
+        self._flat = None
+
+    def _adam_step(self, m, v, g, scratch):
+        """``lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)`` after updating m and v
+        with g, in ``scratch`` (returned); every line one pass, no temporaries."""
         beta1, beta2 = self.betas
-        if self.decoupled_weight_decay:
-            if self.weight_decay and (not self.matrices_only or param.ndim >= 2):
-                param *= 1.0 - self.lr * self.weight_decay
-            g = grad
-        else:
-            g = self._decayed(param, grad)
-        if "exp_avg" not in state:
-            state["exp_avg"], state["exp_avg_sq"] = np.zeros_like(param), np.zeros_like(param)
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        # Every line below is one pass over memory, written into m, v, param or one scratch
-        # buffer per parameter (kept across steps, not part of the state): no temporaries.
-        scratch = self._scratch(name, param)
         np.multiply(g, 1.0 - beta1, out=scratch)
         m *= beta1
         m += scratch  # m = beta1 m + (1 - beta1) g
@@ -223,7 +292,20 @@ class Adam(Optimizer):
         denom += self.eps  # sqrt(v) / sqrt(1 - beta2^t) + eps
         step = np.divide(m, denom, out=scratch)
         step *= step_size
-        param -= step
+        return step
+
+    def _update_one(self, name, param, grad, state):
+        """One parameter's step (the mixed-precision path; :meth:`update` does all at once)."""
+        if self.decoupled_weight_decay:
+            if self.weight_decay and (not self.matrices_only or param.ndim >= 2):
+                param *= 1.0 - self.lr * self.weight_decay
+            g = grad
+        else:
+            g = self._decayed(param, grad)
+        if "exp_avg" not in state:
+            state["exp_avg"], state["exp_avg_sq"] = np.zeros_like(param), np.zeros_like(param)
+        # One scratch buffer per parameter, kept across steps (not part of the state).
+        param -= self._adam_step(state["exp_avg"], state["exp_avg_sq"], g, self._scratch(name, param))
 
 
 class AdamW(Adam):
