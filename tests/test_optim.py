@@ -115,7 +115,7 @@ def test_adam_over_flat_buffers_equals_the_step_parameter_by_parameter(make, dty
     import copy
 
     rng = np.random.default_rng(3)
-    shapes = {"0.W": (4, 3), "0.b": (3,), "1.gamma": (5,), "2.W": (2, 3, 2)}
+    shapes = {"0.W": (4, 3), "0.b": (3,), "1.gamma": (5,), "2.W": (2, 3, 2), "3.W": (130, 128)}  # 3.W: on its own
     flat_params = {k: rng.standard_normal(s).astype(dtype) for k, s in shapes.items()}
     one_params = {k: v.copy() for k, v in flat_params.items()}
     flat_opt, one_opt = make(), make()

@@ -181,6 +181,10 @@ class RMSprop(Optimizer):
             param -= self.lr * g / denom
 
 
+_FLAT_BELOW = 16_384  # values: parameters smaller than this are stepped together (Adam.update)
+_CHUNK = 65_536  # values of the flat buffers per pass: four such chunks stay in the core's cache
+
+
 class Adam(Optimizer):
     """torch.optim.Adam: ``m = β1 m + (1 - β1) g``, ``v = β2 v + (1 - β2) g^2``,
     ``p -= lr / (1 - β1^t) * m / (sqrt(v) / sqrt(1 - β2^t) + eps)``."""
@@ -196,13 +200,17 @@ class Adam(Optimizer):
         self.betas, self.eps = (float(beta1), float(beta2)), float(eps)
         self._flat = None  # the flat buffers of update(), made on its first step
 
-    # One update for all parameters at once. Per parameter, the step below is 13 NumPy calls; a
-    # model of 53 small arrays (makemore's Transformer) spent 1.1 ms of a 13 ms step in them,
-    # mostly the calls' own cost. So the moments live in one flat buffer each (``state`` holds
-    # views of it, keyed and shaped as before); a step copies the gradients into a flat buffer,
-    # runs the same arithmetic once over it, and subtracts each parameter's slice of the result:
-    # two calls per parameter (three with weight decay) and 12 over the whole. Every value sees
-    # the same operations in the same order as in ``_update_one``: the same result, bit for bit.
+    # Small parameters are stepped together. Per parameter, the step below is 13 NumPy calls,
+    # each with ~1 us of its own cost: a model of 53 small arrays (makemore's Transformer, 205k
+    # values) spent 0.94 ms a step in them. So the moments of parameters below _FLAT_BELOW values
+    # live in one flat buffer each (``state`` holds views of it, keyed and shaped as before); a
+    # step copies their gradients into a flat buffer end to end, runs the arithmetic over it in
+    # cache-sized chunks, and subtracts each parameter's slice of the result: 0.74 ms. A large
+    # parameter is stepped on its own: its calls' cost is small beside its values', and the copy
+    # in and out would cost more than it saves (nanoGPT's GPT, 810k values: 2.4 ms one by one,
+    # 2.7 ms all flat, 2.3 ms with the 36 of its 52 arrays below 16,384 values flat; 2-core Intel
+    # Xeon). Every value sees the same operations in the same order either way: the
+    # same result, bit for bit (tested).
 
     def update(self, params, grads) -> None:
         names = list(params)
@@ -213,12 +221,16 @@ class Adam(Optimizer):
             if grads[name].shape != params[name].shape:
                 raise ValueError(f"{type(self).__name__}: gradient {name!r} has shape {grads[name].shape}, "
                                  f"parameter has {params[name].shape}")
-        dtypes = {params[name].dtype for name in names}
-        if len(dtypes) != 1 or not names:
-            super().update(params, grads)  # mixed precisions: one parameter at a time
-            return
         self.step_count += 1
-        flat = self._flat_buffers(names, params)
+        small = [name for name in names if params[name].size < _FLAT_BELOW]
+        if len({params[name].dtype for name in small}) > 1:
+            small = []  # mixed precisions: one parameter at a time
+        for name in names:
+            if params[name].size >= _FLAT_BELOW or not small:
+                self._update_one(name, params[name], grads[name], self.state.setdefault(name, {}))
+        if not small:
+            return
+        flat = self._flat_buffers(small, params)
         g, scratch = flat["grad"], flat["scratch"]
         for name, (start, stop) in flat["slices"].items():  # g: the gradients, end to end
             param, grad, segment = params[name], grads[name], g[start:stop]
@@ -231,10 +243,13 @@ class Adam(Optimizer):
                 segment += grad.reshape(-1)
             else:
                 np.copyto(segment, grad.reshape(-1))
-        step = self._adam_step(flat["exp_avg"], flat["exp_avg_sq"], g, scratch)
+        m, v = flat["exp_avg"], flat["exp_avg_sq"]
+        for start in range(0, g.size, _CHUNK):
+            chunk = slice(start, start + _CHUNK)
+            self._adam_step(m[chunk], v[chunk], g[chunk], scratch[chunk])  # the step, into scratch
         for name, (start, stop) in flat["slices"].items():
             param = params[name]
-            param -= step[start:stop].reshape(param.shape)
+            param -= scratch[start:stop].reshape(param.shape)
 
     def _flat_buffers(self, names, params) -> dict:
         """The flat moments, gradient and scratch buffers for these parameters, made on the first
