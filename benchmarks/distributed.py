@@ -1,6 +1,7 @@
 """Data-parallel training over MPI: measured on this machine, and a cost model up to 64 ranks.
 
-    flock /tmp/handgrad-heavy.lock python benchmarks/distributed.py [--json benchmarks/results/distributed.json]
+    flock /tmp/handgrad-heavy.lock python benchmarks/distributed.py [--repeats 3]
+                                       [--json benchmarks/results/distributed.json]
 
 Measured, for the MLP (784-100-10, batch 100), SimpleConvNet (1x28x28, batch 100) and the GPT
 of nanoGPT's CPU configuration (4 layers, 4 heads, 128 wide, context 64, batch 12), on random
@@ -10,6 +11,10 @@ data of those shapes, Adam, the same global batch in every setting:
 * time per step, throughput (samples or tokens per second), and for 2 ranks the time per step
   spent in the all-reduce (waiting for the slower rank included) and, alone, an all-reduce of
   the gradient buffer (no training around it).
+Each setting runs in a process of its own, timing a block of steps (300, 20 and 15: well past
+the first steps' allocations and thread start-up) after 3 warm-up steps; the settings take turns,
+their order reversed every other round, a 0.3 s pause before each, ``--repeats`` rounds (3);
+reported: the median per setting, and the spread of the step time over the rounds.
 
 On paper (strong scaling: the global batch B fixed, split over K ranks):
 ``T(K) = C ceil(B / K) / B + 2 (K - 1) (alpha + n / (K beta))``, C the measured 1-thread
@@ -123,6 +128,14 @@ def _measure(name: str, ranks: int, threads: int) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _median_run(runs: list[dict]) -> dict:
+    """One setting's rounds as one row: the median of every time, the step times of all rounds."""
+    row = {key: float(np.median([run[key] for run in runs])) for key in runs[0] if key.endswith("_s")}
+    row.update({key: runs[0][key] for key in ("gradient_bytes", "parameters")})
+    row["step_s_runs"] = [run["step_s"] for run in runs]
+    return row
+
+
 def modelled_step(compute_s: float, batch: int, ranks: int, gradient_bytes: int, alpha: float, beta: float) -> float:
     """Ring all-reduce cost model: see the module's docstring."""
     network = 0.0 if ranks == 1 else 2 * (ranks - 1) * (alpha + gradient_bytes / (ranks * beta))
@@ -134,8 +147,11 @@ def main() -> None:
     parser.add_argument("--worker")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--distributed", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of every setting (default: 3)")
     parser.add_argument("--json", default=str(HERE / "results" / "distributed.json"))
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
     sys.path.insert(0, str(HERE.parent / "src"))
     if args.worker:
         result = worker(args.worker, args.steps, args.distributed)
@@ -147,18 +163,25 @@ def main() -> None:
 
     print(machine_line(), flush=True)
     measured = {}
-    print(f"\n{'model':8} {'setting':22} {'ms/step':>9} {'throughput':>16} {'all-reduce ms/step':>19} {'alone':>7}")
+    print(f"\n{'model':8} {'setting':22} {'ms/step':>9} {'throughput':>16} {'all-reduce ms/step':>19} {'alone':>7}"
+          f"  (ms/step over {args.repeats} rounds)")
     for name, batch in MODELS.items():
         unit = "tokens/s" if name == "gpt" else "samples/s"
         per_step = batch * (64 if name == "gpt" else 1)
+        settings = (("1 rank, 1 thread", 1, 1), ("1 rank, 2 threads", 1, 2), ("2 ranks, 1 thread each", 2, 1))
+        runs = {label: [] for label, _, _ in settings}
+        for round_ in range(args.repeats):
+            for label, ranks, threads in settings[:: -1 if round_ % 2 else 1]:
+                time.sleep(0.3)
+                runs[label].append(_measure(name, ranks, threads))
         rows = {}
-        for label, ranks, threads in (("1 rank, 1 thread", 1, 1), ("1 rank, 2 threads", 1, 2),
-                                      ("2 ranks, 1 thread each", 2, 1)):
-            row = rows[label] = _measure(name, ranks, threads)
+        for label, ranks, _ in settings:
+            row = rows[label] = _median_run(runs[label])
             row["throughput"] = per_step / row["step_s"]
             extra = (f"{1e3 * row['allreduce_in_step_s']:19.3f} {1e3 * row['allreduce_alone_s']:7.3f}"
                      if ranks > 1 else "")
-            print(f"{name:8} {label:22} {1e3 * row['step_s']:9.2f} {row['throughput']:10,.0f} {unit:>9}{extra}",
+            spread = f"  ({1e3 * min(row['step_s_runs']):.2f}-{1e3 * max(row['step_s_runs']):.2f} ms)"
+            print(f"{name:8} {label:22} {1e3 * row['step_s']:9.2f} {row['throughput']:10,.0f} {unit:>9}{extra}{spread}",
                   flush=True)
         one, two = rows["1 rank, 1 thread"], rows["2 ranks, 1 thread each"]
         predicted = one["step_s"] * math.ceil(batch / 2) / batch + two["allreduce_alone_s"]

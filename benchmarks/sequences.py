@@ -8,13 +8,17 @@ same batches in the same order, so the two columns differ only by arithmetic; Py
 two biases that add up, the mirrors train one, as handgrad's LSTM and the book's have one):
   sequential MNIST  each image read as 28 rows of 28 pixels: LSTM 128 -> last state -> Affine 10,
                     Adam 1e-3, batch 100, 10 epochs; test accuracy after each epoch (goal >= 98.5 %
-                    within 10) and seconds per training epoch of both, measured alternately with a
-                    pause between them (goal: no slower than 1.5x PyTorch's time)
+                    within 10) and seconds per training epoch of both (goal: no slower than 1.3x
+                    PyTorch's time)
   dates             attention seq2seq (embedding 16, LSTM 256), questions read backwards, Adam 1e-3, 10 epochs,
                     batch 128, clip 5: the book's chapter 8 script; exact answers on the test split
                     after each epoch (>= 99 %)
   addition          seq2seq (embedding 16, LSTM 128), Adam 1e-3, batch 128, clip 5, 25 epochs:
                     plain, reversed input, reversed + peeky (the book's chapter 7), exact answers
+
+Timing: an epoch is a block of 50-600 steps; the two libraries take turns epoch by epoch, the
+one that goes first alternating, with a 0.3 s pause before each (the other runner's BLAS
+threads stop spinning); the table gives the median seconds per epoch and the ratio of medians.
 """
 
 from __future__ import annotations
@@ -126,6 +130,18 @@ def torch_epoch(torch, net, optimizer, x, t, order, batch_size, loss_of, clip=No
         optimizer.step()
 
 
+def timed_in_turns(epoch: int, ours, theirs) -> tuple[float, float]:
+    """Seconds of ``ours()`` and ``theirs()`` (one epoch each): handgrad first in odd epochs,
+    PyTorch first in even ones, a 0.3 s pause before each."""
+    seconds = {}
+    for who, run in ((("ours", ours), ("theirs", theirs)) if epoch % 2 else (("theirs", theirs), ("ours", ours))):
+        time.sleep(0.3)
+        started = time.perf_counter()
+        run()
+        seconds[who] = time.perf_counter() - started
+    return seconds["ours"], seconds["theirs"]
+
+
 def sequential_mnist(torch, data_dir, quick: bool) -> dict:
     (x, t), (x_test, t_test) = hg.data.load_dataset("mnist", data_dir=data_dir)
     if quick:
@@ -146,14 +162,9 @@ def sequential_mnist(torch, data_dir, quick: bool) -> dict:
     row = {"run": "sequential MNIST, LSTM 128, Adam 1e-3, batch 100", "epochs": epochs, "handgrad": [], "torch": []}
     for epoch in range(1, epochs + 1):
         order = orders.permutation(len(x))
-        time.sleep(0.3)
-        started = time.perf_counter()
-        _fit_in_order(model, ours, x, t, order, batch)
-        ours_seconds = time.perf_counter() - started
-        time.sleep(0.3)
-        started = time.perf_counter()
-        torch_epoch(torch, net, theirs, x, t, order, batch, lambda n, xb, tb: cross_entropy(n(xb), tb))
-        torch_seconds = time.perf_counter() - started
+        ours_seconds, torch_seconds = timed_in_turns(
+            epoch, lambda: _fit_in_order(model, ours, x, t, order, batch),
+            lambda: torch_epoch(torch, net, theirs, x, t, order, batch, lambda n, xb, tb: cross_entropy(n(xb), tb)))
         with torch.no_grad():
             net.eval()
             torch_accuracy = float((net(torch.from_numpy(x_test)).argmax(-1).numpy() == t_test).mean())
@@ -190,18 +201,18 @@ def seq2seq_run(torch, name, data, label, epochs, **options) -> dict:
     row = {"run": f"{name}: {label}", "epochs": epochs, "handgrad": [], "torch": []}
     for epoch in range(1, epochs + 1):
         order = orders.permutation(len(x))
-        started = time.perf_counter()
-        model.train()
-        for begin in range(0, len(x), 128):
-            index = order[begin:begin + 128]
-            model.loss(x[index], t[index])
-            model.backward()
-            hg.optim.clip_grad_norm(model.grads, 5.0)
-            ours.update(model.params, model.grads)
-        ours_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        torch_epoch(torch, net, theirs, x, t, order, 128, torch_loss, clip=5.0)
-        torch_seconds = time.perf_counter() - started
+
+        def ours_epoch():
+            model.train()
+            for begin in range(0, len(x), 128):
+                index = order[begin:begin + 128]
+                model.loss(x[index], t[index])
+                model.backward()
+                hg.optim.clip_grad_norm(model.grads, 5.0)
+                ours.update(model.params, model.grads)
+
+        ours_seconds, torch_seconds = timed_in_turns(
+            epoch, ours_epoch, lambda: torch_epoch(torch, net, theirs, x, t, order, 128, torch_loss, clip=5.0))
         with torch.no_grad():
             net.eval()
             generated = net.generate(torch.from_numpy(x_test), t.shape[1], start_id).numpy()

@@ -295,20 +295,26 @@ def convnet_speed(data: dict) -> list[str]:
     return out
 
 
+def seconds_spread(epochs: list) -> str:
+    seconds = [e["seconds"] for e in epochs]
+    return f"{statistics.median(seconds):.1f} ({min(seconds):.1f}-{max(seconds):.1f})"
+
+
 def sequences(data: dict) -> list[str]:
     rows, curves = [], []
     for row in data["rows"]:
         ours, theirs = row["handgrad"], row["torch"]
         best = max(ours, key=lambda e: e["accuracy"])
-        mean_ours = statistics.mean(e["seconds"] for e in ours)
-        mean_theirs = statistics.mean(e["seconds"] for e in theirs)
+        mid_ours = statistics.median(e["seconds"] for e in ours)
+        mid_theirs = statistics.median(e["seconds"] for e in theirs)
         rows.append([row["run"], row["epochs"], acc(ours[-1]["accuracy"]), acc(theirs[-1]["accuracy"]),
-                     f"{best['accuracy']:.4f} (epoch {best['epoch']})", f"{mean_ours:.1f}", f"{mean_theirs:.1f}",
-                     f"{mean_ours / mean_theirs:.2f}x"])
+                     f"{best['accuracy']:.4f} (epoch {best['epoch']})", seconds_spread(ours), seconds_spread(theirs),
+                     f"{mid_ours / mid_theirs:.2f}x"])
         for name, epochs in (("handgrad", ours), ("PyTorch", theirs)):
             curves.append([row["run"], name, ", ".join(f"{e['accuracy']:.4f}" for e in epochs)])
     return [("Test accuracy after the last epoch (exact answers for seq2seq, generated greedily), and seconds per "
-            "training epoch (mean), each PyTorch mirror started from the same weights on the same batches:"),
+            "training epoch (median, and the range over the epochs), each PyTorch mirror started from the same "
+            "weights on the same batches; the time ratio is of the medians:"),
             table(["run", "epochs", "handgrad", "PyTorch", "best epoch, handgrad", "s/epoch handgrad",
                    "s/epoch PyTorch", "time ratio"], rows),
             "Test accuracy after each epoch:",
@@ -373,7 +379,9 @@ def distributed(data: dict) -> list[str]:
         cells = [names.get(model, model)]
         for setting in ("1 rank, 1 thread", "1 rank, 2 threads", "2 ranks, 1 thread each"):
             s = settings[setting]
-            cells.append(f"{s['step_s'] * 1e3:.2f} ms, {s['throughput']:,.0f} {units.get(model, '/s')}")
+            runs = s.get("step_s_runs")  # older files timed each setting once
+            spread = f" ({min(runs) * 1e3:.2f}-{max(runs) * 1e3:.2f})" if runs and len(runs) > 1 else ""
+            cells.append(f"{s['step_s'] * 1e3:.2f} ms{spread}, {s['throughput']:,.0f} {units.get(model, '/s')}")
         two = settings["2 ranks, 1 thread each"]
         cells.append(f"{two['allreduce_in_step_s'] * 1e3:.3f} / {two['allreduce_alone_s'] * 1e3:.3f} ms")
         rows.append(cells)
