@@ -296,11 +296,11 @@ CASES = [
               notes="integer ids (repeated), so no input gradient"),
     LayerCase("Embedding-contexts", lambda rng, dtype: L.Embedding(weights(rng, dtype, 8, 2, scale=1.0)),
               lambda rng, dtype: np.array([[[1, 7], [3, 1]], [[7, 7], [0, 6]]]),
-              torch_forward=lambda torch, layer, p, ids: torch.nn.functional.embedding(ids, p["W"]),
+              torch_forward=lambda torch, layer, p, ids: torch.nn.functional.embedding(ids, p["W"]), onnx=True,
               notes="ids (N, T, K), as PreviousTokens gives them (makemore's MLP)"),
     LayerCase("PositionEmbedding", lambda rng, dtype: L.PositionEmbedding(weights(rng, dtype, 6, 3, scale=1.0)),
-              normal(2, 4, 3), torch_forward=lambda torch, layer, p, x: x + p["W"][:x.shape[1]],
-              notes="T = 4 of block_size 6: rows 4 and 5 get nothing; no ONNX form yet"),
+              normal(2, 4, 3), torch_forward=lambda torch, layer, p, x: x + p["W"][:x.shape[1]], onnx=("T", 3),
+              notes="T = 4 of block_size 6: rows 4 and 5 get nothing"),
     # normalization.py
     LayerCase("LayerNorm", lambda rng, dtype: with_random_gamma_beta(L.LayerNorm(6, eps=1e-6, dtype=dtype), rng),
               normal(3, 4, 6, scale=2.0),
@@ -318,7 +318,7 @@ CASES = [
                   h_dec @ h_enc.transpose(1, 2), dim=-1) @ h_enc,
               notes="two inputs (h_dec, h_enc): no ONNX form (refused, test_onnx.py)"),
     LayerCase("CausalMean", lambda rng, dtype: L.CausalMean(), normal(2, 5, 3), torch_forward=causal_bow_torch,
-              notes="makemore.py's CausalBoW; no ONNX form yet"),
+              onnx=("T", 3), notes="makemore.py's CausalBoW"),
     # recurrent.py
     LayerCase("RNN", recurrent("RNN", 3, 5), normal(2, 4, 3), torch_forward=recurrent_torch, onnx=("T", 3),
               notes="states, stateful, dh and dc: layers/test_recurrent.py"),
@@ -339,7 +339,7 @@ CASES = [
     LayerCase("PreviousTokens", lambda rng, dtype: L.PreviousTokens(3, 7),
               lambda rng, dtype: np.array([[1, 1, 3, 6], [0, 6, 1, 3]]),
               no_torch="integer ids in and out, nothing to differentiate (the makemore MLP's test compares it with "
-                       "makemore.py's torch.roll)", notes="no ONNX form yet"),
+                       "makemore.py's torch.roll)", onnx=("T",)),
 ]
 
 

@@ -53,7 +53,8 @@ def assert_exports(model, *inputs, input_shape=None):
     for x in inputs:
         expected = handgrad_output(model, x)
         got = onnx_output(proto, x)
-        assert got.dtype == np.float32 and got.shape == expected.shape
+        # Scores are float32; a model that ends in ids (PreviousTokens alone) gives int64 ids.
+        assert got.dtype == (np.int64 if expected.dtype.kind in "iu" else np.float32) and got.shape == expected.shape
         np.testing.assert_allclose(got, expected, **TOL)
     return proto
 
@@ -189,6 +190,26 @@ def test_the_lstm_model_of_the_registry():
     task = Task("digits", "images", None, None, (1, 8, 8), 10)
     model, _ = build_model("lstm", task, {"hidden": [16], "seed": 0})
     assert_exports(model, randn(5, 1, 8, 8, seed=1))
+
+
+@pytest.mark.parametrize("name", ["bigram", "mlp-words", "bow", "rnn", "gru", "transformer", "mlp-bn", "wavenet"])
+def test_every_model_of_makemores_zoo_exports(name):
+    """makemore's models read words as token ids: whole sequences of any length up to the block
+    size (bigram ... transformer; mlp-words looks back through PreviousTokens, bow adds position
+    embeddings and a CausalMean), or fixed contexts (mlp-bn, wavenet)."""
+    from handgrad.model.makemore import MAKEMORE_MODELS
+
+    build, kind = MAKEMORE_MODELS[name]
+    V, block_size = 9, 8
+    model = build(V) if name in ("bigram", "rnn", "gru", "mlp-bn") else build(V, block_size)
+    randomize(model, scale=0.3)
+    model.eval()  # BatchNorm's running statistics, as the graph has them
+    if kind == "contexts":
+        context = model.input_shape[0]
+        assert_exports(model, rng(3).integers(0, V, (5, context)), rng(4).integers(0, V, (1, context)))
+    else:
+        assert_exports(model, rng(3).integers(0, V, (4, block_size)), rng(4).integers(0, V, (2, 3)),
+                       rng(5).integers(0, V, (1, 1)))
 
 
 @pytest.mark.parametrize("options", [{}, {"bias": False, "gelu": "tanh", "dropout": 0.1},

@@ -11,7 +11,8 @@ uses its running statistics. Everything is float32 (a float64 model is exported 
 
 * A :class:`handgrad.Sequential` (``mlp``, ``SimpleConvNet``, ``DeepConvNet``, the ``lstm``
   model, your own): input ``"x"`` of shape ``(N, *input_shape)`` float32, output ``"scores"``.
-  A model whose first layer is an Embedding takes ``"x"`` as int64 token ids ``(N, T)``.
+  A model whose first layer is an Embedding or PreviousTokens takes ``"x"`` as int64 token ids
+  ``(N, T)`` (makemore's zoo: ``bigram``, ``mlp-words``, ``bow``, ``rnn``, ``gru``).
 * A :class:`handgrad.model.GPT`: input ``"idx"``, int64 ``(N, T)`` with ``T <= block_size``
   (the file's metadata records ``block_size``; a longer input fails in the runtime), output
   ``"logits"`` ``(N, T, vocab_size)``.
@@ -25,7 +26,9 @@ Layers, and the ONNX operators they become: Affine (``Gemm``, or ``MatMul`` + ``
 (``BatchNormalization``; over ``(N, T, C)`` between two ``Transpose``), Convolution (``Conv``), Pooling (``MaxPool``), AvgPooling
 (``AveragePool``, padding counted, as handgrad does), Flatten, Reshape, FlattenConsecutive
 (``Reshape`` to a shape computed from one sample's), LastStep (``Gather``),
-Embedding (``Gather``), LayerNorm (``LayerNormalization``), MultiHeadAttention (its
+Embedding (``Gather``), PositionEmbedding (``Slice`` of its rows + ``Add``), PreviousTokens
+(``Pad`` with the blank id, then one ``Slice`` per step back), CausalMean (``CumSum`` times
+``1 / (t + 1)``), LayerNorm (``LayerNormalization``), MultiHeadAttention (its
 projections, a ``Softmax`` and the causal mask, written out), RNN, LSTM and GRU (ONNX's own
 ``RNN`` / ``LSTM`` / ``GRU``, gates reordered; not ``stateful=True``, whose state outlives a
 call), Chain and Residual (their children). Anything else (a layer type of your own, a
@@ -42,9 +45,9 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
-from .layers import (GELU, GRU, LSTM, RNN, Affine, AvgPooling, BatchNorm, Chain, Convolution, Dropout, Embedding,
-                     Flatten, FlattenConsecutive, LastStep, Layer, LayerNorm, MultiHeadAttention, Pooling, Relu,
-                     Reshape, Residual, Sigmoid, Tanh)
+from .layers import (GELU, GRU, LSTM, RNN, Affine, AvgPooling, BatchNorm, CausalMean, Chain, Convolution, Dropout,
+                     Embedding, Flatten, FlattenConsecutive, LastStep, Layer, LayerNorm, MultiHeadAttention, Pooling,
+                     PositionEmbedding, PreviousTokens, Relu, Reshape, Residual, Sigmoid, Tanh)
 
 __all__ = ["export_onnx", "to_onnx", "signature", "OnnxExportError", "OPSET"]
 
@@ -263,11 +266,59 @@ def _last_step(g: _Graph, layer: LastStep, x: _Value, path: str) -> _Value:
 
 
 def _embedding(g: _Graph, layer: Embedding, x: _Value, path: str) -> _Value:
-    if not x.ids or len(x.shape) not in (1, 2):
-        raise _refuse(path, layer, f"expects integer token ids (N,) or (N, T), its input here is "
+    if not x.ids or len(x.shape) not in (1, 2, 3):
+        raise _refuse(path, layer, f"expects integer token ids (N,), (N, T) or (N, T, K), its input here is "
                                    f"{'ids' if x.ids else 'floats'} of shape {_text(x.shape)}")
     y = g.node("Gather", [g.weight(f"{path}.W", layer.W), x.name], path, axis=0)
     return _Value(y, x.shape + (layer.W.shape[1],))
+
+
+def _length(g: _Graph, x: str, path: str) -> str:
+    """T, the length of ``x`` (N, T, ...) at run time, as a 1-element int64 tensor."""
+    return g.node("Shape", [x], path, start=1, end=2)
+
+
+def _position_embedding(g: _Graph, layer: PositionEmbedding, x: _Value, path: str) -> _Value:
+    """``x + W[0 .. T-1]``: the first T rows of W, for the T of the input at run time."""
+    block_size, dim = layer.W.shape
+    if len(x.shape) != 3 or x.shape[-1] != dim or (isinstance(x.shape[1], int) and x.shape[1] > block_size):
+        raise _refuse(path, layer, f"expects (N, T, {dim}) with T <= {block_size}, its input here has shape "
+                                   f"{_text(x.shape)}")
+    rows = g.node("Slice", [g.weight(f"{path}.W", layer.W), g.ints(f"{path}.start", [0]), _length(g, x.name, path)],
+                  path)  # (T, D); a T beyond block_size gives fewer rows, and Add then fails in the runtime
+    return _Value(g.node("Add", [x.name, rows], path), x.shape)
+
+
+def _previous_tokens(g: _Graph, layer: PreviousTokens, x: _Value, path: str) -> _Value:
+    """``y[n, t, k] = x[n, t - k]`` or the blank id before the start: x padded on the left with
+    ``block_size - 1`` blanks, then for each k the T columns that start ``block_size - 1 - k`` in."""
+    if not x.ids or len(x.shape) != 2:
+        raise _refuse(path, layer, f"expects integer token ids (N, T), its input here is "
+                                   f"{'ids' if x.ids else 'floats'} of shape {_text(x.shape)}")
+    back = layer.block_size - 1
+    padded = g.node("Pad", [x.name, g.ints(f"{path}.pads", [0, back, 0, 0]), g.ints(f"{path}.blank", layer.blank)],
+                    path)  # (N, back + T)
+    length = _length(g, x.name, path)
+    steps = []
+    for k in range(layer.block_size):
+        start = g.ints(f"{path}.start{k}", [back - k])
+        stop = g.node("Add", [length, start], path)
+        column = g.node("Slice", [padded, start, stop, g.ints(f"{path}.axis", [1])], path)  # x[:, t - k]
+        steps.append(g.node("Unsqueeze", [column, g.ints(f"{path}.last", [2])], path))
+    y = g.node("Concat", steps, path, axis=2) if len(steps) > 1 else steps[0]
+    return _Value(y, x.shape + (layer.block_size,), ids=True)
+
+
+def _causal_mean(g: _Graph, layer: CausalMean, x: _Value, path: str) -> _Value:
+    """``cumsum(x, axis 1) / (t + 1)``, the weights ``1 / (t + 1)`` built for the T at run time."""
+    if len(x.shape) != 3:
+        raise _refuse(path, layer, f"expects (N, T, C), its input here has shape {_text(x.shape)}")
+    sums = g.node("CumSum", [x.name, g.ints(f"{path}.axis", 1)], path)
+    length = g.node("Cast", [g.node("Reshape", [_length(g, x.name, path), g.ints(f"{path}.scalar", [])], path)],
+                    path, to=g.onnx.TensorProto.FLOAT)
+    counts = g.node("Range", [g.scalar(1.0), g.node("Add", [length, g.scalar(1.0)], path), g.scalar(1.0)], path)
+    weights = g.node("Unsqueeze", [g.node("Reciprocal", [counts], path), g.ints(f"{path}.column", [1])], path)
+    return _Value(g.node("Mul", [sums, weights], path), x.shape)  # (N, T, C) * (T, 1)
 
 
 def _layernorm(g: _Graph, layer: LayerNorm, x: _Value, path: str) -> _Value:
@@ -370,6 +421,7 @@ CONVERTERS = {
     LayerNorm: _layernorm,
     MultiHeadAttention: _attention, RNN: _recurrent("RNN", (0,)), LSTM: _recurrent("LSTM", (0, 3, 1, 2)),
     GRU: _recurrent("GRU", (1, 0, 2)), Chain: _chain, Residual: _residual,
+    PositionEmbedding: _position_embedding, PreviousTokens: _previous_tokens, CausalMean: _causal_mean,
 }
 
 
@@ -378,7 +430,7 @@ def _convert(g: _Graph, layer: Layer, x: _Value, path: str) -> _Value:
     if converter is None:
         known = ", ".join(sorted(cls.__name__ for cls in CONVERTERS))
         raise _refuse(path, layer, f"no ONNX form for this layer type yet (exportable: {known})")
-    if x.ids and type(layer) not in (Embedding, Reshape, FlattenConsecutive, LastStep, Dropout):
+    if x.ids and type(layer) not in (Embedding, PreviousTokens, Reshape, FlattenConsecutive, LastStep, Dropout):
         raise _refuse(path, layer, "its input is integer token ids; only an Embedding can read them")
     return converter(g, layer, x, path)
 
@@ -388,7 +440,7 @@ def _convert(g: _Graph, layer: Layer, x: _Value, path: str) -> _Value:
 
 def _sequential_graph(g: _Graph, model, input_shape) -> tuple:
     first = model.layers[0] if model.layers else None
-    ids = isinstance(first, Embedding)
+    ids = isinstance(first, (Embedding, PreviousTokens))
     if input_shape is None:
         input_shape = model.input_shape
     if input_shape is None and ids:
@@ -461,7 +513,7 @@ def to_onnx(model, input_shape=None):
         return helper.make_tensor_value_info(name, onnx.TensorProto.INT64 if ids else onnx.TensorProto.FLOAT, dims)
 
     graph = helper.make_graph(g.nodes, f"handgrad {type(model).__name__}", [info(x.name, x, x.ids)],
-                              [info(output, y, False)], initializer=g.initializers)
+                              [info(output, y, y.ids)], initializer=g.initializers)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
                               producer_name="handgrad", producer_version=__version__,
                               doc_string=f"{model!r:.500}: the scores before any softmax (no loss layer)")
