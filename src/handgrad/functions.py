@@ -120,10 +120,13 @@ def tanh(x) -> np.ndarray:
 
 
 def _ones(n: int, dtype) -> np.ndarray:
+    """A read-only vector of n ones, kept for the next call (a training run uses a few lengths)."""
     ones = _ONES.get((n, dtype))
     if ones is None:
         ones = np.ones(n, dtype)
         ones.flags.writeable = False
+        if len(_ONES) >= 256:  # many lengths (generation, evaluation): start over, never grow without end
+            _ONES.clear()
         _ONES[(n, dtype)] = ones  # a race between threads writes the same array twice: harmless
     return ones
 

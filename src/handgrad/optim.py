@@ -209,8 +209,8 @@ class Adam(Optimizer):
     # parameter is stepped on its own: its calls' cost is small beside its values', and the copy
     # in and out would cost more than it saves (nanoGPT's GPT, 810k values: 2.4 ms one by one,
     # 2.7 ms all flat, 2.3 ms with the 36 of its 52 arrays below 16,384 values flat; 2-core Intel
-    # Xeon). Every value sees the same operations in the same order either way: the
-    # same result, bit for bit (tested).
+    # Xeon). Every value sees the same operations in the same order either way: the same result,
+    # bit for bit (tested).
 
     def update(self, params, grads) -> None:
         names = list(params)
@@ -310,7 +310,8 @@ class Adam(Optimizer):
         return step
 
     def _update_one(self, name, param, grad, state):
-        """One parameter's step (the mixed-precision path; :meth:`update` does all at once)."""
+        """One parameter's step: a large parameter's (and every one's when precisions are mixed);
+        :meth:`update` steps the small ones together."""
         if self.decoupled_weight_decay:
             if self.weight_decay and (not self.matrices_only or param.ndim >= 2):
                 param *= 1.0 - self.lr * self.weight_decay
