@@ -453,6 +453,16 @@ def serve_load(data: dict) -> list[str]:
             table(["model", "input", "clients", "requests/s", "p50 ms", "p99 ms", "answer KiB"], rows)]
 
 
+def lstm_breakdown(data: dict) -> list[str]:
+    ms, runs = data["ms_per_step"], data["ms_per_step_runs"]
+    rows = [[name, f"{value:.2f}", f"{min(runs[name]):.2f}-{max(runs[name]):.2f}"] for name, value in ms.items()]
+    rows.append(["handgrad's step without its recurrent products",
+                 f"{data['handgrad_step_without_recurrent_products_ms']:.2f}", ""])
+    return [(f"Milliseconds per training step (batch 100, 28 time steps), the median of {data['rounds']} rounds of "
+             f"{data['steps_per_block']} steps, taking turns:"),
+            table(["part", "ms per step", "range"], rows)]
+
+
 def normal_cdf_float32(data: dict) -> list[str]:
     ulp, before = data["float32_ulp"], data["cody_in_float32_ulp"]
     return [(f"float32 Phi(x) = t exp(-x^2 / 2) P(t) with t = 1 / (1 + {data['c']} |x|), P of degree {data['degree']}: "
@@ -518,6 +528,7 @@ RENDERERS = [
     ("gpt_block60.json", gpt, "python benchmarks/gpt.py --data-dir ../shared/data --block 60 --json ..."),
     ("gpt_avx2.json", gpt, 'NPY_DISABLE_CPU_FEATURES="X86_V4" python benchmarks/gpt.py --data-dir ../shared/data --json ...'),
     ("normal_cdf_float32.json", normal_cdf_float32, "python benchmarks/fit_normal_cdf.py"),
+    ("lstm_breakdown.json", lstm_breakdown, "python benchmarks/lstm_breakdown.py --data-dir ../shared/data"),
     ("*.json", generic, None),
 ]
 
