@@ -78,8 +78,8 @@ def main() -> None:
             theirs.step()
 
     h, Wh = uniform(N, H), uniform(H, 4 * H)
-    dA, Wh_T = uniform(N, 4 * H), np.ascontiguousarray(Wh.T)
-    th, tWh, tdA, tWh_T = (torch.from_numpy(a) for a in (h, Wh, dA, Wh_T))
+    dA = uniform(N, 4 * H)
+    th, tWh, tdA = (torch.from_numpy(a) for a in (h, Wh, dA))
 
     def numpy_products():
         for _ in range(STEPS * T):
@@ -90,7 +90,7 @@ def main() -> None:
         with torch.no_grad():
             for _ in range(STEPS * T):
                 th @ tWh
-                tdA @ tWh_T.T
+                tdA @ tWh.T
 
     runners = {"handgrad step": handgrad_steps, "PyTorch step": torch_steps,
                "NumPy's recurrent products": numpy_products, "PyTorch's recurrent products": torch_products}
