@@ -59,19 +59,18 @@ def mirror_loss(torch, mirror, x, t):
 
 
 def split_losses(torch, model, mirror, x, t, batch=1000):
-    """The mean loss per predicted character over a whole split, handgrad's and the mirror's."""
-    ours = theirs = 0.0
-    counted = 0
+    """The mean loss per predicted character over a whole split, handgrad's (``evaluate``, as
+    ``handgrad train`` reports it) and the mirror's, batch by batch in the same way."""
+    theirs, counted = 0.0, 0
     mirror.training = False
-    with model.mode(False), torch.no_grad():
+    with torch.no_grad():
         for start in range(0, len(x), batch):
             xb, tb = x[start:start + batch], t[start:start + batch]
             n = int((tb != -100).sum())
-            ours += model.loss_layer.forward(*model.scores_and_targets(xb, tb)) * n
             theirs += float(mirror_loss(torch, mirror, xb, tb)) * n
             counted += n
     mirror.training = True
-    return ours / counted, theirs / counted
+    return hg.train.evaluate(model, x, t, batch_size=batch)[0], theirs / counted
 
 
 def run(torch, name: str, seed: int, steps: int | None, data_dir, eval_every: int | None = None) -> dict:

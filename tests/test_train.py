@@ -423,3 +423,25 @@ def test_an_augmentation_that_is_no_function_or_changes_the_shape_is_refused_in_
     (x, t), _ = digits
     with pytest.raises(ValueError, match=message):
         hg.fit(hg.mlp(64, [8], 10), hg.optim.SGD(), (x, t), epochs=1, batch_size=32, augment=augment, progress=False)
+
+
+def test_evaluate_weighs_each_batch_by_the_targets_its_loss_counted():
+    """Words padded with the ignore index: evaluate weighed each batch's mean loss by its number
+    of words, so the loss over a split depended on how it was cut into batches. Now it is the mean
+    over every counted character, the same for any batch size; a split of ignored targets only
+    has no mean (nan), not 0."""
+    from handgrad.model.makemore import bigram
+
+    model = bigram(5, seed=0, dtype=np.float64)
+    model.params["0.W"][...] = np.random.default_rng(2).standard_normal((5, 5))
+    x = np.array([[0, 1, 2, 3], [0, 4, 0, 0], [0, 2, 0, 0], [0, 3, 1, 4], [0, 1, 0, 0]])
+    t = np.array([[1, 2, 3, 0], [4, 0, -100, -100], [2, 0, -100, -100], [3, 1, 4, 0], [1, 0, -100, -100]])
+    whole = hg.train.evaluate(model, x, t, batch_size=len(x))[0]
+    logits = model.params["0.W"][x]
+    log_p = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+    counted = t != -100
+    exact = -np.take_along_axis(log_p, np.where(counted, t, 0)[..., None], axis=-1)[..., 0][counted].mean()
+    assert whole == pytest.approx(exact, rel=1e-12)
+    for batch_size in (1, 2, 3):  # batches of 4 + 2 + 2 ... characters
+        assert hg.train.evaluate(model, x, t, batch_size=batch_size)[0] == pytest.approx(exact, rel=1e-12)
+    assert np.isnan(hg.train.evaluate(model, x[:1], np.full((1, 4), -100))[0])

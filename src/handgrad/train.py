@@ -176,19 +176,27 @@ def evaluate(model, x, t, batch_size: int = 1000) -> tuple[float, float]:
     """``(mean data loss, accuracy)`` over every sample, in eval mode (the mode is restored).
 
     The loss is the loss layer's alone: a model's weight penalty (``weight_decay``) is left out,
-    as in ``fit``'s history, so that losses compare across penalties and with other libraries."""
+    as in ``fit``'s history, so that losses compare across penalties and with other libraries.
+    It is the mean over every target the loss counts, whatever the batches: a batch's mean loss
+    weighs as many targets as it counted (for words padded with the ignore index, its
+    characters, not its words)."""
+    from .distributed import counted_targets
+
     if len(x) == 0:
         raise ValueError("evaluate: no samples to evaluate")
-    loss_sum, correct, counted = 0.0, 0, 0
+    loss_sum, targets_counted, correct, counted = 0.0, 0, 0, 0
     with model.mode(False):
         for start in range(0, len(x), batch_size):
             xb, tb = x[start:start + batch_size], t[start:start + batch_size]
             scores, targets = model.scores_and_targets(xb, tb)
             loss = model.loss_layer.forward(scores, targets)
             hits, count = model.count_correct(xb, tb, scores, targets)
-            loss_sum += loss * len(xb)
+            in_batch = counted_targets(model, scores, targets)
+            if in_batch:  # a batch of nothing but ignored targets has a loss of nan and no weight
+                loss_sum, targets_counted = loss_sum + loss * in_batch, targets_counted + in_batch
             correct, counted = correct + hits, counted + count
-    return loss_sum / len(x), correct / max(counted, 1)
+    mean_loss = loss_sum / targets_counted if targets_counted else float("nan")  # no target counted: no mean
+    return mean_loss, correct / max(counted, 1)
 
 
 def _copy_params(model) -> dict:

@@ -360,8 +360,7 @@ def _train_word_model(out: Path, args: argparse.Namespace, recipe, plot) -> int:
                               seed=recipe.seed, checkpoint=_checkpoint(out, args),
                               checkpoint_every=1 if args.checkpoint_every else 0, resume=args.resume, log=log,
                               log_interval=log_interval, log_step=log_step, threads=_threads(args, recipe))
-    test_loss = hg.train.evaluate(model, *test, batch_size=1000)[0] if examples == "contexts" \
-        else _sequence_loss(model, *test)
+    test_loss = hg.train.evaluate(model, *test, batch_size=1000)[0]
     dev_loss = hg.train.evaluate(model, *val, batch_size=1000)[0] if val_words is not test_words else None
     source = {"dataset": args.dataset, "data_file": str(Path(args.data_file).resolve()) if args.data_file else None,
               "split": split_name, "chars": words.chars, "block_size": words.block_size}
@@ -389,19 +388,6 @@ def _threads(args: argparse.Namespace, recipe) -> int:
     if mpi_world() is not None and args.threads is None:
         return 1
     return recipe.threads
-
-
-def _sequence_loss(model, x, t, batch_size: int = 1000) -> float:
-    """The mean loss per predicted character over every word of a split (positions padded with
-    the ignore index do not count), in evaluation mode."""
-    total, counted = 0.0, 0
-    with model.mode(False):
-        for start in range(0, len(x), batch_size):
-            xb, tb = x[start:start + batch_size], t[start:start + batch_size]
-            n = int((tb != model.loss_layer.ignore_index).sum())
-            total += model.loss_layer.forward(*model.scores_and_targets(xb, tb)) * n
-            counted += n
-    return total / counted
 
 
 #: Steps between two lines of training loss when training by steps (nanoGPT's log_interval).
