@@ -64,6 +64,23 @@ def test_normal_cdf_and_density_together_equal_each_alone(dtype, rtol):
     assert np.isnan(density[0, 0]) and density[1, 0] == 0.0 and density[2, 0] == 0.0
 
 
+def test_gelu_with_slope_gives_gelu_and_its_derivative():
+    """The exact GELU's forward keeps dy/dx = Phi(x) + x phi(x): against central differences of
+    gelu in float64, and float32 (chunk by chunk, over more than one chunk) against float64."""
+    x = np.concatenate([np.linspace(-9, 9, 1001), RNG.standard_normal(F._CHUNK + 77) * 3])
+    y, slope = F.gelu_with_slope(x)
+    np.testing.assert_array_equal(y, F.gelu(x))
+    h = 1e-6
+    numerical = (F.gelu(x + h) - F.gelu(x - h)) / (2 * h)
+    np.testing.assert_allclose(slope, numerical, rtol=1e-7, atol=1e-9)
+    y32, slope32 = F.gelu_with_slope(x.astype(np.float32).reshape(-1, 1))
+    assert y32.dtype == slope32.dtype == np.float32 and y32.shape == slope32.shape == (x.size, 1)
+    x64 = x.astype(np.float32).astype(np.float64)  # the same inputs, exactly
+    y64, slope64 = F.gelu_with_slope(x64)
+    np.testing.assert_allclose(y32[:, 0], y64, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(slope32[:, 0], slope64, rtol=1e-6, atol=1e-7)
+
+
 def test_float32_gelu_matches_float64_gelu_to_float32_precision():
     x = (RNG.standard_normal(100_000) * 3).astype(np.float32)
     np.testing.assert_allclose(F.gelu(x), F.gelu(x.astype(np.float64)), rtol=1e-6, atol=1e-9)

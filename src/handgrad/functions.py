@@ -28,6 +28,7 @@ __all__ = [
     "normal_cdf",
     "normal_cdf_and_density",
     "gelu",
+    "gelu_with_slope",
     "column_sums",
     "row_sums",
     "row_max",
@@ -385,6 +386,31 @@ def _normal_cdf_float32_into(flat: np.ndarray, out: np.ndarray, density: np.ndar
     out += 1
     out *= right
     out += h
+
+
+def gelu_with_slope(x) -> tuple[np.ndarray, np.ndarray]:
+    """The exact GELU and its derivative, ``(x Phi(x), Phi(x) + x phi(x))``: what a layer keeps
+    for its backward (``dx = dout * slope``). float32 computes both chunk by chunk while the
+    chunk's Phi and phi are still in the cache, and keeps neither. Shapes: any."""
+    x = as_float_array(x, "gelu_with_slope")
+    if x.dtype != np.float32:
+        cdf, density = normal_cdf_and_density(x)
+        slope = x * density
+        slope += cdf
+        return x * cdf, slope
+    flat = x.reshape(-1)
+    y, slope = np.empty_like(flat), np.empty_like(flat)
+    size = min(flat.size, _CHUNK)
+    cdf, density = np.empty(size, np.float32), np.empty(size, np.float32)
+    for start in range(0, flat.size, _CHUNK):
+        chunk = slice(start, start + _CHUNK)
+        xc = flat[chunk]
+        n = xc.size
+        _normal_cdf_float32_into(xc, cdf[:n], density[:n])
+        np.multiply(xc, cdf[:n], out=y[chunk])
+        np.multiply(xc, density[:n], out=slope[chunk])
+        slope[chunk] += cdf[:n]
+    return y.reshape(x.shape), slope.reshape(x.shape)
 
 
 def gelu(x, approximate: str = "none") -> np.ndarray:

@@ -76,9 +76,10 @@ class GELU(Layer):
 
     NumPy has no erf: Phi comes from :func:`handgrad.functions.normal_cdf` (W. J. Cody's
     rational approximations, ~1e-16 relative in float64, and exact in the left tail where
-    PyTorch's ``1 + erf`` cancels; a formula of its own for float32, within 8 ulp). Caches x,
-    Phi(x) and phi(x) (or x and tanh u), nothing else; ``apply(x)`` is the same y, caching
-    nothing (inference: a GPT's generation).
+    PyTorch's ``1 + erf`` cancels; a formula of its own for float32, within 8 ulp). The exact
+    forward keeps the derivative ``Phi(x) + x phi(x)`` (computed with y, chunk by chunk), the
+    tanh one x and tanh u; ``apply(x)`` is the same y, caching nothing (inference: a GPT's
+    generation).
     Shapes: any; y and dx have x's shape and dtype (integers become float64).
     """
 
@@ -112,36 +113,34 @@ class GELU(Layer):
         return self._output(x, gate)
 
     def forward(self, x):
-        """:meth:`apply`, keeping x and what backward needs: Phi(x) and phi(x), or tanh u."""
+        """:meth:`apply`, keeping what backward needs: dy/dx itself (exact), or x and tanh u."""
         x = self._input(x)
         if self.approximate == "none":
-            gate, density = F.normal_cdf_and_density(x)
-            self._cache = (x, gate, density)
-        else:
-            gate = F.tanh_gelu_inner_tanh(x)
-            self._cache = (x, gate)
+            y, slope = F.gelu_with_slope(x)
+            self._cache = (slope,)  # dy/dx = Phi(x) + x phi(x)
+            return y
+        gate = F.tanh_gelu_inner_tanh(x)
+        self._cache = (x, gate)
         return self._output(x, gate)
 
     def backward(self, dout):
         self._require_forward(self._cache)
-        dout = self._check_dout(dout, self._cache[0].shape)
-        # One buffer, updated in place: each line is one pass over memory.
+        dout = self._check_dout(dout, self._cache[0].shape)  # the cache's first array has x's shape
         if self.approximate == "none":
-            x, cdf, density = self._cache
-            slope = x * density  # x phi(x)
-            slope += cdf  # + Phi(x)
-        else:
-            x, tanh_u = self._cache
-            slope = x * x
-            slope *= 3.0 * F._GELU_KAPPA
-            slope += 1.0
-            slope *= F._SQRT_2_OVER_PI  # du/dx
-            sech2 = tanh_u * tanh_u
-            np.subtract(1.0, sech2, out=sech2)  # 1 - tanh^2 u
-            slope *= sech2
-            slope *= x
-            slope += tanh_u
-            slope += 1.0
-            slope *= 0.5
+            (slope,) = self._cache
+            return np.multiply(slope, dout, dtype=slope.dtype)  # dx = dout * dy/dx
+        # One buffer, updated in place: each line is one pass over memory.
+        x, tanh_u = self._cache
+        slope = x * x
+        slope *= 3.0 * F._GELU_KAPPA
+        slope += 1.0
+        slope *= F._SQRT_2_OVER_PI  # du/dx
+        sech2 = tanh_u * tanh_u
+        np.subtract(1.0, sech2, out=sech2)  # 1 - tanh^2 u
+        slope *= sech2
+        slope *= x
+        slope += tanh_u
+        slope += 1.0
+        slope *= 0.5
         slope *= dout
         return slope
