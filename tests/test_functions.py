@@ -150,10 +150,12 @@ def test_large_arrays_go_by_chunks_with_each_values_result_unchanged(fn, dtype):
 # --- row_max, row_sums, column_sums: NumPy's reductions done faster, same results --------------
 
 
-@pytest.mark.parametrize("shape", [(1,), (7,), (3, 1), (5, 2), (4, 13), (2, 3, 16), (2, 3, 4, 33), (2, 2, 64, 64)])
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 1), (5, 2), (4, 13), (2, 3, 16), (2, 3, 4, 33), (2, 2, 64, 64),
+                                   (3, 65), (0, 5), (2, 1000)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_row_max_equals_numpys_max_over_the_last_axis(shape, dtype):
-    """Halving, odd widths included (the middle column is carried to the next round)."""
+    """Halving down to 16 columns, odd widths included (the middle column is carried to the next
+    round), then the transposed copy's maximum; above 64 columns NumPy's own; no rows at all."""
     x = np.random.default_rng(sum(shape)).standard_normal(shape).astype(dtype)
     got = F.row_max(x)
     assert got.shape == shape[:-1] and got.dtype == dtype

@@ -147,26 +147,28 @@ def row_sums(rows: np.ndarray) -> np.ndarray:
 
 
 def row_max(x: np.ndarray) -> np.ndarray:
-    """``x.max(axis=-1)`` of a float array ``(..., T)``, T >= 1, by halving: the larger of the
-    two halves' elements, pairwise, until one column is left (log2 T element-wise passes, NaN
-    propagating as in max). NumPy's reduce handles each row in its own inner loop, about 100 ns a
-    row: for attention's scores, (32, 4, 16, 16) float32, 212 us against 88 us halving (2-core
-    Intel Xeon); it gains little on long rows (T = 64: 10 %)."""
+    """``x.max(axis=-1)`` of a float array ``(..., T)``, T >= 1, NaN propagating as in max.
+
+    NumPy's reduce handles each row in an inner loop of its own, about 100 ns a row, which
+    dominates for short rows (attention's scores, a small vocabulary's logits). Up to 64
+    columns: halve the columns (the larger of each pair, element-wise) down to at most 16, then
+    take the maximum over the rows of the transposed copy, which NumPy runs element-wise along
+    whole rows. Measured (2-core Intel Xeon, float32): (32, 4, 16, 16) 23 us against np.max's
+    217; (12, 4, 64, 64) 147 against 320; longer rows keep np.max (256 columns: 1.1 ms against
+    1.6 ms halving)."""
     width = x.shape[-1]
-    if width == 1:
-        return x[..., 0].copy()
-    half = width // 2
-    kept = width - half  # the middle column stays where it is when width is odd
-    out = np.empty(x.shape[:-1] + (kept,), dtype=x.dtype)
-    np.maximum(x[..., :half], x[..., kept:], out=out[..., :half])
-    if kept > half:
-        out[..., half] = x[..., half]
-    width = kept
-    while width > 1:
+    if width > 64:
+        return x.max(axis=-1)
+    rows = x.reshape(-1, width)
+    while width > 16:
         half = width // 2
-        np.maximum(out[..., :half], out[..., width - half:width], out=out[..., :half])
-        width -= half
-    return out[..., 0]
+        kept = width - half  # the middle column stays where it is when width is odd
+        halved = np.empty((rows.shape[0], kept), dtype=x.dtype)
+        np.maximum(rows[:, :half], rows[:, kept:], out=halved[:, :half])
+        if kept > half:
+            halved[:, half] = rows[:, half]
+        rows, width = halved, kept
+    return np.ascontiguousarray(rows.T).max(axis=0).reshape(x.shape[:-1])
 
 
 # --- the error function and GELU ---------------------------------------------------------------
