@@ -238,6 +238,13 @@ def _reshape(g: _Graph, layer: Reshape, x: _Value, path: str) -> _Value:
             shape = tuple(per_sample // known if s == -1 else s for s in shape)
         if int(np.prod(shape)) != per_sample or -1 in shape:
             raise _refuse(path, layer, f"cannot reshape its input {_text(x.shape)} to (N, *{layer.shape})")
+    else:
+        # One axis of unknown length (a sequence's T) and the rest of the values exactly what the
+        # known target axes hold: -1 is that axis, and keeps its name ((N, T, K, C) -> (N, T, K C)).
+        unknown = [d for d in x.shape[1:] if not isinstance(d, int)]
+        rest = int(np.prod([d for d in x.shape[1:] if isinstance(d, int)]))
+        if len(unknown) == 1 and unknown[0] is not None and -1 in shape and rest == known:
+            shape = tuple(unknown[0] if s == -1 else s for s in shape)
     # 0 copies the batch axis (ONNX's Reshape); -1 is inferred, as in NumPy.
     y = g.node("Reshape", [x.name, g.ints(f"{path}.shape", (0,) + layer.shape)], path)
     return _Value(y, (x.shape[0],) + tuple(s if s != -1 else None for s in shape), x.ids)
