@@ -152,3 +152,15 @@ def test_adam_with_parameters_of_two_precisions_steps_each_in_its_own():
     assert params["a"].dtype == np.float32 and params["b"].dtype == np.float64
     np.testing.assert_allclose(params["a"], params["b"][0], rtol=1e-6)
     assert np.all(params["a"] < 1)
+
+
+@pytest.mark.parametrize("make", [lambda: optim.SGD(lr=0.1), lambda: optim.AdamW(lr=0.1)], ids=["SGD", "AdamW"])
+def test_a_refused_step_updates_nothing(make):
+    """A gradient of the wrong shape after a right one: SGD had updated the first parameter
+    before refusing the second; every optimizer now checks all pairs first."""
+    params = {"a": np.ones(3), "b": np.ones(2)}
+    opt = make()
+    with pytest.raises(ValueError, match=r"gradient 'b' has shape \(3,\), parameter has \(2,\)"):
+        opt.update(params, {"a": np.ones(3), "b": np.ones(3)})
+    np.testing.assert_array_equal(params["a"], np.ones(3))
+    assert opt.step_count == 0

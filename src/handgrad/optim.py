@@ -45,18 +45,23 @@ class Optimizer:
             buffer = self._scratch_buffers[name] = np.empty_like(param)
         return buffer
 
-    def update(self, params, grads) -> None:
-        """One step: update every array of ``params`` in place from ``grads`` (same keys)."""
+    def _check_pairs(self, params, grads) -> None:
+        """Every parameter has a gradient of its shape, checked before anything is updated (so a
+        refused step leaves no parameter half-way)."""
         if set(params) != set(grads):
             raise KeyError(f"{type(self).__name__}: params and grads have different keys: "
                            f"{sorted(set(params) ^ set(grads))}")
+        for name, param in params.items():
+            if grads[name].shape != param.shape:
+                raise ValueError(f"{type(self).__name__}: gradient {name!r} has shape {grads[name].shape}, "
+                                 f"parameter has {param.shape}")
+
+    def update(self, params, grads) -> None:
+        """One step: update every array of ``params`` in place from ``grads`` (same keys)."""
+        self._check_pairs(params, grads)
         self.step_count += 1
         for name, param in params.items():
-            grad = grads[name]
-            if grad.shape != param.shape:
-                raise ValueError(f"{type(self).__name__}: gradient {name!r} has shape {grad.shape}, "
-                                 f"parameter has {param.shape}")
-            self._update_one(name, param, grad, self.state.setdefault(name, {}))
+            self._update_one(name, param, grads[name], self.state.setdefault(name, {}))
 
     def _update_one(self, name: str, param: np.ndarray, grad: np.ndarray, state: dict) -> None:
         raise NotImplementedError
@@ -213,14 +218,8 @@ class Adam(Optimizer):
     # bit for bit (tested).
 
     def update(self, params, grads) -> None:
+        self._check_pairs(params, grads)
         names = list(params)
-        if set(names) != set(grads):
-            raise KeyError(f"{type(self).__name__}: params and grads have different keys: "
-                           f"{sorted(set(names) ^ set(grads))}")
-        for name in names:
-            if grads[name].shape != params[name].shape:
-                raise ValueError(f"{type(self).__name__}: gradient {name!r} has shape {grads[name].shape}, "
-                                 f"parameter has {params[name].shape}")
         self.step_count += 1
         small = [name for name in names if params[name].size < _FLAT_BELOW]
         if len({params[name].dtype for name in small}) > 1:
