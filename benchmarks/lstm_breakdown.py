@@ -28,10 +28,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 import numpy as np  # noqa: E402
 
 import handgrad as hg  # noqa: E402
-from handgrad.layers import LSTM, Affine, LastStep, Reshape  # noqa: E402
-from handgrad.model import Sequential  # noqa: E402
 from machine import machine_line, write_results  # noqa: E402
-from sequences import torch_lstm_classifier  # noqa: E402
+from sequences import handgrad_epoch, lstm_classifier, torch_epoch, torch_lstm_classifier  # noqa: E402
 
 STEPS, T, N, H = 20, 28, 100, 128
 
@@ -49,33 +47,22 @@ def main() -> None:
     torch.set_num_threads(2)
     print(machine_line(), flush=True)
     (x, t), _ = hg.data.load_dataset("mnist", data_dir=args.data_dir)
-    rng = np.random.default_rng(0)
-    bound = 1 / np.sqrt(H)
-
-    def uniform(*shape):
-        return rng.uniform(-bound, bound, shape).astype(np.float32)
-
-    model = Sequential([Reshape((28, 28)), LSTM(uniform(28, 4 * H), uniform(H, 4 * H), uniform(4 * H)), LastStep(),
-                        Affine(uniform(H, 10), uniform(10))], seed=0)
+    model = lstm_classifier(H)
     net = torch_lstm_classifier(torch, model)
     ours = hg.optim.Adam(lr=1e-3)
     theirs = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
-    batches = [rng.choice(len(x), N, replace=False) for _ in range(STEPS)]
+    rng = np.random.default_rng(0)
+    order = np.concatenate([rng.choice(len(x), N, replace=False) for _ in range(STEPS)])  # STEPS batches
 
     def handgrad_steps():
-        model.train()
-        for index in batches:
-            model.loss(x[index], t[index])
-            model.backward(input_grad=False)
-            ours.update(model.params, model.grads)
+        handgrad_epoch(model, ours, x, t, order, N)
 
     def torch_steps():
-        net.train()
-        for index in batches:
-            theirs.zero_grad()
-            loss = torch.nn.functional.cross_entropy(net(torch.from_numpy(x[index])), torch.from_numpy(t[index]))
-            loss.backward()
-            theirs.step()
+        torch_epoch(torch, net, theirs, x, t, order, N,
+                    lambda n, xb, tb: torch.nn.functional.cross_entropy(n(xb), tb))
+
+    def uniform(*shape):
+        return rng.uniform(-1 / np.sqrt(H), 1 / np.sqrt(H), shape).astype(np.float32)
 
     h, Wh = uniform(N, H), uniform(H, 4 * H)
     dA = uniform(N, 4 * H)

@@ -119,8 +119,9 @@ def torch_seq2seq(torch, model: Seq2seq):
 
 
 def torch_epoch(torch, net, optimizer, x, t, order, batch_size, loss_of, clip=None):
+    """PyTorch's steps over the batches of ``order`` (a permutation of x's rows, or any rows)."""
     net.train()
-    for start in range(0, len(x), batch_size):
+    for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         optimizer.zero_grad()
         loss = loss_of(net, torch.from_numpy(x[index]), torch.from_numpy(t[index]))
@@ -142,19 +143,25 @@ def timed_in_turns(epoch: int, ours, theirs) -> tuple[float, float]:
     return seconds["ours"], seconds["theirs"]
 
 
-def sequential_mnist(torch, data_dir, quick: bool) -> dict:
-    (x, t), (x_test, t_test) = hg.data.load_dataset("mnist", data_dir=data_dir)
-    if quick:
-        x, t, x_test, t_test = x[:2000], t[:2000], x_test[:500], t_test[:500]
-    epochs, batch, H = (2 if quick else 10), 100, 128
+def lstm_classifier(H: int = 128) -> Sequential:
+    """Sequential MNIST's model: each image as 28 rows of 28 pixels, LSTM H, the last state,
+    Affine 10; PyTorch's initialisation (uniform in +-1/sqrt(H)), seed 0."""
     rng = np.random.default_rng(0)
     bound = 1 / np.sqrt(H)
 
     def uniform(*shape):
         return rng.uniform(-bound, bound, shape).astype(np.float32)
 
-    model = Sequential([Reshape((28, 28)), LSTM(uniform(28, 4 * H), uniform(H, 4 * H), uniform(4 * H)), LastStep(),
-                        Affine(uniform(H, 10), uniform(10))], seed=0)
+    return Sequential([Reshape((28, 28)), LSTM(uniform(28, 4 * H), uniform(H, 4 * H), uniform(4 * H)), LastStep(),
+                       Affine(uniform(H, 10), uniform(10))], seed=0)
+
+
+def sequential_mnist(torch, data_dir, quick: bool) -> dict:
+    (x, t), (x_test, t_test) = hg.data.load_dataset("mnist", data_dir=data_dir)
+    if quick:
+        x, t, x_test, t_test = x[:2000], t[:2000], x_test[:500], t_test[:500]
+    epochs, batch = (2 if quick else 10), 100
+    model = lstm_classifier()
     net = torch_lstm_classifier(torch, model)
     ours, theirs = hg.optim.Adam(lr=1e-3), torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
     cross_entropy = torch.nn.functional.cross_entropy
@@ -163,7 +170,7 @@ def sequential_mnist(torch, data_dir, quick: bool) -> dict:
     for epoch in range(1, epochs + 1):
         order = orders.permutation(len(x))
         ours_seconds, torch_seconds = timed_in_turns(
-            epoch, lambda: _fit_in_order(model, ours, x, t, order, batch),
+            epoch, lambda: handgrad_epoch(model, ours, x, t, order, batch),
             lambda: torch_epoch(torch, net, theirs, x, t, order, batch, lambda n, xb, tb: cross_entropy(n(xb), tb)))
         with torch.no_grad():
             net.eval()
@@ -175,11 +182,11 @@ def sequential_mnist(torch, data_dir, quick: bool) -> dict:
     return row
 
 
-def _fit_in_order(model, optimizer, x, t, order, batch_size):
+def handgrad_epoch(model, optimizer, x, t, order, batch_size):
     """One epoch of handgrad's training step over the batches of ``order`` (what fit does inside,
     here with the permutation given so that PyTorch sees the same batches)."""
     model.train()
-    for start in range(0, len(x), batch_size):
+    for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
         model.loss(x[index], t[index])
         model.backward(input_grad=False)
