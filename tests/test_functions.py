@@ -187,3 +187,15 @@ def test_row_sums_of_a_strided_view_and_nonfinite_values():
     np.testing.assert_array_equal(F.row_sums(x), x.sum(axis=-1))
     y = np.array([[1.0, np.inf], [np.nan, 1.0]])
     assert F.row_sums(y)[0] == np.inf and np.isnan(F.row_sums(y)[1]) and np.isnan(F.column_sums(y)[0])
+
+
+@pytest.mark.parametrize("fn, bad, error, message", [
+    (F.column_sums, np.ones(3), ValueError, r"column_sums: expected a 2-D array \(M, D\), got shape \(3,\)"),
+    (F.column_sums, np.ones((2, 3), np.int64), TypeError, "column_sums: expected a float array.*dtype int64"),
+    (F.row_sums, [1.0, 2.0], TypeError, "row_sums: expected a float array.*got list"),
+    (F.row_max, np.ones((2, 0)), ValueError, r"row_max: rows of no values have no maximum, got shape \(2, 0\)"),
+    (F.row_max, np.float64(3.0), TypeError, "row_max: expected a float array with at least 1 axes"),
+])
+def test_the_reductions_refuse_what_they_cannot_sum_in_one_line(fn, bad, error, message):
+    with pytest.raises(error, match=message):
+        fn(bad)
