@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import serialize, validate
+from .distributed import counted_targets
 from .optim import clip_grad_norm
 from .threads import BatchThreads, threads_setting
 
@@ -180,8 +181,6 @@ def evaluate(model, x, t, batch_size: int = 1000) -> tuple[float, float]:
     It is the mean over every target the loss counts, whatever the batches: a batch's mean loss
     weighs as many targets as it counted (for words padded with the ignore index, its
     characters, not its words)."""
-    from .distributed import counted_targets
-
     if len(x) == 0:
         raise ValueError("evaluate: no samples to evaluate")
     loss_sum, targets_counted, correct, counted = 0.0, 0, 0, 0
