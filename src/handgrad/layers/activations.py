@@ -76,9 +76,10 @@ class GELU(Layer):
 
     NumPy has no erf: Phi comes from :func:`handgrad.functions.normal_cdf` (W. J. Cody's
     rational approximations, ~1e-16 relative in float64, and exact in the left tail where
-    PyTorch's ``1 + erf`` cancels; a formula of its own for float32, within 8 ulp). The exact
-    forward keeps the derivative ``Phi(x) + x phi(x)`` (computed with y, chunk by chunk), the
-    tanh one x and tanh u; ``apply(x)`` is the same y, caching nothing (inference: a GPT's
+    PyTorch's ``1 + erf`` cancels; a formula of its own for float32, within 8 ulp). Forward keeps
+    the derivative dy/dx itself, computed with y chunk by chunk while the chunk is in the cache
+    (:func:`~handgrad.functions.gelu_with_slope`, :func:`~handgrad.functions.tanh_gelu_with_slope`),
+    so backward is one multiply; ``apply(x)`` is the same y, caching nothing (inference: a GPT's
     generation).
     Shapes: any; y and dx have x's shape and dtype (integers become float64).
     """
@@ -88,7 +89,7 @@ class GELU(Layer):
         if approximate not in ("none", "tanh"):
             raise ValueError(f"GELU: approximate must be 'none' or 'tanh', got {approximate!r}")
         self.approximate = approximate
-        self._cache = None
+        self._slope = None
 
     def spec(self) -> dict:
         return {"type": self.name, "approximate": self.approximate}
@@ -113,34 +114,14 @@ class GELU(Layer):
         return self._output(x, gate)
 
     def forward(self, x):
-        """:meth:`apply`, keeping what backward needs: dy/dx itself (exact), or x and tanh u."""
+        """:meth:`apply`, keeping what backward needs: dy/dx itself, computed with y."""
         x = self._input(x)
-        if self.approximate == "none":
-            y, slope = F.gelu_with_slope(x)
-            self._cache = (slope,)  # dy/dx = Phi(x) + x phi(x)
-            return y
-        gate = F.tanh_gelu_inner_tanh(x)
-        self._cache = (x, gate)
-        return self._output(x, gate)
+        with_slope = F.gelu_with_slope if self.approximate == "none" else F.tanh_gelu_with_slope
+        y, slope = with_slope(x)
+        self._slope = slope  # exact: Phi(x) + x phi(x); tanh: q + 2 y (1 - q) du/dx (see F.tanh_gelu_with_slope)
+        return y
 
     def backward(self, dout):
-        self._require_forward(self._cache)
-        dout = self._check_dout(dout, self._cache[0].shape)  # the cache's first array has x's shape
-        if self.approximate == "none":
-            (slope,) = self._cache
-            return np.multiply(slope, dout, dtype=slope.dtype)  # dx = dout * dy/dx
-        # One buffer, updated in place: each line is one pass over memory.
-        x, tanh_u = self._cache
-        slope = x * x
-        slope *= 3.0 * F._GELU_KAPPA
-        slope += 1.0
-        slope *= F._SQRT_2_OVER_PI  # du/dx
-        sech2 = tanh_u * tanh_u
-        np.subtract(1.0, sech2, out=sech2)  # 1 - tanh^2 u
-        slope *= sech2
-        slope *= x
-        slope += tanh_u
-        slope += 1.0
-        slope *= 0.5
-        slope *= dout
-        return slope
+        self._require_forward(self._slope)
+        dout = self._check_dout(dout, self._slope.shape)
+        return np.multiply(self._slope, dout, dtype=self._slope.dtype)  # dx = dout * dy/dx
