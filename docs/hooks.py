@@ -372,24 +372,31 @@ def book_scripts(data: dict) -> list[str]:
 
 
 def distributed(data: dict) -> list[str]:
-    units = {"mlp": "samples/s", "convnet": "samples/s", "gpt": "tokens/s"}
-    names = {"mlp": "MLP 784-100-10", "convnet": "SimpleConvNet", "gpt": "GPT 4x4x128"}
+    units = {"mlp": "samples/s", "convnet": "samples/s", "deep-convnet": "samples/s", "gpt": "tokens/s"}
+    names = {"mlp": "MLP 784-100-10", "convnet": "SimpleConvNet", "deep-convnet": "DeepConvNet", "gpt": "GPT 4x4x128"}
+    settings_in_order = ("1 rank, 1 thread", "1 rank, 2 threads", "1 rank, batch over 2 threads",
+                         "2 ranks, 1 thread each", "PyTorch, 2 threads")
     rows, checks = [], []
     for model, settings in data["measured"].items():
-        cells = [names.get(model, model)]
-        for setting in ("1 rank, 1 thread", "1 rank, 2 threads", "2 ranks, 1 thread each"):
-            s = settings[setting]
+        label = names.get(model, model)
+        ratios = settings.get("throughput_over_pytorch", {})  # older files have no PyTorch setting
+        for setting in settings_in_order:
+            s = settings.get(setting)
+            if s is None:
+                continue
             runs = s.get("step_s_runs")  # older files timed each setting once
             spread = f" ({min(runs) * 1e3:.2f}-{max(runs) * 1e3:.2f})" if runs and len(runs) > 1 else ""
-            cells.append(f"{s['step_s'] * 1e3:.2f} ms{spread}, {s['throughput']:,.0f} {units.get(model, '/s')}")
-        two = settings["2 ranks, 1 thread each"]
-        cells.append(f"{two['allreduce_in_step_s'] * 1e3:.3f} / {two['allreduce_alone_s'] * 1e3:.3f} ms")
-        rows.append(cells)
+            allreduce = (f"{s['allreduce_in_step_s'] * 1e3:.3f} / {s['allreduce_alone_s'] * 1e3:.3f} ms"
+                         if "allreduce_in_step_s" in s else "")
+            ratio = f"{ratios[setting]:.2f}x" if setting in ratios else ("1" if setting.startswith("PyTorch") else "")
+            rows.append([label, setting, f"{s['step_s'] * 1e3:.2f} ms{spread}",
+                         f"{s['throughput']:,.0f} {units.get(model, '/s')}", ratio, allreduce])
+            label = ""
         check = settings.get("model_check")
         if check:
             checks.append(f"{names.get(model, model)} {check['predicted_2_rank_step_s'] * 1e3:.2f} ms predicted, "
                           f"{check['measured_2_rank_step_s'] * 1e3:.2f} measured")
-    out = [table(["model", "1 process, 1 thread", "1 process, 2 threads", "2 ranks, 1 thread each",
+    out = [table(["model", "setting", "step (range over rounds)", "throughput", "throughput / PyTorch's",
                   "all-reduce per step (in the step / alone)"], rows)]
     if checks:
         out.append("The cost model below at K = 2, with this machine's shared-memory all-reduce in place of the "

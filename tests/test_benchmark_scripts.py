@@ -44,3 +44,19 @@ def test_convnet_speed_refuses_bad_options_in_one_line_before_timing_anything(tm
     assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("convnet_speed.py: error:"), proc.stderr
     assert not (tmp_path / "out.json").exists() and proc.stdout == ""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--repeats", "0"], "--repeats and --block-times must be at least 1"),
+    (["--block-times", "0"], "--repeats and --block-times must be at least 1"),
+    (["--data-dir", "nowhere"], "not found in nowhere/mnist"),
+    (["--models", "resnet"], "invalid choice: 'resnet'"),
+])
+def test_distributed_refuses_bad_options_in_one_line_before_timing_anything(tmp_path, args, message):
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env.pop("HANDGRAD_DATA", None)
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / "distributed.py"), *args, "--json",
+                           str(tmp_path / "out.json")], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out.json").exists()
