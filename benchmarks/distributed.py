@@ -18,7 +18,7 @@ Measured, for the MLP (784-100-10, batch 100), SimpleConvNet and DeepConvNet (1x
 * time per step, throughput (samples or tokens per second) and its ratio to PyTorch's, and for 2
   ranks the time per step spent in the all-reduce (waiting for the slower rank included) and,
   alone, an all-reduce of the gradient buffer (no training around it).
-Each setting runs in a process of its own, timing a block of steps (300, 20, 20 and 30, times
+Each setting runs in a process of its own, timing a block of steps (300, 20, 20 and 60, times
 ``--block-times``: run it with 2 to check that a longer block changes no ratio) after 3 warm-up
 steps; the settings take turns, their order reversed every other round, a 0.3 s pause before
 each, ``--repeats`` rounds (3); reported: the median per setting, and the spread of the step
@@ -50,7 +50,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 MODELS = {"mlp": 100, "convnet": 100, "deep-convnet": 100, "gpt": 12}  # name: global batch
-STEPS = {"mlp": 300, "convnet": 20, "deep-convnet": 20, "gpt": 30}
+STEPS = {"mlp": 300, "convnet": 20, "deep-convnet": 20, "gpt": 60}
 NETWORKS = {"10 Gbit Ethernet": (50e-6, 1.25e9), "100 Gbit InfiniBand": (2e-6, 12.5e9)}
 RANKS = (1, 2, 4, 8, 16, 32, 64)
 
