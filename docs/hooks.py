@@ -523,7 +523,9 @@ RENDERERS = [
     ("sklearn_compare.json", sklearn_compare, "python benchmarks/sklearn_compare.py --data-dir ../shared/data"),
     ("book_scripts*.json", book_scripts, ("python benchmarks/book_scripts.py ../shared/book1 [--scripts ...] "
      "[--sides ...] --json ...")),
-    ("distributed.json", distributed, "flock /tmp/handgrad-heavy.lock python benchmarks/distributed.py"),
+    ("distributed.json", distributed, "python benchmarks/distributed.py --data-dir ../shared/data"),
+    ("distributed_long_blocks.json", distributed, ("python benchmarks/distributed.py --data-dir ../shared/data "
+     "--block-times 2 --models convnet deep-convnet gpt --json benchmarks/results/distributed_long_blocks.json")),
     ("serve_load.json", serve_load, "flock /tmp/handgrad-heavy.lock python benchmarks/serve_load.py"),
     ("makemore.json", makemore, "python benchmarks/makemore.py --data-dir ../shared/data --models mlp-bn wavenet"),
     ("makemore_seeds*.json", makemore, "python benchmarks/makemore.py --data-dir ../shared/data --models mlp-bn "
