@@ -421,6 +421,18 @@ def distributed(data: dict) -> list[str]:
     return out
 
 
+def makemore_reference(data: dict) -> list[str]:
+    rows = []
+    for row in data["rows"]:
+        curve = row["test_curve"]
+        best = row["best_test_loss"]
+        rows.append([row["seed"], f"{best['test_loss']:.4f}", f"{best['step']:,}", f"{curve[-1]['test_loss']:.4f}",
+                     f"{row['steps']:,}", " ".join(f"{point['test_loss']:.3f}" for point in curve)])
+    return [table(["seed", "best test loss", "at step", "test loss at the end", "steps",
+                   "test loss every 1,000 steps" if data["rows"] and data["rows"][0]["test_curve"][0]["step"] == 1000
+                   else "test loss at each evaluation"], rows)]
+
+
 def makemore(data: dict) -> list[str]:
     def both(row, split):
         value = row.get(f"{split}_loss")
@@ -530,6 +542,7 @@ RENDERERS = [
     ("makemore.json", makemore, "python benchmarks/makemore.py --data-dir ../shared/data --models mlp-bn wavenet"),
     ("makemore_seeds*.json", makemore, "python benchmarks/makemore.py --data-dir ../shared/data --models mlp-bn "
      "--seeds 2 --first-seed 1 --json ... (and wavenet --seeds 1 --first-seed 1)"),
+    ("makemore_reference.json", makemore_reference, "python benchmarks/makemore_reference.py --data-dir ../shared/data"),
     ("makemore_zoo.json", makemore, ("python benchmarks/makemore.py --data-dir ../shared/data --models bigram "
                                      "mlp-words bow rnn gru transformer --steps 3000 --json benchmarks/results/makemore_zoo.json")),
     ("threads.json", threads, "python benchmarks/threads.py"),
