@@ -294,7 +294,7 @@ def test_shifted_rows_and_add_shifted_rows_are_adjoint():
     """<shifted_rows(x), r> = <x, add_shifted_rows(r)> for every r: the backward adds each copy's
     gradient back exactly where the forward copied it from (pads wider than the kernel included)."""
     rng = np.random.default_rng(21)
-    for (kw, pad, w) in [(3, 1, 6), (3, 2, 5), (5, 0, 7), (2, 4, 3), (1, 0, 4)]:
+    for (kw, pad, w) in [(3, 1, 6), (3, 2, 5), (5, 0, 7), (2, 4, 3), (1, 0, 4), (5, 2, 6), (3, 1, 1), (2, 1, 5)]:
         x = rng.standard_normal((2, 3, 4, w))
         ow = w + 2 * pad - kw + 1
         rows = shifted_rows(x, kw, pad, out=np.zeros((kw, 3, 2, 4, ow)))
@@ -305,7 +305,13 @@ def test_shifted_rows_and_add_shifted_rows_are_adjoint():
                     expected[..., o] = x[..., o + j - pad]
             np.testing.assert_array_equal(rows[j], expected.transpose(1, 0, 2, 3))
         r = rng.standard_normal(rows.shape)
-        assert np.vdot(rows, r) == pytest.approx(np.vdot(x, add_shifted_rows(r, x.shape, pad)), rel=1e-12)
+        dx = add_shifted_rows(r, x.shape, pad)
+        assert np.vdot(rows, r) == pytest.approx(np.vdot(x, dx), rel=1e-12)
+        # Allowed to overwrite r (its padding columns), a "same" width (ow == w) takes one flat
+        # addition per shift: the same dx up to the order of the sums, from a dirty work array.
+        work = np.full((3, 2, 4, w), np.nan)
+        np.testing.assert_allclose(add_shifted_rows(r.copy(), x.shape, pad, work=work, overwrite_rows=True), dx,
+                                   rtol=1e-13, atol=1e-13)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

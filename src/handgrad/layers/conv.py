@@ -103,22 +103,49 @@ def shifted_rows(x: np.ndarray, kw: int, pad: int, out: np.ndarray) -> np.ndarra
     return out
 
 
-def add_shifted_rows(d_rows: np.ndarray, input_shape: tuple, pad: int, work: np.ndarray | None = None) -> np.ndarray:
+def add_shifted_rows(d_rows: np.ndarray, input_shape: tuple, pad: int, work: np.ndarray | None = None,
+                     overwrite_rows: bool = False) -> np.ndarray:
     """The adjoint of :func:`shifted_rows`: ``dx[n, c, h, w] = sum_j d_rows[j, c, n, h, w + pad - j]``,
     every shifted copy's gradient added back onto the pixel it was copied from. ``work``, if
-    given, is a (C, N, H, W) array to sum in (its contents are overwritten)."""
+    given, is a (C, N, H, W) array to sum in (its contents are overwritten). ``overwrite_rows``:
+    d_rows is the caller's scratch, and its entries for padding columns may be set to zero."""
     n, c, h, w = input_shape
     # Summed channel-major (contiguous runs along whole rows), then one transposing copy.
-    if work is None:
-        dx_channel_major = np.zeros((c, n, h, w), dtype=d_rows.dtype)
+    dx_channel_major = np.empty((c, n, h, w), dtype=d_rows.dtype) if work is None else work
+    if overwrite_rows and d_rows.shape[4] == w and d_rows.flags.c_contiguous:
+        _add_same_width_shifts(d_rows, dx_channel_major, pad)
     else:
-        dx_channel_major = work
         dx_channel_major.fill(0)
-    for j, lo, hi, src_lo, src_hi in _shift_ranges(d_rows.shape[0], pad, d_rows.shape[4], w):
-        dx_channel_major[:, :, :, src_lo:src_hi] += d_rows[j, :, :, :, lo:hi]
+        for j, lo, hi, src_lo, src_hi in _shift_ranges(d_rows.shape[0], pad, d_rows.shape[4], w):
+            dx_channel_major[:, :, :, src_lo:src_hi] += d_rows[j, :, :, :, lo:hi]
     # A copy, always (not ascontiguousarray, which returns a size-1 axis move as it is): the
     # caller keeps dx, and ``work`` is overwritten by the next call.
     return dx_channel_major.transpose(1, 0, 2, 3).copy()
+
+
+def _add_same_width_shifts(d_rows: np.ndarray, dx_channel_major: np.ndarray, pad: int) -> None:
+    """add_shifted_rows when the output rows are as wide as the input's (a "same" convolution):
+    ``dx[c, n, h, o + j - pad] += d_rows[j, c, n, h, o]`` is then, in the flattened arrays,
+    ``dx[k] += d_rows[j][k - (j - pad)]``: ONE contiguous addition per shift instead of one short
+    run per row. Where ``o + j - pad`` leaves the row, the flat shift reads the neighbouring row's
+    entry for a padding column instead; those entries are set to 0 first (they are the gradients
+    of padding, which no pixel receives), so they add nothing."""
+    dx = dx_channel_major.reshape(-1)
+    size = dx.size
+    for j, lo, hi, src_lo, _ in _shift_ranges(d_rows.shape[0], pad, d_rows.shape[4], dx_channel_major.shape[3]):
+        d_j = d_rows[j]
+        d_j[..., :lo] = 0
+        d_j[..., hi:] = 0
+        d_flat, shift = d_j.reshape(-1), src_lo - lo  # shift = j - pad
+        target, source = (dx[shift:], d_flat[:size - shift]) if shift >= 0 else (dx[:size + shift], d_flat[-shift:])
+        if j == 0:  # the first shift assigns, and the |shift| entries it does not reach start at 0
+            np.copyto(target, source)
+            if shift > 0:
+                dx[:shift] = 0
+            elif shift < 0:
+                dx[size + shift:] = 0
+        else:
+            target += source
 
 
 class _ImageLayer(Layer):
@@ -314,7 +341,8 @@ class Convolution(WeightedLayer, _ImageLayer):
             return None
         d_rows = np.matmul(self._row_weights().T, dZ, out=self._work_array("d_rows", (fw * c, n * h * ow)))
         return add_shifted_rows(d_rows.reshape(fw, c, n, h, ow), self._x_shape, self.pad,
-                                work=self._work_array("dx_channel_major", (c, n, h, self._x_shape[3])))
+                                work=self._work_array("dx_channel_major", (c, n, h, self._x_shape[3])),
+                                overwrite_rows=True)  # d_rows is this layer's scratch
 
     def _work_array(self, key: str, shape: tuple, zeroed: bool = False) -> np.ndarray:
         """A scratch array in the layer's dtype (uninitialised, or zeros when first made with
