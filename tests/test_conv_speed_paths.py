@@ -218,6 +218,31 @@ def test_convolution_work_arrays_follow_the_batch_size_and_hold_no_stale_values(
     assert not np.shares_memory(first_out, reused.forward(x))  # outputs are never work arrays
 
 
+@pytest.mark.parametrize("pad, width", [(1, 6), (2, 5), (0, 7)])
+def test_row_shifts_in_parts_of_the_batch_equal_one_pass(pad, width):
+    """The row-shift path runs a large batch in parts (Convolution.PART_BYTES): outputs, dW, db and
+    dx equal one pass over the batch (float64, to summation order: dW is the parts' sum), for
+    parts of one sample, uneven parts, and a work array size that changes with the batch."""
+    rng = np.random.default_rng(31)
+    W, b = rng.standard_normal((4, 5, 3, 3)), rng.standard_normal(4)
+    whole = convolution(W.copy(), b.copy(), 0, pad=pad)
+    whole.PART_BYTES = 10 ** 12
+    for part_bytes in (1, 3 * 4 * 6 * (width + 2 * pad - 2) * 8 * 2):  # one sample a part; about two
+        parted = convolution(W.copy(), b.copy(), 0, pad=pad)
+        parted.PART_BYTES = part_bytes
+        for n in (7, 3):
+            x = rng.standard_normal((n, 5, 6, width))
+            assert len(parted._batch_parts(n, 3 * 4 * 6 * (width + 2 * pad - 2) * 8)) > 1
+            np.testing.assert_allclose(parted.forward(x), whole.forward(x), rtol=1e-12, atol=1e-12)
+            dout = rng.standard_normal(whole._x_shape[:1] + (4, 6 + 2 * pad - 2, width + 2 * pad - 2))
+            np.testing.assert_allclose(parted.backward(dout), whole.backward(dout), rtol=1e-12, atol=1e-12)
+            for name in ("W", "b"):
+                np.testing.assert_allclose(parted.grads[name], whole.grads[name], rtol=1e-12, atol=1e-12)
+            # A second backward adds into the gradients again; without dx it returns None.
+            assert parted.backward(dout, input_grad=False) is None and whole.backward(dout, input_grad=False) is None
+            np.testing.assert_allclose(parted.grads["W"], whole.grads["W"], rtol=1e-12, atol=1e-12)
+
+
 def test_im2col_into_a_slice_of_a_larger_array_or_a_fortran_ordered_one():
     from handgrad.layers.conv import im2col
 

@@ -11,7 +11,8 @@ stride and padding.
 
 Stride-1 convolutions whose kernel rows are long enough (``FW C >= ROW_SHIFT_MIN_INNER``) are
 split by kernel rows instead (see :func:`shifted_rows`): FW shifted copies of the input rather
-than im2col's FH FW, and ONE GEMM for the whole batch rather than one per image, each kernel
+than im2col's FH FW, and ONE GEMM for many images rather than one per image (the batch in parts
+of about a MiB of output, which stay in the cache), each kernel
 row's output then added in at its row offset. Everything is held channel-major,
 (C, N, H, W), so that every copy and every addition runs over long contiguous stretches.
 """
@@ -104,20 +105,23 @@ def shifted_rows(x: np.ndarray, kw: int, pad: int, out: np.ndarray) -> np.ndarra
 
 
 def add_shifted_rows(d_rows: np.ndarray, input_shape: tuple, pad: int, work: np.ndarray | None = None,
-                     overwrite_rows: bool = False) -> np.ndarray:
+                     overwrite_rows: bool = False, channel_major: bool = False) -> np.ndarray:
     """The adjoint of :func:`shifted_rows`: ``dx[n, c, h, w] = sum_j d_rows[j, c, n, h, w + pad - j]``,
     every shifted copy's gradient added back onto the pixel it was copied from. ``work``, if
-    given, is a (C, N, H, W) array to sum in (its contents are overwritten). ``overwrite_rows``:
-    d_rows is the caller's scratch, and its entries for padding columns may be set to zero."""
+    given, is a C-contiguous (C, N, H, W) array to sum in (its contents are overwritten).
+    ``overwrite_rows``: d_rows is the caller's scratch, and its entries for padding columns may
+    be set to zero. ``channel_major``: return the (C, N, H, W) sum itself (``work``, if given)."""
     n, c, h, w = input_shape
     # Summed channel-major (contiguous runs along whole rows), then one transposing copy.
     dx_channel_major = np.empty((c, n, h, w), dtype=d_rows.dtype) if work is None else work
-    if overwrite_rows and d_rows.shape[4] == w and d_rows.flags.c_contiguous:
+    if overwrite_rows and d_rows.shape[4] == w and d_rows.flags.c_contiguous and dx_channel_major.flags.c_contiguous:
         _add_same_width_shifts(d_rows, dx_channel_major, pad)
     else:
         dx_channel_major.fill(0)
         for j, lo, hi, src_lo, src_hi in _shift_ranges(d_rows.shape[0], pad, d_rows.shape[4], w):
             dx_channel_major[:, :, :, src_lo:src_hi] += d_rows[j, :, :, :, lo:hi]
+    if channel_major:
+        return dx_channel_major
     # A copy, always (not ascontiguousarray, which returns a size-1 axis move as it is): the
     # caller keeps dx, and ``work`` is overwritten by the next call.
     return dx_channel_major.transpose(1, 0, 2, 3).copy()
@@ -190,7 +194,7 @@ class Convolution(WeightedLayer, _ImageLayer):
 
     Stride-1 convolutions with ``FW C >= ROW_SHIFT_MIN_INNER`` compute the same sums grouped by
     kernel row instead (``_forward_row_shifts``): the same outputs and gradients up to rounding,
-    with FW copies of the input instead of FH FW and one GEMM for the whole batch.
+    with FW copies of the input instead of FH FW and one GEMM per part of the batch (PART_BYTES).
     """
 
     def __init__(self, W, b, stride: int = 1, pad: int = 0) -> None:
@@ -290,7 +294,7 @@ class Convolution(WeightedLayer, _ImageLayer):
                           out=self._work_array("dout_col", (n, fn * fh * fw, h * w)))  # (N, FN FH FW, H W)
         return np.matmul(flipped.reshape(c, -1), dout_col).reshape(self._x_shape)
 
-    # --- stride 1: split by kernel rows, one GEMM for the whole batch --------------------------
+    # --- stride 1: split by kernel rows, one GEMM per part of the batch --------------------------
 
     def _row_weights(self) -> np.ndarray:
         """``W_rows[(i, f), (j, c)] = W[f, c, i, j]``, shape (FH FN, FW C): one block of rows per
@@ -300,7 +304,7 @@ class Convolution(WeightedLayer, _ImageLayer):
 
     def _forward_row_shifts(self, x, oh, ow):
         """The convolution split by kernel rows. With ``X_rows = shifted_rows(x)`` read as
-        (FW C, N H OW), ``Z = W_rows X_rows`` is ONE GEMM for the batch, and Z[i, f, n, h, o]
+        (FW C, N H OW), ``Z = W_rows X_rows`` is ONE GEMM (per part of the batch), and Z[i, f, n, h, o]
         is what input row h adds through kernel row i to output (n, f, h - i + pad, o); so
         ``y[n, f, r, o] = b[f] + sum_i Z[i, f, n, r + i - pad, o]`` for output row r, the terms whose input row
         is real (padding rows add nothing). The copy is FW times the input (im2col's is FH FW
@@ -309,40 +313,69 @@ class Convolution(WeightedLayer, _ImageLayer):
         n, _, h, _ = x.shape
         # Zeroed once: shifted_rows writes the same entries every step and leaves the padding's zeros.
         rows = shifted_rows(x, fw, self.pad, out=self._work_array("rows", (fw, c, n, h, ow), zeroed=True))
-        Z = np.matmul(self._row_weights(), rows.reshape(fw * c, -1),
-                      out=self._work_array("Z", (fh * fn, n * h * ow))).reshape(fh, fn, n, h, ow)
+        W_rows = self._row_weights()
         # Summed channel-major (contiguous runs along whole rows), then one transposing copy.
         y_channel_major = self._work_array("y_channel_major", (fn, n, oh, ow))
         y_channel_major[...] = self.params["b"][:, None, None, None]
-        for i, lo, hi, src_lo, src_hi in _shift_ranges(fh, self.pad, oh, h):
-            y_channel_major[:, :, lo:hi] += Z[i, :, :, src_lo:src_hi]
+        # Part by part for a large batch (see PART_BYTES): each part's Z is still in the cache
+        # when its rows are added in.
+        for start, stop in self._batch_parts(n, fh * fn * h * ow * x.itemsize):
+            m = stop - start
+            Z = np.matmul(W_rows, rows[:, :, start:stop].reshape(fw * c, -1),
+                          out=self._work_array(f"Z {m}", (fh * fn, m * h * ow))).reshape(fh, fn, m, h, ow)
+            for i, lo, hi, src_lo, src_hi in _shift_ranges(fh, self.pad, oh, h):
+                y_channel_major[:, start:stop, lo:hi] += Z[i, :, :, src_lo:src_hi]
         self._col = rows
         # A copy, always: with one sample or one filter the transpose is already contiguous, and
         # ascontiguousarray would hand out the kept array that the next forward overwrites.
         return y_channel_major.transpose(1, 0, 2, 3).copy()
 
+    #: The row-shift path runs over parts of the batch whose Z (or dZ: FH FN x part N H OW
+    #: values) is at most this many bytes, so that one part's Z, or its dZ, d_rows and the sum
+    #: of its shifted copies, are still in the cache when the next step reads them: each image's
+    #: output and dx are its own columns', and dW is the sum of the parts' GEMMs. DeepConvNet's
+    #: step (benchmarks/convnet_speed.py, batch over 2 threads): 55.9 ms in one pass; parts of
+    #: 2 MiB above 6 MiB, 50.6; parts of 1 MiB, 48.2-49.5 (its second layer's dZ is 7.5 MB).
+    PART_BYTES = 2 ** 20
+
+    def _batch_parts(self, n: int, bytes_per_sample: int) -> list[tuple[int, int]]:
+        """``[(start, stop), ...]`` over the batch, each part's Z within PART_BYTES (at least one sample)."""
+        parts = max(1, min(n, -(-n * bytes_per_sample // self.PART_BYTES)))
+        bounds = [round(k * n / parts) for k in range(parts + 1)]
+        return list(zip(bounds[:-1], bounds[1:]))
+
     def _backward_row_shifts(self, dout, input_grad):
         """The forward's adjoint, step by step: ``dZ[i, f, n, h, o] = dout[n, f, h - i + pad, o]``
         (zero where h - i + pad is no output row), ``dW_rows = dZ X_rows^T`` (one GEMM over the
-        whole batch, no per-image sum), ``db = sum(dout)``, ``dX_rows = W_rows^T dZ`` and
-        ``dx = add_shifted_rows(dX_rows)``."""
+        batch's columns, no per-image sum), ``db = sum(dout)``, ``dX_rows = W_rows^T dZ`` and
+        ``dx = add_shifted_rows(dX_rows)``; for a large batch part by part (each image's dx is
+        its own columns', and dW the sum of the parts')."""
         fn, c, fh, fw = self.params["W"].shape
-        n, _, h, _ = self._x_shape
+        n, _, h, w = self._x_shape
         oh, ow = dout.shape[2:]
-        dZ = self._work_array("dZ", (fh, fn, n, h, ow), zeroed=True)  # the same entries written every step
         dout_channel_major = dout.transpose(1, 0, 2, 3)  # a view
-        for i, lo, hi, src_lo, src_hi in _shift_ranges(fh, self.pad, oh, h):
-            dZ[i, :, :, src_lo:src_hi] = dout_channel_major[:, :, lo:hi]
-        dZ = dZ.reshape(fh * fn, -1)
-        dW_rows = dZ @ self._col.reshape(fw * c, -1).T  # (FH FN, FW C)
+        W_rows = self._row_weights()
+        dW_rows = None
+        dx = np.empty(self._x_shape, dtype=dout.dtype) if input_grad else None
+        for start, stop in self._batch_parts(n, fh * fn * h * ow * dout.itemsize):
+            m = stop - start
+            # Kept per part size (at most two): the same entries are written every step, the rest stay 0.
+            dZ = self._work_array(f"dZ {m}", (fh, fn, m, h, ow), zeroed=True)
+            for i, lo, hi, src_lo, src_hi in _shift_ranges(fh, self.pad, oh, h):
+                dZ[i, :, :, src_lo:src_hi] = dout_channel_major[:, start:stop, lo:hi]
+            dZ = dZ.reshape(fh * fn, -1)
+            rows = self._col[:, :, start:stop].reshape(fw * c, -1)  # a view: (FW C) rows of m H OW values
+            part_dW = dZ @ rows.T  # (FH FN, FW C)
+            dW_rows = part_dW if dW_rows is None else np.add(dW_rows, part_dW, out=dW_rows)
+            if input_grad:
+                d_rows = np.matmul(W_rows.T, dZ, out=self._work_array(f"d_rows {m}", (fw * c, m * h * ow)))
+                dx_part = add_shifted_rows(d_rows.reshape(fw, c, m, h, ow), (m, c, h, w), self.pad,
+                                           work=self._work_array(f"dx_channel_major {m}", (c, m, h, w)),
+                                           overwrite_rows=True, channel_major=True)  # d_rows is our scratch
+                dx[start:stop] = dx_part.transpose(1, 0, 2, 3)
         self.add_to_grad("W", dW_rows.reshape(fh, fn, fw, c).transpose(1, 3, 0, 2))
         self.add_to_grad("b", dout.sum(axis=(0, 2, 3)))
-        if not input_grad:
-            return None
-        d_rows = np.matmul(self._row_weights().T, dZ, out=self._work_array("d_rows", (fw * c, n * h * ow)))
-        return add_shifted_rows(d_rows.reshape(fw, c, n, h, ow), self._x_shape, self.pad,
-                                work=self._work_array("dx_channel_major", (c, n, h, self._x_shape[3])),
-                                overwrite_rows=True)  # d_rows is this layer's scratch
+        return dx
 
     def _work_array(self, key: str, shape: tuple, zeroed: bool = False) -> np.ndarray:
         """A scratch array in the layer's dtype (uninitialised, or zeros when first made with
