@@ -35,6 +35,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+from handgrad.data import DataError  # noqa: E402
 from handgrad.data.words import Words, load_names, sequences  # noqa: E402
 from machine import machine_line, write_results  # noqa: E402
 
@@ -105,11 +106,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.steps < 1 or not 1 <= args.eval_every <= args.steps:
         parser.error(f"--steps must be at least 1 and --eval-every in [1, steps], got {args.steps} and {args.eval_every}")
+    try:  # the data first: a wrong --data-dir is said in one line before PyTorch loads
+        words = load_names(args.data_dir, download=False)
+    except DataError as error:
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
     try:
         import torch
     except ImportError:
         parser.exit(1, f"{parser.prog}: error: this reference is PyTorch's: pip install torch\n")
-    words = load_names(args.data_dir, download=False)
     torch.set_num_threads(2)
     print(machine_line(), flush=True)
     rows = []

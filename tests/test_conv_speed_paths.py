@@ -218,6 +218,20 @@ def test_convolution_work_arrays_follow_the_batch_size_and_hold_no_stale_values(
     assert not np.shares_memory(first_out, reused.forward(x))  # outputs are never work arrays
 
 
+def test_a_same_width_kernel_wider_than_the_map_trains_and_equals_im2col():
+    """A 1 x 33 kernel with pad 16 on maps 1 pixel wide (more channels than ROW_SHIFT_MIN_INNER
+    needs): the row shifts' flat backward once failed here with a NumPy broadcast error."""
+    rng = np.random.default_rng(41)
+    W, b = rng.standard_normal((2, 1, 1, 33)), rng.standard_normal(2)
+    x = rng.standard_normal((3, 1, 3, 1))
+    shifted, gemm = convolution(W.copy(), b.copy(), 0, pad=16), convolution(W.copy(), b.copy(), 10**9, pad=16)
+    y = shifted.forward(x)  # (3, 2, 35, 1): the pad applies to the rows too
+    np.testing.assert_allclose(y, gemm.forward(x), rtol=1e-12, atol=1e-12)
+    dout = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(shifted.backward(dout), gemm.backward(dout), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(shifted.grads["W"], gemm.grads["W"], rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("pad, width", [(1, 6), (2, 5), (0, 7)])
 def test_row_shifts_in_parts_of_the_batch_equal_one_pass(pad, width):
     """The row-shift path runs a large batch in parts (Convolution.PART_BYTES): outputs, dW, db and
@@ -241,6 +255,23 @@ def test_row_shifts_in_parts_of_the_batch_equal_one_pass(pad, width):
             # A second backward adds into the gradients again; without dx it returns None.
             assert parted.backward(dout, input_grad=False) is None and whole.backward(dout, input_grad=False) is None
             np.testing.assert_allclose(parted.grads["W"], whole.grads["W"], rtol=1e-12, atol=1e-12)
+            # The layer did split: its kept arrays are per part size, only this batch's sizes.
+            sizes = {stop - start for start, stop in parted._batch_parts(n, 3 * 4 * 6 * (width + 2 * pad - 2) * 8)}
+            assert {key for key in parted._work_arrays if key.startswith("dZ ")} == {f"dZ {m}" for m in sizes}
+        # A batch of one, its first backward without dx; then evaluation mode keeps nothing new.
+        x1 = rng.standard_normal((1, 5, 6, width))
+        np.testing.assert_allclose(parted.forward(x1), whole.forward(x1), rtol=1e-12, atol=1e-12)
+        dout1 = rng.standard_normal(whole._x_shape[:1] + (4, 6 + 2 * pad - 2, width + 2 * pad - 2))
+        assert parted.backward(dout1, input_grad=False) is None and whole.backward(dout1, input_grad=False) is None
+        np.testing.assert_allclose(parted.grads["W"], whole.grads["W"], rtol=1e-12, atol=1e-12)
+        kept = set(parted._work_arrays)
+        parted.eval(), whole.eval()
+        x9 = rng.standard_normal((9, 5, 6, width))
+        for part_bytes_in_evaluation in (part_bytes, 10 ** 12):  # the second: a part size never kept
+            parted.PART_BYTES = part_bytes_in_evaluation
+            np.testing.assert_allclose(parted.forward(x9), whole.forward(x9), rtol=1e-12, atol=1e-12)
+            assert set(parted._work_arrays) == kept
+        parted.train(), whole.train()
 
 
 def test_im2col_into_a_slice_of_a_larger_array_or_a_fortran_ordered_one():
@@ -319,7 +350,10 @@ def test_shifted_rows_and_add_shifted_rows_are_adjoint():
     """<shifted_rows(x), r> = <x, add_shifted_rows(r)> for every r: the backward adds each copy's
     gradient back exactly where the forward copied it from (pads wider than the kernel included)."""
     rng = np.random.default_rng(21)
-    for (kw, pad, w) in [(3, 1, 6), (3, 2, 5), (5, 0, 7), (2, 4, 3), (1, 0, 4), (5, 2, 6), (3, 1, 1), (2, 1, 5)]:
+    # (33, 16, 1) and (5, 2, 1): "same" widths whose shifts outrun a whole map (a regression: the
+    # flat path once sliced arrays of different lengths there).
+    for (kw, pad, w) in [(3, 1, 6), (3, 2, 5), (5, 0, 7), (2, 4, 3), (1, 0, 4), (5, 2, 6), (3, 1, 1), (2, 1, 5),
+                         (33, 16, 1), (5, 2, 1), (7, 3, 2)]:
         x = rng.standard_normal((2, 3, 4, w))
         ow = w + 2 * pad - kw + 1
         rows = shifted_rows(x, kw, pad, out=np.zeros((kw, 3, 2, 4, ow)))

@@ -91,6 +91,16 @@ def test_gelu_matches_torch(torch, approximate, dtype):
     assert_matches(dx, xt.grad.numpy(), dtype, atol64=1e-15)
 
 
+@pytest.mark.parametrize("approximate", ["none", "tanh"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gelu_apply_gives_forwards_y_to_the_last_bit(approximate, dtype):
+    """Generation (apply, with a KV cache) and training (forward) compute the same y: the same
+    arithmetic, not just the same formula (the tanh forward's y once differed by rounding)."""
+    x = (RNG.standard_normal((3, 70_001)) * 3).astype(dtype)
+    layer = GELU(approximate)
+    np.testing.assert_array_equal(layer.apply(x), layer.forward(x))
+
+
 def test_gelu_refuses_unknown_approximation():
     with pytest.raises(ValueError, match="GELU: approximate must be 'none' or 'tanh', got 'fast'"):
         GELU("fast")

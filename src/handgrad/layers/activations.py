@@ -98,20 +98,14 @@ class GELU(Layer):
     def from_spec(cls, spec: dict, dtype=np.float32) -> "GELU":
         return cls(approximate=spec.get("approximate", "none"))
 
-    def _output(self, x: np.ndarray, gate: np.ndarray) -> np.ndarray:
-        """``y`` from x and its gate: ``x Phi(x)``, or ``x (1 + tanh u) / 2`` (a new array)."""
-        if self.approximate == "none":
-            return x * gate
-        y = gate + 1.0
-        y *= x
-        y *= 0.5
-        return y
-
     def apply(self, x):
-        """``y = GELU(x)``, caching nothing: the forward formula, for inference (a GPT's generation)."""
+        """``y = GELU(x)``, caching nothing: the forward formula, for inference (a GPT's
+        generation). The same arithmetic as forward's, so the same y to the last bit (tanh: the
+        forward's function, its dy/dx dropped)."""
         x = self._input(x)
-        gate = F.normal_cdf(x) if self.approximate == "none" else F.tanh_gelu_inner_tanh(x)
-        return self._output(x, gate)
+        if self.approximate == "none":
+            return x * F.normal_cdf(x)
+        return F.tanh_gelu_with_slope(x)[0]
 
     def forward(self, x):
         """:meth:`apply`, keeping what backward needs: dy/dx itself, computed with y."""

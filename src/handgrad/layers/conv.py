@@ -136,20 +136,20 @@ def _add_same_width_shifts(d_rows: np.ndarray, dx_channel_major: np.ndarray, pad
     of padding, which no pixel receives), so they add nothing."""
     dx = dx_channel_major.reshape(-1)
     size = dx.size
-    for j, lo, hi, src_lo, _ in _shift_ranges(d_rows.shape[0], pad, d_rows.shape[4], dx_channel_major.shape[3]):
+    for j, lo, hi, _, _ in _shift_ranges(d_rows.shape[0], pad, d_rows.shape[4], dx_channel_major.shape[3]):
         d_j = d_rows[j]
         d_j[..., :lo] = 0
         d_j[..., hi:] = 0
-        d_flat, shift = d_j.reshape(-1), src_lo - lo  # shift = j - pad
-        target, source = (dx[shift:], d_flat[:size - shift]) if shift >= 0 else (dx[:size + shift], d_flat[-shift:])
-        if j == 0:  # the first shift assigns, and the |shift| entries it does not reach start at 0
-            np.copyto(target, source)
-            if shift > 0:
-                dx[:shift] = 0
-            elif shift < 0:
-                dx[size + shift:] = 0
+        d_flat, shift = d_j.reshape(-1), j - pad
+        # dx[k] += d[k - shift] for the k where both exist: `length` entries from `to` and `from_`
+        # (none when the shift outruns the arrays, as a kernel wider than the whole map can).
+        to, from_, length = max(shift, 0), max(-shift, 0), max(size - abs(shift), 0)
+        if j == 0:  # the first shift assigns, and the entries it does not reach start at 0
+            dx[:to] = 0
+            dx[to:to + length] = d_flat[from_:from_ + length]
+            dx[to + length:] = 0
         else:
-            target += source
+            dx[to:to + length] += d_flat[from_:from_ + length]
 
 
 class _ImageLayer(Layer):
@@ -319,10 +319,11 @@ class Convolution(WeightedLayer, _ImageLayer):
         y_channel_major[...] = self.params["b"][:, None, None, None]
         # Part by part for a large batch (see PART_BYTES): each part's Z is still in the cache
         # when its rows are added in.
-        for start, stop in self._batch_parts(n, fh * fn * h * ow * x.itemsize):
+        parts = self._batch_parts(n, fh * fn * h * ow * x.itemsize)
+        for start, stop in parts:
             m = stop - start
             Z = np.matmul(W_rows, rows[:, :, start:stop].reshape(fw * c, -1),
-                          out=self._work_array(f"Z {m}", (fh * fn, m * h * ow))).reshape(fh, fn, m, h, ow)
+                          out=self._part_array("Z", parts, m, (fh * fn, m * h * ow))).reshape(fh, fn, m, h, ow)
             for i, lo, hi, src_lo, src_hi in _shift_ranges(fh, self.pad, oh, h):
                 y_channel_major[:, start:stop, lo:hi] += Z[i, :, :, src_lo:src_hi]
         self._col = rows
@@ -339,7 +340,8 @@ class Convolution(WeightedLayer, _ImageLayer):
     PART_BYTES = 2 ** 20
 
     def _batch_parts(self, n: int, bytes_per_sample: int) -> list[tuple[int, int]]:
-        """``[(start, stop), ...]`` over the batch, each part's Z within PART_BYTES (at least one sample)."""
+        """``[(start, stop), ...]``: the batch in equal parts (to one sample), as many as the batch's
+        Z takes PART_BYTES, so each part's Z is about PART_BYTES or less (one sample at least)."""
         parts = max(1, min(n, -(-n * bytes_per_sample // self.PART_BYTES)))
         bounds = [round(k * n / parts) for k in range(parts + 1)]
         return list(zip(bounds[:-1], bounds[1:]))
@@ -357,10 +359,11 @@ class Convolution(WeightedLayer, _ImageLayer):
         W_rows = self._row_weights()
         dW_rows = None
         dx = np.empty(self._x_shape, dtype=dout.dtype) if input_grad else None
-        for start, stop in self._batch_parts(n, fh * fn * h * ow * dout.itemsize):
+        parts = self._batch_parts(n, fh * fn * h * ow * dout.itemsize)
+        for start, stop in parts:
             m = stop - start
             # Kept per part size (at most two): the same entries are written every step, the rest stay 0.
-            dZ = self._work_array(f"dZ {m}", (fh, fn, m, h, ow), zeroed=True)
+            dZ = self._part_array("dZ", parts, m, (fh, fn, m, h, ow), zeroed=True)
             for i, lo, hi, src_lo, src_hi in _shift_ranges(fh, self.pad, oh, h):
                 dZ[i, :, :, src_lo:src_hi] = dout_channel_major[:, start:stop, lo:hi]
             dZ = dZ.reshape(fh * fn, -1)
@@ -368,9 +371,9 @@ class Convolution(WeightedLayer, _ImageLayer):
             part_dW = dZ @ rows.T  # (FH FN, FW C)
             dW_rows = part_dW if dW_rows is None else np.add(dW_rows, part_dW, out=dW_rows)
             if input_grad:
-                d_rows = np.matmul(W_rows.T, dZ, out=self._work_array(f"d_rows {m}", (fw * c, m * h * ow)))
+                d_rows = np.matmul(W_rows.T, dZ, out=self._part_array("d_rows", parts, m, (fw * c, m * h * ow)))
                 dx_part = add_shifted_rows(d_rows.reshape(fw, c, m, h, ow), (m, c, h, w), self.pad,
-                                           work=self._work_array(f"dx_channel_major {m}", (c, m, h, w)),
+                                           work=self._part_array("dx_channel_major", parts, m, (c, m, h, w)),
                                            overwrite_rows=True, channel_major=True)  # d_rows is our scratch
                 dx[start:stop] = dx_part.transpose(1, 0, 2, 3)
         self.add_to_grad("W", dW_rows.reshape(fh, fn, fw, c).transpose(1, 3, 0, 2))
@@ -395,6 +398,19 @@ class Convolution(WeightedLayer, _ImageLayer):
                 self._work_arrays[key] = fresh
             return fresh
         return array
+
+    def _part_array(self, kind: str, parts: list, size: int, shape: tuple, zeroed: bool = False) -> np.ndarray:
+        """:meth:`_work_array` for one part of the batch (see PART_BYTES), kept per part size
+        (``"dZ 12"``): a batch's parts have at most two sizes. Training keeps only the sizes of
+        this batch's ``parts`` ([(start, stop), ...]), so a run whose batch size changes does
+        not pile them up; evaluation keeps none that training did not."""
+        key, sizes = f"{kind} {size}", {stop - start for start, stop in parts}
+        if self.training:
+            for stale in [k for k in self._work_arrays if k.startswith(kind + " ") and int(k.split()[-1]) not in sizes]:
+                del self._work_arrays[stale]
+        elif key not in self._work_arrays:
+            return (np.zeros if zeroed else np.empty)(shape, dtype=self.params["W"].dtype)
+        return self._work_array(key, shape, zeroed=zeroed)
 
 
 class _WindowPooling(_ImageLayer):
