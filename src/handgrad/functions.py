@@ -432,22 +432,12 @@ def gelu(x, approximate: str = "none") -> np.ndarray:
     if approximate == "none":
         return x * normal_cdf(x)
     if approximate == "tanh":
-        return x * tanh_gelu_gate(x)
+        return tanh_gelu_with_slope(x)[0]  # the GELU layer's own arithmetic (its dy/dx unused here)
     raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
 _SQRT_2_OVER_PI = 0.7978845608028654  # sqrt(2 / pi)
 _GELU_KAPPA = 0.044715
-
-
-def tanh_gelu_inner_tanh(x) -> np.ndarray:
-    """``tanh(sqrt(2 / pi) (x + 0.044715 x^3))``, in place in one buffer (5 passes)."""
-    t = x * x
-    t *= _GELU_KAPPA
-    t += 1.0
-    t *= x
-    t *= _SQRT_2_OVER_PI
-    return np.tanh(t, out=t)
 
 
 def tanh_gelu_with_slope(x) -> tuple[np.ndarray, np.ndarray]:
@@ -478,14 +468,6 @@ def _tanh_gelu_and_slope_into(x, y, slope, square, q):
     slope *= y
     slope *= square
     slope += q  # q + 2 y (1 - q) g
-
-
-def tanh_gelu_gate(x) -> np.ndarray:
-    """``(1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) / 2``: tanh-GELU is x times this."""
-    t = tanh_gelu_inner_tanh(x)
-    t += 1.0
-    t *= 0.5
-    return t
 
 
 def one_hot(labels, num_classes: int, dtype=np.float64) -> np.ndarray:

@@ -100,12 +100,9 @@ class GELU(Layer):
 
     def apply(self, x):
         """``y = GELU(x)``, caching nothing: the forward formula, for inference (a GPT's
-        generation). The same arithmetic as forward's, so the same y to the last bit (tanh: the
-        forward's function, its dy/dx dropped)."""
-        x = self._input(x)
-        if self.approximate == "none":
-            return x * F.normal_cdf(x)
-        return F.tanh_gelu_with_slope(x)[0]
+        generation). :func:`handgrad.functions.gelu` does forward's arithmetic, so the same y to
+        the last bit."""
+        return F.gelu(self._input(x), self.approximate)
 
     def forward(self, x):
         """:meth:`apply`, keeping what backward needs: dy/dx itself, computed with y."""
