@@ -79,6 +79,18 @@ def _build(name: str, data_dir=None):
     return model, rng.integers(0, 65, (600, 64)), rng.integers(0, 65, (600, 64))
 
 
+def _seconds_per_step(step, steps: int, before_timing=lambda: None) -> float:
+    """The mean time of ``steps`` calls of ``step``, timed as one block after 3 warm-up steps
+    (buffers, BLAS and OpenMP threads, the first all-reduce)."""
+    for _ in range(3):
+        step()
+    before_timing()
+    began = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - began) / steps
+
+
 def torch_worker(name: str, steps: int, data_dir=None) -> dict:
     """The PyTorch network of the same shape (speed.py's MLP, convnet_speed.py's ConvNets,
     tests/test_interop.py's nanoGPT mirror with its fused attention, as gpt.py times it) on the
@@ -114,12 +126,7 @@ def torch_worker(name: str, steps: int, data_dir=None) -> dict:
         loss.backward()
         optimizer.step()
 
-    for _ in range(3):
-        step()
-    began = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return {"step_s": (time.perf_counter() - began) / steps,
+    return {"step_s": _seconds_per_step(step, steps),
             "parameters": int(sum(p.numel() for p in net.parameters())),
             "handgrad_parameters": int(sum(p.size for p in model.params.values()))}
 
@@ -147,15 +154,14 @@ def worker(name: str, steps: int, distributed: bool, split: int = 1, data_dir=No
             forward_backward(model, x[index], t[index])
         optimizer.update(model.params, model.grads)
 
-    for _ in range(3):  # warm up: buffers, BLAS threads, the first all-reduce
-        step()
-    if parallel is not None:
-        parallel.comm.Barrier()
-        parallel.seconds_in_allreduce = 0.0
-    began = time.perf_counter()
-    for _ in range(steps):
-        step()
-    seconds = (time.perf_counter() - began) / steps
+    def before_timing():
+        if parallel is not None:
+            parallel.comm.Barrier()
+            parallel.seconds_in_allreduce = 0.0
+
+    seconds = _seconds_per_step(step, steps, before_timing)
+    if threads is not None:
+        threads.close()
     result = {"step_s": seconds, "gradient_bytes": int(sum(g.nbytes for g in model.grads.values())),
               "parameters": int(sum(p.size for p in model.params.values()))}
     if parallel is not None:
