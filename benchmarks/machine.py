@@ -121,5 +121,8 @@ def write_results(path, results: dict) -> Path:
     with os.fdopen(fd, "w") as handle:
         json.dump(payload, handle, indent=2)
     os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError as error:  # a folder or unwritable --json after a long run: keep what was measured
+        raise SystemExit(f"could not write {path} ({error.strerror}); the results are in {tmp}") from None
     return path

@@ -60,3 +60,22 @@ def test_distributed_refuses_bad_options_in_one_line_before_timing_anything(tmp_
                           cwd=tmp_path)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "out.json").exists()
+
+
+def test_results_that_cannot_take_their_name_are_kept_and_said_in_one_line(tmp_path):
+    """A --json naming a folder used to end a long run with a traceback: now one line names the
+    temporary file that holds the results."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import machine
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    (tmp_path / "out.json").mkdir()
+    with pytest.raises(SystemExit) as stop:
+        machine.write_results(tmp_path / "out.json", {"rows": [1, 2]})
+    message = str(stop.value)
+    assert message.startswith(f"could not write {tmp_path / 'out.json'} (") and "the results are in" in message
+    kept = message.rsplit(" ", 1)[-1]
+    import json
+
+    assert json.loads(Path(kept).read_text())["rows"] == [1, 2]
