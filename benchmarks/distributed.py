@@ -2,23 +2,25 @@
 cores and beside PyTorch, and a cost model up to 64 ranks.
 
     flock /tmp/handgrad-heavy.lock python benchmarks/distributed.py [--repeats 3] [--data-dir ../shared/data]
-                                       [--models mlp convnet deep-convnet gpt] [--block-times 1]
+                                       [--models mlp convnet deep-convnet lstm gpt] [--block-times 1]
                                        [--json benchmarks/results/distributed.json]
 
 Measured, for the MLP (784-100-10, batch 100), SimpleConvNet and DeepConvNet (1x28x28, batch
-100) and the GPT of nanoGPT's CPU configuration (4 layers, 4 heads, 128 wide, context 64, batch
-12), Adam, the same global batch in every setting, on MNIST's first training images when
-``--data-dir`` is given (else random images; random tokens for the GPT):
+100), sequences.py's sequential-MNIST LSTM (28 rows of 28 pixels, LSTM 128, batch 100) and the
+GPT of nanoGPT's CPU configuration (4 layers, 4 heads, 128 wide, context 64, batch 12), Adam, the
+same global batch in every setting, on MNIST's first training images when ``--data-dir`` is
+given (else random images; random tokens for the GPT):
 * 1 process with 1 BLAS thread; 1 process with 2 BLAS threads; 1 process with the batch split
   over 2 threads of 1 BLAS thread each (:mod:`handgrad.threads`, ``handgrad train --threads 2``);
   ``mpiexec -n 2`` with 1 BLAS thread per rank (``hg.distributed.DataParallel``, the code
   ``fit`` runs under MPI); and, with PyTorch installed, the same network in PyTorch with 2
   intra-op threads (speed.py's MLP, convnet_speed.py's ConvNets, nanoGPT's model with its
-  fused attention as gpt.py times it; random tokens, Adam, no clipping here);
+  fused attention as gpt.py times it, sequences.py's ``nn.LSTM`` mirror; random tokens, Adam, no
+  clipping here);
 * time per step, throughput (samples or tokens per second) and its ratio to PyTorch's, and for 2
   ranks the time per step spent in the all-reduce (waiting for the slower rank included) and,
   alone, an all-reduce of the gradient buffer (no training around it).
-Each setting runs in a process of its own, timing a block of steps (300, 20, 20 and 60, times
+Each setting runs in a process of its own, timing a block of steps (300, 20, 20, 30 and 60, times
 ``--block-times``: run it with 2 to check that a longer block changes no ratio) after 3 warm-up
 steps; the settings take turns, their order reversed every other round, a 0.3 s pause before
 each, ``--repeats`` rounds (3); reported: the median per setting, and the spread of the step
@@ -49,8 +51,8 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-MODELS = {"mlp": 100, "convnet": 100, "deep-convnet": 100, "gpt": 12}  # name: global batch
-STEPS = {"mlp": 300, "convnet": 20, "deep-convnet": 20, "gpt": 60}
+MODELS = {"mlp": 100, "convnet": 100, "deep-convnet": 100, "lstm": 100, "gpt": 12}  # name: global batch
+STEPS = {"mlp": 300, "convnet": 20, "deep-convnet": 20, "lstm": 30, "gpt": 60}
 NETWORKS = {"10 Gbit Ethernet": (50e-6, 1.25e9), "100 Gbit InfiniBand": (2e-6, 12.5e9)}
 RANKS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -59,8 +61,8 @@ RANKS = (1, 2, 4, 8, 16, 32, 64)
 
 
 def _build(name: str, data_dir=None):
-    """The model and its data: MNIST's first training images for the MLP and the ConvNets when
-    ``data_dir`` is given (PyTorch's max pooling runs faster on their many ties, as
+    """The model and its data: MNIST's first training images for the MLP, the ConvNets and the
+    LSTM when ``data_dir`` is given (PyTorch's max pooling runs faster on their many ties, as
     convnet_speed.py found), else random images; random tokens for the GPT."""
     import handgrad as hg
     from handgrad.model import GPT, DeepConvNet, SimpleConvNet
@@ -73,6 +75,10 @@ def _build(name: str, data_dir=None):
         images, labels = rng.standard_normal((2000, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, 2000)
     if name == "mlp":
         return hg.mlp(784, [100], 10, seed=0), images.reshape(len(images), 784), labels
+    if name == "lstm":  # sequences.py's sequential MNIST: 28 rows of 28 pixels, LSTM 128, Affine 10
+        from sequences import lstm_classifier
+
+        return lstm_classifier(128), images.reshape(len(images), 784), labels
     if name in ("convnet", "deep-convnet"):
         return (SimpleConvNet if name == "convnet" else DeepConvNet)(seed=0), images[:500], labels[:500]
     model = GPT(65, 64, 4, 4, 128, seed=0)
@@ -107,6 +113,10 @@ def torch_worker(name: str, steps: int, data_dir=None) -> dict:
         from convnet_speed import torch_network
 
         net = torch_network(torch, "simple" if name == "convnet" else "deep")
+    elif name == "lstm":
+        from sequences import torch_lstm_classifier
+
+        net = torch_lstm_classifier(torch, model)
     else:
         from test_interop import nanogpt_mirror
 

@@ -372,8 +372,10 @@ def book_scripts(data: dict) -> list[str]:
 
 
 def distributed(data: dict) -> list[str]:
-    units = {"mlp": "samples/s", "convnet": "samples/s", "deep-convnet": "samples/s", "gpt": "tokens/s"}
-    names = {"mlp": "MLP 784-100-10", "convnet": "SimpleConvNet", "deep-convnet": "DeepConvNet", "gpt": "GPT 4x4x128"}
+    units = {"mlp": "samples/s", "convnet": "samples/s", "deep-convnet": "samples/s", "lstm": "samples/s",
+             "gpt": "tokens/s"}
+    names = {"mlp": "MLP 784-100-10", "convnet": "SimpleConvNet", "deep-convnet": "DeepConvNet",
+             "lstm": "LSTM 128, sequential MNIST", "gpt": "GPT 4x4x128"}
     settings_in_order = ("1 rank, 1 thread", "1 rank, 2 threads", "1 rank, batch over 2 threads",
                          "2 ranks, 1 thread each", "PyTorch, 2 threads")
     rows, checks = [], []
@@ -538,6 +540,8 @@ RENDERERS = [
     ("distributed.json", distributed, "python benchmarks/distributed.py --data-dir ../shared/data"),
     ("distributed_long_blocks.json", distributed, ("python benchmarks/distributed.py --data-dir ../shared/data "
      "--block-times 2 --models convnet deep-convnet gpt --json benchmarks/results/distributed_long_blocks.json")),
+    ("distributed_lstm*.json", distributed, ("python benchmarks/distributed.py --data-dir ../shared/data --models lstm "
+     "--repeats 5 [--block-times 2] --json ...")),
     ("serve_load.json", serve_load, "flock /tmp/handgrad-heavy.lock python benchmarks/serve_load.py"),
     ("makemore.json", makemore, "python benchmarks/makemore.py --data-dir ../shared/data --models mlp-bn wavenet"),
     ("makemore_seeds*.json", makemore, "python benchmarks/makemore.py --data-dir ../shared/data --models mlp-bn "
