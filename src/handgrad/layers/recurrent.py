@@ -240,6 +240,13 @@ class _Recurrent(Layer):
         return np.ascontiguousarray(dx_rows.reshape(T, N, -1).transpose(1, 0, 2))
 
 
+def _contiguous_transpose(Wh: np.ndarray) -> np.ndarray:
+    """``Wh^T`` as a contiguous copy, for the backward's ``dh_{t-1} = da_t Wh^T`` at every step:
+    OpenBLAS multiplies by a transposed view a third slower than by the same matrix laid out
+    row by row (``benchmarks/lstm_breakdown.py``), and the copy is made once per backward."""
+    return np.ascontiguousarray(Wh.T)
+
+
 def _sigmoid_scale(H: int, blocks: str, dtype) -> np.ndarray:
     """Per-column factors: 0.5 for sigmoid gates ("s"), 1 for tanh gates ("t"). The layers
     compute ``sigmoid(a) = 0.5 + 0.5 tanh(a / 2)``: one transcendental pass per row of gates
@@ -291,7 +298,7 @@ class RNN(_Recurrent):
         return hs, None, None
 
     def _backward_steps(self, dout, h0, c0, hs, cache):
-        Wh_T = self.params["Wh"].T
+        Wh_T = _contiguous_transpose(self.params["Wh"])
         T = hs.shape[0]
         dA = 1 - hs * hs  # (T, N, H): tanh' for every step at once, then da_t in place
         dh = dout[T - 1].copy()
@@ -385,7 +392,7 @@ class LSTM(_Recurrent):
     def _backward_steps(self, dout, h0, c0, hs, cache):
         gates, cs, tanh_cs = cache
         T, N, H = hs.shape
-        Wh_T = self.params["Wh"].T
+        Wh_T = _contiguous_transpose(self.params["Wh"])
         # Local derivatives of every gate at every step, computed once for all steps:
         # sigmoid' = s (1 - s) for i, f, o and tanh' = 1 - g^2 for g ...
         local = gates * (1 - gates)
@@ -493,7 +500,7 @@ class GRU(_Recurrent):
     def _backward_steps(self, dout, h0, c0, hs, cache):
         gates, hside = cache
         T, N, H = hs.shape
-        Wh_T = self.params["Wh"].T
+        Wh_T = _contiguous_transpose(self.params["Wh"])
         r, z, n = gates[:, :, :H], gates[:, :, H:2 * H], gates[:, :, 2 * H:]
         hn = hside[:, :, 2 * H:]
         h_prev = np.concatenate([h0[None], hs[:-1]])
