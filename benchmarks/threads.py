@@ -14,7 +14,10 @@ Workloads: ``mlp-100`` (784-100-10, batch 100, SGD), ``mlp-1024`` (784-1024-10, 
 ``makemore-transformer`` (makemore.py's: 4 layers, 4 heads, width 64, words of 16, batch 32,
 AdamW), ``gpt`` (nanoGPT's CPU configuration: 4 layers, 4 heads, width 128, context 64, batch
 12, AdamW), ``simple-cnn`` and ``deep-cnn`` (the book's ConvNets on 28x28 images, batch 100, Adam;
-DeepConvNet's dropout drawing one thread's masks).
+DeepConvNet's dropout drawing one thread's masks), and ``handgrad train --model lstm``'s model (LSTM
+128, last state, Affine 10; Adam) on each kind of input it reads: ``lstm-mnist`` (28 steps of 28
+pixels, batch 100), ``lstm-digits`` (8 steps of 8, batch 32) and ``lstm-mnist1d`` (40 steps of one
+value, batch 100).
 """
 
 from __future__ import annotations
@@ -54,6 +57,16 @@ def workloads(rng):
         t = rng.integers(0, 10, steps * 100)
         return make(seed=0), hg.optim.Adam(lr=1e-3), [(x[i:i + 100], t[i:i + 100]) for i in range(0, len(x), 100)]
 
+    def lstm(steps, width, batch):
+        from handgrad.registry import MODELS, Task
+
+        kind, shape = ("images", (1, steps, width)) if width > 1 else ("signals", (steps,))
+        task = Task("timing", kind, None, None, shape, 10)
+        x = rng.random((10 * batch, *shape), dtype=np.float32)
+        t = rng.integers(0, 10, 10 * batch)
+        model, _ = MODELS["lstm"].build(task, {"hidden": [128], "seed": 0})
+        return model, hg.optim.Adam(lr=1e-3), [(x[i:i + batch], t[i:i + batch]) for i in range(0, len(x), batch)]
+
     return {
         "mlp-100": lambda: mlp(100, 100),
         "mlp-1024": lambda: mlp(1024, 256),
@@ -62,14 +75,16 @@ def workloads(rng):
         "gpt": lambda: (hg.model.GPT(65, 64, 4, 4, 128, seed=0), hg.optim.AdamW(lr=1e-3), tokens(65, 12, 64, 10)),
         "simple-cnn": lambda: convnet(hg.model.SimpleConvNet, 10),
         "deep-cnn": lambda: convnet(hg.model.DeepConvNet, 4),
+        "lstm-mnist": lambda: lstm(28, 28, 100),
+        "lstm-digits": lambda: lstm(8, 8, 32),
+        "lstm-mnist1d": lambda: lstm(40, 1, 100),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--only", nargs="+", choices=["mlp-100", "mlp-1024", "makemore-transformer", "gpt", "simple-cnn",
-                                                      "deep-cnn"])
+    parser.add_argument("--only", nargs="+", choices=list(workloads(None)))
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "threads.json"))
     args = parser.parse_args()
     if args.rounds < 1:

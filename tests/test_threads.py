@@ -36,6 +36,15 @@ def _seq2seq():
     return hg.model.Seq2seq(vocab, 3, 4, embed=3, hidden=5, attention=True, seed=1, dtype=np.float64), (x, t)
 
 
+def _lstm_classifier():
+    """``handgrad train --model lstm``'s shape (split by default on MNIST and MNIST-1D), in float64:
+    each sample of 6 values read as 3 steps of 2, LSTM 5, the last state, Affine 3."""
+    rng = np.random.default_rng(8)
+    return hg.Sequential([hg.layers.Reshape((3, 2)), hg.layers.LSTM(rng.normal(0, 0.5, (2, 20)), rng.normal(0, 0.5, (5, 20)),
+                                                                   rng.normal(0, 0.5, 20)),
+                          hg.layers.LastStep(), hg.layers.Affine(rng.normal(0, 0.5, (5, 3)), np.zeros(3))], seed=0)
+
+
 def _batch(model, rng):
     if isinstance(model, hg.model.GPT):
         return rng.integers(0, 11, (7, 8)), rng.integers(0, 11, (7, 8))
@@ -43,8 +52,8 @@ def _batch(model, rng):
 
 
 @pytest.mark.parametrize("make", [_mlp, lambda: _mlp(weight_decay=0.1), _gpt, _words_rnn, _seq2seq,
-                                  lambda: hg.mlp(6, [5, 4], 3, seed=1, dtype=np.float64, dropout=0.5)],
-                         ids=["mlp", "mlp-l2", "gpt", "rnn-padded-words", "seq2seq-attention", "mlp-dropout"])
+                                  lambda: hg.mlp(6, [5, 4], 3, seed=1, dtype=np.float64, dropout=0.5), _lstm_classifier],
+                         ids=["mlp", "mlp-l2", "gpt", "rnn-padded-words", "seq2seq-attention", "mlp-dropout", "lstm"])
 @pytest.mark.parametrize("threads", [2, 3])
 def test_a_split_step_is_one_threads_step_up_to_the_order_of_sums(make, threads):
     """Three AdamW steps each way from the same weights: the same losses, the same right answers
@@ -211,6 +220,15 @@ def test_the_command_line_takes_threads_and_says_what_is_wrong_in_one_line(tmp_p
     assert "argument --threads: must be a positive integer, got 0" in capsys.readouterr().err
     assert hg.registry.recipe("gpt", "shakespeare").threads == min(2, __import__("os").cpu_count())
     assert hg.registry.recipe("transformer", "names").threads == 1  # measured slower split: not split
+    # The LSTM's default depends on the dataset (benchmarks/threads.py): split on MNIST's 28 rows
+    # and MNIST-1D's 40 values at batch 100, not on the digits' 8 rows at batch 32.
+    for dataset in ("mnist", "fashion-mnist", "mnist1d"):
+        assert hg.registry.recipe("lstm", dataset).threads == min(2, __import__("os").cpu_count()), dataset
+    assert hg.registry.recipe("lstm", "digits").threads == 1
+    assert hg.registry.recipe("lstm", "mnist", threads=1).threads == 1
+    monkeypatch.setenv("HANDGRAD_THREADS", "1")
+    assert hg.registry.recipe("lstm", "mnist").threads == 1  # the environment's setting wins over the tuned one
+    monkeypatch.delenv("HANDGRAD_THREADS")
     assert hg.registry.recipe("gpt", "shakespeare", threads=1).threads == 1
 
 

@@ -84,6 +84,13 @@ def training(attribute: str) -> str:
     return _clause(_by_model([(m.name, getattr(m.training, attribute)) for m in MODELS.values()]))
 
 
+def threads() -> str:
+    """Threads per batch: where tuned for a model on a dataset, else the model's own setting."""
+    from ..registry import MODELS
+
+    return _clause(_tuned("threads") + _by_model([(m.name, m.training.threads) for m in MODELS.values()]))
+
+
 def beta2() -> str:
     from ..registry import LEARNING_RATES, MODELS, _optimizer_betas
 

@@ -100,7 +100,7 @@ def _add_optimizer_arguments(parser: argparse.ArgumentParser) -> None:
     add("--threads", type=positive_int, metavar="N",
         help="split each batch over N threads of this process, one BLAS thread each, the same model up to the "
         "order of sums (handgrad.threads; needs threadpoolctl); HANDGRAD_THREADS sets it too "
-        + defaults.training("threads"))
+        + defaults.threads())
 
 
 def _add_language_model_arguments(parser: argparse.ArgumentParser) -> None:
