@@ -24,9 +24,12 @@ State (the same for the three layers):
   encoder, whose last hidden state was the decoder's ``h0``.
 
 Cost: the input part of every gate, ``x Wx + b``, is one GEMM over all ``N T`` rows before the
-loop, and ``dWx``, ``dWh``, ``db`` and ``dx`` are GEMMs (or sums) over all rows after it; only
-the recurrent part, ``h Wh`` and the gate arithmetic, loops over time. Inside, the arrays are
-time-major ``(T, N, .)`` so that each step reads and writes contiguous ``(N, .)`` slices.
+loop, and ``dWx``, ``dWh``, ``db`` and ``dx`` are GEMMs over all rows after it; only the
+recurrent part, ``h Wh`` and the gate arithmetic, loops over time. Inside, the arrays are
+time-major ``(T, N, .)`` so that each step reads and writes contiguous ``(N, .)`` slices, and
+the inputs and states share one array ``xh (T + 1, N, D + 1 + H)`` whose row t is
+``[x_t | 1 | h_{t-1}]``: each step writes ``h_t`` into row t + 1, and the parameter gradients are
+then products with rows 0 .. T-1 as they stand (``dWx``, ``db`` and ``dWh`` in one).
 """
 
 from __future__ import annotations
@@ -49,7 +52,10 @@ class _Recurrent(Layer):
     """What RNN, LSTM and GRU share: weights and their checks, state, input checks, spec.
 
     Subclasses set ``_gates`` (gate blocks in ``Wx``'s columns), ``_bias_keys`` and
-    ``_has_cell``, and write ``_forward_steps`` and ``_backward_steps``.
+    ``_has_cell``, and write the time loops: ``_forward_steps(xh, h0, c0, given, N, T)``, which
+    writes each ``h_t`` into row t + 1 of ``xh`` and returns ``(hs, c_last, cache)``, and
+    ``_backward_steps(dout, h_prev, c0, hs, cache)`` (time-major ``dout``, ``h_prev`` the states
+    ``h_{t-1}``), which returns ``(dX, dG, dh0, dc0)``.
     """
 
     _gates = 1
@@ -196,41 +202,61 @@ class _Recurrent(Layer):
         N, T, D = x.shape
         h0, c0, given = self._initial_state(N)
         self._zero_own_grads()
-        # Time-major rows (T N, D): the rows of step t are the contiguous block t N ... (t+1) N.
-        x_rows = x.transpose(1, 0, 2).reshape(T * N, D)
-        hs, c_last, cache = self._forward_steps(x_rows, h0, c0, given, N, T)
-        self._cache = (x_rows, h0, c0, given, hs, cache)
+        xh = self._inputs_and_states(x, h0)
+        hs, c_last, cache = self._forward_steps(xh, h0, c0, given, N, T)
+        self._cache = (xh, c0, hs, cache)
         self._last = (hs[-1].copy(), None if c_last is None else c_last.copy())
         self._pending = self._last if self.stateful else None
         self.dh = None
         return np.ascontiguousarray(hs.transpose(1, 0, 2))
+
+    def _inputs_and_states(self, x: np.ndarray, h0: np.ndarray) -> np.ndarray:
+        """``xh (T + 1, N, D + 1 + H)``, time-major, row t ``[x_t | 1 | h_{t-1}]`` (see the
+        module): the inputs and h0 filled in, the later states left for the steps to write."""
+        N, T, D = x.shape
+        xh = np.empty((T + 1, N, D + 1 + self.hidden_size), self.params["Wx"].dtype)
+        xh[:T, :, :D] = x.transpose(1, 0, 2)
+        xh[T, :, :D] = 0  # the last row holds h_{T-1} only; its input part is never read
+        xh[:, :, D] = 1
+        xh[0, :, D + 1:] = h0
+        return xh
+
+    def _input_projection(self, xh: np.ndarray, W: np.ndarray, bias: np.ndarray, scale=1) -> np.ndarray:
+        """``(x_t W + bias) * scale`` for every step at once, ``(T, N, G H)``: one GEMM of the rows
+        ``[x_t | 1]`` by ``[W; bias]``."""
+        T, N, D = xh.shape[0] - 1, xh.shape[1], self.input_size
+        W_and_bias = np.concatenate([W, bias[None]]) * scale
+        return (xh[:T, :, :D + 1].reshape(T * N, D + 1) @ W_and_bias).reshape(T, N, -1)
 
     def backward(self, dout, input_grad: bool = True):
         """``dx (N, T, D)`` from ``dout = dL/dhs (N, T, H)``, after adding into the parameter
         gradients; ``dh`` (and ``dc``) is then the gradient with respect to the initial state.
         With ``input_grad=False`` dx is not computed and None is returned."""
         self._require_forward(self._cache)
-        x_rows, h0, c0, given, hs, cache = self._cache
+        xh, c0, hs, cache = self._cache
         T, N, H = hs.shape
+        D = self.input_size
         dtype = self.params["Wx"].dtype
         dout = self._check_dout(dout, (N, T, H)).astype(dtype, copy=False)
         # dX (T, N, G H): the gradient of each step's gate pre-activations (for the GRU, of
         # their x side; dG, of their h side, is then another array): every parameter gradient
         # is a sum over steps and samples of a product with one of them.
-        dX, dG, dh0, dc0 = self._backward_steps(dout.transpose(1, 0, 2), h0, c0, hs, cache)
+        dX, dG, dh0, dc0 = self._backward_steps(dout.transpose(1, 0, 2), xh[:T, :, D + 1:], c0, hs, cache)
         dX_rows, dG_rows = dX.reshape(T * N, -1), dG.reshape(T * N, -1)
+        rows = xh[:T].reshape(T * N, D + 1 + H)  # [x_t | 1 | h_{t-1}] of every step
         grads = self.grads
-        grads["Wx"] += x_rows.T @ dX_rows
-        # dWh = sum_t h_{t-1}^T dG_t: h0's step alone, then h_0 .. h_{T-2} as rows.
-        if given:  # a zero initial state contributes nothing
-            grads["Wh"] += h0.T @ dG[0]
-        if T > 1:
-            grads["Wh"] += hs[:-1].reshape(-1, H).T @ dG_rows[N:]
-        if dG is dX:
-            grads["b"] += dX_rows.sum(axis=0)
-        else:
-            grads["bx"] += dX_rows.sum(axis=0)
-            grads["bh"] += dG_rows.sum(axis=0)
+        if dG is dX:  # [dWx; db; dWh] = sum over steps and samples of [x_t | 1 | h_{t-1}]^T da_t
+            d = rows.T @ dX_rows
+            grads["Wx"] += d[:D]
+            grads["b"] += d[D]
+            grads["Wh"] += d[D + 1:]
+        else:  # the GRU: [x_t | 1] with the x side, [1 | h_{t-1}] with the h side
+            d = rows[:, :D + 1].T @ dX_rows
+            grads["Wx"] += d[:D]
+            grads["bx"] += d[D]
+            d = rows[:, D:].T @ dG_rows
+            grads["bh"] += d[0]
+            grads["Wh"] += d[1:]
         self.dh = dh0
         if self._has_cell:
             self.dc = dc0
@@ -284,20 +310,19 @@ class RNN(_Recurrent):
     b = _param("b", "Bias ``(H,)`` (PyTorch's bias_ih_l0 + bias_hh_l0).")
     db = _grad("b")
 
-    def _forward_steps(self, x_rows, h0, c0, given, N, T):
-        Wx, Wh, b = self.params["Wx"], self.params["Wh"], self.params["b"]
-        hs = (x_rows @ Wx).reshape(T, N, -1)  # (T, N, H): x_t Wx, then h_t in place
-        hs += b
+    def _forward_steps(self, xh, h0, c0, given, N, T):
+        Wh = self.params["Wh"]
+        a_all = self._input_projection(xh, self.params["Wx"], self.params["b"])  # x_t Wx + b, every step
+        hs = xh[1:, :, self.input_size + 1:]  # h_t, written into row t + 1 of xh
         h = h0
         for t in range(T):
-            a = hs[t]
+            a = a_all[t]
             if t > 0 or given:
                 a += h @ Wh
-            np.tanh(a, out=a)
-            h = a
+            h = np.tanh(a, out=hs[t])
         return hs, None, None
 
-    def _backward_steps(self, dout, h0, c0, hs, cache):
+    def _backward_steps(self, dout, h_prev, c0, hs, cache):
         Wh_T = _contiguous_transpose(self.params["Wh"])
         T = hs.shape[0]
         dA = 1 - hs * hs  # (T, N, H): tanh' for every step at once, then da_t in place
@@ -359,17 +384,17 @@ class LSTM(_Recurrent):
         self.dc = None
         return super().forward(x)
 
-    def _forward_steps(self, x_rows, h0, c0, given, N, T):
-        Wx, Wh, b = self.params["Wx"], self.params["Wh"], self.params["b"]
+    def _forward_steps(self, xh, h0, c0, given, N, T):
+        Wx, Wh = self.params["Wx"], self.params["Wh"]
         H = self.hidden_size
         scale = _sigmoid_scale(H, "ssts", Wx.dtype)
         shift = 1 - scale  # 0.5 after the sigmoid columns' 0.5 tanh, 0 after the tanh column's
-        gates = (x_rows @ (Wx * scale)).reshape(T, N, 4 * H)  # pre-activations, then the gates in place
-        gates += b * scale
+        # The pre-activations' x side (T, N, 4H), then the gates in place.
+        gates = self._input_projection(xh, Wx, self.params["b"], scale)
         Wh_half = Wh * scale
         cs = np.empty((T, N, H), Wx.dtype)  # c_t
         tanh_cs = np.empty((T, N, H), Wx.dtype)  # tanh(c_t), kept for backward
-        hs = np.empty((T, N, H), Wx.dtype)
+        hs = xh[1:, :, self.input_size + 1:]  # h_t, written into row t + 1 of xh
         h, c = h0, c0
         ig = np.empty((N, H), Wx.dtype)
         for t in range(T):
@@ -389,7 +414,7 @@ class LSTM(_Recurrent):
             h, c = hs[t], c_t
         return hs, cs[-1], (gates, cs, tanh_cs)
 
-    def _backward_steps(self, dout, h0, c0, hs, cache):
+    def _backward_steps(self, dout, h_prev, c0, hs, cache):
         gates, cs, tanh_cs = cache
         T, N, H = hs.shape
         Wh_T = _contiguous_transpose(self.params["Wh"])
@@ -462,16 +487,15 @@ class GRU(_Recurrent):
     dbx = _grad("bx")
     dbh = _grad("bh")
 
-    def _forward_steps(self, x_rows, h0, c0, given, N, T):
-        Wx, Wh, bx, bh = (self.params[k] for k in ("Wx", "Wh", "bx", "bh"))
+    def _forward_steps(self, xh, h0, c0, given, N, T):
+        Wx, Wh, bh = (self.params[k] for k in ("Wx", "Wh", "bh"))
         H = self.hidden_size
         scale = _sigmoid_scale(H, "sst", Wx.dtype)
         # x side, pre-activations of all steps; r, z and n then replace them in place.
-        gates = (x_rows @ (Wx * scale)).reshape(T, N, 3 * H)
-        gates += bx * scale
+        gates = self._input_projection(xh, Wx, self.params["bx"], scale)
         Wh_half, bh_half = Wh * scale, bh * scale
         hside = np.empty((T, N, 3 * H), Wx.dtype)  # h_{t-1} Wh + bh (halved r, z columns)
-        hs = np.empty((T, N, H), Wx.dtype)
+        hs = xh[1:, :, self.input_size + 1:]  # h_t, written into row t + 1 of xh
         rhn = np.empty((N, H), Wx.dtype)
         h = h0
         for t in range(T):
@@ -497,13 +521,12 @@ class GRU(_Recurrent):
             h = h_t
         return hs, None, (gates, hside)
 
-    def _backward_steps(self, dout, h0, c0, hs, cache):
+    def _backward_steps(self, dout, h_prev, c0, hs, cache):
         gates, hside = cache
         T, N, H = hs.shape
         Wh_T = _contiguous_transpose(self.params["Wh"])
         r, z, n = gates[:, :, :H], gates[:, :, H:2 * H], gates[:, :, 2 * H:]
         hn = hside[:, :, 2 * H:]
-        h_prev = np.concatenate([h0[None], hs[:-1]])
         # Factors of every step at once: dh_t times each gives a gate's pre-activation gradient.
         dz_factor = (h_prev - n) * z * (1 - z)
         dn_factor = (1 - z) * (1 - n * n)
