@@ -1,7 +1,7 @@
 """The second book's sequence results, handgrad beside a PyTorch mirror of each model.
 
     python benchmarks/sequences.py [--data-dir ../shared/data] [--json benchmarks/results/sequences.json]
-                                   [--only lstm|dates|addition] [--quick]
+                                   [--only lstm|dates|addition] [--threads 2] [--quick]
 
 Rows (float32, 2 threads; each PyTorch mirror starts from the very same weights and sees the
 same batches in the same order, so the two columns differ only by arithmetic; PyTorch's LSTM has
@@ -15,6 +15,10 @@ two biases that add up, the mirrors train one, as handgrad's LSTM and the book's
                     after each epoch (>= 99 %)
   addition          seq2seq (embedding 16, LSTM 128), Adam 1e-3, batch 128, clip 5, 25 epochs:
                     plain, reversed input, reversed + peeky (the book's chapter 7), exact answers
+
+handgrad's sequential-MNIST LSTM splits each batch over ``--threads`` threads (default 2, one BLAS
+thread each: what ``handgrad train --dataset mnist --model lstm`` runs; 1: one thread, its BLAS on
+2); the seq2seq rows run one thread, as ``handgrad train`` runs them. PyTorch uses 2 threads.
 
 Timing: an epoch is a block of 50-600 steps; the two libraries take turns epoch by epoch, the
 one that goes first alternating, with a 0.3 s pause before each (the other runner's BLAS
@@ -156,7 +160,7 @@ def lstm_classifier(H: int = 128) -> Sequential:
                        Affine(uniform(H, 10), uniform(10))], seed=0)
 
 
-def sequential_mnist(torch, data_dir, quick: bool) -> dict:
+def sequential_mnist(torch, data_dir, quick: bool, threads: int = 2) -> dict:
     (x, t), (x_test, t_test) = hg.data.load_dataset("mnist", data_dir=data_dir)
     if quick:
         x, t, x_test, t_test = x[:2000], t[:2000], x_test[:500], t_test[:500]
@@ -166,11 +170,13 @@ def sequential_mnist(torch, data_dir, quick: bool) -> dict:
     ours, theirs = hg.optim.Adam(lr=1e-3), torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
     cross_entropy = torch.nn.functional.cross_entropy
     orders = np.random.default_rng(0)
-    row = {"run": "sequential MNIST, LSTM 128, Adam 1e-3, batch 100", "epochs": epochs, "handgrad": [], "torch": []}
+    row = {"run": "sequential MNIST, LSTM 128, Adam 1e-3, batch 100", "epochs": epochs, "threads": threads,
+           "handgrad": [], "torch": []}
+    split = hg.threads.BatchThreads(model, threads) if threads > 1 else None
     for epoch in range(1, epochs + 1):
         order = orders.permutation(len(x))
         ours_seconds, torch_seconds = timed_in_turns(
-            epoch, lambda: handgrad_epoch(model, ours, x, t, order, batch),
+            epoch, lambda: handgrad_epoch(model, ours, x, t, order, batch, split),
             lambda: torch_epoch(torch, net, theirs, x, t, order, batch, lambda n, xb, tb: cross_entropy(n(xb), tb)))
         with torch.no_grad():
             net.eval()
@@ -179,18 +185,19 @@ def sequential_mnist(torch, data_dir, quick: bool) -> dict:
         row["torch"].append({"epoch": epoch, "accuracy": torch_accuracy, "seconds": torch_seconds})
         print(f"  epoch {epoch}: handgrad {row['handgrad'][-1]['accuracy']:.4f} ({ours_seconds:.1f} s), "
               f"PyTorch {torch_accuracy:.4f} ({torch_seconds:.1f} s)", flush=True)
+    if split is not None:
+        split.close()
     return row
 
 
-def handgrad_epoch(model, optimizer, x, t, order, batch_size):
+def handgrad_epoch(model, optimizer, x, t, order, batch_size, split=None):
     """One epoch of handgrad's training step over the batches of ``order`` (what fit does inside,
-    here with the permutation given so that PyTorch sees the same batches)."""
+    here with the permutation given so that PyTorch sees the same batches); ``split``, a
+    :class:`handgrad.threads.BatchThreads`, runs each batch over its threads."""
     model.train()
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]
-        model.loss(x[index], t[index])
-        model.backward(input_grad=False)
-        optimizer.update(model.params, model.grads)
+        hg.train.train_step(model, optimizer, x[index], t[index], parallel=split, count=False)
 
 
 def seq2seq_run(torch, name, data, label, epochs, **options) -> dict:
@@ -236,8 +243,13 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("HANDGRAD_DATA"))
     parser.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results", "sequences.json"))
     parser.add_argument("--only", choices=["lstm", "dates", "addition"])
+    parser.add_argument("--threads", type=int, default=2,
+                        help="the LSTM's batch split over this many threads (handgrad.threads; 1: none), as "
+                        "`handgrad train --dataset mnist --model lstm` runs it (default: 2)")
     parser.add_argument("--quick", action="store_true", help="small subsets and few epochs: a smoke test")
     args = parser.parse_args()
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     import torch
 
     torch.set_num_threads(2)
@@ -245,7 +257,7 @@ def main() -> None:
     print(machine_line(), flush=True)
     rows = []
     if args.only in (None, "lstm"):
-        rows.append(sequential_mnist(torch, args.data_dir, args.quick))
+        rows.append(sequential_mnist(torch, args.data_dir, args.quick, args.threads))
     subset = (lambda d: ((d[0][0][:3000], d[0][1][:3000]), (d[1][0][:300], d[1][1][:300]), d[2])) if args.quick \
         else (lambda d: d)
     if args.only in (None, "dates"):
