@@ -307,7 +307,8 @@ def sequences(data: dict) -> list[str]:
         best = max(ours, key=lambda e: e["accuracy"])
         mid_ours = statistics.median(e["seconds"] for e in ours)
         mid_theirs = statistics.median(e["seconds"] for e in theirs)
-        rows.append([row["run"], row["epochs"], acc(ours[-1]["accuracy"]), acc(theirs[-1]["accuracy"]),
+        run = row["run"] + (f", handgrad's batch over {row['threads']} threads" if row.get("threads", 1) > 1 else "")
+        rows.append([run, row["epochs"], acc(ours[-1]["accuracy"]), acc(theirs[-1]["accuracy"]),
                      f"{best['accuracy']:.4f} (epoch {best['epoch']})", seconds_spread(ours), seconds_spread(theirs),
                      f"{mid_ours / mid_theirs:.2f}x"])
         for name, epochs in (("handgrad", ours), ("PyTorch", theirs)):
@@ -532,6 +533,8 @@ RENDERERS = [
      "python benchmarks/convnet_speed.py --models simple --torch-profile --data-dir ../shared/data --json ..."),
     ("convnet*.json", convnet_speed, "python benchmarks/convnet_speed.py"),
     ("sequences.json", sequences, "python benchmarks/sequences.py --data-dir ../shared/data"),
+    ("sequences_lstm.json", sequences, ("python benchmarks/sequences.py --only lstm --data-dir ../shared/data "
+                                        "--json benchmarks/results/sequences_lstm.json")),
     ("gpt.json", gpt, "python benchmarks/gpt.py --data-dir ../shared/data"),
     ("gpt_breakdown.json", gpt_breakdown, "python benchmarks/gpt_breakdown.py --data-dir ../shared/data"),
     ("sklearn_compare.json", sklearn_compare, "python benchmarks/sklearn_compare.py --data-dir ../shared/data"),
@@ -540,8 +543,8 @@ RENDERERS = [
     ("distributed.json", distributed, "python benchmarks/distributed.py --data-dir ../shared/data"),
     ("distributed_long_blocks.json", distributed, ("python benchmarks/distributed.py --data-dir ../shared/data "
      "--block-times 2 --models convnet deep-convnet gpt --json benchmarks/results/distributed_long_blocks.json")),
-    ("distributed_lstm*.json", distributed, ("python benchmarks/distributed.py --data-dir ../shared/data --models lstm "
-     "--repeats 5 [--block-times 2] --json ...")),
+    ("distributed_lstm*.json", distributed, ("[NPY_DISABLE_CPU_FEATURES=\"X86_V4\"] python benchmarks/distributed.py "
+     "--data-dir ../shared/data --models lstm --repeats 5 [--block-times 2] --json ...")),
     ("serve_load.json", serve_load, "flock /tmp/handgrad-heavy.lock python benchmarks/serve_load.py"),
     ("makemore.json", makemore, "python benchmarks/makemore.py --data-dir ../shared/data --models mlp-bn wavenet"),
     ("makemore_seeds*.json", makemore, "python benchmarks/makemore.py --data-dir ../shared/data --models mlp-bn "
@@ -551,6 +554,8 @@ RENDERERS = [
                                      "mlp-words bow rnn gru transformer --steps 3000 --json benchmarks/results/makemore_zoo.json")),
     ("threads.json", threads, "python benchmarks/threads.py"),
     ("threads_avx2.json", threads, 'NPY_DISABLE_CPU_FEATURES="X86_V4" python benchmarks/threads.py --json ...'),
+    ("threads_lstm.json", threads, ("python benchmarks/threads.py --only lstm-mnist lstm-digits lstm-mnist1d "
+                                    "--rounds 9 --json benchmarks/results/threads_lstm.json")),
     ("gpt_block60.json", gpt, "python benchmarks/gpt.py --data-dir ../shared/data --block 60 --json ..."),
     ("gpt_avx2.json", gpt, 'NPY_DISABLE_CPU_FEATURES="X86_V4" python benchmarks/gpt.py --data-dir ../shared/data --json ...'),
     ("normal_cdf_float32.json", normal_cdf_float32, "python benchmarks/fit_normal_cdf.py"),
