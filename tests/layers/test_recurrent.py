@@ -289,6 +289,33 @@ def test_h_and_c_are_the_last_state_and_copies(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("N,T", [(1, 1), (2, 1), (1, 3), (2, 3)])
+def test_writing_into_the_output_changes_nothing_backward_reads(kind, N, T):
+    """The output is the layer's own copy of its states, also for one sequence of one step, whose
+    transpose is contiguous (a view of the states once, and the RNN's backward read it)."""
+    layer = make(kind, 3, 4)
+    x = np.random.default_rng(0).standard_normal((N, T, 3))
+    dout = np.random.default_rng(1).standard_normal((N, T, 4))
+    layer.forward(x)
+    expected = layer.backward(dout)
+    grads = {key: grad.copy() for key, grad in layer.grads.items()}
+    layer.forward(x)[...] = 0
+    np.testing.assert_array_equal(layer.backward(dout), expected)
+    for key, grad in grads.items():
+        np.testing.assert_array_equal(layer.grads[key], grad, err_msg=key)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_empty_batch_gives_empty_outputs_and_zero_gradients(kind):
+    """No sequences, as a layer elsewhere takes no rows (once a NumPy reshape error)."""
+    layer = make(kind, 3, 4)
+    assert layer.forward(np.zeros((0, 5, 3))).shape == (0, 5, 4)
+    assert layer.backward(np.zeros((0, 5, 4))).shape == (0, 5, 3)
+    assert all(not grad.any() for grad in layer.grads.values())
+    assert layer.h.shape == (0, 4)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_backward_without_input_grad_returns_none_and_the_same_weight_gradients(kind):
     layer = make(kind, 3, 4)
     x = np.random.default_rng(0).standard_normal((2, 5, 3))

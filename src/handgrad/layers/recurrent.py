@@ -29,7 +29,8 @@ recurrent part, ``h Wh`` and the gate arithmetic, loops over time. Inside, the a
 time-major ``(T, N, .)`` so that each step reads and writes contiguous ``(N, .)`` slices, and
 the inputs and states share one array ``xh (T + 1, N, D + 1 + H)`` whose row t is
 ``[x_t | 1 | h_{t-1}]``: each step writes ``h_t`` into row t + 1, and the parameter gradients are
-then products with rows 0 .. T-1 as they stand (``dWx``, ``db`` and ``dWh`` in one).
+then products with rows 0 .. T-1 as they stand (``dWx``, ``db`` and ``dWh`` in one; the GRU, whose
+x and h sides differ, in two).
 """
 
 from __future__ import annotations
@@ -208,7 +209,9 @@ class _Recurrent(Layer):
         self._last = (hs[-1].copy(), None if c_last is None else c_last.copy())
         self._pending = self._last if self.stateful else None
         self.dh = None
-        return np.ascontiguousarray(hs.transpose(1, 0, 2))
+        # A copy, always: for one sequence of one step the transpose is contiguous already, and
+        # ascontiguousarray would hand out a view of the states that backward reads.
+        return hs.transpose(1, 0, 2).copy()
 
     def _inputs_and_states(self, x: np.ndarray, h0: np.ndarray) -> np.ndarray:
         """``xh (T + 1, N, D + 1 + H)``, time-major, row t ``[x_t | 1 | h_{t-1}]`` (see the
@@ -216,17 +219,17 @@ class _Recurrent(Layer):
         N, T, D = x.shape
         xh = np.empty((T + 1, N, D + 1 + self.hidden_size), self.params["Wx"].dtype)
         xh[:T, :, :D] = x.transpose(1, 0, 2)
-        xh[T, :, :D] = 0  # the last row holds h_{T-1} only; its input part is never read
+        xh[T, :, :D] = 0  # the last row holds h_{T-1} only: no garbage in the part never read
         xh[:, :, D] = 1
         xh[0, :, D + 1:] = h0
         return xh
 
-    def _input_projection(self, xh: np.ndarray, W: np.ndarray, bias: np.ndarray, scale=1) -> np.ndarray:
+    def _input_projection(self, xh: np.ndarray, W: np.ndarray, bias: np.ndarray, scale: np.ndarray | float = 1) -> np.ndarray:
         """``(x_t W + bias) * scale`` for every step at once, ``(T, N, G H)``: one GEMM of the rows
         ``[x_t | 1]`` by ``[W; bias]``."""
         T, N, D = xh.shape[0] - 1, xh.shape[1], self.input_size
         W_and_bias = np.concatenate([W, bias[None]]) * scale
-        return (xh[:T, :, :D + 1].reshape(T * N, D + 1) @ W_and_bias).reshape(T, N, -1)
+        return (xh[:T, :, :D + 1].reshape(T * N, D + 1) @ W_and_bias).reshape(T, N, W_and_bias.shape[1])
 
     def backward(self, dout, input_grad: bool = True):
         """``dx (N, T, D)`` from ``dout = dL/dhs (N, T, H)``, after adding into the parameter
@@ -242,7 +245,7 @@ class _Recurrent(Layer):
         # their x side; dG, of their h side, is then another array): every parameter gradient
         # is a sum over steps and samples of a product with one of them.
         dX, dG, dh0, dc0 = self._backward_steps(dout.transpose(1, 0, 2), xh[:T, :, D + 1:], c0, hs, cache)
-        dX_rows, dG_rows = dX.reshape(T * N, -1), dG.reshape(T * N, -1)
+        dX_rows, dG_rows = dX.reshape(T * N, dX.shape[-1]), dG.reshape(T * N, dG.shape[-1])
         rows = xh[:T].reshape(T * N, D + 1 + H)  # [x_t | 1 | h_{t-1}] of every step
         grads = self.grads
         if dG is dX:  # [dWx; db; dWh] = sum over steps and samples of [x_t | 1 | h_{t-1}]^T da_t
@@ -263,7 +266,7 @@ class _Recurrent(Layer):
         if not input_grad:
             return None
         dx_rows = dX_rows @ self.params["Wx"].T
-        return np.ascontiguousarray(dx_rows.reshape(T, N, -1).transpose(1, 0, 2))
+        return np.ascontiguousarray(dx_rows.reshape(T, N, D).transpose(1, 0, 2))
 
 
 def _contiguous_transpose(Wh: np.ndarray) -> np.ndarray:
