@@ -3,7 +3,9 @@ registry (the help had drifted from the code: --epochs left out mnist1d's 60, ad
 dates' 10; --lr left out adagrad's 0.01; --grad-clip left out gpt's 1)."""
 
 import doctest
+import importlib.util
 import json
+import os
 import re
 
 import pytest
@@ -160,6 +162,12 @@ def test_history_records_the_defaults_the_help_states(train_help, tmp_path, caps
         assert arguments[key] == claimed(train_help[flag], model, dataset, "adam"), key
     augment = claimed(train_help["--augment"], model, dataset, "adam")
     assert arguments["augment"] == (augment or "none")
+    # Threads: the help's rule, on no more threads than this machine's cores, and one without
+    # threadpoolctl (history.json once recorded null here whatever ran).
+    threads = min(claimed(train_help["--threads"], model, dataset, "adam"), os.cpu_count() or 1)
+    if threads > 1 and importlib.util.find_spec("threadpoolctl") is None:
+        threads = 1
+    assert arguments["threads"] == threads
     header = capsys.readouterr().out.splitlines()[0]
     assert header.endswith(f"adam lr {arguments['lr']:g}; {arguments['epochs']} epochs of batch {arguments['batch_size']}"
                            + (f"; training batches augmented ({augment})" if augment else ""))

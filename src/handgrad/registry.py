@@ -114,7 +114,9 @@ class Training:
     matrices only when ``decay_matrices_only`` (nanoGPT's); ``grad_clip``: the total gradient
     norm to clip to (None: none); ``steps``: the recipe on datasets trained by steps (text);
     ``threads``: how many threads share each batch (:mod:`handgrad.threads`), more than 1 only
-    where it measured faster (docs/speed.md), and never more than the machine's cores."""
+    where it measured faster (docs/speed.md), and never more than the machine's cores; a
+    dataset's tuned ``"threads"`` overrides it there (the LSTM's, whose gain depends on the
+    sequences' length and the batch)."""
 
     optimizer: str = "adam"
     betas: tuple | None = None
@@ -157,8 +159,9 @@ class DatasetEntry:
     ``epochs``: seconds on the small sets, the book's on the large; None for a dataset trained
     by steps (a language model's text, see :class:`Steps`). ``tuned``: per model name, settings
     chosen for it on this dataset over the model's own (any model option, ``"epochs"``,
-    ``"batch_size"``, ``"lr"``, the learning rate of the model's default optimizer, and
-    ``"augment"``, the augmentation of the training batches, a name of :data:`AUGMENTATIONS`).
+    ``"batch_size"``, ``"lr"``, the learning rate of the model's default optimizer,
+    ``"augment"``, the augmentation of the training batches, a name of :data:`AUGMENTATIONS`, and
+    ``"threads"``, the threads sharing each batch, in place of the model's :class:`Training`'s).
     ``model``: what ``handgrad train --dataset NAME`` trains without ``--model`` (None:
     :data:`DEFAULT_MODEL`)."""
 

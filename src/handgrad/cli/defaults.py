@@ -43,13 +43,13 @@ def _tuned(key: str, with_optimizer: bool = False) -> list[str]:
     """Rules for the settings tuned for a model on a dataset (``DatasetEntry.tuned``)."""
     from ..registry import DATASETS, MODELS
 
-    rules = []
+    datasets: dict = {}  # "VALUE [with O] for M" -> the datasets it is tuned on, in order
     for data in DATASETS.values():
         for model, settings in data.tuned.items():
             if key in settings:
                 optimizer = f" with {MODELS[model].training.optimizer}" if with_optimizer else ""
-                rules.append(f"{value_text(settings[key])}{optimizer} for {model} on {data.name}")
-    return rules
+                datasets.setdefault(f"{value_text(settings[key])}{optimizer} for {model}", []).append(data.name)
+    return [f"{rule} on {'/'.join(names)}" for rule, names in datasets.items()]
 
 
 def epochs() -> str:

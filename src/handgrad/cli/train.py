@@ -240,8 +240,8 @@ def _train_classifier(out: Path, args: argparse.Namespace, recipe, plot) -> int:
     x_test, t_test = task.test
     test_accuracy = hg.train.evaluate(model, x_test, t_test)[1]
     _save(out, args, model, {"test_accuracy": test_accuracy}, history,
-          {"epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.lr, "augment": recipe.augment or "none"},
-          recipe.optimizer)
+          {"epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.lr, "augment": recipe.augment or "none",
+           "threads": _threads(args, recipe)}, recipe.optimizer)
     if history.best_epoch is not None:
         print(f"early stopping: restored the weights of epoch {history.best_epoch}")
     print(f"wrote {out / 'model.safetensors'} and {out / 'history.json'}")
@@ -307,7 +307,7 @@ def _train_language_model(out: Path, args: argparse.Namespace, recipe, plot) -> 
     _save(out, args, model, {"val_loss": history["val_loss"][-1]}, history,
           {"eval_interval": recipe.eval_interval, "eval_iters": recipe.eval_iters, "warmup": recipe.warmup,
            "min_lr": recipe.min_lr, "batch_size": recipe.batch_size, "lr": recipe.lr, "max_steps": recipe.max_steps,
-           "grad_clip": recipe.grad_clip}, recipe.optimizer)
+           "grad_clip": recipe.grad_clip, "threads": _threads(args, recipe)}, recipe.optimizer)
     print(f"wrote {out / 'model.safetensors'} and {out / 'history.json'}")
     if plot is not None:
         print(f"wrote {plot.lm_curves(history, out / 'curves.png')}")
@@ -367,7 +367,8 @@ def _train_word_model(out: Path, args: argparse.Namespace, recipe, plot) -> int:
     losses = {"test_loss": test_loss, "val_loss": history["val_loss"][-1]} | ({"dev_loss": dev_loss} if dev_loss else {})
     _save(out, args, model, losses, history,
           {"eval_interval": recipe.eval_interval, "eval_iters": recipe.eval_iters, "min_lr": recipe.min_lr,
-           "batch_size": recipe.batch_size, "lr": recipe.lr, "max_steps": recipe.max_steps}, recipe.optimizer,
+           "batch_size": recipe.batch_size, "lr": recipe.lr, "max_steps": recipe.max_steps,
+           "threads": _threads(args, recipe)}, recipe.optimizer,
           extra_metadata={"words": json.dumps(source)})
     print(f"wrote {out / 'model.safetensors'} and {out / 'history.json'}")
     if plot is not None:
