@@ -173,20 +173,22 @@ def sequential_mnist(torch, data_dir, quick: bool, threads: int = 2) -> dict:
     row = {"run": "sequential MNIST, LSTM 128, Adam 1e-3, batch 100", "epochs": epochs, "threads": threads,
            "handgrad": [], "torch": []}
     split = hg.threads.BatchThreads(model, threads) if threads > 1 else None
-    for epoch in range(1, epochs + 1):
-        order = orders.permutation(len(x))
-        ours_seconds, torch_seconds = timed_in_turns(
-            epoch, lambda: handgrad_epoch(model, ours, x, t, order, batch, split),
-            lambda: torch_epoch(torch, net, theirs, x, t, order, batch, lambda n, xb, tb: cross_entropy(n(xb), tb)))
-        with torch.no_grad():
-            net.eval()
-            torch_accuracy = float((net(torch.from_numpy(x_test)).argmax(-1).numpy() == t_test).mean())
-        row["handgrad"].append({"epoch": epoch, "accuracy": model.accuracy(x_test, t_test), "seconds": ours_seconds})
-        row["torch"].append({"epoch": epoch, "accuracy": torch_accuracy, "seconds": torch_seconds})
-        print(f"  epoch {epoch}: handgrad {row['handgrad'][-1]['accuracy']:.4f} ({ours_seconds:.1f} s), "
-              f"PyTorch {torch_accuracy:.4f} ({torch_seconds:.1f} s)", flush=True)
-    if split is not None:
-        split.close()
+    try:
+        for epoch in range(1, epochs + 1):
+            order = orders.permutation(len(x))
+            ours_seconds, torch_seconds = timed_in_turns(
+                epoch, lambda: handgrad_epoch(model, ours, x, t, order, batch, split),
+                lambda: torch_epoch(torch, net, theirs, x, t, order, batch, lambda n, xb, tb: cross_entropy(n(xb), tb)))
+            with torch.no_grad():
+                net.eval()
+                torch_accuracy = float((net(torch.from_numpy(x_test)).argmax(-1).numpy() == t_test).mean())
+            row["handgrad"].append({"epoch": epoch, "accuracy": model.accuracy(x_test, t_test), "seconds": ours_seconds})
+            row["torch"].append({"epoch": epoch, "accuracy": torch_accuracy, "seconds": torch_seconds})
+            print(f"  epoch {epoch}: handgrad {row['handgrad'][-1]['accuracy']:.4f} ({ours_seconds:.1f} s), "
+                  f"PyTorch {torch_accuracy:.4f} ({torch_seconds:.1f} s)", flush=True)
+    finally:
+        if split is not None:
+            split.close()
     return row
 
 
