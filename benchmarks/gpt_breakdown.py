@@ -1,13 +1,14 @@
 """Where a GPT training step's time and memory go, by layer type.
 
-    python benchmarks/gpt_breakdown.py [--data-dir ../shared/data] [--steps 30]
+    python benchmarks/gpt_breakdown.py [--data-dir ../shared/data] [--steps 30] [--batch 12]
                                        [--json benchmarks/results/gpt_breakdown.json]
     python benchmarks/gpt_breakdown.py --products [--rounds 7] [--json ...]
 
 nanoGPT's CPU configuration (4 layers, 4 heads, 128 wide, context 64, batch 12, float32,
 2 threads): every leaf layer's forward and backward are timed, summed by type; what remains of
 the step is the model's own code (token + position embeddings summed, the output layer tied to
-the token embedding) and AdamW. Memory: the process's peak resident set after the steps, beside
+the token embedding) and AdamW. ``--batch 6`` with ``OMP_NUM_THREADS=1`` is what each of 2 ranks
+runs. Memory: the process's peak resident set after the steps, beside
 what the parameters, their gradients and AdamW's two moments take.
 
 ``--products``: the matrix products of one training step alone, as the layers call them (every
@@ -129,12 +130,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=os.environ.get("HANDGRAD_DATA"))
     parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=BATCH, help=f"windows per step (default: {BATCH}, nanoGPT's)")
     parser.add_argument("--products", action="store_true", help="time the step's matrix products alone (see above)")
     parser.add_argument("--rounds", type=int, default=7, help="--products: rounds of blocks (default: 7)")
     parser.add_argument("--json", default=os.path.join(os.path.dirname(__file__), "results", "gpt_breakdown.json"))
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    if args.rounds < 1 or args.batch < 1:
+        parser.error(f"--rounds and --batch must be at least 1, got {args.rounds} and {args.batch}")
     print(machine_line(), flush=True)
     if args.products:
         write_results(args.json, products_floor(args.rounds))
@@ -156,7 +158,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     step_seconds = 0.0
     for step in range(args.steps + 2):
-        xb, tb = lm_batch(x, t, 64, 12, rng)
+        xb, tb = lm_batch(x, t, CONTEXT, args.batch, rng)
         if step == 2:  # the first two steps warm up (allocations, BLAS threads); not counted
             totals.clear()
             step_seconds = 0.0
@@ -169,7 +171,7 @@ def main() -> None:
     per_step = {name: 1000 * seconds / args.steps for name, seconds in totals.items()}
     total_ms = 1000 * step_seconds / args.steps
     per_step["the model's own code (embeddings sum, tied output layer, clipping)"] = total_ms - sum(per_step.values())
-    print(f"\none training step: {total_ms:.1f} ms ({12 * 64 / total_ms * 1000:,.0f} tokens/s), by part:")
+    print(f"\none training step: {total_ms:.1f} ms ({args.batch * CONTEXT / total_ms * 1000:,.0f} tokens/s), by part:")
     print("| part | ms per step | share |")
     print("|---|---|---|")
     for name, ms in sorted(per_step.items(), key=lambda item: -item[1]):
@@ -181,7 +183,8 @@ def main() -> None:
           f"peak RSS of the process (Python, NumPy, the text and its ids, the activations): {peak_mib:.0f} MiB")
     print(machine_line())
     write_results(args.json, {"step_ms": total_ms, "breakdown_ms": per_step, "parameters": n_params,
-                              "state_mib": state_mib, "peak_rss_mib": peak_mib, "steps": args.steps})
+                              "state_mib": state_mib, "peak_rss_mib": peak_mib, "steps": args.steps,
+                              "batch": args.batch})
 
 
 if __name__ == "__main__":
