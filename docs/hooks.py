@@ -342,10 +342,20 @@ def gpt(data: dict) -> list[str]:
 def gpt_breakdown(data: dict) -> list[str]:
     step = data["step_ms"]
     parts = sorted(data["breakdown_ms"].items(), key=lambda item: -item[1])
-    return [f"{data['steps']} steps timed layer by layer: {step:.1f} ms per step with the timers in place.",
+    batch = f" of {data['batch']} windows" if "batch" in data else ""
+    return [f"{data['steps']} steps{batch} timed layer by layer: {step:.1f} ms per step with the timers in place.",
             table(["part", "ms per step", "share of the step"], [[k, f"{v:.2f}", f"{v / step:.0%}"] for k, v in parts]),
             (f"Memory: {data['parameters']:,} parameters; {data['state_mib']:.1f} MiB with their gradients and AdamW's "
             f"moments; the process peaks at {data['peak_rss_mib']:.0f} MiB.")]
+
+
+def gpt_products(data: dict) -> list[str]:
+    rows = [[name, f"{row['ms_per_step']:.2f}", f"{row['range_ms'][0]:.2f}-{row['range_ms'][1]:.2f}"]
+            for name, row in data["products"].items()]
+    return [(f"The {data['products_count']} matrix products of one training step alone, medians of "
+             f"{data['rounds']} rounds of {data['block_steps']} steps, in turns with PyTorch's whole step:"),
+            table(["setting", "ms per step", "range"], rows),
+            f"1.2x PyTorch's throughput needs a step of at most {data['step_for_1_2x_pytorch_ms']:.2f} ms."]
 
 
 def sklearn_compare(data: dict) -> list[str]:
@@ -537,6 +547,9 @@ RENDERERS = [
                                         "--json benchmarks/results/sequences_lstm.json")),
     ("gpt.json", gpt, "python benchmarks/gpt.py --data-dir ../shared/data"),
     ("gpt_breakdown.json", gpt_breakdown, "python benchmarks/gpt_breakdown.py --data-dir ../shared/data"),
+    ("gpt_breakdown_rank.json", gpt_breakdown, ("OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/gpt_breakdown.py "
+                                                "--data-dir ../shared/data --batch 6 --json ...")),
+    ("gpt_products.json", gpt_products, "python benchmarks/gpt_breakdown.py --products --json ..."),
     ("sklearn_compare.json", sklearn_compare, "python benchmarks/sklearn_compare.py --data-dir ../shared/data"),
     ("book_scripts*.json", book_scripts, ("python benchmarks/book_scripts.py ../shared/book1 [--scripts ...] "
      "[--sides ...] --json ...")),
