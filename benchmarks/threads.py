@@ -5,7 +5,7 @@
 Each workload trains the same model from the same weights on the same batches with
 ``train_step`` in one process (float32): one thread (its BLAS on 2 threads, as a plain run), and
 the batch split over 2 threads (each with one BLAS thread). Timed in blocks (a block is 20 steps,
-10 for the GPT and SimpleConvNet, 4 for DeepConvNet), the two alternating which goes first, a 0.3 s pause before each; reported: the
+10 for the GPT, SimpleConvNet and the LSTMs, 4 for DeepConvNet), the two alternating which goes first, a 0.3 s pause before each; reported: the
 median seconds per step of each and the ratio of medians (one thread's time over two threads':
 above 1, the split is faster). The registry turns the split on by default only for a workload
 where this ratio is above 1 on both instruction sets (``NPY_DISABLE_CPU_FEATURES="X86_V4"``).
