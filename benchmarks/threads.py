@@ -5,7 +5,7 @@
 Each workload trains the same model from the same weights on the same batches with
 ``train_step`` in one process (float32): one thread (its BLAS on 2 threads, as a plain run), and
 the batch split over 2 threads (each with one BLAS thread). Timed in blocks (a block is 20 steps,
-10 for the GPT, SimpleConvNet and the LSTMs, 4 for DeepConvNet), the two alternating which goes first, a 0.3 s pause before each; reported: the
+10 for the GPT and SimpleConvNet, 4 for DeepConvNet), the two alternating which goes first, a 0.3 s pause before each; reported: the
 median seconds per step of each and the ratio of medians (one thread's time over two threads':
 above 1, the split is faster). The registry turns the split on by default only for a workload
 where this ratio is above 1 on both instruction sets (``NPY_DISABLE_CPU_FEATURES="X86_V4"``).
@@ -62,8 +62,8 @@ def workloads(rng):
 
         kind, shape = ("images", (1, steps, width)) if width > 1 else ("signals", (steps,))
         task = Task("timing", kind, None, None, shape, 10)
-        x = rng.random((10 * batch, *shape), dtype=np.float32)
-        t = rng.integers(0, 10, 10 * batch)
+        x = rng.random((20 * batch, *shape), dtype=np.float32)  # blocks of 20 steps (0.3-0.5 s)
+        t = rng.integers(0, 10, 20 * batch)
         model, _ = MODELS["lstm"].build(task, {"hidden": [128], "seed": 0})
         return model, hg.optim.Adam(lr=1e-3), [(x[i:i + batch], t[i:i + batch]) for i in range(0, len(x), batch)]
 
