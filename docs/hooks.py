@@ -543,8 +543,8 @@ RENDERERS = [
      "python benchmarks/convnet_speed.py --models simple --torch-profile --data-dir ../shared/data --json ..."),
     ("convnet*.json", convnet_speed, "python benchmarks/convnet_speed.py"),
     ("sequences.json", sequences, "python benchmarks/sequences.py --data-dir ../shared/data"),
-    ("sequences_lstm.json", sequences, ("python benchmarks/sequences.py --only lstm --data-dir ../shared/data "
-                                        "--json benchmarks/results/sequences_lstm.json")),
+    ("sequences_lstm*.json", sequences, ("[NPY_DISABLE_CPU_FEATURES=\"X86_V4\"] python benchmarks/sequences.py --only lstm "
+                                         "--data-dir ../shared/data --json ...")),
     ("gpt.json", gpt, "python benchmarks/gpt.py --data-dir ../shared/data"),
     ("gpt_breakdown.json", gpt_breakdown, "python benchmarks/gpt_breakdown.py --data-dir ../shared/data"),
     ("gpt_breakdown_rank.json", gpt_breakdown, ("OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/gpt_breakdown.py "
