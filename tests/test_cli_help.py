@@ -169,7 +169,9 @@ def test_history_records_the_defaults_the_help_states(train_help, tmp_path, caps
         threads = 1
     assert arguments["threads"] == threads
     header = capsys.readouterr().out.splitlines()[0]
+    # --max-steps 1 is said too (the header once promised the epochs alone).
     assert header.endswith(f"adam lr {arguments['lr']:g}; {arguments['epochs']} epochs of batch {arguments['batch_size']}"
+                           ", stopping after 1 step"
                            + (f"; training batches augmented ({augment})" if augment else ""))
 
 

@@ -173,6 +173,12 @@ def test_cli_mistakes_under_mpiexec_are_said_once_by_rank_0(tmp_path):
     message = "BatchNorm needs at least 2 samples per batch in training, but a batch of 3 split over 2 MPI processes"
     assert one_sample_shards.stderr.count(message) == 1, one_sample_shards.stderr
     assert "MPI rank 1" not in one_sample_shards.stderr and "epoch 1" not in one_sample_shards.stdout
+    # --threads asks one process to split its batch; under mpiexec the processes split it already.
+    # Said in the command's words before anything prints (it once came from fit, after the header).
+    threads = _cli(["--threads", "2", "--epochs", "1", "--out", "t"], tmp_path, ranks=2)
+    assert threads.returncode != 0 and threads.stdout == ""
+    assert threads.stderr.count("--threads 2: under mpiexec the processes split each batch already; drop --threads "
+                                "(or run one process with it)") == 1, threads.stderr
 
 
 def test_each_rank_gets_its_share_of_the_cores_for_blas_unless_the_user_chose(tmp_path):

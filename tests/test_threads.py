@@ -178,9 +178,19 @@ def test_without_threadpoolctl_more_than_one_thread_is_a_one_line_error(monkeypa
     code = main(["train", "--dataset", "digits", "--epochs", "1", "--threads", "2", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 1 and len(err.strip().splitlines()) == 1, err
-    assert "--threads 2: threads > 1 needs threadpoolctl" in err
+    assert ("--threads 2: a batch split over threads needs threadpoolctl, to give each thread one BLAS thread: "
+            "pip install 'handgrad[threads]' (or --threads 1)") in err
     assert not (tmp_path / "r").exists()  # said before anything is trained or written
+    # Asked for by the environment, the line names the environment variable (it once named a flag
+    # the user never gave).
+    monkeypatch.setenv("HANDGRAD_THREADS", "2")
+    code = main(["train", "--dataset", "digits", "--epochs", "1", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "HANDGRAD_THREADS=2: a batch split over threads needs threadpoolctl" in err
+    monkeypatch.delenv("HANDGRAD_THREADS")
     assert hg.registry.recipe("deep-cnn", "mnist").threads == 1  # the default gives way without it
+    assert hg.registry.recipe("lstm", "mnist").threads == 1  # and the dataset's
 
 
 def test_fit_with_threads_trains_the_same_model_as_one_thread():

@@ -88,7 +88,8 @@ def threads() -> str:
     """Threads per batch: where tuned for a model on a dataset, else the model's own setting."""
     from ..registry import MODELS
 
-    return _clause(_tuned("threads") + _by_model([(m.name, m.training.threads) for m in MODELS.values()]))
+    return _clause(_tuned("threads") + _by_model([(m.name, m.training.threads) for m in MODELS.values()]),
+                   "1 without threadpoolctl, on one core, and under mpiexec, whose processes split the batch")
 
 
 def beta2() -> str:

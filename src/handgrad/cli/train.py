@@ -177,13 +177,19 @@ def recipe_of(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     recipe = recipe_of(args)
     plot = plot_module() if args.plot else None  # a missing matplotlib is said now, not after training
-    if _threads(args, recipe) > 1:  # and a missing threadpoolctl
-        from ..threads import blas_libraries
+    if args.threads is not None and args.threads > 1 and mpi_world() is not None:
+        raise CommandError(f"--threads {args.threads}: under mpiexec the processes split each batch already; "
+                           "drop --threads (or run one process with it)")
+    threads = _threads(args, recipe)
+    if threads > 1:  # and a missing threadpoolctl: said before anything is trained
+        from ..threads import ENVIRONMENT_VARIABLE, blas_libraries
 
         try:
             blas_libraries()
-        except ImportError as error:
-            raise CommandError(f"--threads {recipe.threads}: {error}") from None
+        except ImportError:
+            asked = f"--threads {threads}" if args.threads is not None else f"{ENVIRONMENT_VARIABLE}={threads}"
+            raise CommandError(f"{asked}: a batch split over threads needs threadpoolctl, to give each thread one "
+                               "BLAS thread: pip install 'handgrad[threads]' (or --threads 1)") from None
     out = Path(args.out)
     checkpoint = out / "checkpoint.safetensors"
     # Under `mpiexec -n K`: every rank trains its share of each batch; rank 0 alone prints and
@@ -219,7 +225,9 @@ def _train_classifier(out: Path, args: argparse.Namespace, recipe, plot) -> int:
     model, description = build_model(recipe.model, task, recipe.model_options)
     print(f"dataset {args.dataset}: {len(x_train)} train, {len(val[0])} {val_name} samples; model {description}; "
           f"{recipe.optimizer} lr {recipe.lr:g}; {recipe.epochs} epoch{'' if recipe.epochs == 1 else 's'} of batch "
-          f"{recipe.batch_size}" + (f"; training batches augmented ({recipe.augment})" if recipe.augment else ""))
+          f"{recipe.batch_size}" + (f", stopping after {recipe.max_steps} step{'' if recipe.max_steps == 1 else 's'}"
+                                    if recipe.max_steps else "")
+          + (f"; training batches augmented ({recipe.augment})" if recipe.augment else ""))
 
     # Measured on the batches as trained: warped ones, when augmented (so it may sit below test accuracy).
     train_acc = "warped train acc" if recipe.augment else "train acc"
@@ -385,7 +393,8 @@ def _train_word_model(out: Path, args: argparse.Namespace, recipe, plot) -> int:
 
 def _threads(args: argparse.Namespace, recipe) -> int:
     """The recipe's threads per batch; under ``mpiexec`` the ranks split the batch instead, so a
-    model's default of more than one thread gives way (an explicit --threads is refused there)."""
+    default of more than one thread (the model's, the dataset's or HANDGRAD_THREADS) gives way
+    (an explicit --threads above 1 is refused there)."""
     if mpi_world() is not None and args.threads is None:
         return 1
     return recipe.threads
