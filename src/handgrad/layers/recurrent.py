@@ -53,8 +53,9 @@ class _Recurrent(Layer):
     """What RNN, LSTM and GRU share: weights and their checks, state, input checks, spec.
 
     Subclasses set ``_gates`` (gate blocks in ``Wx``'s columns), ``_bias_keys`` and
-    ``_has_cell``, and write the time loops: ``_forward_steps(xh, h0, c0, given, N, T)``, which
-    writes each ``h_t`` into row t + 1 of ``xh`` and returns ``(hs, c_last, cache)``, and
+    ``_has_cell``, and write the time loops: ``_forward_steps(xh, hs, h0, c0, given)``, which
+    writes each ``h_t`` into ``hs[t]`` (a view of row t + 1 of ``xh``) and returns
+    ``(c_last, cache)``, and
     ``_backward_steps(dout, h_prev, c0, hs, cache)`` (time-major ``dout``, ``h_prev`` the states
     ``h_{t-1}``), which returns ``(dX, dG, dh0, dc0)``.
     """
@@ -204,7 +205,8 @@ class _Recurrent(Layer):
         h0, c0, given = self._initial_state(N)
         self._zero_own_grads()
         xh = self._inputs_and_states(x, h0)
-        hs, c_last, cache = self._forward_steps(xh, h0, c0, given, N, T)
+        hs = xh[1:, :, D + 1:]  # (T, N, H): h_t, written by the steps into row t + 1 of xh
+        c_last, cache = self._forward_steps(xh, hs, h0, c0, given)
         self._cache = (xh, c0, hs, cache)
         self._last = (hs[-1].copy(), None if c_last is None else c_last.copy())
         self._pending = self._last if self.stateful else None
@@ -313,17 +315,16 @@ class RNN(_Recurrent):
     b = _param("b", "Bias ``(H,)`` (PyTorch's bias_ih_l0 + bias_hh_l0).")
     db = _grad("b")
 
-    def _forward_steps(self, xh, h0, c0, given, N, T):
-        Wh = self.params["Wh"]
+    def _forward_steps(self, xh, hs, h0, c0, given):
+        Wh, T = self.params["Wh"], hs.shape[0]
         a_all = self._input_projection(xh, self.params["Wx"], self.params["b"])  # x_t Wx + b, every step
-        hs = xh[1:, :, self.input_size + 1:]  # h_t, written into row t + 1 of xh
         h = h0
         for t in range(T):
             a = a_all[t]
             if t > 0 or given:
                 a += h @ Wh
             h = np.tanh(a, out=hs[t])
-        return hs, None, None
+        return None, None
 
     def _backward_steps(self, dout, h_prev, c0, hs, cache):
         Wh_T = _contiguous_transpose(self.params["Wh"])
@@ -387,9 +388,9 @@ class LSTM(_Recurrent):
         self.dc = None
         return super().forward(x)
 
-    def _forward_steps(self, xh, h0, c0, given, N, T):
+    def _forward_steps(self, xh, hs, h0, c0, given):
         Wx, Wh = self.params["Wx"], self.params["Wh"]
-        H = self.hidden_size
+        T, N, H = hs.shape
         scale = _sigmoid_scale(H, "ssts", Wx.dtype)
         shift = 1 - scale  # 0.5 after the sigmoid columns' 0.5 tanh, 0 after the tanh column's
         # The pre-activations' x side (T, N, 4H), then the gates in place.
@@ -397,7 +398,6 @@ class LSTM(_Recurrent):
         Wh_half = Wh * scale
         cs = np.empty((T, N, H), Wx.dtype)  # c_t
         tanh_cs = np.empty((T, N, H), Wx.dtype)  # tanh(c_t), kept for backward
-        hs = xh[1:, :, self.input_size + 1:]  # h_t, written into row t + 1 of xh
         h, c = h0, c0
         ig = np.empty((N, H), Wx.dtype)
         for t in range(T):
@@ -415,7 +415,7 @@ class LSTM(_Recurrent):
             np.tanh(c_t, out=tanh_cs[t])
             np.multiply(o, tanh_cs[t], out=hs[t])
             h, c = hs[t], c_t
-        return hs, cs[-1], (gates, cs, tanh_cs)
+        return cs[-1], (gates, cs, tanh_cs)
 
     def _backward_steps(self, dout, h_prev, c0, hs, cache):
         gates, cs, tanh_cs = cache
@@ -490,15 +490,14 @@ class GRU(_Recurrent):
     dbx = _grad("bx")
     dbh = _grad("bh")
 
-    def _forward_steps(self, xh, h0, c0, given, N, T):
+    def _forward_steps(self, xh, hs, h0, c0, given):
         Wx, Wh, bh = (self.params[k] for k in ("Wx", "Wh", "bh"))
-        H = self.hidden_size
+        T, N, H = hs.shape
         scale = _sigmoid_scale(H, "sst", Wx.dtype)
         # x side, pre-activations of all steps; r, z and n then replace them in place.
         gates = self._input_projection(xh, Wx, self.params["bx"], scale)
         Wh_half, bh_half = Wh * scale, bh * scale
         hside = np.empty((T, N, 3 * H), Wx.dtype)  # h_{t-1} Wh + bh (halved r, z columns)
-        hs = xh[1:, :, self.input_size + 1:]  # h_t, written into row t + 1 of xh
         rhn = np.empty((N, H), Wx.dtype)
         h = h0
         for t in range(T):
@@ -522,7 +521,7 @@ class GRU(_Recurrent):
             h_t *= z
             h_t += n
             h = h_t
-        return hs, None, (gates, hside)
+        return None, (gates, hside)
 
     def _backward_steps(self, dout, h_prev, c0, hs, cache):
         gates, hside = cache
