@@ -248,8 +248,8 @@ def _train_classifier(out: Path, args: argparse.Namespace, recipe, plot) -> int:
     x_test, t_test = task.test
     test_accuracy = hg.train.evaluate(model, x_test, t_test)[1]
     _save(out, args, model, {"test_accuracy": test_accuracy}, history,
-          {"epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.lr, "augment": recipe.augment or "none",
-           "threads": _threads(args, recipe)}, recipe.optimizer)
+          {"epochs": recipe.epochs, "batch_size": recipe.batch_size, "lr": recipe.lr, "augment": recipe.augment or "none"},
+          recipe)
     if history.best_epoch is not None:
         print(f"early stopping: restored the weights of epoch {history.best_epoch}")
     print(f"wrote {out / 'model.safetensors'} and {out / 'history.json'}")
@@ -315,7 +315,7 @@ def _train_language_model(out: Path, args: argparse.Namespace, recipe, plot) -> 
     _save(out, args, model, {"val_loss": history["val_loss"][-1]}, history,
           {"eval_interval": recipe.eval_interval, "eval_iters": recipe.eval_iters, "warmup": recipe.warmup,
            "min_lr": recipe.min_lr, "batch_size": recipe.batch_size, "lr": recipe.lr, "max_steps": recipe.max_steps,
-           "grad_clip": recipe.grad_clip, "threads": _threads(args, recipe)}, recipe.optimizer)
+           "grad_clip": recipe.grad_clip}, recipe)
     print(f"wrote {out / 'model.safetensors'} and {out / 'history.json'}")
     if plot is not None:
         print(f"wrote {plot.lm_curves(history, out / 'curves.png')}")
@@ -375,8 +375,7 @@ def _train_word_model(out: Path, args: argparse.Namespace, recipe, plot) -> int:
     losses = {"test_loss": test_loss, "val_loss": history["val_loss"][-1]} | ({"dev_loss": dev_loss} if dev_loss else {})
     _save(out, args, model, losses, history,
           {"eval_interval": recipe.eval_interval, "eval_iters": recipe.eval_iters, "min_lr": recipe.min_lr,
-           "batch_size": recipe.batch_size, "lr": recipe.lr, "max_steps": recipe.max_steps,
-           "threads": _threads(args, recipe)}, recipe.optimizer,
+           "batch_size": recipe.batch_size, "lr": recipe.lr, "max_steps": recipe.max_steps}, recipe,
           extra_metadata={"words": json.dumps(source)})
     print(f"wrote {out / 'model.safetensors'} and {out / 'history.json'}")
     if plot is not None:
@@ -416,13 +415,16 @@ def _other_rank() -> bool:
     return comm is not None and bool(comm.rank)
 
 
-def _save(out: Path, args: argparse.Namespace, model, result: dict, history, resolved: dict, optimizer: str,
+def _save(out: Path, args: argparse.Namespace, model, result: dict, history, resolved: dict, recipe,
           extra_metadata: dict | None = None) -> None:
     """Write model.safetensors and history.json, whose ``arguments`` are the command's with the
-    defaults that ran resolved (so that history.json says what really ran)."""
+    defaults that ran resolved (``resolved``, and the threads every run has), so that
+    history.json says what really ran."""
     import handgrad as hg
 
     from ..serialize import atomic_write_bytes
+
+    optimizer = recipe.optimizer
 
     if (out / "model.safetensors").is_file() and not args.resume:
         print(f"replacing the model of an earlier run in {out}")
@@ -434,7 +436,8 @@ def _save(out: Path, args: argparse.Namespace, model, result: dict, history, res
         metadata["data_dir"] = str(Path(data_root).resolve())
     metadata |= extra_metadata or {}
     hg.save(model, out / "model.safetensors", metadata={k: v for k, v in metadata.items() if v})
-    arguments = {k: v for k, v in vars(args).items() if k not in ("handler", "argv")} | resolved
+    arguments = {k: v for k, v in vars(args).items() if k not in ("handler", "argv")} | resolved \
+        | {"threads": _threads(args, recipe)}
     summary = {"dataset": args.dataset, **result, **history.to_dict(), "arguments": arguments}
     atomic_write_bytes(out / "history.json", [json.dumps(summary, indent=2, default=str).encode()])
 
