@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 import handgrad as hg  # noqa: E402
 from handgrad.train import lm_batch  # noqa: E402
-from machine import Stopwatch, machine_line, write_results  # noqa: E402
+from machine import Stopwatch, machine_line, ms_per_step_in_turns, write_results  # noqa: E402
 
 BATCH, CONTEXT, WIDTH, HEADS, LAYERS, VOCAB = 12, 64, 128, 4, 4, 65
 
@@ -102,17 +102,14 @@ def products_floor(rounds: int) -> dict:
                 "products, half the batch, BLAS on 1 thread": half_on_one_thread,
                 "PyTorch's whole training step, 2 threads": torch_step}
     block = 20
-    times = {name: [] for name in settings}
-    for step in settings.values():  # warm up: allocations, threads
-        for _ in range(3):
-            step()
-    for round_ in range(rounds):
-        for name, step in list(settings.items())[:: -1 if round_ % 2 else 1]:
-            time.sleep(0.3)
-            started = time.perf_counter()
+
+    def block_of(step):
+        def run():
             for _ in range(block):
                 step()
-            times[name].append(1000 * (time.perf_counter() - started) / block)
+        return run
+
+    times = ms_per_step_in_turns({name: block_of(step) for name, step in settings.items()}, rounds, block)
     rows = {name: {"ms_per_step": float(np.median(values)), "range_ms": [float(min(values)), float(max(values))]}
             for name, values in times.items()}
     torch_ms = rows["PyTorch's whole training step, 2 threads"]["ms_per_step"]

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 import numpy as np  # noqa: E402
 
 import handgrad as hg  # noqa: E402
-from machine import machine_line, write_results  # noqa: E402
+from machine import machine_line, ms_per_step_in_turns, write_results  # noqa: E402
 from sequences import handgrad_epoch, lstm_classifier, torch_epoch, torch_lstm_classifier  # noqa: E402
 
 STEPS, T, N, H = 20, 28, 100, 128
@@ -81,15 +80,7 @@ def main() -> None:
 
     runners = {"handgrad step": handgrad_steps, "PyTorch step": torch_steps,
                "NumPy's recurrent products": numpy_products, "PyTorch's recurrent products": torch_products}
-    for run in runners.values():  # warm up: allocations, thread pools
-        run()
-    ms = {name: [] for name in runners}
-    for round_ in range(args.rounds):
-        for name, run in list(runners.items())[:: -1 if round_ % 2 else 1]:
-            time.sleep(0.3)
-            started = time.perf_counter()
-            run()
-            ms[name].append(1000 * (time.perf_counter() - started) / STEPS)
+    ms = ms_per_step_in_turns(runners, args.rounds, STEPS)
     median = {name: float(np.median(values)) for name, values in ms.items()}
     rest = median["handgrad step"] - median["NumPy's recurrent products"]
     print(f"\nper training step (batch {N}, {T} time steps), median of {args.rounds} rounds:")

@@ -111,6 +111,24 @@ def machine_line(machine: dict | None = None) -> str:
             f"NumPy {m['numpy']} with {m['blas']}{torch}; commit {m['commit'][:12]}")
 
 
+def ms_per_step_in_turns(blocks: dict, rounds: int, steps: int, pause: float = 0.3) -> dict:
+    """``{name: [ms per step, one per round]}`` for ``blocks``, ``{name: run}`` where ``run()``
+    runs one block of ``steps`` steps: each block once to warm up (allocations, thread pools),
+    then ``rounds`` rounds in which every block runs once after ``pause`` seconds (another
+    runner's BLAS and OpenMP threads spin on for a moment and would steal its cores), the order
+    reversed every other round."""
+    for run in blocks.values():
+        run()
+    ms = {name: [] for name in blocks}
+    for round_ in range(rounds):
+        for name, run in list(blocks.items())[:: -1 if round_ % 2 else 1]:
+            time.sleep(pause)
+            started = time.perf_counter()
+            run()
+            ms[name].append(1000 * (time.perf_counter() - started) / steps)
+    return ms
+
+
 def write_results(path, results: dict) -> Path:
     """Write ``results`` with the machine description as JSON, atomically."""
     path = Path(path)
